@@ -1,0 +1,100 @@
+# lua-auth0. `make` builds the Lua 5.4 module, `make LUA=luajit` (or `make luajit`) the
+# LuaJIT one, each into its own folder. Variable names follow LuaRocks' so that
+# `luarocks make` can drive this file.
+
+LUA        ?= lua5.4
+CC         ?= cc
+PKGS       := lua5.4 liblua5.4-dev libcurl4-openssl-dev libssl-dev lua-cjson lua-busted \
+              luarocks lua-check nginx libnginx-mod-http-lua lua-resty-core luajit2 \
+              libluajit2-5.1-dev oathtool openssl lua-socket lua-sec valgrind clang gcc make
+
+ifeq ($(LUA),luajit)
+LUA_INCDIR ?= /usr/include/luajit-2.1
+BUILD      ?= build/luajit
+else
+LUA_INCDIR ?= /usr/include/lua5.4
+BUILD      ?= build/lua5.4
+endif
+
+CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
+CURL_LIBS   := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
+WARN        := -std=c99 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+               -Wpointer-arith -Wcast-qual -Wno-unused-parameter
+CFLAGS      ?= -O2 -g
+LIBFLAG     ?= -shared
+ALL_CFLAGS  := $(CFLAGS) $(WARN) -fPIC -D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) $(CURL_CFLAGS)
+# Never -llua: the host program (lua5.4, luajit, nginx, a game) provides the Lua symbols.
+LIBS        := $(CURL_LIBS) -lcrypto
+
+ENGINE_SRC  := $(filter-out csrc/l_%.c,$(wildcard csrc/*.c))
+BIND_SRC    := $(wildcard csrc/l_*.c)
+HDRS        := $(wildcard csrc/*.h)
+MODULE      := $(BUILD)/auth0/core.so
+
+INST_PREFIX ?= /usr/local
+INST_LIBDIR ?= $(INST_PREFIX)/lib/lua/5.4
+INST_LUADIR ?= $(INST_PREFIX)/share/lua/5.4
+
+.PHONY: all luajit asan-build deps test demo emulator lint asan valgrind install clean bench fuzz ctest
+
+all: $(MODULE)
+
+$(MODULE): $(ENGINE_SRC) $(BIND_SRC) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LIBFLAG) -o $@ $(ENGINE_SRC) $(BIND_SRC) $(LIBS)
+
+luajit:
+	$(MAKE) LUA=luajit
+
+# ASan+UBSan build of the Lua 5.4 module, loaded by the stock lua5.4 with the runtime preloaded.
+asan-build:
+	$(MAKE) BUILD=build/asan CC=gcc \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+	@mkdir -p build/asan
+	@printf 'int dlclose(void *h){(void)h;return 0;}\n' > build/asan/nodlclose.c
+	$(CC) -shared -fPIC -o build/asan/nodlclose.so build/asan/nodlclose.c
+
+# Installs what is missing (as root), or prints the apt line and fails.
+deps:
+	@missing=$$(for p in $(PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	else \
+	  echo "missing packages; run as root:"; \
+	  echo "  apt-get update && apt-get install -y $$missing"; exit 1; \
+	fi
+
+test: deps
+	$(MAKE) all
+	$(MAKE) luajit
+	$(MAKE) asan-build
+	bash spec/run.sh
+
+lint: deps
+	luacheck -q lua spec examples bench
+
+asan: deps asan-build
+	A0_PASSES=asan bash spec/run.sh
+
+valgrind: deps all luajit
+	A0_PASSES=valgrind bash spec/run.sh
+
+emulator: deps all luajit
+	lua5.4 -e 'package.path="lua/?.lua;lua/?/init.lua;"..package.path; package.cpath="build/lua5.4/?.so;"..package.cpath' \
+	  lua/auth0/emulator/cli.lua
+
+demo: deps all luajit
+	lua5.4 examples/demo.lua
+
+bench: deps all luajit
+	lua5.4 bench/passwordless.lua
+
+install: all
+	install -d $(INST_LIBDIR)/auth0 $(INST_LUADIR)/auth0
+	install -m 0755 $(MODULE) $(INST_LIBDIR)/auth0/core.so
+	cd lua && find auth0 -name '*.lua' -exec install -D -m 0644 {} $(INST_LUADIR)/{} \;
+
+clean:
+	rm -rf build

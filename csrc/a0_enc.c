@@ -1,0 +1,93 @@
+#include "a0_enc.h"
+
+#include <string.h>
+
+size_t a0_utf8_invalid_at(const char *str, size_t n) {
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = s[i];
+    size_t k;
+    unsigned cp, min;
+    if (c < 0x80) { i++; continue; }
+    if (c >= 0xC2 && c <= 0xDF) { k = 1; cp = c & 0x1F; min = 0x80; }
+    else if (c >= 0xE0 && c <= 0xEF) { k = 2; cp = c & 0x0F; min = 0x800; }
+    else if (c >= 0xF0 && c <= 0xF4) { k = 3; cp = c & 0x07; min = 0x10000; }
+    else return i + 1;
+    if (n - i <= k) return i + 1;
+    for (size_t j = 1; j <= k; j++) {
+      if ((s[i + j] & 0xC0) != 0x80) return i + 1;
+      cp = (cp << 6) | (s[i + j] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i + 1;
+    i += k + 1;
+  }
+  return 0;
+}
+
+int a0_json_string(a0_buf *b, const char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  size_t i, run = 0;
+  if (a0_utf8_invalid_at(s, n) != 0) return -1;
+  /* worst case 6 bytes per input byte plus quotes; one reservation keeps it to one pass */
+  if (n > ((size_t)-1) / 8 || a0_buf_reserve(b, n * 6 + 2) != 0) return -1;
+  b->data[b->len++] = '"';
+  for (i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    char *o;
+    if (c >= 0x20 && c != '"' && c != '\\') { run++; continue; }
+    memcpy(b->data + b->len, s + i - run, run);
+    b->len += run;
+    run = 0;
+    o = b->data + b->len;
+    o[0] = '\\';
+    switch (c) {
+      case '"': o[1] = '"'; b->len += 2; break;
+      case '\\': o[1] = '\\'; b->len += 2; break;
+      case '\n': o[1] = 'n'; b->len += 2; break;
+      case '\r': o[1] = 'r'; b->len += 2; break;
+      case '\t': o[1] = 't'; b->len += 2; break;
+      case '\b': o[1] = 'b'; b->len += 2; break;
+      case '\f': o[1] = 'f'; b->len += 2; break;
+      default:
+        o[1] = 'u'; o[2] = '0'; o[3] = '0'; o[4] = hex[c >> 4]; o[5] = hex[c & 15];
+        b->len += 6;
+    }
+  }
+  memcpy(b->data + b->len, s + n - run, run);
+  b->len += run;
+  b->data[b->len++] = '"';
+  return 0;
+}
+
+static int unreserved(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+         c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+static int escape(a0_buf *b, const char *s, size_t n, int space_plus) {
+  static const char hex[] = "0123456789ABCDEF";
+  if (n > ((size_t)-1) / 4 || a0_buf_reserve(b, n * 3) != 0) return -1;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (unreserved(c)) {
+      b->data[b->len++] = (char)c;
+    } else if (c == ' ' && space_plus) {
+      b->data[b->len++] = '+';
+    } else {
+      b->data[b->len++] = '%';
+      b->data[b->len++] = hex[c >> 4];
+      b->data[b->len++] = hex[c & 15];
+    }
+  }
+  return 0;
+}
+
+int a0_form_escape(a0_buf *b, const char *s, size_t n) { return escape(b, s, n, 1); }
+int a0_pct_escape(a0_buf *b, const char *s, size_t n) { return escape(b, s, n, 0); }
+
+int a0_has_ctl(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 1;
+  return 0;
+}

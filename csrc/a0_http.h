@@ -1,0 +1,98 @@
+/* HTTP engine over one libcurl multi handle: blocking waits and non-blocking polls
+ * drive the same handle, so connections are shared and reused. Pure C. */
+#ifndef A0_HTTP_H
+#define A0_HTTP_H
+
+#include <stddef.h>
+#include "a0_buf.h"
+
+/* Our own error codes; the Lua names come from a0_err_name(). */
+#define A0_ERRORS(X) \
+  X(A0_OK, "ok") \
+  X(A0_ETIMEOUT, "timeout") \
+  X(A0_ECONNECT, "couldnt_connect") \
+  X(A0_ERESOLVE, "couldnt_resolve") \
+  X(A0_ETLS, "tls") \
+  X(A0_EBADRESP, "bad_response") \
+  X(A0_ETOOLARGE, "too_large") \
+  X(A0_ECANCELLED, "cancelled") \
+  X(A0_ENETWORK, "network") \
+  X(A0_ENOMEM, "out_of_memory")
+
+#define A0_ENUM(id, name) id,
+typedef enum { A0_ERRORS(A0_ENUM) A0_NERR } a0_err;
+#undef A0_ENUM
+const char *a0_err_name(int err);
+
+/* Response headers the client acts on, captured case-insensitively. */
+#define A0_HEADERS(X) \
+  X(A0_H_RETRY_AFTER, "retry-after", "retry_after") \
+  X(A0_H_RL_LIMIT, "x-ratelimit-limit", "ratelimit_limit") \
+  X(A0_H_RL_REMAINING, "x-ratelimit-remaining", "ratelimit_remaining") \
+  X(A0_H_RL_RESET, "x-ratelimit-reset", "ratelimit_reset") \
+  X(A0_H_REQUEST_ID, "x-auth0-requestid", "request_id") \
+  X(A0_H_CONTENT_TYPE, "content-type", "content_type") \
+  X(A0_H_LOCATION, "location", "location")
+
+#define A0_ENUM(id, wire, field) id,
+enum { A0_HEADERS(A0_ENUM) A0_NHDR };
+#undef A0_ENUM
+#define A0_HDR_MAX 256
+const char *a0_header_field(int h);
+
+typedef struct {
+  long timeout_ms;          /* whole transfer */
+  long connect_timeout_ms;
+  const char *ca_file;      /* NULL: system store */
+  int insecure;             /* skip peer+host verification (named option, loopback tests) */
+  size_t max_body;          /* response cap */
+} a0_engine_opts;
+
+typedef struct a0_engine a0_engine;
+typedef struct a0_xfer a0_xfer;
+
+enum { A0_X_IDLE, A0_X_RUNNING, A0_X_DONE };
+
+struct a0_xfer {
+  /* filled by the caller before a0_xfer_start */
+  a0_buf url;
+  a0_buf body;              /* request body; wiped after the transfer */
+  struct curl_slist *headers;
+  const char *method;       /* static string */
+  long timeout_ms;          /* 0: engine default */
+  /* results */
+  int state;
+  int err;                  /* a0_err */
+  long status;
+  a0_buf resp;              /* response body; caller wipes after reading */
+  char hdr[A0_NHDR][A0_HDR_MAX];
+  char errmsg[256];
+  /* engine private */
+  void *easy;
+  a0_engine *eng;
+  a0_xfer *next_done;
+  int in_done;
+  void *ud;                 /* owner's back pointer */
+};
+
+a0_engine *a0_engine_new(const a0_engine_opts *o, char *err, size_t errlen);
+void a0_engine_free(a0_engine *e);
+/* Transfers that can be reused keep their easy handle and buffers. */
+a0_xfer *a0_xfer_new(void);
+void a0_xfer_reset(a0_xfer *x);
+void a0_xfer_free(a0_xfer *x);
+int a0_xfer_add_header(a0_xfer *x, const char *line);
+int a0_xfer_start(a0_engine *e, a0_xfer *x);
+/* Drives transfers, waiting up to timeout_ms for activity. Finished transfers go to
+ * the done queue. Returns the number still running, or -1 on a multi error. */
+int a0_engine_run(a0_engine *e, int timeout_ms);
+a0_xfer *a0_engine_pop_done(a0_engine *e);
+/* Drives everything until x is finished; x is not left in the done queue. */
+void a0_engine_wait(a0_engine *e, a0_xfer *x);
+/* Stops x now; it finishes with A0_ECANCELLED and is not queued. */
+void a0_engine_cancel(a0_engine *e, a0_xfer *x);
+void a0_engine_wakeup(a0_engine *e);
+long a0_engine_connects(const a0_engine *e);
+int a0_engine_running(const a0_engine *e);
+
+#endif

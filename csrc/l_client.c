@@ -1,0 +1,663 @@
+/* Binding of the HTTP engine: auth0.Client (one engine, one connection pool) and
+ * auth0.Request (a transfer started with a callback, finished by client:poll). */
+#include <stdlib.h>
+#include <string.h>
+#include <curl/curl.h>
+
+#include "a0_lua.h"
+#include "a0_http.h"
+#include "a0_enc.h"
+#include "a0_endpoints.h"
+
+#define CLIENT_MT "auth0.Client"
+#define REQUEST_MT "auth0.Request"
+#define POOL_MAX 64
+
+typedef struct l_req l_req;
+
+typedef struct {
+  a0_engine *eng;
+  a0_buf base;              /* "https://host:port", no trailing slash */
+  struct curl_slist *static_headers;
+  a0_xfer *pool[POOL_MAX];
+  int npool;
+  l_req *inflight;          /* doubly linked */
+  int ninflight;
+  int polling;
+  int closed;
+  long requests;
+} l_client;
+
+struct l_req {
+  a0_xfer *x;
+  l_client *c;
+  l_req *prev, *next;
+  int self_ref;             /* anchors the userdata while in flight */
+  const char *what;         /* endpoint name, for tostring */
+  int done;
+};
+
+static l_client *check_client(lua_State *L, int i) {
+  l_client *c = luaL_checkudata(L, i, CLIENT_MT);
+  if (c->closed) luaL_error(L, "attempt to use a closed auth0.Client");
+  return c;
+}
+
+static const a0_endpoint *check_endpoint(lua_State *L, int i) {
+  const char *name = luaL_checkstring(L, i);
+  for (const a0_endpoint *ep = a0_endpoints; ep->name != NULL; ep++)
+    if (strcmp(ep->name, name) == 0) return ep;
+  luaL_argerror(L, i, lua_pushfstring(L, "unknown endpoint '%s'", name));
+  return NULL;
+}
+
+/* ---- request encoding -------------------------------------------------------- */
+
+static const a0_field *find_field(const a0_endpoint *ep, const char *k) {
+  for (const a0_field *f = ep->fields; f->name != NULL; f++)
+    if (strcmp(f->name, k) == 0) return f;
+  return NULL;
+}
+
+/* Raises on misuse before anything is allocated, so a raise never leaks. */
+static void validate_fields(lua_State *L, const a0_endpoint *ep, int t) {
+  if (lua_isnoneornil(L, t)) {
+    for (const a0_field *f = ep->fields; f->name != NULL; f++)
+      if (f->flags & A0_F_REQ) luaL_error(L, "%s: missing required field '%s'", ep->name, f->name);
+    return;
+  }
+  luaL_checktype(L, t, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    const a0_field *f;
+    if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "%s: field names must be strings", ep->name);
+    f = find_field(ep, lua_tostring(L, -2));
+    if (f == NULL) luaL_error(L, "%s: unknown field '%s'", ep->name, lua_tostring(L, -2));
+    if (f->flags & (A0_F_OBJ | A0_F_ARR)) {
+      if (!lua_istable(L, -1)) luaL_error(L, "%s: field '%s' must be a table", ep->name, f->name);
+      lua_pushnil(L);
+      while (lua_next(L, -2) != 0) {
+        if (lua_type(L, -1) != LUA_TSTRING ||
+            ((f->flags & A0_F_OBJ) ? lua_type(L, -2) != LUA_TSTRING : !lua_isnumber(L, -2)))
+          luaL_error(L, "%s: field '%s' must hold only strings", ep->name, f->name);
+        lua_pop(L, 1);
+      }
+    } else if (lua_type(L, -1) != LUA_TSTRING) {
+      luaL_error(L, "%s: field '%s' must be a string, got %s", ep->name, f->name, luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+  }
+  for (const a0_field *f = ep->fields; f->name != NULL; f++) {
+    if (!(f->flags & A0_F_REQ)) continue;
+    lua_getfield(L, t, f->name);
+    if (lua_isnil(L, -1)) luaL_error(L, "%s: missing required field '%s'", ep->name, f->name);
+    lua_pop(L, 1);
+  }
+}
+
+static int json_key(a0_buf *b, const char *k, int *first) {
+  if (!*first && a0_buf_addc(b, ',') != 0) return -1;
+  *first = 0;
+  if (a0_json_string(b, k, strlen(k)) != 0) return -1;
+  return a0_buf_addc(b, ':');
+}
+
+static int json_lstring(lua_State *L, a0_buf *b, int i) {
+  size_t n;
+  const char *s = lua_tolstring(L, i, &n);
+  return a0_json_string(b, s, n);
+}
+
+/* Encodes the validated fields in table order (deterministic bodies). Returns 0, or
+ * -1 with a message on the stack top for invalid UTF-8 / memory failures. */
+static int encode_json(lua_State *L, const a0_endpoint *ep, int t, a0_buf *b) {
+  int first = 1;
+  if (a0_buf_addc(b, '{') != 0) goto nomem;
+  if (ep->grant_type != NULL) {
+    if (json_key(b, "grant_type", &first) != 0 || a0_json_string(b, ep->grant_type, strlen(ep->grant_type)) != 0)
+      goto nomem;
+  }
+  for (const a0_field *f = ep->fields; f->name != NULL && !lua_isnoneornil(L, t); f++) {
+    lua_getfield(L, t, f->name);
+    if (lua_isnil(L, -1)) { lua_pop(L, 1); continue; }
+    if (json_key(b, f->name, &first) != 0) goto nomem_pop;
+    if (f->flags & A0_F_ARR) {
+      int n = (int)a0c_rawlen(L, -1);
+      if (a0_buf_addc(b, '[') != 0) goto nomem_pop;
+      for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        if ((i > 1 && a0_buf_addc(b, ',') != 0) || json_lstring(L, b, -1) != 0) { lua_pop(L, 2); goto bad; }
+        lua_pop(L, 1);
+      }
+      if (a0_buf_addc(b, ']') != 0) goto nomem_pop;
+    } else if (f->flags & A0_F_OBJ) {
+      int ofirst = 1;
+      if (a0_buf_addc(b, '{') != 0) goto nomem_pop;
+      lua_pushnil(L);
+      while (lua_next(L, -2) != 0) {
+        if (json_key(b, lua_tostring(L, -2), &ofirst) != 0 || json_lstring(L, b, -1) != 0) { lua_pop(L, 3); goto bad; }
+        lua_pop(L, 1);
+      }
+      if (a0_buf_addc(b, '}') != 0) goto nomem_pop;
+    } else if (json_lstring(L, b, -1) != 0) {
+      lua_pop(L, 1);
+      lua_pushfstring(L, "%s: field '%s' is not valid UTF-8", ep->name, f->name);
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
+  if (a0_buf_addc(b, '}') != 0) goto nomem;
+  return 0;
+bad:
+  lua_pushfstring(L, "%s: a value is not valid UTF-8", ep->name);
+  return -1;
+nomem_pop:
+  lua_pop(L, 1);
+nomem:
+  lua_pushliteral(L, "out of memory");
+  return -1;
+}
+
+static int header_line(a0_xfer *x, const char *name, const char *v, size_t vl) {
+  a0_buf line = {0};
+  int rc = a0_buf_adds(&line, name) || a0_buf_add(&line, v, vl) || a0_buf_cstr(&line) ||
+           a0_xfer_add_header(x, line.data);
+  a0_buf_free(&line);   /* may have held a bearer token */
+  return rc ? -1 : 0;
+}
+
+static const char *opt_string(lua_State *L, int o, const char *k, size_t *len, int header) {
+  const char *s = NULL;
+  if (lua_isnoneornil(L, o)) return NULL;
+  lua_getfield(L, o, k);
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "option '%s' must be a string", k);
+    s = lua_tolstring(L, -1, len);
+    if (header && a0_has_ctl(s, *len)) luaL_error(L, "option '%s' contains CR, LF or NUL", k);
+  }
+  lua_pop(L, 1);   /* the string stays alive: the options table holds it */
+  return s;
+}
+
+typedef struct {
+  const a0_endpoint *ep;
+  int t;                    /* stack index of the fields table (may be nil) */
+  const char *bearer, *lang, *seg;
+  size_t blen, llen, plen;
+  long timeout_ms;
+} call_args;
+
+/* Checks (endpoint, fields, opts) and raises on misuse; allocates nothing. */
+static void check_call(lua_State *L, call_args *a, int e, int t, int o) {
+  const a0_endpoint *ep = check_endpoint(L, e);
+  memset(a, 0, sizeof *a);
+  a->ep = ep;
+  a->t = t;
+  validate_fields(L, ep, t);
+  if (!lua_isnoneornil(L, o)) luaL_checktype(L, o, LUA_TTABLE);
+  a->bearer = opt_string(L, o, "bearer", &a->blen, 1);
+  a->lang = opt_string(L, o, "language", &a->llen, 1);
+  a->seg = opt_string(L, o, "path_arg", &a->plen, 0);
+  if (ep->auth == A0_AUTH_BEARER && (a->bearer == NULL || a->blen == 0))
+    luaL_error(L, "%s: a bearer token is required", ep->name);
+  if (ep->path[strlen(ep->path) - 1] == '/' && (a->seg == NULL || a->plen == 0))
+    luaL_error(L, "%s: a path argument is required", ep->name);
+  if (!lua_isnoneornil(L, o)) {
+    lua_getfield(L, o, "timeout");
+    if (!lua_isnil(L, -1)) {
+      double v = luaL_checknumber(L, -1);
+      if (!(v > 0 && v <= 86400)) luaL_error(L, "option 'timeout' must be in (0, 86400] seconds");
+      a->timeout_ms = (long)(v * 1000);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* Fills x from checked arguments. Returns -1 with a message on the stack for
+ * encoding failures (invalid UTF-8, memory). */
+static int fill(lua_State *L, l_client *c, a0_xfer *x, const call_args *a) {
+  const a0_endpoint *ep = a->ep;
+  x->method = ep->method;
+  x->timeout_ms = a->timeout_ms;
+  if (a0_buf_add(&x->url, c->base.data, c->base.len) || a0_buf_adds(&x->url, ep->path) ||
+      (a->seg != NULL && a0_pct_escape(&x->url, a->seg, a->plen)))
+    goto nomem;
+  for (struct curl_slist *h = c->static_headers; h != NULL; h = h->next)
+    if (a0_xfer_add_header(x, h->data) != 0) goto nomem;
+  if (a->bearer != NULL && header_line(x, "Authorization: Bearer ", a->bearer, a->blen) != 0) goto nomem;
+  if (a->lang != NULL && header_line(x, "X-Request-Language: ", a->lang, a->llen) != 0) goto nomem;
+  if (ep->body == A0_BODY_JSON) {
+    if (a0_xfer_add_header(x, "Content-Type: application/json") != 0) goto nomem;
+    return encode_json(L, ep, a->t, &x->body);
+  }
+  return 0;
+nomem:
+  lua_pushliteral(L, "out of memory");
+  return -1;
+}
+
+static a0_xfer *take_xfer(l_client *c) {
+  return c->npool > 0 ? c->pool[--c->npool] : a0_xfer_new();
+}
+
+static void give_xfer(l_client *c, a0_xfer *x) {
+  a0_xfer_reset(x);
+  if (c->npool < POOL_MAX && !c->closed) c->pool[c->npool++] = x;
+  else a0_xfer_free(x);
+}
+
+/* Pushes status, body, headers (success) or nil, code, message; returns the count. */
+static int push_result(lua_State *L, a0_xfer *x) {
+  if (x->err != A0_OK) {
+    lua_pushnil(L);
+    lua_pushstring(L, a0_err_name(x->err));
+    lua_pushstring(L, x->errmsg);
+    return 3;
+  }
+  lua_pushinteger(L, x->status);
+  lua_pushlstring(L, x->resp.data ? x->resp.data : "", x->resp.len);
+  lua_createtable(L, 0, 2);
+  for (int h = 0; h < A0_NHDR; h++) {
+    if (x->hdr[h][0] == '\0') continue;
+    lua_pushstring(L, x->hdr[h]);
+    lua_setfield(L, -2, a0_header_field(h));
+  }
+  return 3;
+}
+
+/* ---- client ------------------------------------------------------------------ */
+
+static long opt_ms(lua_State *L, int t, const char *k, double def) {
+  double v;
+  lua_getfield(L, t, k);
+  v = luaL_optnumber(L, -1, def);
+  lua_pop(L, 1);
+  if (!(v > 0 && v <= 86400)) luaL_error(L, "option '%s' must be a number of seconds in (0, 86400]", k);
+  return (long)(v * 1000);
+}
+
+/* core.client{ base_url=, timeout=, connect_timeout=, ca_file=, insecure=, max_body=, headers={...} } */
+static int l_client_new(lua_State *L) {
+  a0_engine_opts o;
+  l_client *c;
+  size_t blen;
+  const char *base, *ca;
+  char err[256];
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "base_url");
+  base = luaL_checklstring(L, -1, &blen);
+  lua_pop(L, 1);
+  memset(&o, 0, sizeof o);
+  o.timeout_ms = opt_ms(L, 1, "timeout", 10);
+  o.connect_timeout_ms = opt_ms(L, 1, "connect_timeout", 5);
+  lua_getfield(L, 1, "ca_file");
+  ca = luaL_optstring(L, -1, NULL);
+  lua_getfield(L, 1, "insecure");
+  o.insecure = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "max_body");
+  o.max_body = (size_t)luaL_optinteger(L, -1, 1024 * 1024);
+  lua_pop(L, 2);   /* ca string stays referenced by the options table */
+  o.ca_file = ca;
+  /* a safe closed state first, so __gc after a raise below frees nothing twice */
+  c = a0c_newuserdata(L, sizeof *c);
+  memset(c, 0, sizeof *c);
+  c->closed = 1;
+  luaL_setmetatable(L, CLIENT_MT);
+  while (blen > 0 && base[blen - 1] == '/') blen--;
+  if (a0_buf_add(&c->base, base, blen) != 0) return luaL_error(L, "out of memory");
+  lua_getfield(L, 1, "headers");
+  if (!lua_isnil(L, -1)) {
+    luaL_checktype(L, -1, LUA_TTABLE);
+    for (int i = 1; i <= (int)a0c_rawlen(L, -1); i++) {
+      size_t hl;
+      const char *h;
+      lua_rawgeti(L, -1, i);
+      h = luaL_checklstring(L, -1, &hl);
+      if (a0_has_ctl(h, hl)) return luaL_error(L, "header %d contains CR, LF or NUL", i);
+      struct curl_slist *n = curl_slist_append(c->static_headers, h);
+      if (n == NULL) return luaL_error(L, "out of memory");
+      c->static_headers = n;
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  c->eng = a0_engine_new(&o, err, sizeof err);
+  if (c->eng == NULL) return luaL_error(L, "could not create the HTTP engine: %s", err);
+  c->closed = 0;
+  lua_createtable(L, 0, 1);   /* user value: on_callback_error */
+  lua_getfield(L, 1, "on_callback_error");
+  lua_setfield(L, -2, "on_callback_error");
+  a0c_setuservalue(L, -2);
+  return 1;
+}
+
+static int traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Runs the callback at the top of the stack with nres results below it... in order:
+ * stack: [cb, r1..rn]. Errors go to the client's on_callback_error (index ci). */
+static void run_callback(lua_State *L, int ci, int nres) {
+  int base = lua_gettop(L) - nres;   /* index of the callback */
+  lua_pushcfunction(L, traceback);
+  lua_insert(L, base);
+  if (lua_pcall(L, nres, 0, base) != 0) {
+    a0c_getuservalue(L, ci);
+    lua_getfield(L, -1, "on_callback_error");
+    if (lua_isfunction(L, -1)) {
+      lua_pushvalue(L, -3);
+      (void)lua_pcall(L, 1, 0, 0);   /* a failing error handler has nowhere left to go */
+    }
+  }
+  lua_settop(L, base - 1);
+}
+
+static void unlink_req(l_client *c, l_req *r) {
+  if (r->prev) r->prev->next = r->next; else c->inflight = r->next;
+  if (r->next) r->next->prev = r->prev;
+  r->prev = r->next = NULL;
+  c->ninflight--;
+}
+
+/* Finishes request r (userdata anchored by r->self_ref): results, callback, release. */
+static void complete(lua_State *L, int ci, l_req *r) {
+  int n;
+  l_client *c = r->c;
+  unlink_req(c, r);
+  r->done = 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->self_ref);
+  a0c_getuservalue(L, -1);
+  lua_getfield(L, -1, "cb");
+  lua_pushnil(L);
+  lua_setfield(L, -3, "cb");       /* exactly once */
+  lua_replace(L, -3);              /* [cb, uv] */
+  lua_pop(L, 1);
+  n = push_result(L, r->x);
+  give_xfer(c, r->x);
+  r->x = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, r->self_ref);
+  r->self_ref = LUA_NOREF;
+  run_callback(L, ci, n);
+}
+
+static void release_engine(l_client *c) {   /* also frees a half-built client */
+  for (int i = 0; i < c->npool; i++) a0_xfer_free(c->pool[i]);
+  c->npool = 0;
+  a0_engine_free(c->eng);
+  c->eng = NULL;
+  curl_slist_free_all(c->static_headers);
+  c->static_headers = NULL;
+  a0_buf_free(&c->base);
+}
+
+static int l_client_close(lua_State *L) {
+  l_client *c = luaL_checkudata(L, 1, CLIENT_MT);
+  if (c->closed) return 0;
+  c->closed = 1;
+  while (c->inflight != NULL) {
+    l_req *r = c->inflight;
+    a0_engine_cancel(c->eng, r->x);
+    complete(L, 1, r);
+  }
+  if (!c->polling) release_engine(c);   /* else poll releases it when it unwinds */
+  return 0;
+}
+
+static int l_client_tostring(lua_State *L) {
+  l_client *c = luaL_checkudata(L, 1, CLIENT_MT);
+  if (c->closed) lua_pushliteral(L, "auth0.Client (closed)");
+  else lua_pushfstring(L, "auth0.Client (%p)", (void *)c);
+  return 1;
+}
+
+/* client:request(endpoint, fields, opts) -> status, body, headers | nil, code, message */
+static int l_client_request(lua_State *L) {
+  l_client *c = check_client(L, 1);
+  call_args a;
+  a0_xfer *x;
+  int n;
+  lua_settop(L, 4);
+  check_call(L, &a, 2, 3, 4);
+  x = take_xfer(c);
+  if (x == NULL) return luaL_error(L, "out of memory");
+  if (fill(L, c, x, &a) != 0) {
+    give_xfer(c, x);
+    return luaL_error(L, "%s", lua_tostring(L, -1));
+  }
+  c->requests++;
+  if (a0_xfer_start(c->eng, x) != 0) {
+    give_xfer(c, x);
+    lua_pushnil(L);
+    lua_pushliteral(L, "network");
+    lua_pushliteral(L, "could not start the transfer");
+    return 3;
+  }
+  a0_engine_wait(c->eng, x);
+  n = push_result(L, x);
+  give_xfer(c, x);
+  return n;
+}
+
+/* client:build(endpoint, fields, opts) -> { method, url, headers = {lowercase}, body } */
+static int l_client_build(lua_State *L) {
+  l_client *c = check_client(L, 1);
+  const a0_endpoint *ep;
+  call_args a;
+  a0_xfer *x;
+  lua_settop(L, 4);
+  check_call(L, &a, 2, 3, 4);
+  ep = a.ep;
+  x = take_xfer(c);
+  if (x == NULL) return luaL_error(L, "out of memory");
+  if (fill(L, c, x, &a) != 0) {
+    give_xfer(c, x);
+    return luaL_error(L, "%s", lua_tostring(L, -1));
+  }
+  /* the table below may raise on memory: keep x reachable from the pool meanwhile */
+  lua_createtable(L, 0, 5);
+  lua_pushstring(L, ep->method);
+  lua_setfield(L, -2, "method");
+  lua_pushlstring(L, x->url.data, x->url.len);
+  lua_setfield(L, -2, "url");
+  if (x->timeout_ms > 0) {
+    lua_pushnumber(L, x->timeout_ms / 1000.0);
+    lua_setfield(L, -2, "timeout");
+  }
+  lua_newtable(L);
+  for (struct curl_slist *h = x->headers; h != NULL; h = h->next) {
+    const char *colon = strchr(h->data, ':');
+    if (colon == NULL) continue;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (const char *p = h->data; p < colon; p++) luaL_addchar(&b, (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p));
+    luaL_pushresult(&b);
+    while (*++colon == ' ') {}
+    lua_pushstring(L, colon);
+    lua_settable(L, -3);
+  }
+  lua_setfield(L, -2, "headers");
+  if (ep->body != A0_BODY_NONE) {
+    lua_pushlstring(L, x->body.data, x->body.len);
+    lua_setfield(L, -2, "body");
+  }
+  give_xfer(c, x);
+  return 1;
+}
+
+/* client:start(endpoint, fields, opts, callback) -> auth0.Request */
+static int l_client_start(lua_State *L) {
+  l_client *c = check_client(L, 1);
+  call_args a;
+  l_req *r;
+  a0_xfer *x;
+  luaL_checktype(L, 5, LUA_TFUNCTION);
+  lua_settop(L, 5);
+  check_call(L, &a, 2, 3, 4);
+  /* the userdata first: it is the only allocation here that can raise */
+  r = a0c_newuserdata(L, sizeof *r);
+  memset(r, 0, sizeof *r);
+  r->self_ref = LUA_NOREF;
+  r->done = 1;
+  luaL_setmetatable(L, REQUEST_MT);
+  lua_createtable(L, 0, 2);
+  lua_pushvalue(L, 5);
+  lua_setfield(L, -2, "cb");
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "client");   /* the client outlives its requests */
+  a0c_setuservalue(L, -2);
+  r->c = c;
+  r->what = a.ep->name;
+  x = take_xfer(c);
+  if (x == NULL) return luaL_error(L, "out of memory");
+  if (fill(L, c, x, &a) != 0) {
+    give_xfer(c, x);
+    return luaL_error(L, "%s", lua_tostring(L, -1));
+  }
+  r->x = x;
+  x->ud = r;
+  c->requests++;
+  if (a0_xfer_start(c->eng, x) != 0) {
+    r->x = NULL;
+    give_xfer(c, x);
+    return luaL_error(L, "could not start the transfer");
+  }
+  r->done = 0;
+  r->next = c->inflight;
+  if (c->inflight) c->inflight->prev = r;
+  c->inflight = r;
+  c->ninflight++;
+  lua_pushvalue(L, -1);
+  r->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 1;
+}
+
+/* client:poll(ms) -> number in flight | nil, "reentrant", message */
+static int l_client_poll(lua_State *L) {
+  l_client *c = check_client(L, 1);
+  lua_Integer ms = luaL_optinteger(L, 2, 0);
+  a0_xfer *x;
+  luaL_argcheck(L, ms >= 0 && ms <= 3600000, 2, "must be 0..3600000 milliseconds");
+  if (c->polling) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "reentrant");
+    lua_pushliteral(L, "poll called from inside a callback");
+    return 3;
+  }
+  c->polling = 1;
+  if (ms > 0 && a0_engine_running(c->eng) == 0) ms = 0;   /* nothing to wait for */
+  a0_engine_run(c->eng, (int)ms);
+  while (!c->closed && (x = a0_engine_pop_done(c->eng)) != NULL)
+    complete(L, 1, (l_req *)x->ud);
+  c->polling = 0;
+  if (c->closed) {   /* closed by a callback */
+    if (c->eng != NULL) release_engine(c);
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  lua_pushinteger(L, c->ninflight);
+  return 1;
+}
+
+static int l_client_wakeup(lua_State *L) {
+  l_client *c = check_client(L, 1);
+  a0_engine_wakeup(c->eng);
+  return 0;
+}
+
+static int l_client_stats(lua_State *L) {
+  l_client *c = check_client(L, 1);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, a0_engine_connects(c->eng));
+  lua_setfield(L, -2, "connects");
+  lua_pushinteger(L, c->requests);
+  lua_setfield(L, -2, "requests");
+  lua_pushinteger(L, c->ninflight);
+  lua_setfield(L, -2, "inflight");
+  return 1;
+}
+
+/* ---- request ----------------------------------------------------------------- */
+
+static int l_req_cancel(lua_State *L) {
+  l_req *r = luaL_checkudata(L, 1, REQUEST_MT);
+  if (r->done || r->c == NULL || r->c->closed) { lua_pushboolean(L, 0); return 1; }
+  a0_engine_cancel(r->c->eng, r->x);
+  a0c_getuservalue(L, 1);
+  lua_getfield(L, -1, "client");
+  complete(L, lua_gettop(L), r);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_req_done(lua_State *L) {
+  l_req *r = luaL_checkudata(L, 1, REQUEST_MT);
+  lua_pushboolean(L, r->done);
+  return 1;
+}
+
+static int l_req_tostring(lua_State *L) {
+  l_req *r = luaL_checkudata(L, 1, REQUEST_MT);
+  lua_pushfstring(L, "auth0.Request (%s, %s)", r->what ? r->what : "?", r->done ? "done" : "in flight");
+  return 1;
+}
+
+/* Only reached at lua_close for a request still in flight (its self reference
+ * anchors it otherwise): drop the transfer without calling back into Lua. */
+static int l_req_gc(lua_State *L) {
+  l_req *r = luaL_checkudata(L, 1, REQUEST_MT);
+  if (!r->done && r->c != NULL && !r->c->closed && r->x != NULL) {
+    a0_engine_cancel(r->c->eng, r->x);
+    unlink_req(r->c, r);
+    give_xfer(r->c, r->x);
+    r->x = NULL;
+    r->done = 1;
+  }
+  return 0;
+}
+
+static int l_client_gc(lua_State *L) {
+  l_client *c = luaL_checkudata(L, 1, CLIENT_MT);
+  if (!c->closed) return l_client_close(L);
+  if (!c->polling) release_engine(c);
+  return 0;
+}
+
+static const luaL_Reg client_methods[] = {
+  {"request", l_client_request}, {"start", l_client_start}, {"build", l_client_build},
+  {"poll", l_client_poll}, {"wakeup", l_client_wakeup}, {"stats", l_client_stats},
+  {"close", l_client_close}, {NULL, NULL}
+};
+static const luaL_Reg client_meta[] = {
+  {"__gc", l_client_gc}, {"__close", l_client_gc}, {"__tostring", l_client_tostring}, {NULL, NULL}
+};
+static const luaL_Reg request_methods[] = {
+  {"cancel", l_req_cancel}, {"done", l_req_done}, {NULL, NULL}
+};
+static const luaL_Reg request_meta[] = {
+  {"__gc", l_req_gc}, {"__tostring", l_req_tostring}, {NULL, NULL}
+};
+static const luaL_Reg core_funcs[] = { {"client", l_client_new}, {NULL, NULL} };
+
+static void createmeta(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods) {
+  luaL_newmetatable(L, name);
+  a0c_setfuncs(L, meta);
+  lua_newtable(L);
+  a0c_setfuncs(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
+void a0l_open_client(lua_State *L) {
+  createmeta(L, CLIENT_MT, client_meta, client_methods);
+  createmeta(L, REQUEST_MT, request_meta, request_methods);
+  a0c_setfuncs(L, core_funcs);
+  lua_newtable(L);
+  for (const a0_endpoint *ep = a0_endpoints; ep->name != NULL; ep++) {
+    lua_pushstring(L, ep->method);
+    lua_setfield(L, -2, ep->name);
+  }
+  lua_setfield(L, -2, "endpoints");
+}

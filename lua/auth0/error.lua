@@ -1,0 +1,108 @@
+--- Error objects: what every `nil, err` of lua-auth0 carries.
+-- `err.code` is the server's `error` string (or its legacy `code`), or one of ours:
+-- `timeout`, `couldnt_connect`, `couldnt_resolve`, `tls`, `bad_response`, `too_large`,
+-- `cancelled`, `network`, `transport`, `unauthorized`, `forbidden`, `not_found`,
+-- `server_error`, `http_error`. `tostring(err)` is one line without any secret.
+local cjson = require("cjson.safe").new()
+
+local type, tonumber, tostring, setmetatable = type, tonumber, tostring, setmetatable
+local floor, time = math.floor, os.time
+
+local _M = {}
+
+local Error = { __name = "auth0.Error" }
+Error.__index = Error
+Error.__tostring = function(e)
+  local s = (e.context and (e.context .. ": ") or "") .. tostring(e.code)
+  if e.message and e.message ~= "" then s = s .. ": " .. e.message end
+  if e.status then s = s .. " (HTTP " .. e.status .. ")" end
+  return s
+end
+_M.Error = Error
+
+--- True when `v` is an error object made here.
+function _M.is(v) return type(v) == "table" and getmetatable(v) == Error end
+
+--- A new error object; `fields` may carry anything the caller needs to act on.
+function _M.new(code, message, fields)
+  local e = fields or {}
+  e.code, e.message = code, message
+  return setmetatable(e, Error)
+end
+
+local status_codes = {
+  [401] = "unauthorized", [403] = "forbidden", [404] = "not_found", [429] = "too_many_requests",
+}
+
+-- Server text is shown to people: one line, bounded, no control characters.
+local function clean(s)
+  if type(s) ~= "string" then return nil end
+  s = s:gsub("[%c]", " ")
+  if #s > 300 then s = s:sub(1, 300) .. "..." end
+  return s
+end
+
+local months = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9,
+  Oct = 10, Nov = 11, Dec = 12 }
+
+--- Seconds to wait from a Retry-After value (delta seconds or an HTTP date), or nil.
+function _M.parse_retry_after(v, now)
+  if type(v) ~= "string" then return nil end
+  local n = tonumber(v:match("^%s*(%d+)%s*$"))
+  if n then return n end
+  local d, mon, y, h, mi, s = v:match("^%a+, (%d%d) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
+  if not d or not months[mon] then return nil end
+  -- os.time reads its table as local time; measure the zone offset once to get UTC
+  local t = { year = tonumber(y), month = months[mon], day = tonumber(d), hour = tonumber(h),
+    min = tonumber(mi), sec = tonumber(s), isdst = false }
+  local ref = time()
+  local utc = time(os.date("!*t", ref))
+  local epoch = time(t) + (ref - utc)
+  local wait = epoch - (now or ref)
+  return wait > 0 and floor(wait) or 0
+end
+
+--- Fills rate-limit fields from the captured headers.
+local function add_headers(e, hdrs)
+  if not hdrs then return e end
+  e.request_id = hdrs.request_id
+  local limit, remaining, reset = tonumber(hdrs.ratelimit_limit), tonumber(hdrs.ratelimit_remaining),
+    tonumber(hdrs.ratelimit_reset)
+  if limit or remaining or reset then
+    e.rate_limit = { limit = limit, remaining = remaining, reset = reset }
+  end
+  e.retry_after = _M.parse_retry_after(hdrs.retry_after)
+  if not e.retry_after and e.status == 429 and reset then
+    local wait = reset - time()
+    e.retry_after = wait > 0 and wait or 0
+  end
+  return e
+end
+_M.add_headers = add_headers
+
+--- Builds the error object for a non-2xx answer. Tolerates every error body shape the
+-- protocol has: OAuth `error`/`error_description`, legacy `code`/`description`,
+-- `name`/`message`, a bare `message`, and plain text.
+function _M.from_response(status, body, hdrs, context)
+  local decoded = body ~= "" and cjson.decode(body) or nil
+  local code, message
+  if type(decoded) == "table" then
+    code = decoded.error or decoded.code or decoded.name
+    message = decoded.error_description or decoded.description or decoded.message
+    if type(code) ~= "string" then code = nil end
+    if type(message) ~= "string" then message = nil end
+  else
+    decoded = nil
+    message = body
+  end
+  code = code or status_codes[status] or (status >= 500 and "server_error") or "http_error"
+  local e = _M.new(code, clean(message) or "", { status = status, body = decoded, context = context })
+  if decoded and decoded.mfa_token ~= nil and type(decoded.mfa_token) == "string" then
+    e.mfa_token = decoded.mfa_token
+    local req = decoded.mfa_requirements
+    e.mfa_requirements = type(req) == "table" and req or nil
+  end
+  return add_headers(e, hdrs)
+end
+
+return _M

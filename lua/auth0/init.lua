@@ -1,0 +1,775 @@
+--- lua-auth0: the Auth0 Authentication API for embedded (non-browser) login.
+-- Every network method blocks and returns `result` or `nil, err`; given a trailing
+-- callback `function(result, err)` it returns at once a request object instead and the
+-- callback runs later from `client:poll(ms)`.
+local core = require "auth0.core"
+local errors = require "auth0.error"
+local cjson = require("cjson.safe").new()
+
+local type, pairs, ipairs, tostring, tonumber, setmetatable, error, pcall, select =
+  type, pairs, ipairs, tostring, tonumber, setmetatable, error, pcall, select
+local time, now, sleep = os.time, core.now, core.sleep
+local new_error, from_response = errors.new, errors.from_response
+
+local _M = { _VERSION = core.version, error = errors, core = core }
+
+local Client = { __name = "auth0.Client" }
+Client.__index = Client
+_M.Client = Client
+
+-- Misuse raises, naming the argument, at the caller of the public method.
+local function raise(msg, level) error("auth0: " .. msg, (level or 2) + 1) end
+
+local function has_ctl(s) return s:find("[%z\r\n]") ~= nil end
+
+local function check_string(v, name, level, optional)
+  if v == nil and optional then return nil end
+  if type(v) ~= "string" then
+    raise(name .. " must be a string, got " .. type(v), (level or 2) + 1)
+  end
+  if v == "" then raise(name .. " must not be empty", (level or 2) + 1) end
+  return v
+end
+
+local LOOPBACK = { ["127.0.0.1"] = true, ["localhost"] = true, ["[::1]"] = true }
+
+-- Returns base_url without a trailing slash and the host, or raises.
+local function parse_base(opts)
+  local url
+  if opts.base_url ~= nil then
+    url = check_string(opts.base_url, "base_url", 4)
+  elseif opts.domain ~= nil then
+    local d = check_string(opts.domain, "domain", 4)
+    if d:find("[/:@%s]") and not d:find("^[%w%.%-]+:%d+$") then raise("domain must be a host name, got a URL", 4) end
+    url = "https://" .. d
+  else
+    raise("domain or base_url is required", 4)
+  end
+  url = url:gsub("/+$", "")
+  local scheme, hostport = url:match("^(https?)://([^/?#]+)$")
+  if not scheme then raise("base_url must be scheme://host[:port] with no path, query or user info", 4) end
+  if hostport:find("@", 1, true) then raise("base_url must not carry user:password@", 4) end
+  local host = hostport:match("^(%[[^%]]+%])") or hostport:match("^([^:]+)")
+  local port = hostport:match(":(%d+)$")
+  if hostport:find(":", #host + 1, true) and not port then raise("base_url has an invalid port", 4) end
+  if port and (tonumber(port) < 1 or tonumber(port) > 65535) then raise("base_url has an invalid port", 4) end
+  if scheme == "http" and not LOOPBACK[host:lower()] then
+    raise("http:// is only allowed for loopback hosts (127.0.0.1, localhost, [::1])", 4)
+  end
+  if has_ctl(url) then raise("base_url contains control characters", 4) end
+  return url, host
+end
+
+local function check_seconds(v, name, default)
+  if v == nil then return default end
+  if type(v) ~= "number" or v ~= v or v <= 0 or v > 86400 then
+    raise(name .. " must be a number of seconds in (0, 86400]", 4)
+  end
+  return v
+end
+
+local HEADER_FIELDS = {
+  ["retry-after"] = "retry_after", ["x-ratelimit-limit"] = "ratelimit_limit",
+  ["x-ratelimit-remaining"] = "ratelimit_remaining", ["x-ratelimit-reset"] = "ratelimit_reset",
+  ["x-auth0-requestid"] = "request_id", ["content-type"] = "content_type", ["location"] = "location",
+}
+
+local function lua_env()
+  if type(jit) == "table" then return { luajit = jit.version } end -- luacheck: ignore 113
+  return { lua = _VERSION:match("%d+%.%d+") }
+end
+
+local VALID_OPTS = {
+  domain = true, base_url = true, client_id = true, client_secret = true, audience = true, scope = true,
+  timeout = true, connect_timeout = true, ca_file = true, language = true, telemetry = true,
+  on_log = true, on_callback_error = true, transport = true, insecure_skip_verify = true,
+  retries = true, max_retry_wait = true, sleep = true,
+}
+
+--- Creates a client.
+-- @tparam table opts `domain` or `base_url`, `client_id` (required), `client_secret`,
+-- `audience`, `scope` (default "openid profile email"), `timeout` (10 s), `connect_timeout`
+-- (5 s), `ca_file`, `language`, `telemetry` (true), `on_log(level, message, fields)`,
+-- `on_callback_error(msg)`, `transport` (function or "ngx"), `retries` (2),
+-- `max_retry_wait` (10 s), `insecure_skip_verify` (loopback tests only; logs a warning).
+-- @return the client; raises on misuse
+function _M.new(opts)
+  if type(opts) ~= "table" then raise("new expects an options table, got " .. type(opts)) end
+  for k in pairs(opts) do
+    if not VALID_OPTS[k] then raise("unknown option '" .. tostring(k) .. "'") end
+  end
+  local base_url, host = parse_base(opts)
+  local cfg = {
+    base_url = base_url, host = host, issuer = base_url .. "/",
+    client_id = check_string(opts.client_id, "client_id", 2),
+    client_secret = check_string(opts.client_secret, "client_secret", 2, true),
+    audience = check_string(opts.audience, "audience", 2, true),
+    scope = check_string(opts.scope, "scope", 2, true) or "openid profile email",
+    language = check_string(opts.language, "language", 2, true),
+    timeout = check_seconds(opts.timeout, "timeout", 10),
+    connect_timeout = check_seconds(opts.connect_timeout, "connect_timeout", 5),
+    ca_file = check_string(opts.ca_file, "ca_file", 2, true),
+    retries = opts.retries == nil and 2 or opts.retries,
+    max_retry_wait = check_seconds(opts.max_retry_wait, "max_retry_wait", 10),
+  }
+  if type(cfg.retries) ~= "number" or cfg.retries < 0 or cfg.retries > 10 or cfg.retries % 1 ~= 0 then
+    raise("retries must be an integer in 0..10")
+  end
+  if cfg.language and has_ctl(cfg.language) then raise("language contains CR, LF or NUL") end
+  for _, f in ipairs({ "on_log", "on_callback_error", "sleep" }) do
+    if opts[f] ~= nil and type(opts[f]) ~= "function" then raise(f .. " must be a function") end
+  end
+  local self = setmetatable({ _cfg = cfg, _on_log = opts.on_log, _queue = {}, _timers = {},
+    _sleep = opts.sleep or sleep }, Client)
+  local headers = { "Accept: application/json", "Expect:",
+    "User-Agent: lua-auth0/" .. core.version }
+  if opts.telemetry ~= false then
+    local info = cjson.encode({ name = "lua-auth0", version = core.version, env = lua_env() })
+    headers[#headers + 1] = "Auth0-Client: " .. core.b64_encode(info)
+  end
+  local transport = opts.transport
+  if transport == "ngx" then
+    transport = require("auth0.transport.ngx").new(cfg, opts)
+  elseif transport ~= nil and type(transport) ~= "function" then
+    raise("transport must be a function or \"ngx\"")
+  end
+  self._transport = transport
+  local on_cb_error = opts.on_callback_error or function(msg)
+    self:_log("warn", "error in a callback", { error = msg })
+  end
+  self._core = core.client {
+    base_url = base_url, timeout = cfg.timeout, connect_timeout = cfg.connect_timeout,
+    ca_file = cfg.ca_file, insecure = opts.insecure_skip_verify == true, headers = headers,
+    on_callback_error = on_cb_error,
+  }
+  self._on_cb_error = on_cb_error
+  if opts.insecure_skip_verify then
+    self._insecure = true
+    if not LOOPBACK[host:lower()] then raise("insecure_skip_verify is only allowed for loopback hosts") end
+  end
+  return self
+end
+
+function Client:__tostring()
+  if self._closed then return "auth0.Client (closed)" end
+  return "auth0.Client (" .. self._cfg.base_url .. ")"
+end
+
+function Client:_log(level, message, fields)
+  local fn = self._on_log
+  if fn then pcall(fn, level, message, fields or {}) end
+end
+
+-- Endpoint classes for the retry policy (README, "Retries"): reads may be retried on
+-- 429/503; everything may be retried when the connection failed before sending.
+local READS = { userinfo = true, mfa_authenticators = true, jwks = true, openid_configuration = true }
+local NOT_SENT = { couldnt_connect = true, couldnt_resolve = true }
+
+-- Turns the core's answer into (value) or (nil, err). `shape` validates/decorates a
+-- decoded 2xx body and returns the value.
+local function finish(self, ep, shape, status, body, hdrs)
+  if status == nil then
+    local e = new_error(body, hdrs, { context = "could not reach " .. self._cfg.host })
+    self:_log("info", "request failed", { endpoint = ep, code = e.code })
+    return nil, e
+  end
+  self:_log("debug", "response", { endpoint = ep, status = status, request_id = hdrs and hdrs.request_id })
+  if status >= 200 and status < 300 then
+    local decoded
+    if body == "" or body:find("^%s*$") then
+      decoded = true
+    else
+      decoded = cjson.decode(body)
+      if decoded == nil then
+        return nil, errors.add_headers(new_error("bad_response", "the server sent invalid JSON",
+          { status = status, context = ep }), hdrs)
+      end
+    end
+    if shape then
+      local v, msg = shape(decoded, self)
+      if v == nil then
+        return nil, errors.add_headers(new_error("bad_response", msg, { status = status, context = ep }), hdrs)
+      end
+      return v
+    end
+    return decoded
+  end
+  local e = from_response(status, body, hdrs, ep)
+  self:_log("info", "request failed", { endpoint = ep, status = status, code = e.code, request_id = e.request_id })
+  return nil, e
+end
+
+local function map_headers(h)
+  local out = {}
+  if type(h) == "table" then
+    for k, v in pairs(h) do
+      local f = type(k) == "string" and HEADER_FIELDS[k:lower()]
+      if f then out[f] = type(v) == "table" and tostring(v[1]) or tostring(v) end
+    end
+  end
+  return out
+end
+
+-- One round trip through the transport seam: (status, body, hdrs) | (nil, code, msg).
+local function via_transport(self, ep, fields, opts)
+  local req = self._core:build(ep, fields, opts)
+  req.timeout = req.timeout or self._cfg.timeout
+  local ok, resp, code, msg = pcall(self._transport, req)
+  if not ok then return nil, "transport", "transport failed: " .. tostring(resp) end
+  if resp == nil then return nil, code or "transport", msg or "transport failed" end
+  if type(resp) ~= "table" or type(resp.status) ~= "number" then
+    return nil, "bad_response", "transport returned no status"
+  end
+  return resp.status, type(resp.body) == "string" and resp.body or "", map_headers(resp.headers)
+end
+
+local function retry_wait(self, ep, attempt, status, code, hdrs)
+  if attempt > self._cfg.retries then return nil end
+  local retry = (status == nil and NOT_SENT[code]) or (READS[ep] and (status == 429 or status == 503))
+  if not retry then return nil end
+  local wait = status and errors.parse_retry_after(hdrs and hdrs.retry_after) or nil
+  if not wait and status == 429 and hdrs and tonumber(hdrs.ratelimit_reset) then
+    wait = tonumber(hdrs.ratelimit_reset) - time()
+  end
+  wait = wait or (0.1 * 2 ^ (attempt - 1))
+  if wait < 0 then wait = 0 end
+  if wait > self._cfg.max_retry_wait then return nil end -- caller decides: err.retry_after says when
+  return wait + math.random() * 0.1
+end
+
+-- Performs one endpoint call, blocking (cb == nil) or not.
+function Client:_call(ep, fields, opts, cb, shape)
+  if self._closed then raise("attempt to use a closed auth0.Client", 3) end
+  if cb ~= nil and type(cb) ~= "function" then raise("callback must be a function", 3) end
+  self:_log("debug", "request", { endpoint = ep })
+  if cb == nil then
+    local deadline = now() + ((opts and opts.timeout) or self._cfg.timeout)
+    local attempt = 0
+    while true do
+      attempt = attempt + 1
+      local status, body, hdrs
+      if self._transport then status, body, hdrs = via_transport(self, ep, fields, opts)
+      else status, body, hdrs = self._core:request(ep, fields, opts) end
+      local wait = retry_wait(self, ep, attempt, status, body, hdrs)
+      if not wait or now() + wait >= deadline then return finish(self, ep, shape, status, body, hdrs) end
+      self:_log("info", "retrying", { endpoint = ep, attempt = attempt, wait = wait })
+      self._sleep(wait)
+    end
+  end
+  return self:_start(ep, fields, opts, cb, shape, 1)
+end
+
+-- A request finished through the transport seam or after a retry wait: a Lua object
+-- with the same methods as auth0.Request.
+local Pending = { __name = "auth0.Request" }
+Pending.__index = Pending
+function Pending:done() return self._done end
+function Pending:cancel()
+  if self._done then return false end
+  self._done = true
+  if self._inner then self._inner:cancel() end
+  self._cancel()
+  return true
+end
+Pending.__tostring = function(p) return "auth0.Request (" .. p._ep .. ", " .. (p._done and "done" or "in flight") .. ")" end
+
+function Client:_deliver(cb, ...)
+  local ok, msg = pcall(cb, ...)
+  if not ok then pcall(self._on_cb_error, msg) end
+end
+
+function Client:_start(ep, fields, opts, cb, shape, attempt)
+  local p = setmetatable({ _ep = ep, _done = false }, Pending)
+  local timer
+  local function settle(status, body, hdrs)
+    if p._done then return end
+    local wait = retry_wait(self, ep, attempt, status, body, hdrs)
+    if wait then
+      attempt = attempt + 1
+      timer = self:_after(wait, function() p._inner = nil; self:_launch(p, ep, fields, opts, settle) end)
+      return
+    end
+    p._done = true
+    self:_deliver(cb, finish(self, ep, shape, status, body, hdrs))
+  end
+  p._cancel = function()
+    if timer then self:_cancel_timer(timer) end
+    self:_deliver(cb, nil, new_error("cancelled", "request cancelled", { context = ep }))
+  end
+  self:_launch(p, ep, fields, opts, settle)
+  return p
+end
+
+function Client:_launch(p, ep, fields, opts, settle)
+  if self._transport then
+    local status, body, hdrs = via_transport(self, ep, fields, opts)
+    self._queue[#self._queue + 1] = function() settle(status, body, hdrs) end
+  else
+    p._inner = self._core:start(ep, fields, opts, function(status, body, hdrs)
+      if status == nil and body == "cancelled" then return end -- Pending:cancel reports it
+      settle(status, body, hdrs)
+    end)
+  end
+end
+
+-- Timers for retries, push polling and flows; run from poll().
+function Client:_after(seconds, fn)
+  local t = { at = now() + seconds, fn = fn }
+  local timers = self._timers
+  timers[#timers + 1] = t
+  return t
+end
+
+function Client:_cancel_timer(t)
+  for i, v in ipairs(self._timers) do
+    if v == t then table.remove(self._timers, i); return end
+  end
+end
+
+--- Advances every request and runs the callbacks of those that finished.
+-- `poll(0)` never blocks; `poll(ms)` waits up to ms for activity.
+-- @return the number of requests and timers still pending, or `nil, err` (code `reentrant`)
+function Client:poll(ms)
+  if self._closed then raise("attempt to use a closed auth0.Client") end
+  ms = ms or 0
+  if type(ms) ~= "number" or ms < 0 then raise("poll expects milliseconds >= 0") end
+  if self._polling then return nil, new_error("reentrant", "poll called from inside a callback") end
+  local timers = self._timers
+  if #timers > 0 or #self._queue > 0 then
+    local soonest = math.huge
+    for _, t in ipairs(timers) do if t.at < soonest then soonest = t.at end end
+    if #self._queue > 0 then soonest = 0 end
+    local cap = math.max(0, math.floor((soonest - now()) * 1000))
+    if cap < ms then ms = cap end
+  end
+  self._polling = true
+  local ok, n, perr = pcall(self._core.poll, self._core, ms)
+  if ok and n == 0 and ms > 0 and #timers > 0 and #self._queue == 0 then
+    -- nothing on the wire: wait for the timer instead of spinning
+    local wait = math.huge
+    for _, t in ipairs(timers) do if t.at < wait then wait = t.at end end
+    wait = math.min(wait - now(), ms / 1000)
+    if wait > 0 then self._sleep(wait) end
+  end
+  local queue = self._queue
+  if #queue > 0 then
+    self._queue = {}
+    for _, fn in ipairs(queue) do fn() end
+  end
+  if #timers > 0 then
+    local t0, due, keep = now(), {}, {}
+    for _, t in ipairs(timers) do
+      if t.at <= t0 then due[#due + 1] = t else keep[#keep + 1] = t end
+    end
+    self._timers = keep
+    for _, t in ipairs(due) do
+      local tok, terr = pcall(t.fn)
+      if not tok then pcall(self._on_cb_error, terr) end
+    end
+  end
+  self._polling = false
+  if not ok then error(n, 0) end
+  if n == nil then return nil, new_error(perr, "poll failed") end
+  if self._closed then return 0 end
+  return n + #self._timers + #self._queue
+end
+
+--- Number of requests and timers still pending.
+function Client:pending()
+  if self._closed then return 0 end
+  return self._core:stats().inflight + #self._timers + #self._queue
+end
+
+--- Interrupts a poll(ms) that is waiting (safe from another coroutine's callback).
+function Client:wakeup() if not self._closed then self._core:wakeup() end end
+
+--- Connection and request counters: { connects, requests, inflight }.
+function Client:stats() return self._core:stats() end
+
+--- Cancels everything in flight (each callback runs once with code "cancelled") and
+-- releases the connections. Idempotent.
+function Client:close()
+  if self._closed then return end
+  local timers = self._timers
+  self._timers = {}
+  self._closed = true
+  self._core:close()
+  for _, t in ipairs(timers) do if t.on_close then pcall(t.on_close) end end
+end
+Client.__close = Client.close
+Client.__gc = Client.close
+
+---------------------------------------------------------------------------------------
+-- Response shapes
+
+local function tokens_shape(t)
+  if type(t) ~= "table" or type(t.access_token) ~= "string" then
+    return nil, "token response without an access_token"
+  end
+  local exp = tonumber(t.expires_in)
+  if exp then t.expires_at = time() + exp end
+  return t
+end
+
+local function object_shape(t)
+  if t == true then return {} end
+  if type(t) ~= "table" then return nil, "expected a JSON object" end
+  return t
+end
+
+local function list_shape(t)
+  if t == true then return {} end
+  if type(t) ~= "table" then return nil, "expected a JSON array" end
+  for i = 1, #t do
+    local a = t[i]
+    if type(a) ~= "table" then return nil, "authenticator entry is not an object" end
+    -- old docs and some SDKs spell it oob_channels (string or array); normalize
+    if a.oob_channel == nil and a.oob_channels ~= nil then
+      a.oob_channel = type(a.oob_channels) == "table" and a.oob_channels[1] or a.oob_channels
+    end
+  end
+  return t
+end
+
+local function true_shape() return true end
+
+---------------------------------------------------------------------------------------
+-- Passwordless
+
+local SEND = { code = true, link = true, link_ios = true, link_android = true }
+local PHONE = "^%+%d+$"
+
+local function check_email(v, level)
+  check_string(v, "email", level + 1)
+  if #v > 254 or has_ctl(v) or v:find("%s") or not v:find("^[^@]+@[^@]+%.[^@%.]+$") then
+    raise("email is malformed", level + 1)
+  end
+  return v
+end
+
+local function check_phone(v, level)
+  check_string(v, "phone_number", level + 1)
+  if not v:find(PHONE) or #v > 16 then raise("phone_number must match ^\\+[0-9]{1,15}$", level + 1) end
+  return v
+end
+
+function Client:_client_fields(t)
+  t.client_id = self._cfg.client_id
+  t.client_secret = self._cfg.client_secret
+  return t
+end
+
+--- Sends a one-time code or a magic link (POST /passwordless/start).
+-- @tparam table p `connection` ("email", "sms" or a custom name), `email` or
+-- `phone_number`, `send` ("code" default, "link", "link_ios", "link_android"),
+-- `auth_params` (links only), `language` (x-request-language header)
+-- @param cb optional callback(result, err)
+-- @return the server's answer (e.g. `{_id=, email=, email_verified=}`) or nil, err
+function Client:passwordless_start(p, cb)
+  if type(p) ~= "table" then raise("passwordless_start expects a table") end
+  local connection = check_string(p.connection, "connection", 2)
+  if p.email ~= nil and p.phone_number ~= nil then raise("give either email or phone_number, not both") end
+  if p.email == nil and p.phone_number == nil then raise("email or phone_number is required") end
+  if connection == "email" and p.email == nil then raise("the email connection needs email") end
+  if connection == "sms" and p.phone_number == nil then raise("the sms connection needs phone_number") end
+  local email = p.email and check_email(p.email, 2)
+  local phone = p.phone_number and check_phone(p.phone_number, 2)
+  local send = p.send == nil and "code" or p.send
+  if not SEND[send] then raise("send must be code, link, link_ios or link_android, got " .. tostring(send)) end
+  if p.auth_params ~= nil then
+    if type(p.auth_params) ~= "table" then raise("auth_params must be a table") end
+    if send == "code" then raise("auth_params only applies to links (send = \"link\")") end
+  end
+  local language = check_string(p.language, "language", 2, true) or self._cfg.language
+  if language and has_ctl(language) then raise("language contains CR, LF or NUL") end
+  local fields = self:_client_fields { connection = connection, email = email, phone_number = phone,
+    send = send, authParams = p.auth_params }
+  return self:_call("passwordless_start", fields, language and { language = language }, cb, object_shape)
+end
+
+--- Exchanges the one-time code for tokens (passwordless OTP grant).
+-- @tparam table p `realm` (connection), `username` (email or phone), `otp`, `audience`, `scope`
+-- @return tokens `{access_token, id_token, refresh_token, token_type, expires_in, scope, expires_at}`
+-- or nil, err (`err.code == "mfa_required"` carries `err.mfa_token`, `err.mfa_requirements`)
+function Client:passwordless_login(p, cb)
+  if type(p) ~= "table" then raise("passwordless_login expects a table") end
+  local fields = self:_client_fields {
+    realm = check_string(p.realm, "realm", 2),
+    username = check_string(p.username, "username", 2),
+    otp = check_string(p.otp, "otp", 2),
+    audience = check_string(p.audience, "audience", 2, true) or self._cfg.audience,
+    scope = check_string(p.scope, "scope", 2, true) or self._cfg.scope,
+  }
+  return self:_call("passwordless_login", fields, nil, cb, tokens_shape)
+end
+
+---------------------------------------------------------------------------------------
+-- Tokens
+
+--- Uses a refresh token (refresh_token grant). May answer `mfa_required`.
+function Client:refresh(p, cb)
+  if type(p) == "string" then p = { refresh_token = p } end
+  if type(p) ~= "table" then raise("refresh expects a refresh token or a table") end
+  local fields = self:_client_fields {
+    refresh_token = check_string(p.refresh_token, "refresh_token", 2),
+    scope = check_string(p.scope, "scope", 2, true),
+    audience = check_string(p.audience, "audience", 2, true),
+  }
+  return self:_call("refresh", fields, nil, cb, tokens_shape)
+end
+
+--- Revokes a refresh token (POST /oauth/revoke). @return true or nil, err
+function Client:revoke(refresh_token, cb)
+  local fields = self:_client_fields { token = check_string(refresh_token, "refresh_token", 2) }
+  return self:_call("revoke", fields, nil, cb, true_shape)
+end
+
+--- The user's profile (GET /userinfo) for an access token.
+function Client:userinfo(access_token, cb)
+  check_string(access_token, "access_token", 2)
+  if has_ctl(access_token) then raise("access_token contains CR, LF or NUL") end
+  return self:_call("userinfo", nil, { bearer = access_token }, cb, object_shape)
+end
+
+--- The tenant's JWKS (cached after the first success unless `refresh` is true).
+function Client:jwks(refresh, cb)
+  if type(refresh) == "function" then cb, refresh = refresh, nil end
+  if self._jwks and not refresh then
+    if cb then self._queue[#self._queue + 1] = function() self:_deliver(cb, self._jwks) end; return end
+    return self._jwks
+  end
+  local function shape(t)
+    if type(t) ~= "table" or type(t.keys) ~= "table" then return nil, "JWKS without keys" end
+    self._jwks = t
+    return t
+  end
+  return self:_call("jwks", nil, nil, cb, shape)
+end
+
+--- The OpenID discovery document.
+function Client:openid_configuration(cb)
+  return self:_call("openid_configuration", nil, nil, cb, object_shape)
+end
+
+--- Checks an ID token's signature (JWKS, RS256) and claims (iss, aud, exp, iat, sub...).
+-- @return the claims, or nil, err (`err.code == "invalid_id_token"`)
+function Client:verify_id_token(id_token, opts)
+  check_string(id_token, "id_token", 2)
+  opts = opts or {}
+  local jwt = require "auth0.jwt"
+  local jwks, err = self:jwks()
+  if not jwks then return nil, err end
+  local claims, verr = jwt.verify_id_token(id_token, {
+    jwks = jwks, issuer = self._cfg.issuer, client_id = self._cfg.client_id,
+    leeway = opts.leeway, now = opts.now, nonce = opts.nonce, max_age = opts.max_age,
+  })
+  if claims then return claims end
+  if type(verr) == "table" and verr.code == "invalid_id_token" and verr.message:find("kid") and not opts._retried then
+    -- keys rotate: refetch once
+    self._jwks = nil
+    opts._retried = true
+    return self:verify_id_token(id_token, opts)
+  end
+  return nil, new_error("invalid_id_token", type(verr) == "table" and verr.message or tostring(verr))
+end
+
+---------------------------------------------------------------------------------------
+-- Multi-factor authentication
+
+--- Lists authenticators (GET /mfa/authenticators) with an mfa_token or MFA access token.
+function Client:mfa_authenticators(token, cb)
+  check_string(token, "token", 2)
+  if has_ctl(token) then raise("token contains CR, LF or NUL") end
+  return self:_call("mfa_authenticators", nil, { bearer = token }, cb, list_shape)
+end
+
+--- Deletes an authenticator. @return true or nil, err
+function Client:mfa_delete_authenticator(token, authenticator_id, cb)
+  check_string(token, "token", 2)
+  check_string(authenticator_id, "authenticator_id", 2)
+  if has_ctl(token) then raise("token contains CR, LF or NUL") end
+  return self:_call("mfa_delete_authenticator", nil, { bearer = token, path_arg = authenticator_id }, cb,
+    true_shape)
+end
+
+local OOB_CHANNELS = { sms = true, voice = true, auth0 = true, email = true }
+local AUTH_TYPES = { otp = true, oob = true }
+
+--- Enrolls an authenticator (POST /mfa/associate).
+-- @tparam table p `token`, `authenticator_types` ({"otp"} or {"oob"}), `oob_channels`,
+-- `phone_number`, `email`
+function Client:mfa_associate(p, cb)
+  if type(p) ~= "table" then raise("mfa_associate expects a table") end
+  local token = check_string(p.token, "token", 2)
+  if has_ctl(token) then raise("token contains CR, LF or NUL") end
+  local types = p.authenticator_types
+  if type(types) ~= "table" or #types == 0 then raise("authenticator_types must be a non-empty list") end
+  for _, t in ipairs(types) do
+    if not AUTH_TYPES[t] then raise("authenticator_types: unknown type " .. tostring(t)) end
+  end
+  local channels = p.oob_channels
+  if channels ~= nil then
+    if type(channels) ~= "table" or #channels == 0 then raise("oob_channels must be a non-empty list") end
+    for _, c in ipairs(channels) do
+      if not OOB_CHANNELS[c] then raise("oob_channels: unknown channel " .. tostring(c)) end
+    end
+  end
+  if types[1] == "oob" and channels == nil then raise("oob enrollment needs oob_channels") end
+  local fields = self:_client_fields { authenticator_types = types, oob_channels = channels,
+    phone_number = p.phone_number and check_phone(p.phone_number, 2),
+    email = p.email and check_email(p.email, 2) }
+  return self:_call("mfa_associate", fields, { bearer = token }, cb, object_shape)
+end
+
+local CHALLENGE_TYPES = { otp = true, oob = true, ["otp oob"] = true, ["oob otp"] = true }
+
+--- Starts a challenge (POST /mfa/challenge).
+-- @tparam table p `mfa_token`, `challenge_type` ("otp", "oob", "otp oob"), `authenticator_id`
+-- @return `{challenge_type, oob_code, binding_method}` or nil, err
+function Client:mfa_challenge(p, cb)
+  if type(p) ~= "table" then raise("mfa_challenge expects a table") end
+  local ct = p.challenge_type
+  if ct ~= nil and not CHALLENGE_TYPES[ct] then raise("challenge_type must be otp, oob or \"otp oob\"") end
+  local fields = self:_client_fields { mfa_token = check_string(p.mfa_token, "mfa_token", 2),
+    challenge_type = ct, authenticator_id = check_string(p.authenticator_id, "authenticator_id", 2, true) }
+  return self:_call("mfa_challenge", fields, nil, cb, object_shape)
+end
+
+--- Completes MFA with exactly one of `otp`, `oob_code` (+ `binding_code`), `recovery_code`.
+-- With a recovery code, `tokens.recovery_code` is the new code to show the user.
+function Client:mfa_verify(p, cb)
+  if type(p) ~= "table" then raise("mfa_verify expects a table") end
+  local mfa_token = check_string(p.mfa_token, "mfa_token", 2)
+  local n = (p.otp ~= nil and 1 or 0) + (p.oob_code ~= nil and 1 or 0) + (p.recovery_code ~= nil and 1 or 0)
+  if n ~= 1 then raise("give exactly one of otp, oob_code, recovery_code") end
+  if p.binding_code ~= nil and p.oob_code == nil then raise("binding_code goes with oob_code") end
+  for k in pairs(p) do
+    if k ~= "mfa_token" and k ~= "otp" and k ~= "oob_code" and k ~= "binding_code" and k ~= "recovery_code" then
+      raise("mfa_verify: unknown field '" .. tostring(k) .. "'")
+    end
+  end
+  if p.otp ~= nil then
+    return self:_call("mfa_otp", self:_client_fields { mfa_token = mfa_token,
+      otp = check_string(p.otp, "otp", 2) }, nil, cb, tokens_shape)
+  elseif p.oob_code ~= nil then
+    return self:_call("mfa_oob", self:_client_fields { mfa_token = mfa_token,
+      oob_code = check_string(p.oob_code, "oob_code", 2),
+      binding_code = check_string(p.binding_code, "binding_code", 2, true) }, nil, cb, tokens_shape)
+  end
+  return self:_call("mfa_recovery_code", self:_client_fields { mfa_token = mfa_token,
+    recovery_code = check_string(p.recovery_code, "recovery_code", 2) }, nil, cb, tokens_shape)
+end
+
+-- A rejected push: access_denied (real server) or invalid_grant "MFA Authorization rejected." (docs).
+local function is_rejection(e)
+  return e.code == "access_denied" or (e.code == "invalid_grant" and (e.message or ""):find("rejected", 1, true))
+end
+
+--- Waits for a push approval by polling the mfa-oob grant.
+-- @tparam table p `mfa_token`, `oob_code`, `interval` (5 s), `timeout` (300 s),
+-- `on_pending(waited_seconds)`
+-- @return tokens, or nil, err: `access_denied` (rejected), `expired_token`, `timeout`, ...
+function Client:mfa_poll(p, cb)
+  if type(p) ~= "table" then raise("mfa_poll expects a table") end
+  local mfa_token = check_string(p.mfa_token, "mfa_token", 2)
+  local oob_code = check_string(p.oob_code, "oob_code", 2)
+  local interval = p.interval or 5
+  local limit = p.timeout or 300
+  if type(interval) ~= "number" or interval <= 0 or interval > 600 then raise("interval must be in (0, 600] seconds") end
+  if type(limit) ~= "number" or limit <= 0 or limit > 86400 then raise("timeout must be in (0, 86400] seconds") end
+  if p.on_pending ~= nil and type(p.on_pending) ~= "function" then raise("on_pending must be a function") end
+  local on_pending = p.on_pending
+  local started = now()
+  local fields = self:_client_fields { mfa_token = mfa_token, oob_code = oob_code }
+
+  -- one step of the state machine: returns "wait", seconds | "done", tokens, err
+  local function step(tokens, err)
+    if tokens then return "done", tokens end
+    local code = err.code
+    if code == "authorization_pending" or code == "slow_down" then
+      if code == "slow_down" then interval = interval + 5 end
+      local waited = now() - started
+      if on_pending then
+        local ok, msg = pcall(on_pending, waited)
+        if not ok then pcall(self._on_cb_error, msg) end
+      end
+      if waited + interval > limit then
+        return "done", nil, new_error("timeout", "push approval not received within " .. limit .. " s",
+          { context = "mfa_poll" })
+      end
+      return "wait", interval
+    end
+    if is_rejection(err) then err.code = "access_denied" end
+    return "done", nil, err
+  end
+
+  if cb == nil then
+    local wait = interval
+    while true do
+      self._sleep(wait)
+      local state, a, b = step(self:_call("mfa_oob", fields, nil, nil, tokens_shape))
+      if state == "done" then return a, b end
+      wait = a
+    end
+  end
+
+  if type(cb) ~= "function" then raise("callback must be a function") end
+  local p_obj = setmetatable({ _ep = "mfa_poll", _done = false }, Pending)
+  local timer
+  local function finish_poll(tokens, err)
+    if p_obj._done then return end
+    p_obj._done = true
+    self:_deliver(cb, tokens, err)
+  end
+  local function schedule(wait)
+    timer = self:_after(wait, function()
+      timer = nil
+      p_obj._inner = self:_call("mfa_oob", fields, nil, function(tokens, err)
+        if p_obj._done then return end
+        local state, a, b = step(tokens, err)
+        if state == "done" then finish_poll(a, b) else schedule(a) end
+      end, tokens_shape)
+    end)
+    timer.on_close = function() finish_poll(nil, new_error("cancelled", "client closed", { context = "mfa_poll" })) end
+  end
+  p_obj._cancel = function()
+    if timer then self:_cancel_timer(timer) end
+    self:_deliver(cb, nil, new_error("cancelled", "request cancelled", { context = "mfa_poll" }))
+  end
+  schedule(interval)
+  return p_obj
+end
+
+---------------------------------------------------------------------------------------
+-- OTP helpers (re-exported from auth0.otp)
+
+local otp_ok, otp = pcall(require, "auth0.otp")
+if otp_ok then
+  _M.totp = otp.totp
+  _M.hotp = otp.hotp
+  _M.parse_otpauth = otp.parse_otpauth
+end
+
+--- Runs `fn(...)` and returns its results; a coroutine helper: inside a coroutine,
+-- `auth0.await(client, method, args)` starts the call with a callback and yields until
+-- it completes (resumed from client:poll after C has returned).
+function _M.await(client, method, ...)
+  local co, main = coroutine.running()
+  if not co or main then raise("auth0.await must be called inside a coroutine") end
+  local fn = client[method]
+  if type(fn) ~= "function" then raise("unknown method " .. tostring(method)) end
+  local results, done
+  local args = { n = select("#", ...) + 1, ... }
+  args[args.n] = function(...)
+    results, done = { n = select("#", ...), ... }, true
+    if coroutine.status(co) == "suspended" then
+      local ok, msg = coroutine.resume(co)
+      if not ok then error(msg, 0) end
+    end
+  end
+  fn(client, (table.unpack or unpack)(args, 1, args.n)) -- luacheck: ignore 113
+  if not done then coroutine.yield() end
+  return (table.unpack or unpack)(results, 1, results.n) -- luacheck: ignore 113
+end
+
+return _M

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs the busted suite in every pass (Lua 5.4, LuaJIT, ASan+UBSan; or the passes named in
+# A0_PASSES), the C unit tests and luacheck, then prints one closing line with the totals.
+set -u
+cd "$(dirname "$0")/.."
+passes=${A0_PASSES:-"lua54 luajit asan"}
+counts=$(mktemp); : > "$counts"
+export A0_COUNTS=$counts
+status=0
+asan_env() {
+  echo "LD_PRELOAD=$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so) $PWD/build/asan/nodlclose.so ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 LSAN_OPTIONS=suppressions=$PWD/spec/support/lsan.supp"
+}
+for p in $passes; do
+  echo "=== pass: $p"
+  case $p in
+    lua54)   lua5.4 /usr/bin/busted --run=default "$@" || status=1 ;;
+    luajit)  luajit /usr/bin/busted --run=luajit "$@" || status=1 ;;
+    asan)    env $(asan_env) lua5.4 /usr/bin/busted --run=asan "$@" || status=1 ;;
+    valgrind)
+      printf 'int dlclose(void *h){(void)h;return 0;}\n' > build/nodlclose.c
+      cc -shared -fPIC -o build/nodlclose.so build/nodlclose.c
+      LD_PRELOAD=$PWD/build/nodlclose.so valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+        --error-exitcode=99 lua5.4 /usr/bin/busted --run=default "$@" || status=1 ;;
+  esac
+done
+if [ -z "${A0_PASSES:-}" ]; then
+  echo "=== luacheck"
+  if luacheck -q lua spec examples bench; then echo "1 0 0" >> "$counts"; else echo "0 1 0" >> "$counts"; status=1; fi
+fi
+read -r passed failed skipped < <(awk '{p+=$1; f+=$2; s+=$3} END {print p+0, f+0, s+0}' "$counts")
+rm -f "$counts"
+[ "$failed" -gt 0 ] && status=1
+echo
+echo "$passed passed, $failed failed, $skipped skipped"
+exit $status
