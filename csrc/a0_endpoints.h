@@ -4,7 +4,7 @@
 #define A0_ENDPOINTS_H
 
 enum { A0_F_REQ = 1, A0_F_OBJ = 2, A0_F_ARR = 4 };
-enum { A0_BODY_NONE, A0_BODY_JSON };
+enum { A0_BODY_NONE, A0_BODY_JSON, A0_BODY_RAW };  /* RAW: opts.body, a JSON text */
 enum { A0_AUTH_NONE, A0_AUTH_BEARER };
 
 typedef struct { const char *name; int flags; } a0_field;
@@ -12,7 +12,8 @@ typedef struct { const char *name; int flags; } a0_field;
 typedef struct {
   const char *name;
   const char *method;
-  const char *path;       /* a trailing '/' means one percent-encoded segment is appended */
+  const char *path;       /* a trailing '/' means opts.path_arg is appended: percent-encoded
+                             as one segment, or verbatim for the emulator's control routes */
   int body;
   int auth;
   const char *grant_type; /* added to the body as grant_type when not NULL */
@@ -58,6 +59,10 @@ static const a0_endpoint a0_endpoints[] = {
   {"mfa_recovery_code", "POST", "/oauth/token", A0_BODY_JSON, A0_AUTH_NONE, A0_G "mfa-recovery-code", f_mfa_rc},
   {"jwks", "GET", "/.well-known/jwks.json", A0_BODY_NONE, A0_AUTH_NONE, NULL, f_none},
   {"openid_configuration", "GET", "/.well-known/openid-configuration", A0_BODY_NONE, A0_AUTH_NONE, NULL, f_none},
+  /* the bundled emulator's control API (tests and demos): verbatim sub-path, raw JSON body */
+  {"control_get", "GET", "/__emulator/", A0_BODY_NONE, A0_AUTH_NONE, NULL, f_none},
+  {"control_post", "POST", "/__emulator/", A0_BODY_RAW, A0_AUTH_NONE, NULL, f_none},
+  {"control_delete", "DELETE", "/__emulator/", A0_BODY_NONE, A0_AUTH_NONE, NULL, f_none},
   {NULL, NULL, NULL, 0, 0, NULL, NULL}
 };
 

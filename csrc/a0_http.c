@@ -116,11 +116,9 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   return len;
 }
 
-static size_t on_header(char *p, size_t size, size_t n, void *ud) {
-  a0_xfer *x = ud;
-  size_t len = size * n;
+void a0_capture_header(a0_xfer *x, const char *p, size_t len) {
   /* a new status line (e.g. after 100 Continue) starts a fresh header set */
-  if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) { memset(x->hdr, 0, sizeof x->hdr); return len; }
+  if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) { memset(x->hdr, 0, sizeof x->hdr); return; }
   for (int h = 0; h < A0_NHDR; h++) {
     size_t wl = strlen(hdr_wire[h]);
     if (len > wl && p[wl] == ':' && strncasecmp(p, hdr_wire[h], wl) == 0) {
@@ -134,7 +132,11 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
       break;
     }
   }
-  return len;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud) {
+  a0_capture_header(ud, p, size * n);
+  return size * n;
 }
 
 static void set_error(a0_xfer *x, CURLcode rc, const char *curl_msg) {

@@ -75,6 +75,9 @@ struct a0_xfer {
   void *ud;                 /* owner's back pointer */
 };
 
+/* Records one raw header line ("Name: value\r\n") if it is one we capture. */
+void a0_capture_header(a0_xfer *x, const char *line, size_t len);
+
 a0_engine *a0_engine_new(const a0_engine_opts *o, char *err, size_t errlen);
 void a0_engine_free(a0_engine *e);
 /* Transfers that can be reused keep their easy handle and buffers. */

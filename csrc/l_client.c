@@ -182,10 +182,13 @@ static const char *opt_string(lua_State *L, int o, const char *k, size_t *len, i
 typedef struct {
   const a0_endpoint *ep;
   int t;                    /* stack index of the fields table (may be nil) */
-  const char *bearer, *lang, *seg;
-  size_t blen, llen, plen;
+  const char *bearer, *lang, *seg, *query, *raw;
+  size_t blen, llen, plen, qlen, rlen;
   long timeout_ms;
 } call_args;
+
+/* The emulator's control routes take a verbatim sub-path ("guardian/<id>/approve"). */
+static int is_control(const a0_endpoint *ep) { return strcmp(ep->path, "/__emulator/") == 0; }
 
 /* Checks (endpoint, fields, opts) and raises on misuse; allocates nothing. */
 static void check_call(lua_State *L, call_args *a, int e, int t, int o) {
@@ -198,6 +201,13 @@ static void check_call(lua_State *L, call_args *a, int e, int t, int o) {
   a->bearer = opt_string(L, o, "bearer", &a->blen, 1);
   a->lang = opt_string(L, o, "language", &a->llen, 1);
   a->seg = opt_string(L, o, "path_arg", &a->plen, 0);
+  a->query = opt_string(L, o, "query", &a->qlen, 1);
+  a->raw = opt_string(L, o, "body", &a->rlen, 0);
+  if (a->raw != NULL && ep->body != A0_BODY_RAW) luaL_error(L, "%s: option 'body' is not allowed", ep->name);
+  if (a->query != NULL && (strpbrk(a->query, " #") != NULL))
+    luaL_error(L, "option 'query' must be percent-encoded");
+  if (is_control(ep) && a->seg != NULL && (a0_has_ctl(a->seg, a->plen) || strpbrk(a->seg, " ?#") != NULL))
+    luaL_error(L, "%s: invalid path", ep->name);
   if (ep->auth == A0_AUTH_BEARER && (a->bearer == NULL || a->blen == 0))
     luaL_error(L, "%s: a bearer token is required", ep->name);
   if (ep->path[strlen(ep->path) - 1] == '/' && (a->seg == NULL || a->plen == 0))
@@ -219,17 +229,18 @@ static int fill(lua_State *L, l_client *c, a0_xfer *x, const call_args *a) {
   const a0_endpoint *ep = a->ep;
   x->method = ep->method;
   x->timeout_ms = a->timeout_ms;
+  int verbatim = is_control(ep);
   if (a0_buf_add(&x->url, c->base.data, c->base.len) || a0_buf_adds(&x->url, ep->path) ||
-      (a->seg != NULL && a0_pct_escape(&x->url, a->seg, a->plen)))
+      (a->seg != NULL && (verbatim ? a0_buf_add(&x->url, a->seg, a->plen) : a0_pct_escape(&x->url, a->seg, a->plen))) ||
+      (a->query != NULL && (a0_buf_addc(&x->url, '?') || a0_buf_add(&x->url, a->query, a->qlen))))
     goto nomem;
   for (struct curl_slist *h = c->static_headers; h != NULL; h = h->next)
     if (a0_xfer_add_header(x, h->data) != 0) goto nomem;
   if (a->bearer != NULL && header_line(x, "Authorization: Bearer ", a->bearer, a->blen) != 0) goto nomem;
   if (a->lang != NULL && header_line(x, "X-Request-Language: ", a->lang, a->llen) != 0) goto nomem;
-  if (ep->body == A0_BODY_JSON) {
-    if (a0_xfer_add_header(x, "Content-Type: application/json") != 0) goto nomem;
-    return encode_json(L, ep, a->t, &x->body);
-  }
+  if (ep->body != A0_BODY_NONE && a0_xfer_add_header(x, "Content-Type: application/json") != 0) goto nomem;
+  if (ep->body == A0_BODY_JSON) return encode_json(L, ep, a->t, &x->body);
+  if (ep->body == A0_BODY_RAW && a->raw != NULL && a0_buf_add(&x->body, a->raw, a->rlen) != 0) goto nomem;
   return 0;
 nomem:
   lua_pushliteral(L, "out of memory");

@@ -128,8 +128,12 @@ function _M.new(opts)
     headers[#headers + 1] = "Auth0-Client: " .. core.b64_encode(info)
   end
   local transport = opts.transport
+  if transport == nil and type(ngx) == "table" and ngx.get_phase then -- luacheck: ignore 113
+    transport = "ngx"   -- inside nginx: never block a worker with libcurl
+  end
   if transport == "ngx" then
     transport = require("auth0.transport.ngx").new(cfg, opts)
+    if not opts.sleep then self._sleep = ngx.sleep end -- luacheck: ignore 113
   elseif transport ~= nil and type(transport) ~= "function" then
     raise("transport must be a function or \"ngx\"")
   end
@@ -407,7 +411,11 @@ local function tokens_shape(t)
     return nil, "token response without an access_token"
   end
   local exp = tonumber(t.expires_in)
-  if exp then t.expires_at = time() + exp end
+  if exp then
+    exp = math.floor(exp)   -- cjson on 5.4 decodes 86400 as 86400.0
+    t.expires_in = exp
+    t.expires_at = time() + exp
+  end
   return t
 end
 

@@ -1,0 +1,234 @@
+--- JSON Web Tokens: decoding and ID-token validation (PROTOCOL.md section 9).
+-- Signatures are checked by `auth0.core` (RS256 against a JWKS key, or HS256 with the
+-- client secret). Error messages name the failing claim but never contain the token.
+-- @module auth0.jwt
+
+local core = require "auth0.core"
+local cjson = require("cjson.safe").new()
+
+local error, type, pairs, ipairs, tostring, setmetatable =
+  error, type, pairs, ipairs, tostring, setmetatable
+local os_time = os.time
+local str_find, str_sub, str_format, str_match = string.find, string.sub, string.format, string.match
+
+local _M = { _VERSION = "0.1.0" }
+
+local b64url_decode, rs256_verify, hmac, sha256 =
+  core.b64url_decode, core.rs256_verify, core.hmac, core.sha256
+
+local ERR_CODE = "invalid_id_token"
+
+local err_mt = {
+  __tostring = function(e) return e.code .. ": " .. e.message end,
+}
+
+local function fail(message)
+  return nil, setmetatable({ code = ERR_CODE, message = message }, err_mt)
+end
+
+-- A claim value fit for an error message: short printable strings and numbers only.
+local function show(v)
+  if type(v) == "number" then return str_format("%.0f", v) end
+  if type(v) == "string" and #v <= 200 and str_match(v, "^[%w%p ]*$") then return v end
+  return "(" .. type(v) .. ")"
+end
+
+local function decode_part(part, what)
+  local raw, err = b64url_decode(part)
+  if not raw then return nil, what .. " is not base64url: " .. err end
+  local value = cjson.decode(raw)
+  if type(value) ~= "table" then return nil, what .. " is not a JSON object" end
+  return value
+end
+
+--- Decodes a compact JWS without verifying it.
+-- @tparam string token
+-- @treturn table `{ header, payload, signing_input = "h.p", signature = raw bytes }`
+-- @treturn[2] nil
+-- @treturn[2] string what is malformed (never the token)
+function _M.decode(token)
+  if type(token) ~= "string" then
+    error("auth0.jwt.decode: token must be a string", 2)
+  end
+  local d1 = str_find(token, ".", 1, true)
+  local d2 = d1 and str_find(token, ".", d1 + 1, true)
+  if not d2 or str_find(token, ".", d2 + 1, true) then
+    return nil, "token is not a JWS compact serialization (expected 3 parts)"
+  end
+  local header, err = decode_part(str_sub(token, 1, d1 - 1), "token header")
+  if not header then return nil, err end
+  local payload
+  payload, err = decode_part(str_sub(token, d1 + 1, d2 - 1), "token payload")
+  if not payload then return nil, err end
+  local signature
+  signature, err = b64url_decode(str_sub(token, d2 + 1))
+  if not signature then return nil, "token signature is not base64url: " .. err end
+  return {
+    header = header,
+    payload = payload,
+    signing_input = str_sub(token, 1, d2 - 1),
+    signature = signature,
+  }
+end
+
+local VERIFY_OPTS = {
+  jwks = true, issuer = true, client_id = true, leeway = true, now = true, nonce = true,
+  max_age = true, client_secret = true,
+}
+
+local function check_verify_opts(opts)
+  if type(opts) ~= "table" then error("auth0.jwt.verify_id_token: opts must be a table", 3) end
+  for k in pairs(opts) do
+    if not VERIFY_OPTS[k] then
+      error("auth0.jwt.verify_id_token: unknown option '" .. tostring(k) .. "'", 3)
+    end
+  end
+  local function need(name, kind, optional)
+    local v = opts[name]
+    if (v ~= nil or not optional) and type(v) ~= kind then
+      error("auth0.jwt.verify_id_token: opts." .. name .. " must be a " .. kind, 4)
+    end
+  end
+  need("issuer", "string")
+  need("client_id", "string")
+  need("jwks", "table", true)
+  need("leeway", "number", true)
+  need("now", "number", true)
+  need("nonce", "string", true)
+  need("max_age", "number", true)
+  need("client_secret", "string", true)
+end
+
+-- Picks the JWKS entry for the header's kid (or the only key when there is no kid).
+local function find_key(jwks, kid)
+  local keys = jwks.keys
+  if type(keys) ~= "table" or #keys == 0 then return nil, "jwks has no keys" end
+  if kid == nil then
+    if #keys == 1 then return keys[1] end
+    return nil, "id token has no kid and the jwks has several keys"
+  end
+  if type(kid) ~= "string" then return nil, "id token kid is not a string" end
+  for _, k in ipairs(keys) do
+    if type(k) == "table" and k.kid == kid then return k end
+  end
+  return nil, "id token signing key not found in jwks: kid " .. show(kid)
+end
+
+local function check_signature(jwt, opts)
+  local alg = jwt.header.alg
+  if alg == "RS256" then
+    if opts.jwks == nil then
+      error("auth0.jwt.verify_id_token: opts.jwks is required for RS256 tokens", 3)
+    end
+    local key, err = find_key(opts.jwks, jwt.header.kid)
+    if not key then return nil, err end
+    if key.kty ~= "RSA" or type(key.n) ~= "string" or type(key.e) ~= "string"
+      or (key.alg ~= nil and key.alg ~= "RS256") or (key.use ~= nil and key.use ~= "sig") then
+      return nil, "jwks key for the id token is not an RS256 signing key"
+    end
+    if not rs256_verify(key.n, key.e, jwt.signing_input, jwt.signature) then
+      return nil, "id token signature verification failed"
+    end
+    return true
+  elseif alg == "HS256" and opts.client_secret then
+    local mac = hmac("SHA256", opts.client_secret, jwt.signing_input)
+    -- Comparing digests of both sides keeps the comparison time independent of the MAC.
+    if sha256(mac) ~= sha256(jwt.signature) then
+      return nil, "id token signature verification failed"
+    end
+    return true
+  end
+  if alg == nil then return nil, "id token header has no alg" end
+  return nil, "id token signing algorithm not supported: expected RS256, got " .. show(alg)
+end
+
+local function check_audience(claims, client_id)
+  local aud = claims.aud
+  if type(aud) == "string" then
+    if aud ~= client_id then
+      return nil, "id token audience (aud) mismatch: expected " .. client_id .. ", got " .. show(aud)
+    end
+    return true
+  end
+  if type(aud) ~= "table" or #aud == 0 then
+    return nil, "id token audience (aud) claim missing"
+  end
+  local found = false
+  for _, v in ipairs(aud) do
+    if v == client_id then found = true end
+  end
+  if not found then
+    return nil, "id token audience (aud) does not contain the client id " .. client_id
+  end
+  if #aud > 1 then
+    if claims.azp == nil then
+      return nil, "id token authorized party (azp) claim missing (required with several audiences)"
+    end
+    if claims.azp ~= client_id then
+      return nil, "id token authorized party (azp) mismatch: expected " .. client_id
+        .. ", got " .. show(claims.azp)
+    end
+  end
+  return true
+end
+
+local function check_claims(claims, opts)
+  local now = opts.now or os_time()
+  local leeway = opts.leeway or 60
+
+  if type(claims.iss) ~= "string" then return nil, "id token issuer (iss) claim missing" end
+  if claims.iss ~= opts.issuer then
+    return nil, "id token issuer mismatch: expected " .. opts.issuer .. ", got " .. show(claims.iss)
+  end
+  if type(claims.sub) ~= "string" or claims.sub == "" then
+    return nil, "id token subject (sub) claim missing or empty"
+  end
+  local ok, err = check_audience(claims, opts.client_id)
+  if not ok then return nil, err end
+  if type(claims.exp) ~= "number" then return nil, "id token expiration (exp) claim missing" end
+  if claims.exp <= now - leeway then
+    return nil, str_format("id token expired: exp %.0f is before now %.0f (leeway %.0f s)",
+      claims.exp, now, leeway)
+  end
+  if type(claims.iat) ~= "number" then return nil, "id token issued at (iat) claim missing" end
+  if opts.nonce ~= nil then
+    if claims.nonce == nil then return nil, "id token nonce claim missing" end
+    if claims.nonce ~= opts.nonce then return nil, "id token nonce mismatch" end
+  end
+  if opts.max_age ~= nil then
+    if type(claims.auth_time) ~= "number" then
+      return nil, "id token authentication time (auth_time) claim missing (required with max_age)"
+    end
+    if now > claims.auth_time + opts.max_age + leeway then
+      return nil, str_format("id token auth_time %.0f is too old for max_age %.0f (now %.0f)",
+        claims.auth_time, opts.max_age, now)
+    end
+  end
+  return true
+end
+
+--- Validates an ID token the way Auth0's SDKs do.
+-- @tparam string token the compact JWT
+-- @tparam table opts `issuer` ("https://host/", exact match), `client_id`, `jwks` (the
+--   decoded JWKS document, required for RS256), `leeway` (seconds, default 60), `now`
+--   (default `os.time()`), `nonce`, `max_age`, `client_secret` (enables HS256)
+-- @treturn table the claims
+-- @treturn[2] nil
+-- @treturn[2] table `{ code = "invalid_id_token", message = "..." }`
+-- @raise on a non-string token, a missing or wrongly typed option, an unknown option
+function _M.verify_id_token(token, opts)
+  if type(token) ~= "string" then
+    error("auth0.jwt.verify_id_token: token must be a string", 2)
+  end
+  check_verify_opts(opts)
+  local jwt, err = _M.decode(token)
+  if not jwt then return fail("id token could not be decoded: " .. err) end
+  local ok
+  ok, err = check_signature(jwt, opts)
+  if not ok then return fail(err) end
+  ok, err = check_claims(jwt.payload, opts)
+  if not ok then return fail(err) end
+  return jwt.payload
+end
+
+return _M

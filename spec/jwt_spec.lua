@@ -1,0 +1,212 @@
+-- auth0.jwt: decoding and ID-token validation against tokens signed with auth0.Key.
+local core = require "auth0.core"
+local jwt = require "auth0.jwt"
+local cjson = require("cjson.safe").new()
+
+local ISS = "https://tenant.auth0.test/"
+local CID = "client123"
+local NOW = 1700000000
+local REMOVE = {}
+
+local key = core.rsa_key()
+local other_key = core.rsa_key()
+
+local function jwk_of(k, kid)
+  local j = k:jwk()
+  j.kid, j.alg, j.use = kid, "RS256", "sig"
+  return j
+end
+
+local JWKS = { keys = { jwk_of(key, "k1") } }
+
+local function merge(base, over)
+  for k, v in pairs(over or {}) do
+    if v == REMOVE then base[k] = nil else base[k] = v end
+  end
+  return base
+end
+
+local function claims(over)
+  return merge({ iss = ISS, sub = "email|5f0c", aud = CID, iat = NOW - 10, exp = NOW + 36000 }, over)
+end
+
+local function encode(t)
+  return core.b64url_encode(assert(cjson.encode(t)))
+end
+
+-- Signs header/payload with k (default: the JWKS key); sig_fn may replace the signature.
+local function token(payload_over, header_over, k)
+  local header = merge({ alg = "RS256", typ = "JWT", kid = "k1" }, header_over)
+  local input = encode(header) .. "." .. encode(claims(payload_over))
+  local sig
+  if header.alg == "RS256" then sig = (k or key):sign_rs256(input) else sig = "" end
+  return input .. "." .. core.b64url_encode(sig)
+end
+
+local function opts(over)
+  return merge({ jwks = JWKS, issuer = ISS, client_id = CID, now = NOW }, over)
+end
+
+-- Asserts verification fails with exactly msg and that the error never leaks the token.
+local function rejects(tok, msg, o)
+  local res, err = jwt.verify_id_token(tok, o or opts())
+  assert.is_nil(res)
+  assert.equal("table", type(err))
+  assert.equal("invalid_id_token", err.code)
+  assert.equal(msg, err.message)
+  assert.equal("invalid_id_token: " .. msg, tostring(err))
+  for part in tok:gmatch("[^.]+") do
+    assert.is_nil(err.message:find(part, 1, true))
+  end
+end
+
+describe("auth0.jwt.decode", function()
+  it("splits and decodes a token", function()
+    local tok = token()
+    local d = assert(jwt.decode(tok))
+    assert.same({ alg = "RS256", typ = "JWT", kid = "k1" }, d.header)
+    assert.same(claims(), d.payload)
+    assert.equal(tok:match("^(.*)%."), d.signing_input)
+    assert.equal(256, #d.signature)
+  end)
+
+  it("returns nil, err for malformed tokens without echoing them", function()
+    local cases = {
+      { "abc.def", "token is not a JWS compact serialization (expected 3 parts)" },
+      { "a.b.c.d.e", "token is not a JWS compact serialization (expected 3 parts)" },
+      { "e30.e30.a+b", "token signature is not base64url: invalid base64url character at position 2" },
+      { "!!.e30.", "token header is not base64url: invalid base64url character at position 1" },
+      { core.b64url_encode("not json") .. ".e30.", "token header is not a JSON object" },
+      { "e30." .. core.b64url_encode('"str"') .. ".", "token payload is not a JSON object" },
+    }
+    for _, c in ipairs(cases) do
+      local d, err = jwt.decode(c[1])
+      assert.is_nil(d)
+      assert.equal(c[2], err)
+    end
+  end)
+
+  it("raises on a non-string", function()
+    assert.has_error(function() jwt.decode(nil) end, "auth0.jwt.decode: token must be a string")
+  end)
+end)
+
+describe("auth0.jwt.verify_id_token", function()
+  it("accepts a valid token and returns its claims", function()
+    assert.same(claims(), jwt.verify_id_token(token(), opts()))
+    assert.same(claims({ nonce = "n-1" }), jwt.verify_id_token(token({ nonce = "n-1" }), opts({ nonce = "n-1" })))
+    local c = claims({ aud = { CID, "https://api" }, azp = CID, auth_time = NOW - 100 })
+    assert.same(c, jwt.verify_id_token(token(c), opts({ max_age = 3600 })))
+    assert.truthy(jwt.verify_id_token(token({ aud = { CID } }), opts()))
+  end)
+
+  it("uses the only jwks key when the header has no kid", function()
+    assert.truthy(jwt.verify_id_token(token(nil, { kid = REMOVE }), opts()))
+    local two = { keys = { jwk_of(other_key, "k0"), jwk_of(key, "k1") } }
+    assert.truthy(jwt.verify_id_token(token(), opts({ jwks = two })))
+    rejects(token(nil, { kid = REMOVE }), "id token has no kid and the jwks has several keys", opts({ jwks = two }))
+  end)
+
+  it("honours the leeway on exp", function()
+    assert.truthy(jwt.verify_id_token(token({ exp = NOW - 59 }), opts()))
+    rejects(token({ exp = NOW - 60 }), "id token expired: exp 1699999940 is before now 1700000000 (leeway 60 s)")
+    rejects(token({ exp = NOW }), "id token expired: exp 1700000000 is before now 1700000000 (leeway 0 s)",
+      opts({ leeway = 0 }))
+  end)
+
+  it("rejects a bad signature", function()
+    local tok = token()
+    local h, p, s = tok:match("^([^.]+)%.([^.]+)%.([^.]+)$")
+    -- payload swapped after signing
+    rejects(h .. "." .. encode(claims({ sub = "email|attacker" })) .. "." .. s,
+      "id token signature verification failed")
+    -- one signature bit flipped
+    local raw = core.b64url_decode(s)
+    local flipped = string.char((raw:byte(1) + 1) % 256) .. raw:sub(2)
+    rejects(h .. "." .. p .. "." .. core.b64url_encode(flipped), "id token signature verification failed")
+    -- truncated / empty signature
+    rejects(h .. "." .. p .. ".", "id token signature verification failed")
+    -- signed by another key under the same kid
+    rejects(token(nil, nil, other_key), "id token signature verification failed")
+  end)
+
+  it("rejects alg none and HS256 unless a client secret is given", function()
+    rejects(token(nil, { alg = "none", kid = REMOVE }),
+      "id token signing algorithm not supported: expected RS256, got none")
+    rejects(token(nil, { alg = REMOVE }), "id token header has no alg")
+    rejects(token(nil, { alg = "RS512" }), "id token signing algorithm not supported: expected RS256, got RS512")
+
+    local secret = "s3cr3t-client-secret"
+    local input = encode({ alg = "HS256", typ = "JWT" }) .. "." .. encode(claims())
+    local hs = input .. "." .. core.b64url_encode(core.hmac("SHA256", secret, input))
+    rejects(hs, "id token signing algorithm not supported: expected RS256, got HS256")
+    assert.same(claims(), jwt.verify_id_token(hs, opts({ client_secret = secret, jwks = REMOVE })))
+    rejects(hs, "id token signature verification failed", opts({ client_secret = "wrong" }))
+    local _, err = jwt.verify_id_token(hs, opts({ client_secret = "wrong" }))
+    assert.is_nil(err.message:find(secret, 1, true))
+  end)
+
+  it("rejects an unknown kid or an unusable jwks key", function()
+    rejects(token(nil, { kid = "other" }), "id token signing key not found in jwks: kid other")
+    rejects(token(), "jwks has no keys", opts({ jwks = { keys = {} } }))
+    local enc = jwk_of(key, "k1")
+    enc.use = "enc"
+    rejects(token(), "jwks key for the id token is not an RS256 signing key", opts({ jwks = { keys = { enc } } }))
+  end)
+
+  it("checks every claim with an exact message", function()
+    local cases = {
+      { { iss = "https://evil.test/" },
+        "id token issuer mismatch: expected https://tenant.auth0.test/, got https://evil.test/" },
+      { { iss = "https://tenant.auth0.test" },
+        "id token issuer mismatch: expected https://tenant.auth0.test/, got https://tenant.auth0.test" },
+      { { iss = REMOVE }, "id token issuer (iss) claim missing" },
+      { { sub = REMOVE }, "id token subject (sub) claim missing or empty" },
+      { { sub = "" }, "id token subject (sub) claim missing or empty" },
+      { { sub = 42 }, "id token subject (sub) claim missing or empty" },
+      { { aud = "someone-else" }, "id token audience (aud) mismatch: expected client123, got someone-else" },
+      { { aud = REMOVE }, "id token audience (aud) claim missing" },
+      { { aud = { "a", "b" } }, "id token audience (aud) does not contain the client id client123" },
+      { { aud = { CID, "b" } }, "id token authorized party (azp) claim missing (required with several audiences)" },
+      { { aud = { CID, "b" }, azp = "b" }, "id token authorized party (azp) mismatch: expected client123, got b" },
+      { { exp = REMOVE }, "id token expiration (exp) claim missing" },
+      { { exp = "tomorrow" }, "id token expiration (exp) claim missing" },
+      { { exp = NOW - 3600 }, "id token expired: exp 1699996400 is before now 1700000000 (leeway 60 s)" },
+      { { iat = REMOVE }, "id token issued at (iat) claim missing" },
+    }
+    for _, c in ipairs(cases) do
+      rejects(token(c[1]), c[2])
+    end
+  end)
+
+  it("checks nonce and auth_time when asked to", function()
+    rejects(token(), "id token nonce claim missing", opts({ nonce = "n-1" }))
+    rejects(token({ nonce = "n-2" }), "id token nonce mismatch", opts({ nonce = "n-1" }))
+    rejects(token(), "id token authentication time (auth_time) claim missing (required with max_age)",
+      opts({ max_age = 600 }))
+    rejects(token({ auth_time = NOW - 661 }),
+      "id token auth_time 1699999339 is too old for max_age 600 (now 1700000000)",
+      opts({ max_age = 600 }))
+    assert.truthy(jwt.verify_id_token(token({ auth_time = NOW - 660 }), opts({ max_age = 600 })))
+  end)
+
+  it("returns an error object for an undecodable token", function()
+    rejects("not-a-jwt", "id token could not be decoded: token is not a JWS compact serialization (expected 3 parts)")
+  end)
+
+  it("raises on misuse", function()
+    assert.has_error(function() jwt.verify_id_token(nil, opts()) end,
+      "auth0.jwt.verify_id_token: token must be a string")
+    assert.has_error(function() jwt.verify_id_token(token(), nil) end,
+      "auth0.jwt.verify_id_token: opts must be a table")
+    assert.has_error(function() jwt.verify_id_token(token(), opts({ issuer = REMOVE })) end,
+      "auth0.jwt.verify_id_token: opts.issuer must be a string")
+    assert.has_error(function() jwt.verify_id_token(token(), opts({ audience = CID })) end,
+      "auth0.jwt.verify_id_token: unknown option 'audience'")
+    assert.has_error(function() jwt.verify_id_token(token(), opts({ jwks = REMOVE })) end,
+      "auth0.jwt.verify_id_token: opts.jwks is required for RS256 tokens")
+    local ok, err = pcall(function() local r = jwt.verify_id_token(token(), { issuer = ISS }); return r end)
+    assert.is_false(ok)
+    assert.truthy(err:find("jwt_spec.lua:%d+: auth0.jwt.verify_id_token: opts.client_id must be a string"))
+  end)
+end)
