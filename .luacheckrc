@@ -1,5 +1,5 @@
 std = "min"
-max_line_length = 120
+max_line_length = 140
 files["spec/**/*.lua"] = { std = "+busted" }
 files["lua/auth0/emulator/nginx.lua"] = { read_globals = { "ngx" } }
 files["lua/auth0/transport/ngx.lua"] = { read_globals = { "ngx" } }

@@ -81,15 +81,18 @@ asan: deps asan-build
 valgrind: deps all luajit
 	A0_PASSES=valgrind bash spec/run.sh
 
+# Lua 5.4 with this checkout's modules first on the paths
+RUN_LUA := LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" LUA_CPATH="$(CURDIR)/build/lua5.4/?.so;;" lua5.4
+
 emulator: deps all luajit
-	lua5.4 -e 'package.path="lua/?.lua;lua/?/init.lua;"..package.path; package.cpath="build/lua5.4/?.so;"..package.cpath' \
-	  lua/auth0/emulator/cli.lua
+	$(RUN_LUA) lua/auth0/emulator/cli.lua
 
 demo: deps all luajit
-	lua5.4 examples/demo.lua
+	$(RUN_LUA) examples/passwordless.lua
+	@if [ -f examples/mfa.lua ]; then $(RUN_LUA) examples/mfa.lua; fi
 
 bench: deps all luajit
-	lua5.4 bench/passwordless.lua
+	$(RUN_LUA) bench/passwordless.lua
 
 install: all
 	install -d $(INST_LIBDIR)/auth0 $(INST_LUADIR)/auth0
@@ -98,3 +101,6 @@ install: all
 
 clean:
 	rm -rf build
+
+# C unit tests and fuzzing (mk/ctest.mk, mk/fuzz.mk)
+-include $(wildcard mk/*.mk)

@@ -6,10 +6,14 @@ local core = require "auth0.core"
 local errors = require "auth0.error"
 local cjson = require("cjson.safe").new()
 
-local type, pairs, ipairs, tostring, tonumber, setmetatable, error, pcall, select =
-  type, pairs, ipairs, tostring, tonumber, setmetatable, error, pcall, select
+local type, pairs, ipairs, tostring, tonumber, setmetatable, error, pcall, xpcall, select =
+  type, pairs, ipairs, tostring, tonumber, setmetatable, error, pcall, xpcall, select
+local traceback = debug.traceback
+local function nop() end
 local time, now, sleep = os.time, core.now, core.sleep
 local new_error, from_response = errors.new, errors.from_response
+
+local unpack = table.unpack or unpack -- luacheck: ignore 113 143
 
 local _M = { _VERSION = core.version, error = errors, core = core }
 
@@ -245,6 +249,9 @@ end
 function Client:_call(ep, fields, opts, cb, shape)
   if self._closed then raise("attempt to use a closed auth0.Client", 3) end
   if cb ~= nil and type(cb) ~= "function" then raise("callback must be a function", 3) end
+  if self._insecure then
+    self:_log("warn", "TLS certificate verification is OFF (insecure_skip_verify)", { endpoint = ep })
+  end
   self:_log("debug", "request", { endpoint = ep })
   if cb == nil then
     local deadline = now() + ((opts and opts.timeout) or self._cfg.timeout)
@@ -278,19 +285,26 @@ end
 Pending.__tostring = function(p) return "auth0.Request (" .. p._ep .. ", " .. (p._done and "done" or "in flight") .. ")" end
 
 function Client:_deliver(cb, ...)
-  local ok, msg = pcall(cb, ...)
+  local ok, msg = xpcall(cb, traceback, ...)
   if not ok then pcall(self._on_cb_error, msg) end
 end
 
 function Client:_start(ep, fields, opts, cb, shape, attempt)
   local p = setmetatable({ _ep = ep, _done = false }, Pending)
   local timer
+  -- the client was closed while this request was on the wire, queued or waiting to retry
+  p._on_close = function()
+    if p._done then return end
+    p._done = true
+    self:_deliver(cb, nil, new_error("cancelled", "client closed", { context = ep }))
+  end
   local function settle(status, body, hdrs)
     if p._done then return end
     local wait = retry_wait(self, ep, attempt, status, body, hdrs)
     if wait then
       attempt = attempt + 1
       timer = self:_after(wait, function() p._inner = nil; self:_launch(p, ep, fields, opts, settle) end)
+      timer.on_close = p._on_close
       return
     end
     p._done = true
@@ -307,10 +321,13 @@ end
 function Client:_launch(p, ep, fields, opts, settle)
   if self._transport then
     local status, body, hdrs = via_transport(self, ep, fields, opts)
-    self._queue[#self._queue + 1] = function() settle(status, body, hdrs) end
+    self._queue[#self._queue + 1] = function()
+      if self._closed then p._on_close() else settle(status, body, hdrs) end
+    end
   else
     p._inner = self._core:start(ep, fields, opts, function(status, body, hdrs)
-      if status == nil and body == "cancelled" then return end -- Pending:cancel reports it
+      -- after Pending:cancel (which reports it) p is done; otherwise the client was closed
+      if status == nil and body == "cancelled" then return p._on_close() end
       settle(status, body, hdrs)
     end)
   end
@@ -367,7 +384,8 @@ function Client:poll(ms)
     end
     self._timers = keep
     for _, t in ipairs(due) do
-      local tok, terr = pcall(t.fn)
+      -- a callback may have closed the client: the remaining timers are cancelled
+      local tok, terr = xpcall(self._closed and (t.on_close or nop) or t.fn, traceback)
       if not tok then pcall(self._on_cb_error, terr) end
     end
   end
@@ -394,11 +412,12 @@ function Client:stats() return self._core:stats() end
 -- releases the connections. Idempotent.
 function Client:close()
   if self._closed then return end
-  local timers = self._timers
-  self._timers = {}
+  local timers, queue = self._timers, self._queue
+  self._timers, self._queue = {}, {}
   self._closed = true
   self._core:close()
   for _, t in ipairs(timers) do if t.on_close then pcall(t.on_close) end end
+  for _, fn in ipairs(queue) do pcall(fn) end
 end
 Client.__close = Client.close
 Client.__gc = Client.close
@@ -698,7 +717,7 @@ function Client:mfa_poll(p, cb)
       if code == "slow_down" then interval = interval + 5 end
       local waited = now() - started
       if on_pending then
-        local ok, msg = pcall(on_pending, waited)
+        local ok, msg = xpcall(on_pending, traceback, waited)
         if not ok then pcall(self._on_cb_error, msg) end
       end
       if waited + interval > limit then
@@ -775,9 +794,9 @@ function _M.await(client, method, ...)
       if not ok then error(msg, 0) end
     end
   end
-  fn(client, (table.unpack or unpack)(args, 1, args.n)) -- luacheck: ignore 113
-  if not done then coroutine.yield() end
-  return (table.unpack or unpack)(results, 1, results.n) -- luacheck: ignore 113
+  fn(client, unpack(args, 1, args.n))
+  while not done do coroutine.yield() end
+  return unpack(results, 1, results.n)
 end
 
 return _M
