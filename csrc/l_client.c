@@ -12,6 +12,7 @@
 #define CLIENT_MT "auth0.Client"
 #define REQUEST_MT "auth0.Request"
 #define POOL_MAX 64
+#define FIELD_MAX 65536   /* no protocol value comes near this; a larger one is misuse */
 
 typedef struct l_req l_req;
 
@@ -59,6 +60,13 @@ static const a0_field *find_field(const a0_endpoint *ep, const char *k) {
   return NULL;
 }
 
+static void check_value(lua_State *L, const a0_endpoint *ep, const char *name, int i) {
+  size_t n;
+  const char *s = lua_tolstring(L, i, &n);
+  if (n > FIELD_MAX) luaL_error(L, "%s: field '%s' is longer than %d bytes", ep->name, name, FIELD_MAX);
+  if (memchr(s, '\0', n) != NULL) luaL_error(L, "%s: field '%s' contains a NUL byte", ep->name, name);
+}
+
 /* Raises on misuse before anything is allocated, so a raise never leaks. */
 static void validate_fields(lua_State *L, const a0_endpoint *ep, int t) {
   if (lua_isnoneornil(L, t)) {
@@ -80,10 +88,13 @@ static void validate_fields(lua_State *L, const a0_endpoint *ep, int t) {
         if (lua_type(L, -1) != LUA_TSTRING ||
             ((f->flags & A0_F_OBJ) ? lua_type(L, -2) != LUA_TSTRING : !lua_isnumber(L, -2)))
           luaL_error(L, "%s: field '%s' must hold only strings", ep->name, f->name);
+        check_value(L, ep, f->name, -1);
         lua_pop(L, 1);
       }
     } else if (lua_type(L, -1) != LUA_TSTRING) {
       luaL_error(L, "%s: field '%s' must be a string, got %s", ep->name, f->name, luaL_typename(L, -1));
+    } else {
+      check_value(L, ep, f->name, -1);
     }
     lua_pop(L, 1);
   }
@@ -173,6 +184,7 @@ static const char *opt_string(lua_State *L, int o, const char *k, size_t *len, i
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "option '%s' must be a string", k);
     s = lua_tolstring(L, -1, len);
+    if (*len > FIELD_MAX) luaL_error(L, "option '%s' is longer than %d bytes", k, FIELD_MAX);
     if (header && a0_has_ctl(s, *len)) luaL_error(L, "option '%s' contains CR, LF or NUL", k);
   }
   lua_pop(L, 1);   /* the string stays alive: the options table holds it */
@@ -558,8 +570,11 @@ static int l_client_poll(lua_State *L) {
     return 3;
   }
   c->polling = 1;
-  if (ms > 0 && a0_engine_running(c->eng) == 0) ms = 0;   /* nothing to wait for */
+  /* a transfer finished during a blocking call is already waiting: do not sleep */
+  x = a0_engine_pop_done(c->eng);
+  if (ms > 0 && (x != NULL || a0_engine_running(c->eng) == 0)) ms = 0;
   a0_engine_run(c->eng, (int)ms);
+  if (x != NULL) complete(L, 1, (l_req *)x->ud);
   while (!c->closed && (x = a0_engine_pop_done(c->eng)) != NULL)
     complete(L, 1, (l_req *)x->ud);
   c->polling = 0;

@@ -271,7 +271,7 @@ describe("passwordless misuse raises", function()
     { "path in base_url", function() auth0.new { base_url = "https://h.com/x", client_id = "x" } end,
       "no path, query or user info" },
     { "unknown option", function() auth0.new { client_id = "x", domain = "a.b", colour = 1 } end,
-      "unknown option 'colour'" },
+      'unknown option "colour"' },
     { "both email and phone", function()
       c:passwordless_start { connection = "email", email = "a@b.co", phone_number = "+1555" } end,
       "give either email or phone_number, not both" },

@@ -26,13 +26,24 @@ local function raise(msg, level) error("auth0: " .. msg, (level or 2) + 1) end
 
 local function has_ctl(s) return s:find("[%z\r\n]") ~= nil end
 
+local MAX_VALUE = 65536   -- the C core's per-field cap; checked here to name the parameter
+
 local function check_string(v, name, level, optional)
   if v == nil and optional then return nil end
-  if type(v) ~= "string" then
-    raise(name .. " must be a string, got " .. type(v), (level or 2) + 1)
-  end
-  if v == "" then raise(name .. " must not be empty", (level or 2) + 1) end
+  level = (level or 2) + 1
+  if type(v) ~= "string" then raise(name .. " must be a string, got " .. type(v), level) end
+  if v == "" then raise(name .. " must not be empty", level) end
+  if #v > MAX_VALUE then raise(name .. " is longer than " .. MAX_VALUE .. " bytes", level) end
+  if v:find("%z") then raise(name .. " contains a NUL byte", level) end
+  if not core.utf8_valid(v) then raise(name .. " is not valid UTF-8", level) end
   return v
+end
+
+-- A user's value in a message: short values only, never a long or binary one.
+local function show(v)
+  if type(v) ~= "string" then return type(v) end
+  if #v > 32 or v:find("[%c\128-\255]") then return "a " .. #v .. "-byte string" end
+  return ("%q"):format(v)
 end
 
 local LOOPBACK = { ["127.0.0.1"] = true, ["localhost"] = true, ["[::1]"] = true }
@@ -100,7 +111,7 @@ local VALID_OPTS = {
 function _M.new(opts)
   if type(opts) ~= "table" then raise("new expects an options table, got " .. type(opts)) end
   for k in pairs(opts) do
-    if not VALID_OPTS[k] then raise("unknown option '" .. tostring(k) .. "'") end
+    if not VALID_OPTS[k] then raise("unknown option " .. show(k)) end
   end
   local base_url, host = parse_base(opts)
   local cfg = {
@@ -360,7 +371,7 @@ function Client:poll(ms)
     local soonest = math.huge
     for _, t in ipairs(timers) do if t.at < soonest then soonest = t.at end end
     if #self._queue > 0 then soonest = 0 end
-    local cap = math.max(0, math.floor((soonest - now()) * 1000))
+    local cap = math.max(0, math.ceil((soonest - now()) * 1000))
     if cap < ms then ms = cap end
   end
   self._polling = true
@@ -373,6 +384,7 @@ function Client:poll(ms)
     if wait > 0 then self._sleep(wait) end
   end
   local queue = self._queue
+  local ran = #queue > 0   -- queued results and timers may start new transfers
   if #queue > 0 then
     self._queue = {}
     for _, fn in ipairs(queue) do fn() end
@@ -383,6 +395,7 @@ function Client:poll(ms)
       if t.at <= t0 then due[#due + 1] = t else keep[#keep + 1] = t end
     end
     self._timers = keep
+    ran = ran or #due > 0
     for _, t in ipairs(due) do
       -- a callback may have closed the client: the remaining timers are cancelled
       local tok, terr = xpcall(self._closed and (t.on_close or nop) or t.fn, traceback)
@@ -393,6 +406,7 @@ function Client:poll(ms)
   if not ok then error(n, 0) end
   if n == nil then return nil, new_error(perr, "poll failed") end
   if self._closed then return 0 end
+  if ran then n = self._core:stats().inflight end
   return n + #self._timers + #self._queue
 end
 
@@ -502,7 +516,7 @@ function Client:passwordless_start(p, cb)
   local email = p.email and check_email(p.email, 2)
   local phone = p.phone_number and check_phone(p.phone_number, 2)
   local send = p.send == nil and "code" or p.send
-  if not SEND[send] then raise("send must be code, link, link_ios or link_android, got " .. tostring(send)) end
+  if not SEND[send] then raise("send must be code, link, link_ios or link_android, got " .. show(send)) end
   if p.auth_params ~= nil then
     if type(p.auth_params) ~= "table" then raise("auth_params must be a table") end
     if send == "code" then raise("auth_params only applies to links (send = \"link\")") end
@@ -632,13 +646,13 @@ function Client:mfa_associate(p, cb)
   local types = p.authenticator_types
   if type(types) ~= "table" or #types == 0 then raise("authenticator_types must be a non-empty list") end
   for _, t in ipairs(types) do
-    if not AUTH_TYPES[t] then raise("authenticator_types: unknown type " .. tostring(t)) end
+    if not AUTH_TYPES[t] then raise("authenticator_types: unknown type " .. show(t)) end
   end
   local channels = p.oob_channels
   if channels ~= nil then
     if type(channels) ~= "table" or #channels == 0 then raise("oob_channels must be a non-empty list") end
     for _, c in ipairs(channels) do
-      if not OOB_CHANNELS[c] then raise("oob_channels: unknown channel " .. tostring(c)) end
+      if not OOB_CHANNELS[c] then raise("oob_channels: unknown channel " .. show(c)) end
     end
   end
   if types[1] == "oob" and channels == nil then raise("oob enrollment needs oob_channels") end
@@ -672,7 +686,7 @@ function Client:mfa_verify(p, cb)
   if p.binding_code ~= nil and p.oob_code == nil then raise("binding_code goes with oob_code") end
   for k in pairs(p) do
     if k ~= "mfa_token" and k ~= "otp" and k ~= "oob_code" and k ~= "binding_code" and k ~= "recovery_code" then
-      raise("mfa_verify: unknown field '" .. tostring(k) .. "'")
+      raise("mfa_verify: unknown field " .. show(k))
     end
   end
   if p.otp ~= nil then

@@ -51,6 +51,10 @@ local function decode_secret(fname, secret)
   if type(secret) ~= "string" then
     error("auth0.otp." .. fname .. ": secret must be a base32 string", 3)
   end
+  -- real secrets are 16-64 characters; a huge one is a mistake, not a key
+  if #secret > 1024 then
+    error("auth0.otp." .. fname .. ": invalid secret: longer than 1024 characters", 3)
+  end
   local key, err = core.base32_decode(secret)
   if not key then
     error("auth0.otp." .. fname .. ": invalid secret: " .. err, 3)
