@@ -1,0 +1,134 @@
+-- No secret (OTP, binding or recovery code, mfa_token, access/refresh/ID token, client
+-- secret, TOTP secret) reaches a log line, an error message, a tostring or a traceback.
+local auth0 = require "auth0"
+local emu = require "spec.support.emulator"
+
+-- Everything a user or an operator could see, flattened to text.
+local seen = {}
+local function record(v, depth)
+  depth = depth or 0
+  if depth > 4 then return end
+  if type(v) == "table" then
+    local mt = getmetatable(v)
+    if mt and mt.__tostring and not auth0.error.is(v) then -- objects show themselves via tostring
+      seen[#seen + 1] = tostring(v)
+      return
+    end
+    for k, x in pairs(v) do
+      -- an error object's payload fields are for the program (err.mfa_token is the point);
+      -- its message, code and tostring are what gets printed
+      if not (auth0.error.is(v) and (k == "body" or k == "mfa_token" or k == "mfa_requirements")) then
+        record(k, depth + 1)
+        record(x, depth + 1)
+      end
+    end
+  elseif v ~= nil then
+    seen[#seen + 1] = tostring(v)
+  end
+end
+
+local secrets = {}
+local function secret(s)
+  if type(s) == "string" and #s >= 6 then
+    secrets[#secrets + 1] = s
+    -- a JWT's header is shared by every token; its signature is what identifies it
+    local sig = s:match("%.([%w_%-]+)$")
+    if sig and #sig >= 16 then secrets[#secrets + 1] = sig end
+  end
+  return s
+end
+
+local function new_client(server, opts)
+  local o = { base_url = server.base_url, ca_file = server.ca_file, client_id = "emu-native",
+    on_log = function(level, message, fields) record(level); record(message); record(fields) end,
+    on_callback_error = function(msg) record(msg) end }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local c = auth0.new(o)
+  record(c)
+  return c
+end
+
+local function code_for(to)
+  local out = emu.control("GET", "/__emulator/outbox?to=" .. auth0.core.pct_escape(to))
+  return secret(out.messages[#out.messages].code)
+end
+
+local function check(r, err)
+  record(r and "result" or "nil")
+  if err then record(err); record(tostring(err)); record(err.message) end
+  return r, err
+end
+
+describe("secrets", function()
+  local server
+  setup(function() server = emu.start() end)
+  before_each(function() emu.reset(); seen, secrets = {}, {} end)
+
+  after_each(function()
+    local text = table.concat(seen, "\n")
+    assert.is_true(#secrets > 0)
+    for _, s in ipairs(secrets) do
+      local at = text:find(s, 1, true)
+      assert.is_nil(at, "secret leaked: ..." .. (at and text:sub(math.max(1, at - 60), at + 10) or ""))
+    end
+  end)
+
+  it("passwordless success and error paths, refresh, revoke, userinfo", function()
+    local c = new_client(server, { client_id = "emu-confidential", client_secret = secret("emu-confidential-secret") })
+    check(c:passwordless_start { connection = "email", email = "s1@example.com" })
+    local code = code_for("s1@example.com")
+    local wrong = code == "000000" and "999999" or "000000"
+    secret(wrong)
+    check(c:passwordless_login { realm = "email", username = "s1@example.com", otp = wrong })
+    local t = check(c:passwordless_login { realm = "email", username = "s1@example.com", otp = code,
+      scope = "openid offline_access", audience = "https://api.example.com" })
+    assert.is_table(t)
+    secret(t.access_token); secret(t.id_token); secret(t.refresh_token)
+    check(c:passwordless_login { realm = "email", username = "s1@example.com", otp = code }) -- used code
+    check(c:refresh(t.refresh_token))
+    check(c:userinfo(t.access_token))
+    check(c:verify_id_token(t.id_token))
+    check(c:verify_id_token(t.id_token:sub(1, -3) .. "xx")) -- bad signature
+    check(c:revoke(t.refresh_token))
+    check(c:refresh(t.refresh_token))
+    check(c:userinfo(t.access_token .. "x"))
+    record(c)
+    c:close()
+    record(c)
+  end)
+
+  it("callbacks, requests, tracebacks and an untrusted server", function()
+    local c = new_client(server)
+    check(c:passwordless_start { connection = "sms", phone_number = "+15550001111" })
+    local code = code_for("+15550001111")
+    local done = 0
+    local req = c:passwordless_login({ realm = "sms", username = "+15550001111", otp = code }, function(t, err)
+      check(t, err)
+      secret(t.access_token); secret(t.id_token)
+      done = done + 1
+      error("callback failed holding " .. #t.access_token .. " bytes of token") -- traceback path
+    end)
+    record(req)
+    while c:poll(50) > 0 do end
+    record(req)
+    assert.equal(1, done)
+    -- a server we do not trust: the TLS error carries no secret either
+    local untrusted = new_client(server, { ca_file = nil, client_id = "emu-native" })
+    check(untrusted:passwordless_login { realm = "sms", username = "+15550001111", otp = secret("424242") })
+    -- a raised misuse error must not echo the value
+    local ok, msg = pcall(c.passwordless_login, c, { realm = "sms", username = "+15550001111",
+      otp = secret("1234567\0secretcode") })
+    assert.is_false(ok)
+    record(msg)
+  end)
+
+  it("the insecure option warns on every request", function()
+    local warnings = 0
+    local c = auth0.new { base_url = server.base_url, client_id = "emu-native", insecure_skip_verify = true,
+      on_log = function(level, message) if level == "warn" and message:find("verification is OFF") then warnings = warnings + 1 end end }
+    assert(c:passwordless_start { connection = "email", email = "i@example.com" })
+    assert(c:passwordless_start { connection = "email", email = "i@example.com" })
+    assert.equal(2, warnings)
+    secret("unused-marker")
+  end)
+end)
