@@ -17,7 +17,7 @@ run_pass() {   # a pass that dies before reporting counts as one failure
 for p in $passes; do
   echo "=== pass: $p"
   case $p in
-    lua54)   run_pass lua5.4 /usr/bin/busted --run=default "$@" ;;
+    lua54)   A0_PASS=lua54 run_pass lua5.4 /usr/bin/busted --run=default "$@" ;;
     luajit)  run_pass luajit /usr/bin/busted --run=luajit "$@" ;;
     asan)    run_pass env LD_PRELOAD="$(gcc -print-file-name=libasan.so):$PWD/build/asan/nodlclose.so" \
                ASAN_OPTIONS=detect_leaks=1 \
