@@ -99,6 +99,8 @@ local VALID_OPTS = {
   timeout = true, connect_timeout = true, ca_file = true, language = true, telemetry = true,
   on_log = true, on_callback_error = true, transport = true, insecure_skip_verify = true,
   retries = true, max_retry_wait = true, sleep = true,
+  -- the "ngx" transport's own options (see lua/auth0/transport/ngx.lua)
+  pool_size = true, keepalive_timeout = true, server_name = true, pool = true,
 }
 
 --- Creates a client.
@@ -106,7 +108,8 @@ local VALID_OPTS = {
 -- `audience`, `scope` (default "openid profile email"), `timeout` (10 s), `connect_timeout`
 -- (5 s), `ca_file`, `language`, `telemetry` (true), `on_log(level, message, fields)`,
 -- `on_callback_error(msg)`, `transport` (function or "ngx"), `retries` (2),
--- `max_retry_wait` (10 s), `insecure_skip_verify` (loopback tests only; logs a warning).
+-- `max_retry_wait` (10 s), `insecure_skip_verify` (loopback tests only; logs a warning);
+-- with the "ngx" transport also `pool_size` (64), `keepalive_timeout` (60 s), `server_name`, `pool`.
 -- @return the client; raises on misuse
 function _M.new(opts)
   if type(opts) ~= "table" then raise("new expects an options table, got " .. type(opts)) end
@@ -149,6 +152,9 @@ function _M.new(opts)
   if transport == "ngx" then
     transport = require("auth0.transport.ngx").new(cfg, opts)
     if not opts.sleep then self._sleep = ngx.sleep end -- luacheck: ignore 113
+    if cfg.ca_file then
+      self:_log("warn", "ca_file is ignored by the ngx transport: nginx's lua_ssl_trusted_certificate is the trust store")
+    end
   elseif transport ~= nil and type(transport) ~= "function" then
     raise("transport must be a function or \"ngx\"")
   end
@@ -634,6 +640,15 @@ function Client:mfa_delete_authenticator(token, authenticator_id, cb)
 end
 
 local OOB_CHANNELS = { sms = true, voice = true, auth0 = true, email = true }
+
+-- Old docs spell the answer's channel `oob_channels` (string or list); the real server `oob_channel`.
+local function associate_shape(t)
+  if type(t) ~= "table" then return nil, "expected a JSON object" end
+  if t.oob_channel == nil and t.oob_channels ~= nil then
+    t.oob_channel = type(t.oob_channels) == "table" and t.oob_channels[1] or t.oob_channels
+  end
+  return t
+end
 local AUTH_TYPES = { otp = true, oob = true }
 
 --- Enrolls an authenticator (POST /mfa/associate).
@@ -659,7 +674,7 @@ function Client:mfa_associate(p, cb)
   local fields = self:_client_fields { authenticator_types = types, oob_channels = channels,
     phone_number = p.phone_number and check_phone(p.phone_number, 2),
     email = p.email and check_email(p.email, 2) }
-  return self:_call("mfa_associate", fields, { bearer = token }, cb, object_shape)
+  return self:_call("mfa_associate", fields, { bearer = token }, cb, associate_shape)
 end
 
 local CHALLENGE_TYPES = { otp = true, oob = true, ["otp oob"] = true, ["oob otp"] = true }
@@ -720,7 +735,7 @@ function Client:mfa_poll(p, cb)
   if type(limit) ~= "number" or limit <= 0 or limit > 86400 then raise("timeout must be in (0, 86400] seconds") end
   if p.on_pending ~= nil and type(p.on_pending) ~= "function" then raise("on_pending must be a function") end
   local on_pending = p.on_pending
-  local started = now()
+  local started, slept = now(), 0
   local fields = self:_client_fields { mfa_token = mfa_token, oob_code = oob_code }
 
   -- one step of the state machine: returns "wait", seconds | "done", tokens, err
@@ -729,7 +744,8 @@ function Client:mfa_poll(p, cb)
     local code = err.code
     if code == "authorization_pending" or code == "slow_down" then
       if code == "slow_down" then interval = interval + 5 end
-      local waited = now() - started
+      -- the waits asked for count even when a custom `sleep` does not really sleep
+      local waited = math.max(now() - started, slept)
       if on_pending then
         local ok, msg = xpcall(on_pending, traceback, waited)
         if not ok then pcall(self._on_cb_error, msg) end
@@ -748,6 +764,7 @@ function Client:mfa_poll(p, cb)
     local wait = interval
     while true do
       self._sleep(wait)
+      slept = slept + wait
       local state, a, b = step(self:_call("mfa_oob", fields, nil, nil, tokens_shape))
       if state == "done" then return a, b end
       wait = a
@@ -765,6 +782,7 @@ function Client:mfa_poll(p, cb)
   local function schedule(wait)
     timer = self:_after(wait, function()
       timer = nil
+      slept = slept + wait
       p_obj._inner = self:_call("mfa_oob", fields, nil, function(tokens, err)
         if p_obj._done then return end
         local state, a, b = step(tokens, err)

@@ -1,0 +1,333 @@
+--- HTTP/1.1 over `ngx.socket.tcp` (lua-nginx-module cosockets) for lua-auth0 inside nginx.
+-- Only bytes move here: the C core builds every request and init.lua classifies every
+-- answer, so this transport and libcurl behave the same. Selected by `auth0.new{ transport =
+-- "ngx" }` (the default when `ngx` exists).
+--
+--   local send = require("auth0.transport.ngx").new(cfg, opts)
+--   local resp, code, msg = send{ method =, url =, headers = { name = value }, body =, timeout = }
+--   -- resp = { status = 200, headers = { ["content-type"] = "..." }, body = "..." }
+--
+-- nginx setup (http block): `lua_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;`
+-- (the system CA bundle; the certificate store is nginx's, `ca_file` is not used here),
+-- `lua_ssl_verify_depth 5;`, and a `resolver` for the tenant's host name (nginx does not
+-- read /etc/hosts; "localhost" is mapped to 127.0.0.1 here).
+local type, tonumber, tostring, pairs, ipairs, error, concat, lower, find, sub, match =
+  type, tonumber, tostring, pairs, ipairs, error, table.concat, string.lower, string.find, string.sub, string.match
+local tcp, get_phase, now, update_time = ngx.socket.tcp, ngx.get_phase, ngx.now, ngx.update_time
+
+local _M = { _VERSION = "0.1.0" }
+
+local MAX_BODY = 1024 * 1024       -- same cap as the libcurl engine
+local MAX_HEADER = 64 * 1024       -- status line plus header block
+local DEFAULT_POOL_SIZE = 64       -- idle connections kept per pool (lua_socket_pool_size is 30): a
+                                   -- smaller pool than the concurrency means TLS handshakes
+local DEFAULT_IDLE = 60            -- seconds a pooled connection may stay idle
+
+-- Phases in which cosockets work (lua-nginx-module docs, "Cosockets Not Available Everywhere").
+local COSOCKET_PHASES = {
+  rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+}
+
+-- Fields of a request that this module writes itself.
+local OWN_HEADERS = { host = true, ["content-length"] = true, connection = true, ["transfer-encoding"] = true }
+
+local function fail(code, message, extra) return nil, code, message, extra end
+
+-- Splits "https://host[:port]/path?query" into scheme, host, port, path (host unbracketed).
+local function parse_url(url)
+  local scheme, hostport, path = match(url, "^(https?)://([^/?#]+)([^#]*)$")
+  if not scheme then return nil end
+  local host, port = match(hostport, "^%[([^%]]+)%]:?(%d*)$")
+  if not host then host, port = match(hostport, "^([^:]+):?(%d*)$") end
+  if not host then return nil end
+  port = tonumber(port) or (scheme == "https" and 443 or 80)
+  if path == "" then path = "/" end
+  return scheme, host, port, path, hostport
+end
+
+local function is_ip(host)
+  return find(host, "^%d+%.%d+%.%d+%.%d+$") ~= nil or find(host, ":", 1, true) ~= nil
+end
+
+-- Milliseconds left before `deadline`, at least 1 (0 would mean "no timeout" to nginx).
+local function left_ms(deadline)
+  update_time()
+  local ms = (deadline - now()) * 1000
+  if ms < 1 then return 1 end
+  return ms - ms % 1
+end
+
+-- cosocket error strings -> our codes
+local function connect_code(err)
+  if err == "timeout" then return "timeout" end
+  if find(err, "resolve", 1, true) or find(err, "resolver", 1, true) then return "couldnt_resolve" end
+  return "couldnt_connect"
+end
+
+local function io_code(err, default)
+  if err == "timeout" then return "timeout" end
+  return default
+end
+
+-- Reads the status line and headers. Returns status, headers (lowercase names; repeated
+-- fields joined with ", "), minor version | nil, code, message.
+local function read_head(sock, deadline)
+  while true do
+    sock:settimeout(left_ms(deadline))
+    local reader = sock:receiveuntil("\r\n\r\n")
+    local parts, size = {}, 0
+    while true do
+      local data, err, partial = reader(4096)
+      if not data then
+        if err then
+          if err == "timeout" then return fail("timeout", "timed out waiting for the response") end
+          if size + #(partial or "") == 0 then return fail("bad_response", "the server sent nothing", true) end
+          return fail("bad_response", "the response ended inside its headers")
+        end
+        break
+      end
+      size = size + #data
+      if size > MAX_HEADER then return fail("bad_response", "response headers larger than " .. MAX_HEADER .. " bytes") end
+      parts[#parts + 1] = data
+    end
+    local head = concat(parts)
+    local minor, status = match(head, "^HTTP/1%.([01]) (%d%d%d)[^\n]*")
+    if not status then return fail("bad_response", "no HTTP status line") end
+    status = tonumber(status)
+    local headers = {}
+    local pos = find(head, "\n", 1, true)
+    while pos do
+      local nxt = find(head, "\n", pos + 1, true)
+      local line = sub(head, pos + 1, (nxt or #head + 1) - 1)
+      if sub(line, -1) == "\r" then line = sub(line, 1, -2) end
+      if line ~= "" then
+        local name, value = match(line, "^([!#$%%&'*+%-.^_`|~%w]+):[ \t]*(.-)[ \t]*$")
+        if not name then return fail("bad_response", "malformed response header") end
+        name = lower(name)
+        local old = headers[name]
+        headers[name] = old and (old .. ", " .. value) or value
+      end
+      pos = nxt
+    end
+    if status >= 200 or status < 100 then return status, headers, tonumber(minor) end
+    -- 1xx interim answer (100 Continue, 103 Early Hints): the real one follows
+  end
+end
+
+local function read_exact(sock, n, deadline)
+  sock:settimeout(left_ms(deadline))
+  local data, err = sock:receive(n)
+  if data then return data end
+  if err == "timeout" then return fail("timeout", "timed out reading the response body") end
+  return fail("bad_response", "the response body was cut short")
+end
+
+local function read_chunked(sock, deadline)
+  local parts, size = {}, 0
+  while true do
+    sock:settimeout(left_ms(deadline))
+    local line, err = sock:receive("*l")
+    if not line then
+      return fail(io_code(err, "bad_response"), err == "timeout" and "timed out reading the response body"
+        or "the chunked response body was cut short")
+    end
+    local hex = match(line, "^%s*(%x+)%s*[;]?.-$")
+    local n = hex and #hex <= 8 and tonumber(hex, 16)
+    if not n then return fail("bad_response", "malformed chunk size") end
+    if n == 0 then
+      -- trailers (ignored) up to the empty line
+      repeat
+        sock:settimeout(left_ms(deadline))
+        line, err = sock:receive("*l")
+        if not line then return fail(io_code(err, "bad_response"), "the chunked response ended in its trailers") end
+      until line == ""
+      return concat(parts)
+    end
+    size = size + n
+    if size > MAX_BODY then return fail("too_large", "response larger than " .. MAX_BODY .. " bytes") end
+    local data, code, msg = read_exact(sock, n, deadline)
+    if not data then return nil, code, msg end
+    parts[#parts + 1] = data
+    local crlf
+    crlf, code, msg = read_exact(sock, 2, deadline)
+    if not crlf then return nil, code, msg end
+    if crlf ~= "\r\n" then return fail("bad_response", "malformed chunk") end
+  end
+end
+
+-- Body delimited by the end of the connection (no Content-Length, not chunked).
+local function read_to_close(sock, deadline)
+  local parts, size = {}, 0
+  while true do
+    sock:settimeout(left_ms(deadline))
+    local data, err = sock:receiveany(MAX_BODY + 1 - size)
+    if not data then
+      if err == "closed" then return concat(parts) end
+      return fail(io_code(err, "bad_response"), err == "timeout" and "timed out reading the response body"
+        or "could not read the response body")
+    end
+    size = size + #data
+    if size > MAX_BODY then return fail("too_large", "response larger than " .. MAX_BODY .. " bytes") end
+    parts[#parts + 1] = data
+  end
+end
+
+-- Reads one response. Returns resp, reusable | nil, code, message, nothing_received.
+local function read_response(sock, method, deadline)
+  local status, headers, minor, nothing = read_head(sock, deadline)
+  if not status then return nil, headers, minor, nothing end
+  local body, code, msg = "", nil, nil
+  local te, cl = headers["transfer-encoding"], headers["content-length"]
+  local conn = lower(headers.connection or "")
+  local reusable = (minor == 1 and not find(conn, "close", 1, true)) or (minor == 0 and find(conn, "keep-alive", 1, true))
+  if method == "HEAD" or status == 204 or status == 304 then
+    body = ""
+  elseif te and find(lower(te), "chunked", 1, true) then
+    body, code, msg = read_chunked(sock, deadline)
+  elseif cl then
+    local n = match(cl, "^%d+$") and #cl <= 15 and tonumber(cl)
+    if not n then return fail("bad_response", "malformed Content-Length") end
+    if n > MAX_BODY then return fail("too_large", "response larger than " .. MAX_BODY .. " bytes") end
+    if n > 0 then body, code, msg = read_exact(sock, n, deadline) end
+  else
+    body, code, msg = read_to_close(sock, deadline)
+    reusable = false
+  end
+  if not body then return nil, code, msg end
+  return { status = status, headers = headers, body = body }, reusable
+end
+
+--- Creates the transport function for one client.
+-- @tparam table cfg `base_url`, `host`, `timeout`, `connect_timeout` (seconds) from auth0.new
+-- @tparam[opt] table opts the user's options: `insecure_skip_verify`, `pool_size` (64),
+--   `keepalive_timeout` (seconds idle in the pool, 60), `server_name` (the name sent as SNI
+--   and checked against the certificate instead of the URL's host, e.g. when base_url
+--   names an address), `pool` (the keep-alive pool's name; default derived from scheme, address,
+--   port, server name and verification. Give locations with different lua_ssl_* settings
+--   different pools: a pooled connection is not verified again)
+-- @return function(request) -> response | nil, code, message
+function _M.new(cfg, opts)
+  opts = opts or {}
+  local n = opts.pool_size
+  if n ~= nil and (type(n) ~= "number" or n < 1 or n > 100000 or n % 1 ~= 0) then
+    error("auth0: pool_size must be an integer in 1..100000", 3)
+  end
+  n = opts.keepalive_timeout
+  if n ~= nil and (type(n) ~= "number" or n <= 0 or n > 86400) then
+    error("auth0: keepalive_timeout must be a number of seconds in (0, 86400]", 3)
+  end
+  for _, k in ipairs { "server_name", "pool" } do
+    if opts[k] ~= nil and (type(opts[k]) ~= "string" or opts[k] == "" or find(opts[k], "[%c%s]")) then
+      error("auth0: " .. k .. " must be a non-empty string without spaces", 3)
+    end
+  end
+  local verify = opts.insecure_skip_verify ~= true
+  local pool_size = tonumber(opts.pool_size) or DEFAULT_POOL_SIZE
+  local idle_ms = (tonumber(opts.keepalive_timeout) or DEFAULT_IDLE) * 1000
+  local connect_ms = (tonumber(cfg.connect_timeout) or 5) * 1000
+  local default_timeout = tonumber(cfg.timeout) or 10
+  local sni = opts.server_name
+  local pool_name = opts.pool
+  local session -- last TLS session, offered on the next handshake
+
+  local function attempt(req, scheme, host, port, path, hostport, deadline)
+    local sock = tcp()
+    local server_name = sni or host
+    if lower(host) == "localhost" then host = "127.0.0.1" end -- no /etc/hosts in nginx's resolver
+    local pool = pool_name or "auth0:" .. scheme .. ":" .. host .. ":" .. port .. ":" .. server_name .. (verify and "" or ":insecure")
+    local c = left_ms(deadline)
+    if c > connect_ms then c = connect_ms end
+    sock:settimeouts(c, left_ms(deadline), left_ms(deadline))
+    local ok, err = sock:connect(host, port, { pool = pool, pool_size = pool_size })
+    if not ok then
+      return fail(connect_code(err), "could not connect to " .. hostport .. ": " .. tostring(err))
+    end
+    local reused = (sock:getreusedtimes() or 0) > 0
+    if scheme == "https" and not reused then
+      -- resty.core 0.1.25 raises "assertion failed!" when a handshake that completed at once
+      -- fails verification (lua-resty-core#499): treat that raise as a TLS failure. Never
+      -- pass `false` as the session: that path skips the verify result (lua-resty-core#532).
+      local done, sess, herr = pcall(sock.sslhandshake, sock, session,
+        (not is_ip(server_name)) and server_name or nil, verify)
+      if not done then sess, herr = nil, "certificate verification failed (details in the nginx error log)" end
+      if not sess then
+        sock:close()
+        if herr == "timeout" then return fail("timeout", "TLS handshake with " .. hostport .. " timed out") end
+        local msg = "TLS handshake with " .. hostport .. " failed: " .. tostring(herr)
+        if verify and (find(tostring(herr), "verif", 1, true) or find(tostring(herr), "host mismatch", 1, true)) then
+          msg = msg .. " (check lua_ssl_trusted_certificate, lua_ssl_verify_depth and the host name)"
+        end
+        return fail("tls", msg)
+      end
+      if type(sess) == "cdata" then session = sess end
+    end
+
+    local hdrs = { req.method or "GET", " ", path, " HTTP/1.1\r\nHost: ", hostport, "\r\n" }
+    for name, value in pairs(req.headers or {}) do
+      name, value = tostring(name), tostring(value)
+      if value ~= "" and not OWN_HEADERS[lower(name)] then -- "" removes a header, as in libcurl
+        if find(name, "[%c: ]") or find(value, "[\r\n%z]") then
+          sock:close()
+          return fail("transport", "invalid request header " .. name)
+        end
+        hdrs[#hdrs + 1] = name
+        hdrs[#hdrs + 1] = ": "
+        hdrs[#hdrs + 1] = value
+        hdrs[#hdrs + 1] = "\r\n"
+      end
+    end
+    local body = req.body
+    if body or req.method == "POST" or req.method == "PUT" or req.method == "PATCH" then
+      hdrs[#hdrs + 1] = "Content-Length: " .. #(body or "") .. "\r\n"
+    end
+    hdrs[#hdrs + 1] = "\r\n"
+    hdrs[#hdrs + 1] = body or ""
+    sock:settimeouts(c, left_ms(deadline), left_ms(deadline))
+    local sent
+    sent, err = sock:send(hdrs)
+    if not sent then
+      sock:close()
+      if err == "timeout" then return fail("timeout", "timed out sending the request to " .. hostport) end
+      return nil, "network", "could not send the request to " .. hostport .. ": " .. tostring(err), reused
+    end
+
+    local resp, reusable_or_code, msg, nothing = read_response(sock, req.method, deadline)
+    if not resp then
+      sock:close()
+      return nil, reusable_or_code, msg, reused and nothing
+    end
+    if reusable_or_code then
+      sock:setkeepalive(idle_ms, pool_size)
+    else
+      sock:close()
+    end
+    return resp
+  end
+
+  return function(req)
+    local phase = get_phase()
+    if not COSOCKET_PHASES[phase] then
+      return fail("unavailable_phase", "cosockets are not available in the " .. tostring(phase) .. " phase")
+    end
+    local scheme, host, port, path, hostport = parse_url(tostring(req.url))
+    if not scheme then return fail("transport", "unsupported URL") end
+    if scheme == "https" and verify and is_ip(sni or host) then
+      -- SNI and nginx's host check (X509_check_host) take DNS names only: an IP address
+      -- could not be checked against the certificate, so refuse rather than skip the check.
+      return fail("tls", "cannot verify a certificate for the IP address " .. (sni or host)
+        .. " with cosockets; use a host name (e.g. localhost)")
+    end
+    update_time()
+    local deadline = now() + (tonumber(req.timeout) or default_timeout)
+    -- A pooled connection the server closed while idle fails before any answer: try the
+    -- next one (or a fresh connection), as libcurl does.
+    for _ = 1, 3 do
+      local resp, code, msg, stale = attempt(req, scheme, host, port, path, hostport, deadline)
+      if resp or not stale then return resp, code, msg end
+    end
+    return attempt(req, scheme, host, port, path, hostport, deadline)
+  end
+end
+
+return _M
