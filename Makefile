@@ -19,7 +19,7 @@ endif
 CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
 CURL_LIBS   := $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl)
 WARN        := -std=c99 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
-               -Wpointer-arith -Wcast-qual -Wno-unused-parameter
+               -Wpointer-arith -Wcast-qual
 CFLAGS      ?= -O2 -g
 LIBFLAG     ?= -shared
 ALL_CFLAGS  := $(CFLAGS) $(WARN) -fPIC -D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) $(CURL_CFLAGS)
