@@ -3,7 +3,7 @@
 # A0_PASSES), the C unit tests and luacheck, then prints one closing line with the totals.
 set -u
 cd "$(dirname "$0")/.."
-passes=${A0_PASSES:-"lua54 luajit asan"}
+passes=${A0_PASSES:-"lua54 luajit asan ctest fuzz"}
 counts=$(mktemp); : > "$counts"
 export A0_COUNTS=$counts
 status=0
@@ -22,6 +22,19 @@ for p in $passes; do
     asan)    run_pass env LD_PRELOAD="$(gcc -print-file-name=libasan.so):$PWD/build/asan/nodlclose.so" \
                ASAN_OPTIONS=detect_leaks=1 \
                lua5.4 /usr/bin/busted --run=asan "$@" ;;
+    ctest)   # C unit tests under ASan+UBSan; counts from their "ctest: N passed, N failed" line
+      make -s ctest > build/ctest.log 2>&1; rc=$?
+      cat build/ctest.log
+      line=$(grep -E '^ctest: [0-9]+ passed, [0-9]+ failed' build/ctest.log | tail -n 1)
+      if [ -n "$line" ]; then echo "$line" | awk '{print $2, $4, 0}' >> "$counts"; else echo "0 1 0" >> "$counts"; fi
+      [ "$rc" = 0 ] || status=1 ;;
+    fuzz)    # libFuzzer smoke runs: one test per target
+      make -s fuzz-smoke FUZZ_SECONDS="${A0_FUZZ_SECONDS:-20}" > build/fuzz.log 2>&1; rc=$?
+      cat build/fuzz.log
+      ok=$(grep -cE '^fuzz_[a-z]+: [0-9]+ execs' build/fuzz.log); bad=$(grep -cE '^fuzz_[a-z]+: FAILED' build/fuzz.log)
+      [ "$rc" != 0 ] && [ "$bad" = 0 ] && bad=1
+      echo "$ok $bad 0" >> "$counts"
+      [ "$rc" = 0 ] || status=1 ;;
     valgrind)
       printf 'int dlclose(void *h){(void)h;return 0;}\n' > build/nodlclose.c
       cc -shared -fPIC -o build/nodlclose.so build/nodlclose.c

@@ -38,28 +38,41 @@ local status_codes = {
 local function clean(s)
   if type(s) ~= "string" then return nil end
   s = s:gsub("[%c]", " ")
-  if #s > 300 then s = s:sub(1, 300) .. "..." end
+  if #s > 300 then s = s:sub(1, 300):gsub("[\192-\255][\128-\191]*$", "") .. "..." end
   return s
 end
 
 local months = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9,
   Oct = 10, Nov = 11, Dec = 12 }
 
+-- Days from 1970-01-01 to a proleptic Gregorian date: os.time would read the date as local
+-- time and raises on instants mktime cannot represent, so the epoch is computed directly.
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = floor(y / 400)
+  local yoe = y - era * 400
+  local doy = floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+  return era * 146097 + yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy - 719468
+end
+
+local MAX_WAIT = 366 * 86400   -- a longer "wait" is a broken header, not advice
+
+local function bound(wait)
+  if wait ~= wait or wait < 0 then return 0 end
+  if wait > MAX_WAIT then return MAX_WAIT end
+  return floor(wait)
+end
+
 --- Seconds to wait from a Retry-After value (delta seconds or an HTTP date), or nil.
 function _M.parse_retry_after(v, now)
   if type(v) ~= "string" then return nil end
   local n = tonumber(v:match("^%s*(%d+)%s*$"))
-  if n then return n end
+  if n then return bound(n) end
   local d, mon, y, h, mi, s = v:match("^%a+, (%d%d) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
   if not d or not months[mon] then return nil end
-  -- os.time reads its table as local time; measure the zone offset once to get UTC
-  local t = { year = tonumber(y), month = months[mon], day = tonumber(d), hour = tonumber(h),
-    min = tonumber(mi), sec = tonumber(s), isdst = false }
-  local ref = time()
-  local utc = time(os.date("!*t", ref))
-  local epoch = time(t) + (ref - utc)
-  local wait = epoch - (now or ref)
-  return wait > 0 and floor(wait) or 0
+  local epoch = days_from_civil(tonumber(y), months[mon], tonumber(d)) * 86400 + tonumber(h) * 3600 +
+    tonumber(mi) * 60 + tonumber(s)
+  return bound(epoch - (now or time()))
 end
 
 --- Fills rate-limit fields from the captured headers.
@@ -72,10 +85,7 @@ local function add_headers(e, hdrs)
     e.rate_limit = { limit = limit, remaining = remaining, reset = reset }
   end
   e.retry_after = _M.parse_retry_after(hdrs.retry_after)
-  if not e.retry_after and e.status == 429 and reset then
-    local wait = reset - time()
-    e.retry_after = wait > 0 and wait or 0
-  end
+  if not e.retry_after and e.status == 429 and reset then e.retry_after = bound(reset - time()) end
   return e
 end
 _M.add_headers = add_headers
@@ -89,7 +99,8 @@ function _M.from_response(status, body, hdrs, context)
   if type(decoded) == "table" then
     code = decoded.error or decoded.code or decoded.name
     message = decoded.error_description or decoded.description or decoded.message
-    if type(code) ~= "string" then code = nil end
+    -- a code is shown in tostring(err) and logs: one line, bounded, never empty
+    if type(code) ~= "string" or code == "" then code = nil else code = clean(code) end
     if type(message) ~= "string" then message = nil end
   else
     decoded = nil

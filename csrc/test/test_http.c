@@ -1,0 +1,440 @@
+/* Unit test of the HTTP engine (a0_http.c), no Lua: header capture, error names, and
+ * real transfers against a loopback HTTP/1.1 server that runs in a thread of this test
+ * (plain HTTP on 127.0.0.1, port chosen by the kernel). Built and run by `make ctest`:
+ *   gcc -std=c99 -Icsrc -fsanitize=address,undefined -pthread -o build/ctest/test_http \
+ *       csrc/test/test_http.c csrc/a0_http.c csrc/a0_buf.c -lcurl -lcrypto
+ * Last line: "N passed, N failed"; exit status 1 on any failure. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "a0_http.h"
+
+typedef struct {
+  int passed, failed;
+} tally;
+
+static void check(tally *t, int ok, const char *what, int line) {
+  if (ok) {
+    t->passed++;
+  } else {
+    t->failed++;
+    printf("FAIL line %d: %s\n", line, what);
+  }
+}
+
+#define CHECK(t, cond) check((t), (cond) ? 1 : 0, #cond, __LINE__)
+
+/* ---- header capture ---------------------------------------------------------------- */
+
+static void cap(a0_xfer *x, const char *line) { a0_capture_header(x, line, strlen(line)); }
+
+static void test_capture(tally *t) {
+  a0_xfer *x = a0_xfer_new();
+  char line[600];
+  cap(x, "HTTP/1.1 429 Too Many Requests\r\n");
+  cap(x, "Retry-After: 120\r\n");
+  cap(x, "X-RateLimit-Limit: 50\r\n");
+  cap(x, "x-ratelimit-remaining:0\r\n");          /* no space after the colon */
+  cap(x, "X-RATELIMIT-RESET: \t1700000000 \t\r\n");  /* both ends trimmed */
+  cap(x, "X-Auth0-RequestId: abc-123\n");         /* bare LF */
+  cap(x, "content-type: application/json; charset=utf-8");   /* no line end */
+  cap(x, "Location:   /a b  \r\n");               /* inner spaces kept */
+  CHECK(t, strcmp(x->hdr[A0_H_RETRY_AFTER], "120") == 0);
+  CHECK(t, strcmp(x->hdr[A0_H_RL_LIMIT], "50") == 0);
+  CHECK(t, strcmp(x->hdr[A0_H_RL_REMAINING], "0") == 0);
+  CHECK(t, strcmp(x->hdr[A0_H_RL_RESET], "1700000000") == 0);
+  CHECK(t, strcmp(x->hdr[A0_H_REQUEST_ID], "abc-123") == 0);
+  CHECK(t, strcmp(x->hdr[A0_H_CONTENT_TYPE], "application/json; charset=utf-8") == 0);
+  CHECK(t, strcmp(x->hdr[A0_H_LOCATION], "/a b") == 0);
+  /* a later line replaces the value */
+  cap(x, "retry-after: Wed, 21 Oct 2015 07:28:00 GMT\r\n");
+  CHECK(t, strcmp(x->hdr[A0_H_RETRY_AFTER], "Wed, 21 Oct 2015 07:28:00 GMT") == 0);
+  /* lines that must not match */
+  cap(x, "Retry-After-Extra: 1\r\n");             /* longer name */
+  cap(x, "Retry-After : 2\r\n");                  /* space before the colon */
+  cap(x, "Retry-After\r\n");                      /* no colon */
+  cap(x, " Retry-After: 3\r\n");                  /* leading space (folded line) */
+  cap(x, "X-Retry-After: 4\r\n");
+  a0_capture_header(x, "Retry-After: 5", 12);     /* len ends right after the colon */
+  CHECK(t, strcmp(x->hdr[A0_H_RETRY_AFTER], "") == 0);
+  cap(x, "Retry-After: 6\r\n");
+  a0_capture_header(x, "Retry-After", 11);        /* name only: len == name length */
+  CHECK(t, strcmp(x->hdr[A0_H_RETRY_AFTER], "6") == 0);
+  /* empty and blank values */
+  cap(x, "Location:\r\n");
+  CHECK(t, strcmp(x->hdr[A0_H_LOCATION], "") == 0);
+  cap(x, "Location: \t \r\n");
+  CHECK(t, strcmp(x->hdr[A0_H_LOCATION], "") == 0);
+  /* truncation at A0_HDR_MAX - 1 bytes, always NUL-terminated */
+  memcpy(line, "x-auth0-requestid: ", 19);
+  for (int i = 0; i < 400; i++) line[19 + i] = (char)('a' + i % 26);
+  memcpy(line + 419, "\r\n", 3);
+  cap(x, line);
+  CHECK(t, strlen(x->hdr[A0_H_REQUEST_ID]) == A0_HDR_MAX - 1);
+  CHECK(t, memcmp(x->hdr[A0_H_REQUEST_ID], line + 19, A0_HDR_MAX - 1) == 0);
+  line[19 + A0_HDR_MAX - 1] = '\r';                /* exactly 255 value bytes fit */
+  line[19 + A0_HDR_MAX] = '\n';
+  a0_capture_header(x, line, 19 + A0_HDR_MAX + 1);
+  CHECK(t, strlen(x->hdr[A0_H_REQUEST_ID]) == A0_HDR_MAX - 1);
+  a0_capture_header(x, line, 19 + A0_HDR_MAX - 2);   /* 254 bytes */
+  CHECK(t, strlen(x->hdr[A0_H_REQUEST_ID]) == A0_HDR_MAX - 2);
+  /* a second status line (after 100 Continue, or a redirect) starts over */
+  cap(x, "HTTP/1.1 100 Continue\r\n");
+  int empty = 1;
+  for (int h = 0; h < A0_NHDR; h++) empty = empty && x->hdr[h][0] == '\0';
+  CHECK(t, empty);
+  cap(x, "HTTP/2 200\r\n");
+  cap(x, "retry-after: 7\r\n");
+  CHECK(t, strcmp(x->hdr[A0_H_RETRY_AFTER], "7") == 0);
+  cap(x, "HTTP/");                                 /* exactly the prefix */
+  CHECK(t, x->hdr[A0_H_RETRY_AFTER][0] == '\0');
+  cap(x, "http/1.1 200 OK\r\n");                   /* not a status line: nothing happens */
+  a0_capture_header(x, "", 0);
+  a0_capture_header(x, "\r\n", 2);
+  a0_xfer_free(x);
+}
+
+static void test_names(tally *t) {
+  static const char *const want[] = { "ok", "timeout", "couldnt_connect", "couldnt_resolve",
+    "tls", "bad_response", "too_large", "cancelled", "network", "out_of_memory" };
+  CHECK(t, A0_NERR == (int)(sizeof want / sizeof want[0]));
+  for (int i = 0; i < A0_NERR; i++) CHECK(t, strcmp(a0_err_name(i), want[i]) == 0);
+  CHECK(t, strcmp(a0_err_name(A0_NERR), "unknown") == 0);
+  CHECK(t, strcmp(a0_err_name(-1), "unknown") == 0);
+  CHECK(t, strcmp(a0_err_name(1 << 30), "unknown") == 0);
+  CHECK(t, strcmp(a0_header_field(A0_H_RETRY_AFTER), "retry_after") == 0);
+  CHECK(t, strcmp(a0_header_field(A0_H_RL_RESET), "ratelimit_reset") == 0);
+  CHECK(t, strcmp(a0_header_field(A0_H_REQUEST_ID), "request_id") == 0);
+}
+
+/* ---- loopback server --------------------------------------------------------------- */
+
+#define MAX_HELD 16
+
+typedef struct {
+  int lfd, port;
+  int stop;                 /* atomic */
+  int accepted;             /* atomic: connections accepted so far */
+  int held[MAX_HELD];       /* connections left unanswered on purpose */
+  int nheld;
+  pthread_t th;
+} server;
+
+static void send_all(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+    if (w <= 0) return;
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+static void send_str(int fd, const char *s) { send_all(fd, s, strlen(s)); }
+
+/* Reads one request (headers, then Content-Length bytes of body) into req; 0 or -1. */
+static int read_request(int fd, char *req, size_t cap, size_t *body_off, size_t *len) {
+  size_t n = 0, want = 0;
+  char *end = NULL;
+  for (;;) {
+    struct pollfd p = { fd, POLLIN, 0 };
+    if (poll(&p, 1, 3000) <= 0) return -1;
+    ssize_t r = recv(fd, req + n, cap - 1 - n, 0);
+    if (r <= 0) return -1;
+    n += (size_t)r;
+    req[n] = '\0';
+    if (end == NULL && (end = strstr(req, "\r\n\r\n")) != NULL) {
+      const char *cl = strstr(req, "Content-Length:");
+      *body_off = (size_t)(end - req) + 4;
+      want = *body_off + (cl && cl < end ? strtoul(cl + 15, NULL, 10) : 0);
+    }
+    if (end != NULL && n >= want) { *len = n; return 0; }
+    if (n >= cap - 1) return -1;
+  }
+}
+
+static void serve(server *s, int fd) {
+  char req[8192], resp[8192];
+  size_t off = 0, len = 0;
+  if (read_request(fd, req, sizeof req, &off, &len) != 0) { close(fd); return; }
+  const char *path = strchr(req, ' ');
+  path = path ? path + 1 : "";
+#define IS(p) (strncmp(path, p " ", strlen(p) + 1) == 0)
+  if (IS("/ok")) {
+    send_str(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-RateLimit-Limit: 50\r\n"
+                 "x-ratelimit-remaining: 7\r\nRetry-After:  12 \r\nConnection: close\r\n"
+                 "Content-Length: 5\r\n\r\nhello");
+  } else if (IS("/echo")) {
+    snprintf(resp, sizeof resp, "HTTP/1.1 201 Created\r\nConnection: close\r\n"
+             "Content-Length: %zu\r\n\r\n", len - off);
+    send_str(fd, resp);
+    send_all(fd, req + off, len - off);
+  } else if (IS("/big")) {
+    send_str(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5000\r\n\r\n");
+    memset(resp, 'b', 5000);
+    send_all(fd, resp, 5000);
+  } else if (IS("/exact")) {                         /* exactly max_body bytes: fine */
+    send_str(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1000\r\n\r\n");
+    memset(resp, 'e', 1000);
+    send_all(fd, resp, 1000);
+  } else if (IS("/close")) {                         /* promises 100 bytes, sends 10 */
+    send_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+  } else if (IS("/continue")) {
+    send_str(fd, "HTTP/1.1 100 Continue\r\nRetry-After: 9\r\n\r\n"
+                 "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                 "X-RateLimit-Reset: 1700000000\r\nContent-Length: 2\r\n\r\nno");
+  } else if (IS("/garbage")) {
+    send_str(fd, "this is not http\r\n\r\n");
+  } else if (IS("/hang")) {                          /* read the request, never answer */
+    if (s->nheld < MAX_HELD) { s->held[s->nheld++] = fd; return; }
+  } else {
+    send_str(fd, "HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+  }
+#undef IS
+  close(fd);
+}
+
+static void *server_main(void *ud) {
+  server *s = ud;
+  while (!__atomic_load_n(&s->stop, __ATOMIC_SEQ_CST)) {
+    struct pollfd p = { s->lfd, POLLIN, 0 };
+    if (poll(&p, 1, 50) <= 0) continue;
+    int fd = accept(s->lfd, NULL, NULL);
+    if (fd < 0) continue;
+    __atomic_add_fetch(&s->accepted, 1, __ATOMIC_SEQ_CST);
+    serve(s, fd);
+  }
+  return NULL;
+}
+
+/* Binds 127.0.0.1:0; returns the socket and its port, or -1. */
+static int listen_any(int *port) {
+  struct sockaddr_in a;
+  socklen_t al = sizeof a;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 16) != 0 ||
+      getsockname(fd, (struct sockaddr *)&a, &al) != 0) {
+    close(fd);
+    return -1;
+  }
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+static int server_start(server *s) {
+  memset(s, 0, sizeof *s);
+  s->lfd = listen_any(&s->port);
+  if (s->lfd < 0) return -1;
+  return pthread_create(&s->th, NULL, server_main, s) == 0 ? 0 : -1;
+}
+
+static void server_stop(server *s) {
+  __atomic_store_n(&s->stop, 1, __ATOMIC_SEQ_CST);
+  pthread_join(s->th, NULL);
+  for (int i = 0; i < s->nheld; i++) close(s->held[i]);
+  close(s->lfd);
+}
+
+/* ---- transfers --------------------------------------------------------------------- */
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void set_url(a0_xfer *x, int port, const char *path) {
+  char url[128];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+  a0_buf_reset(&x->url);
+  a0_buf_adds(&x->url, url);
+}
+
+/* Runs one GET to path and waits for it. */
+static a0_xfer *get(a0_engine *e, int port, const char *path) {
+  a0_xfer *x = a0_xfer_new();
+  set_url(x, port, path);
+  x->method = "GET";
+  if (a0_xfer_start(e, x) == 0) a0_engine_wait(e, x);
+  return x;
+}
+
+static int resp_is(const a0_xfer *x, const char *s) {
+  return x->resp.len == strlen(s) && memcmp(x->resp.data, s, x->resp.len) == 0;
+}
+
+static void test_transfers(tally *t, a0_engine *e, server *s) {
+  a0_xfer *x;
+  double t0;
+
+  /* 200 with a body and captured headers */
+  x = get(e, s->port, "/ok");
+  CHECK(t, x->state == A0_X_DONE && x->err == A0_OK && x->status == 200);
+  CHECK(t, resp_is(x, "hello"));
+  CHECK(t, strcmp(x->hdr[A0_H_RL_LIMIT], "50") == 0);
+  CHECK(t, strcmp(x->hdr[A0_H_RL_REMAINING], "7") == 0);
+  CHECK(t, strcmp(x->hdr[A0_H_RETRY_AFTER], "12") == 0);
+  CHECK(t, strcmp(x->hdr[A0_H_CONTENT_TYPE], "text/plain") == 0);
+  CHECK(t, a0_engine_pop_done(e) == NULL);       /* wait leaves nothing queued */
+  CHECK(t, a0_engine_running(e) == 0);
+  a0_xfer_free(x);
+
+  /* POST: the body arrives, and is wiped once sent */
+  x = a0_xfer_new();
+  set_url(x, s->port, "/echo");
+  x->method = "POST";
+  a0_buf_adds(&x->body, "otp=123456&client_secret=s");
+  size_t blen = x->body.len;
+  CHECK(t, a0_xfer_start(e, x) == 0);
+  a0_engine_wait(e, x);
+  CHECK(t, x->err == A0_OK && x->status == 201 && resp_is(x, "otp=123456&client_secret=s"));
+  CHECK(t, x->body.len == 0 && x->body.data != NULL);
+  int wiped = 1;
+  for (size_t i = 0; i < blen; i++) wiped = wiped && x->body.data[i] == 0;
+  CHECK(t, wiped);
+  a0_xfer_free(x);
+
+  /* a 1xx interim response: its headers are dropped, the final ones kept */
+  x = get(e, s->port, "/continue");
+  CHECK(t, x->err == A0_OK && x->status == 503 && resp_is(x, "no"));
+  CHECK(t, x->hdr[A0_H_RETRY_AFTER][0] == '\0');
+  CHECK(t, strcmp(x->hdr[A0_H_RL_RESET], "1700000000") == 0);
+  a0_xfer_free(x);
+
+  /* body limit: max_body bytes pass, one more does not */
+  x = get(e, s->port, "/exact");
+  CHECK(t, x->err == A0_OK && x->resp.len == 1000);
+  a0_xfer_free(x);
+  x = get(e, s->port, "/big");
+  CHECK(t, x->state == A0_X_DONE && x->err == A0_ETOOLARGE);
+  CHECK(t, x->resp.len <= 1000);
+  CHECK(t, strcmp(x->errmsg, "response larger than 1000 bytes") == 0);
+  CHECK(t, strcmp(a0_err_name(x->err), "too_large") == 0);
+  a0_xfer_free(x);
+
+  /* the server closes before the promised body is complete */
+  x = get(e, s->port, "/close");
+  CHECK(t, x->err == A0_EBADRESP);
+  CHECK(t, x->errmsg[0] != '\0');
+  a0_xfer_free(x);
+
+  /* not HTTP at all */
+  x = get(e, s->port, "/garbage");
+  CHECK(t, x->err == A0_EBADRESP);
+  a0_xfer_free(x);
+
+  /* a server that never answers: timeout after 300 ms */
+  x = a0_xfer_new();
+  set_url(x, s->port, "/hang");
+  x->timeout_ms = 300;
+  t0 = now_ms();
+  CHECK(t, a0_xfer_start(e, x) == 0);
+  a0_engine_wait(e, x);
+  double took = now_ms() - t0;
+  CHECK(t, x->err == A0_ETIMEOUT && x->state == A0_X_DONE);
+  CHECK(t, took >= 250 && took < 3000);
+  if (!(took >= 250 && took < 3000)) printf("  timeout took %.0f ms\n", took);
+  a0_xfer_free(x);
+
+  /* a refused port */
+  int port = 0, fd = listen_any(&port);
+  CHECK(t, fd >= 0);
+  close(fd);                                     /* nothing listens there any more */
+  x = get(e, port, "/ok");
+  CHECK(t, x->err == A0_ECONNECT);
+  CHECK(t, strcmp(a0_err_name(x->err), "couldnt_connect") == 0);
+  a0_xfer_free(x);
+
+  /* cancel a running transfer, then reuse the same xfer */
+  x = a0_xfer_new();
+  set_url(x, s->port, "/hang");
+  x->method = "POST";
+  a0_buf_adds(&x->body, "code=987654");
+  int before = __atomic_load_n(&s->accepted, __ATOMIC_SEQ_CST);
+  CHECK(t, a0_xfer_start(e, x) == 0);
+  CHECK(t, a0_engine_running(e) == 1);
+  t0 = now_ms();
+  while (__atomic_load_n(&s->accepted, __ATOMIC_SEQ_CST) == before && now_ms() - t0 < 3000)
+    a0_engine_run(e, 20);
+  for (int i = 0; i < 5; i++) a0_engine_run(e, 10);   /* the request is sent, no answer */
+  CHECK(t, x->state == A0_X_RUNNING);
+  a0_engine_cancel(e, x);
+  CHECK(t, x->state == A0_X_DONE && x->err == A0_ECANCELLED);
+  CHECK(t, strcmp(x->errmsg, "request cancelled") == 0);
+  CHECK(t, x->body.len == 0);
+  CHECK(t, a0_engine_running(e) == 0);
+  CHECK(t, a0_engine_run(e, 10) == 0);
+  CHECK(t, a0_engine_pop_done(e) == NULL);
+  a0_engine_cancel(e, x);                        /* cancelling twice is harmless */
+  CHECK(t, a0_engine_running(e) == 0 && x->state == A0_X_DONE);
+  a0_xfer_reset(x);
+  set_url(x, s->port, "/ok");
+  x->method = "GET";
+  CHECK(t, a0_xfer_start(e, x) == 0);
+  a0_engine_wait(e, x);
+  CHECK(t, x->err == A0_OK && x->status == 200 && resp_is(x, "hello"));
+  a0_xfer_free(x);
+
+  /* cancel after it finished but before it was popped: dropped from the done queue */
+  x = a0_xfer_new();
+  set_url(x, s->port, "/ok");
+  CHECK(t, a0_xfer_start(e, x) == 0);
+  t0 = now_ms();
+  while (a0_engine_running(e) > 0 && now_ms() - t0 < 3000) a0_engine_run(e, 20);
+  CHECK(t, x->state == A0_X_DONE && x->in_done);
+  a0_engine_cancel(e, x);
+  CHECK(t, x->err == A0_ECANCELLED && !x->in_done);
+  CHECK(t, a0_engine_pop_done(e) == NULL);
+  a0_xfer_free(x);
+
+  /* two at once through the non-blocking interface, both come out of the done queue */
+  a0_xfer *a = a0_xfer_new(), *b = a0_xfer_new();
+  set_url(a, s->port, "/ok");
+  set_url(b, s->port, "/echo");
+  b->method = "POST";
+  a0_buf_adds(&b->body, "x");
+  CHECK(t, a0_xfer_start(e, a) == 0 && a0_xfer_start(e, b) == 0);
+  t0 = now_ms();
+  while (a0_engine_running(e) > 0 && now_ms() - t0 < 3000) a0_engine_run(e, 20);
+  a0_xfer *d1 = a0_engine_pop_done(e), *d2 = a0_engine_pop_done(e);
+  CHECK(t, d1 != NULL && d2 != NULL && d1 != d2 && a0_engine_pop_done(e) == NULL);
+  CHECK(t, (d1 == a || d1 == b) && (d2 == a || d2 == b));
+  CHECK(t, a->err == A0_OK && resp_is(a, "hello") && b->err == A0_OK && resp_is(b, "x"));
+  a0_xfer_free(a);
+  a0_xfer_free(b);
+}
+
+int main(void) {
+  tally t = { 0, 0 };
+  server s;
+  char err[128] = "";
+  a0_engine_opts o = { 5000, 2000, NULL, 0, 1000 };
+  signal(SIGPIPE, SIG_IGN);
+  test_capture(&t);
+  test_names(&t);
+  a0_engine *e = a0_engine_new(&o, err, sizeof err);
+  CHECK(&t, e != NULL);
+  if (e != NULL && server_start(&s) == 0) {
+    test_transfers(&t, e, &s);
+    a0_engine_free(e);
+    server_stop(&s);
+  } else {
+    CHECK(&t, !"loopback server started");
+    a0_engine_free(e);
+  }
+  printf("%d passed, %d failed\n", t.passed, t.failed);
+  return t.failed ? 1 : 0;
+}
