@@ -272,12 +272,18 @@ function Client:_call(ep, fields, opts, cb, shape)
   self:_log("debug", "request", { endpoint = ep })
   if cb == nil then
     local deadline = now() + ((opts and opts.timeout) or self._cfg.timeout)
-    local attempt = 0
+    local attempt, o = 0, opts
     while true do
       attempt = attempt + 1
+      if attempt > 1 then
+        -- a retry only gets what is left of the call's timeout (1 ms at least: 0 means "default")
+        o = {}
+        for k, v in pairs(opts or {}) do o[k] = v end
+        o.timeout = math.max(deadline - now(), 0.001)
+      end
       local status, body, hdrs
-      if self._transport then status, body, hdrs = via_transport(self, ep, fields, opts)
-      else status, body, hdrs = self._core:request(ep, fields, opts) end
+      if self._transport then status, body, hdrs = via_transport(self, ep, fields, o)
+      else status, body, hdrs = self._core:request(ep, fields, o) end
       local wait = retry_wait(self, ep, attempt, status, body, hdrs)
       if not wait or now() + wait >= deadline then return finish(self, ep, shape, status, body, hdrs) end
       self:_log("info", "retrying", { endpoint = ep, attempt = attempt, wait = wait })
@@ -649,6 +655,7 @@ local function associate_shape(t)
   end
   return t
 end
+
 local AUTH_TYPES = { otp = true, oob = true }
 
 --- Enrolls an authenticator (POST /mfa/associate).
