@@ -122,6 +122,62 @@ describe("secrets", function()
     record(msg)
   end)
 
+  it("MFA: mfa_token, TOTP secret, binding codes, recovery codes, push", function()
+    local c = new_client(server, { sleep = function() end })
+    local function login(email)
+      check(c:passwordless_start { connection = "email", email = email })
+      local _, err = check(c:passwordless_login { realm = "email", username = email, otp = code_for(email),
+        scope = "openid offline_access" })
+      assert.equal("mfa_required", err.code)
+      return secret(err.mfa_token)
+    end
+    emu.control("POST", "/__emulator/users", { connection = "email", email = "m1@example.com", mfa = "always" })
+    emu.control("POST", "/__emulator/mfa", { poll_min_interval = 0 })
+    -- enroll TOTP: the secret, the URI and the recovery code are secrets
+    local mt = login("m1@example.com")
+    check(c:mfa_authenticators(mt))
+    local enr = check(c:mfa_associate { token = mt, authenticator_types = { "otp" } })
+    secret(enr.secret); secret(enr.barcode_uri); secret(enr.recovery_codes[1])
+    check(c:mfa_verify { mfa_token = mt, otp = secret("000000") })             -- wrong code
+    local t = check(c:mfa_verify { mfa_token = mt, otp = secret(auth0.totp(enr.secret)) })
+    secret(t.access_token); secret(t.id_token); secret(t.refresh_token)
+    -- recovery code: used, then reused (error path), rotated code secret
+    mt = login("m1@example.com")
+    t = check(c:mfa_verify { mfa_token = mt, recovery_code = enr.recovery_codes[1] })
+    secret(t.recovery_code); secret(t.access_token)
+    mt = login("m1@example.com")
+    check(c:mfa_verify { mfa_token = mt, recovery_code = enr.recovery_codes[1] })
+    -- SMS binding code
+    emu.control("POST", "/__emulator/mfa/authenticators", { user_id = assert(c:userinfo(t.access_token)).sub,
+      type = "sms", phone_number = "+15550002222" })
+    mt = login("m1@example.com")
+    local list = check(c:mfa_authenticators(mt))
+    local sms
+    for _, a in ipairs(list) do if a.oob_channel == "sms" then sms = a end end
+    local ch = check(c:mfa_challenge { mfa_token = mt, challenge_type = "oob", authenticator_id = sms.id })
+    secret(ch.oob_code)
+    local out = emu.control("GET", "/__emulator/outbox?to=" .. auth0.core.pct_escape("+15550002222"))
+    local binding = secret(out.messages[#out.messages].binding_code)
+    check(c:mfa_verify { mfa_token = mt, oob_code = ch.oob_code, binding_code = "999999" ~= binding and "999999" or "888888" })
+    t = check(c:mfa_verify { mfa_token = mt, oob_code = ch.oob_code, binding_code = binding })
+    -- expired and malformed tokens
+    check(c:mfa_challenge { mfa_token = mt, challenge_type = "oob" })
+    check(c:mfa_authenticators("Fe26.2**" .. ("x"):rep(40)))
+    -- push, rejected, through the blocking poller with logging on
+    emu.control("POST", "/__emulator/mfa/authenticators", { user_id = assert(c:userinfo(t.access_token)).sub,
+      type = "push", name = "phone" })
+    mt = login("m1@example.com")
+    local push
+    for _, a in ipairs(check(c:mfa_authenticators(mt))) do if a.oob_channel == "auth0" then push = a end end
+    ch = check(c:mfa_challenge { mfa_token = mt, challenge_type = "oob", authenticator_id = push.id })
+    secret(ch.oob_code)
+    emu.control("POST", "/__emulator/guardian/" .. ch.oob_code .. "/reject", {})
+    local r, err = check(c:mfa_poll { mfa_token = mt, oob_code = ch.oob_code, interval = 0.01, timeout = 5,
+      on_pending = function(w) record(w) end })
+    assert.is_nil(r)
+    assert.equal("access_denied", err.code)
+  end)
+
   it("the insecure option warns on every request", function()
     local warnings = 0
     local c = auth0.new { base_url = server.base_url, client_id = "emu-native", insecure_skip_verify = true,

@@ -108,10 +108,9 @@ function _M.from_response(status, body, hdrs, context)
   end
   code = code or status_codes[status] or (status >= 500 and "server_error") or "http_error"
   local e = _M.new(code, clean(message) or "", { status = status, body = decoded, context = context })
-  if decoded and decoded.mfa_token ~= nil and type(decoded.mfa_token) == "string" then
-    e.mfa_token = decoded.mfa_token
-    local req = decoded.mfa_requirements
-    e.mfa_requirements = type(req) == "table" and req or nil
+  if decoded then
+    if type(decoded.mfa_token) == "string" then e.mfa_token = decoded.mfa_token end
+    if type(decoded.mfa_requirements) == "table" then e.mfa_requirements = decoded.mfa_requirements end
   end
   return add_headers(e, hdrs)
 end

@@ -1,0 +1,710 @@
+-- auth0.flow (issue #4): every state and rule of the login state machine, driven by
+-- client:poll(0) like a game loop, and by flow.run with prompt functions; serialize/resume.
+-- Real HTTPS against the emulator under nginx (passwordless and MFA modules).
+local auth0 = require "auth0"
+local flow = require "auth0.flow"
+local emu = require "spec.support.emulator"
+local socket = require "socket"
+local cjson = require("cjson.safe").new()
+
+local now = auth0.core.now
+local server
+local clients = {}
+
+local function client(opts)
+  opts = opts or {}
+  local o = { base_url = server.base_url, ca_file = server.ca_file, client_id = "emu-native", timeout = 10 }
+  for k, v in pairs(opts) do o[k] = v end
+  local c = auth0.new(o)
+  clients[#clients + 1] = c
+  return c
+end
+
+local function ctl(method, path, body)
+  local out, status = emu.control(method, path, body)
+  assert(status == 200, "control " .. path .. " answered " .. tostring(status) .. ": " .. cjson.encode(out))
+  return out
+end
+
+local function outbox(to)
+  return ctl("GET", "/outbox?to=" .. auth0.core.pct_escape(to)).messages
+end
+
+local function last_code(to)
+  local m = outbox(to)
+  return m[#m].code
+end
+
+local function wrong(code) return code == "000000" and "111111" or "000000" end
+
+-- A user with MFA on and the given authenticators enrolled directly (types: otp, sms, push).
+local function mfa_user(email, policy, kinds)
+  local user = ctl("POST", "/users", { connection = "email", email = email, mfa = policy or "always" })
+  local out = { user_id = user.user_id }
+  for _, kind in ipairs(kinds or {}) do
+    local r = ctl("POST", "/mfa/authenticators", { user_id = user.user_id, type = kind,
+      phone_number = kind == "sms" and "+15550001111" or nil })
+    out[kind] = r.authenticator
+    out.recovery_code = out.recovery_code or r.recovery_code
+  end
+  return out
+end
+
+local function totp(secret)
+  return auth0.totp(secret, { time = ctl("GET", "/clock").now })
+end
+
+-- The game loop: poll(0), then a short sleep, until `f.state` is one of `states`.
+local function run_until(c, f, ...)
+  local want = {}
+  for i = 1, select("#", ...) do want[select(i, ...)] = true end
+  local deadline = now() + 15
+  while not want[f.state] do
+    assert(c:poll(0))
+    assert(now() < deadline, "flow stuck in state " .. f.state)
+    socket.sleep(0.002)
+  end
+  return f.state
+end
+
+local function recorder()
+  local states = {}
+  return states, function(f) states[#states + 1] = f.state end
+end
+
+local function find(list, kind)
+  for _, a in ipairs(list) do
+    if a.id:find("^" .. kind .. "|") then return a end
+  end
+end
+
+local function pending_push(user_id)
+  local deadline = now() + 10
+  while now() < deadline do
+    local t = ctl("GET", "/guardian?user_id=" .. auth0.core.pct_escape(user_id)).transactions
+    if t[1] then return t[1] end
+    socket.sleep(0.02)
+  end
+  error("no push transaction")
+end
+
+describe("auth0.flow", function()
+  setup(function() server = emu.start() end)
+  before_each(function()
+    emu.reset()
+    ctl("POST", "/mfa", { poll_min_interval = 0 })
+  end)
+  after_each(function()
+    for _, c in ipairs(clients) do
+      local pending = c:pending()
+      c:close()
+      assert.equal(0, pending)
+    end
+    clients = {}
+    collectgarbage()
+  end)
+
+  describe("passwordless", function()
+    it("logs in with an email code, passing each state once", function()
+      local c = client()
+      local states, on_state = recorder()
+      local f = flow.login(c, { connection = "email", email = "f1@example.com", on_state = on_state,
+        scope = "openid email" })
+      assert.equal("sending_code", f.state)
+      assert.equal("auth0.Flow (sending_code)", tostring(f))
+      run_until(c, f, "awaiting_code")
+      assert.equal(3, f.attempts_left)
+      assert.is_false(f.must_resend)
+      assert.is_nil(f.error)
+      f:submit_code(last_code("f1@example.com"))
+      assert.equal("verifying", f.state)
+      run_until(c, f, "done")
+      assert.same({ "sending_code", "awaiting_code", "verifying", "done" }, states)
+      assert.equal("Bearer", f.tokens.token_type)
+      assert.equal("openid email", f.tokens.scope)
+      local claims = assert(c:verify_id_token(f.tokens.id_token))
+      assert.equal("f1@example.com", claims.email)
+      assert.is_nil(f.error)
+      assert.equal(0, c:pending())
+    end)
+
+    it("logs in with an SMS code", function()
+      local c = client()
+      local f = flow.login(c, { connection = "sms", phone_number = "+15557654321" })
+      run_until(c, f, "awaiting_code")
+      assert.equal("+15557654321", f.identifier)
+      f:submit_code(last_code("+15557654321"))
+      run_until(c, f, "done", "failed")
+      assert.equal("done", f.state)
+      assert.matches("^sms|", assert(c:verify_id_token(f.tokens.id_token)).sub)
+    end)
+
+    it("counts wrong codes down, then needs a resend, then logs in", function()
+      local c = client()
+      local states, on_state = recorder()
+      local f = flow.login(c, { connection = "email", email = "f2@example.com", on_state = on_state })
+      run_until(c, f, "awaiting_code")
+      local code = last_code("f2@example.com")
+      for left = 2, 0, -1 do
+        f:submit_code(wrong(code))
+        run_until(c, f, "awaiting_code")
+        assert.equal(left, f.attempts_left)
+        assert.equal("invalid_grant", f.error.code)
+        assert.equal("Wrong email or verification code.", f.error.message)
+        assert.equal(left == 0, f.must_resend)
+      end
+      local ok, msg = pcall(f.submit_code, f, code)
+      assert.is_false(ok)
+      assert.is_truthy(msg:find("auth0.flow: this code can no longer be used: call resend_code() first", 1, true))
+      f:resend_code()
+      assert.equal("sending_code", f.state)
+      run_until(c, f, "awaiting_code")
+      assert.equal(3, f.attempts_left)
+      assert.is_false(f.must_resend)
+      assert.is_nil(f.error)
+      assert.equal(2, #outbox("f2@example.com"))
+      f:submit_code(last_code("f2@example.com"))
+      run_until(c, f, "done")
+      assert.same({ "sending_code", "awaiting_code", "verifying", "awaiting_code", "verifying", "awaiting_code",
+        "verifying", "awaiting_code", "sending_code", "awaiting_code", "verifying", "done" }, states)
+    end)
+
+    it("treats a wrong answer for a code older than code_lifetime as expired", function()
+      local c = client()
+      local f = flow.login(c, { connection = "email", email = "f3@example.com", code_lifetime = 1 })
+      run_until(c, f, "awaiting_code")
+      ctl("POST", "/clock", { advance = 181 })   -- the server forgets the code ...
+      socket.sleep(1.05)                         -- ... and the flow knows it is old
+      f:submit_code(last_code("f3@example.com"))
+      run_until(c, f, "awaiting_code")
+      assert.equal("invalid_grant", f.error.code)
+      assert.equal(0, f.attempts_left)
+      assert.is_true(f.must_resend)
+    end)
+
+    it("trusts the server's 'maximum number of attempts' over its own count", function()
+      local c = client()
+      local f = flow.login(c, { connection = "email", email = "f4@example.com" })
+      run_until(c, f, "awaiting_code")
+      local code = last_code("f4@example.com")
+      local t = f:serialize()
+      t.attempts_left = 5                        -- a stale count, e.g. from an old session
+      local g = flow.resume(c, t)
+      for _ = 1, 3 do
+        g:submit_code(wrong(code))
+        run_until(c, g, "awaiting_code")
+      end
+      assert.equal(2, g.attempts_left)
+      g:submit_code(code)
+      run_until(c, g, "awaiting_code")
+      assert.equal("You've reached the maximum number of attempts. Please try to login again.", g.error.message)
+      assert.equal(0, g.attempts_left)
+      assert.is_true(g.must_resend)
+    end)
+
+    it("keeps the old code when a resend fails", function()
+      local c = client()
+      ctl("POST", "/rate_limits", { passwordless_start = { limit = 1, window = 3600 } })
+      local f = flow.login(c, { connection = "email", email = "f5@example.com" })
+      run_until(c, f, "awaiting_code")
+      local code = last_code("f5@example.com")
+      f:submit_code(wrong(code))
+      run_until(c, f, "awaiting_code")
+      f:resend_code()
+      run_until(c, f, "awaiting_code")
+      assert.equal("too_many_requests", f.error.code)
+      assert.equal(429, f.error.status)
+      assert.equal(2, f.attempts_left)
+      assert.is_false(f.must_resend)
+      f:submit_code(code)
+      run_until(c, f, "done")
+    end)
+
+    it("fails when the first code cannot be sent", function()
+      local c = client()
+      local states, on_state = recorder()
+      local f = flow.login(c, { connection = "nope", email = "f6@example.com", on_state = on_state })
+      run_until(c, f, "failed")
+      assert.equal("bad.connection", f.error.code)
+      assert.equal("Connection does not exist", f.error.message)
+      assert.same({ "sending_code", "failed" }, states)
+      assert.is_false(f:cancel())
+    end)
+
+    it("cancels while a request is in flight; late answers are ignored", function()
+      local c = client()
+      local states, on_state = recorder()
+      local f = flow.login(c, { connection = "email", email = "f7@example.com", on_state = on_state })
+      run_until(c, f, "awaiting_code")
+      f:submit_code(last_code("f7@example.com"))
+      assert.is_true(f:cancel())
+      assert.equal("cancelled", f.state)
+      assert.equal("cancelled", f.error.code)
+      assert.equal("login cancelled", f.error.message)
+      assert.is_false(f:cancel())
+      assert.equal(0, c:poll(50))
+      assert.same({ "sending_code", "awaiting_code", "verifying", "cancelled" }, states)
+      assert.is_nil(f.tokens)
+    end)
+
+    it("is cancelled when its client is closed", function()
+      local c = client()
+      local f = flow.login(c, { connection = "email", email = "f8@example.com" })
+      c:close()
+      assert.equal("cancelled", f.state)
+      assert.equal("client closed", f.error.message)
+    end)
+
+    it("sends an error raised in on_state to on_callback_error and goes on", function()
+      local errs = {}
+      local c = client { on_callback_error = function(msg) errs[#errs + 1] = msg end }
+      local f = flow.login(c, { connection = "email", email = "f9@example.com",
+        on_state = function(f) if f.state == "awaiting_code" then error("on_state boom") end end })
+      run_until(c, f, "awaiting_code")
+      assert.equal(1, #errs)
+      assert.is_truthy(errs[1]:find("on_state boom", 1, true))
+      assert.is_truthy(errs[1]:find("stack traceback:", 1, true))
+      f:submit_code(last_code("f9@example.com"))
+      run_until(c, f, "done")
+      assert.equal(1, #errs)
+    end)
+
+    it("raises on misuse", function()
+      local c = client()
+      local f = flow.login(c, { connection = "email", email = "f10@example.com" })
+      local cases = {
+        { function() f:submit_code("123456") end, "submit_code called in state 'sending_code'" },
+        { function() f:serialize() end, "serialize called in state 'sending_code'" },
+        { function() flow.login(nil, { connection = "email", email = "a@example.com" }) end,
+          "an auth0.Client is required, got nil" },
+        { function() flow.login(c, { connection = "email", email = "a@example.com", colour = 1 }) end,
+          "unknown option 'colour'" },
+        { function() flow.login(c, { connection = "email", email = "a@example.com", phone_number = "+1555" }) end,
+          "give exactly one of email, phone_number" },
+        { function() flow.login(c, { email = "a@example.com" }) end, "connection is required" },
+        { function() flow.login(c, { connection = "email", email = "a@example.com", on_state = 1 }) end,
+          "on_state must be a function, got number" },
+        { function() flow.run(c, { connection = "email", email = "a@example.com" }, {}) end,
+          "prompts.ask_code is required" },
+        { function() flow.resume(c, { version = 2 }) end, "unknown serialized flow version 2" },
+        { function() flow.resume(c, { version = 1, state = "verifying" }) end,
+          "cannot resume a flow in state 'verifying'" },
+        { function() flow.resume(c, { version = 1, state = "awaiting_mfa_code" }) end, "mfa_token is missing" },
+      }
+      for _, case in ipairs(cases) do
+        local ok, msg = pcall(case[1])
+        assert.is_false(ok)
+        assert.is_truthy(msg:find("auth0.flow: " .. case[2], 1, true), msg)
+      end
+      run_until(c, f, "awaiting_code")
+      for _, case in ipairs {
+        { function() f:submit_code(123456) end, "code must be a non-empty string, got number" },
+        { function() f:submit_code("12 34") end, "code is malformed" },
+        { function() f:submit_mfa_code("123456") end, "submit_mfa_code called in state 'awaiting_code'" },
+        { function() f:choose_authenticator({}) end, "choose_authenticator called in state 'awaiting_code'" },
+        { function() f:enroll({}) end, "enroll called in state 'awaiting_code'" },
+        { function() f:submit_recovery_code("X") end, "submit_recovery_code called in state 'awaiting_code'" },
+      } do
+        local ok, msg = pcall(case[1])
+        assert.is_false(ok)
+        assert.is_truthy(msg:find("auth0.flow: " .. case[2], 1, true), msg)
+      end
+      assert.equal("awaiting_code", f.state)
+      f:cancel()
+      local ok, msg = pcall(f.resend_code, f)
+      assert.is_false(ok)
+      assert.is_truthy(msg:find("resend_code called in state 'cancelled'", 1, true))
+    end)
+  end)
+
+  describe("MFA", function()
+    -- Logs in up to the MFA choice.
+    local function to_choice(c, email, opts)
+      local o = { connection = "email", email = email, push_interval = 0.05 }
+      for k, v in pairs(opts or {}) do o[k] = v end
+      local f = flow.login(c, o)
+      run_until(c, f, "awaiting_code")
+      f:submit_code(last_code(email))
+      run_until(c, f, "awaiting_mfa_choice", "failed", "done")
+      assert.equal("awaiting_mfa_choice", f.state)
+      return f
+    end
+
+    it("an OTP authenticator: choice, challenge, wrong code, right code", function()
+      local u = mfa_user("m1@example.com", { "otp" }, { "otp" })
+      local c = client()
+      local states, on_state = recorder()
+      local f = to_choice(c, "m1@example.com", { on_state = on_state })
+      assert.same({ { id = u.otp.id, authenticator_type = "otp", active = true, type = "otp" } }, f.authenticators)
+      assert.is_false(f.enroll_required)
+      assert.is_true(f.has_recovery_code)
+      assert.same({ challenge = { { type = "otp" } } }, f.mfa_requirements)
+      f:choose_authenticator(f.authenticators[1])
+      assert.equal("mfa_challenging", f.state)
+      run_until(c, f, "awaiting_mfa_code")
+      assert.equal("otp", f.challenge_type)
+      assert.is_nil(f.binding_method)
+      local code = totp(u.otp.secret)
+      f:submit_mfa_code(wrong(code))
+      run_until(c, f, "awaiting_mfa_code", "failed")
+      assert.equal("awaiting_mfa_code", f.state)
+      assert.equal("invalid_grant", f.error.code)
+      assert.equal("Invalid otp_code.", f.error.message)
+      f:submit_mfa_code(code)
+      run_until(c, f, "done", "failed")
+      assert.equal("done", f.state)
+      assert.is_nil(f.error)
+      assert.same({ "mfa" }, assert(c:verify_id_token(f.tokens.id_token)).amr)
+      assert.same({ "sending_code", "awaiting_code", "verifying", "verifying", "awaiting_mfa_choice",
+        "mfa_challenging", "awaiting_mfa_code", "verifying", "awaiting_mfa_code", "verifying", "done" }, states)
+    end)
+
+    it("filters authenticators by mfa_requirements", function()
+      mfa_user("m2@example.com", { "phone" }, { "otp", "sms" })
+      local c = client()
+      local f = to_choice(c, "m2@example.com")
+      assert.equal(1, #f.authenticators)
+      assert.equal("sms", f.authenticators[1].oob_channel)
+    end)
+
+    it("an SMS authenticator: the binding code", function()
+      mfa_user("m3@example.com", "always", { "sms" })
+      local c = client()
+      local f = to_choice(c, "m3@example.com")
+      f:choose_authenticator(find(f.authenticators, "sms"))
+      run_until(c, f, "awaiting_mfa_code")
+      assert.equal("prompt", f.binding_method)
+      assert.equal("oob", f.challenge_type)
+      local m = outbox("+15550001111")
+      assert.equal("mfa", m[#m].kind)
+      f:submit_mfa_code(m[#m].binding_code)
+      run_until(c, f, "done", "failed")
+      assert.equal("done", f.state)
+    end)
+
+    it("push: rejected, back to the choice, retried and approved", function()
+      local u = mfa_user("m4@example.com", "always", { "push" })
+      local c = client()
+      local f = to_choice(c, "m4@example.com")
+      local push = find(f.authenticators, "push")
+      assert.equal("auth0", push.oob_channel)
+      f:choose_authenticator(push)
+      run_until(c, f, "awaiting_push")
+      local tx = pending_push(u.user_id)
+      local deadline = now() + 10
+      while f.push_waited == 0 and now() < deadline do assert(c:poll(10)) end
+      assert.is_true(f.push_waited > 0)
+      ctl("POST", "/guardian/" .. tx.oob_code .. "/reject")
+      run_until(c, f, "awaiting_mfa_choice", "failed")
+      assert.equal("awaiting_mfa_choice", f.state)
+      assert.equal("access_denied", f.error.code)
+      assert.equal("MFA Authorization rejected.", f.error.message)
+      f:choose_authenticator(push)
+      run_until(c, f, "awaiting_push")
+      assert.is_nil(f.error)
+      tx = pending_push(u.user_id)
+      ctl("POST", "/guardian/" .. tx.oob_code .. "/approve")
+      run_until(c, f, "done", "failed")
+      assert.equal("done", f.state)
+      assert.same({ "mfa" }, assert(c:verify_id_token(f.tokens.id_token)).amr)
+    end)
+
+    it("push: slow_down keeps waiting, five seconds longer", function()
+      ctl("POST", "/mfa", { poll_min_interval = 1 })
+      local u = mfa_user("m5@example.com", "always", { "push" })
+      local c = client()
+      local f = to_choice(c, "m5@example.com", { push_interval = 0.3 })
+      f:choose_authenticator(find(f.authenticators, "push"))
+      run_until(c, f, "awaiting_push")
+      local tx = pending_push(u.user_id)
+      -- polls at 0.3 s (pending) and 0.6 s (slow_down: the next one comes 5.3 s later)
+      local deadline = now() + 1.5
+      while now() < deadline do assert(c:poll(10)) end
+      assert.equal("awaiting_push", f.state)
+      local waited = f.push_waited
+      assert.is_true(waited >= 0.55 and waited < 1.5, "waited " .. waited)
+      ctl("POST", "/guardian/" .. tx.oob_code .. "/approve")
+      local t0 = now()
+      run_until(c, f, "done", "failed")
+      assert.equal("done", f.state)
+      assert.is_true(now() - t0 > 3, "the poll after slow_down came too early")
+    end)
+
+    it("switches from a push wait to another authenticator", function()
+      local u = mfa_user("m6@example.com", "always", { "push", "otp" })
+      local c = client()
+      local f = to_choice(c, "m6@example.com")
+      f:choose_authenticator(find(f.authenticators, "push"))
+      run_until(c, f, "awaiting_push")
+      local otp_auth
+      for _, a in ipairs(f.authenticators) do
+        if a.authenticator_type == "otp" and a.id == u.otp.id then otp_auth = a end
+      end
+      f:choose_authenticator(otp_auth)
+      run_until(c, f, "awaiting_mfa_code")
+      f:submit_mfa_code(totp(u.otp.secret))
+      run_until(c, f, "done", "failed")
+      assert.equal("done", f.state)
+    end)
+
+    it("a recovery code: wrong one, then the right one, rotated", function()
+      local u = mfa_user("m7@example.com", "always", { "otp" })
+      local c = client()
+      local f = to_choice(c, "m7@example.com")
+      f:submit_recovery_code("AAAABBBBCCCCDDDDEEEEFFFF")
+      assert.equal("verifying", f.state)
+      run_until(c, f, "awaiting_mfa_choice", "failed")
+      assert.equal("awaiting_mfa_choice", f.state)
+      assert.equal("invalid_grant", f.error.code)
+      assert.equal("Invalid recovery code.", f.error.message)
+      f:submit_recovery_code(u.recovery_code)
+      run_until(c, f, "done", "failed")
+      assert.equal("done", f.state)
+      assert.matches("^[1-9A-HJ-NP-Z]+$", f.recovery_code)
+      assert.equal(24, #f.recovery_code)
+      assert.are_not.equal(u.recovery_code, f.recovery_code)
+      -- the old code is dead, the new one works
+      local g = to_choice(c, "m7@example.com")
+      g:submit_recovery_code(u.recovery_code)
+      run_until(c, g, "awaiting_mfa_choice")
+      assert.equal("invalid_grant", g.error.code)
+      g:submit_recovery_code(f.recovery_code)
+      run_until(c, g, "done", "failed")
+      assert.equal("done", g.state)
+    end)
+
+    it("enrolls an OTP authenticator when none is enrolled", function()
+      mfa_user("m8@example.com", { "otp" })
+      local c = client()
+      local f = to_choice(c, "m8@example.com")
+      assert.is_true(f.enroll_required)
+      assert.same({}, f.authenticators)
+      assert.same({ enroll = { { type = "otp" } } }, f.mfa_requirements)
+      f:enroll { authenticator_types = { "otp" } }
+      assert.equal("mfa_challenging", f.state)
+      run_until(c, f, "awaiting_mfa_code", "failed")
+      assert.equal("awaiting_mfa_code", f.state)
+      assert.matches("^[A-Z2-7]+$", f.enrollment.secret)
+      assert.equal(32, #f.enrollment.secret)
+      assert.matches("^otpauth://totp/", f.enrollment.barcode_uri)
+      assert.equal(24, #f.recovery_code)
+      f:submit_mfa_code(totp(f.enrollment.secret))
+      run_until(c, f, "done", "failed")
+      assert.equal("done", f.state)
+    end)
+
+    it("enrolls push and waits for the approval", function()
+      local u = mfa_user("m9@example.com", "always")
+      local c = client()
+      local f = to_choice(c, "m9@example.com")
+      assert.is_true(f.enroll_required)
+      f:enroll { authenticator_types = { "oob" }, oob_channels = { "auth0" } }
+      run_until(c, f, "awaiting_push", "failed")
+      assert.equal("awaiting_push", f.state)
+      assert.matches("enrollment_tx_id=", f.enrollment.barcode_uri)
+      local tx = pending_push(u.user_id)
+      assert.is_true(tx.enrollment)
+      ctl("POST", "/guardian/" .. tx.oob_code .. "/approve")
+      run_until(c, f, "done", "failed")
+      assert.equal("done", f.state)
+    end)
+
+    it("restarts from a new code when the mfa_token expired, then fails the second time", function()
+      mfa_user("m10@example.com", "always", { "otp" })
+      local c = client()
+      local states, on_state = recorder()
+      local f = to_choice(c, "m10@example.com", { on_state = on_state })
+      ctl("POST", "/clock", { advance = 601 })
+      f:choose_authenticator(f.authenticators[1])
+      run_until(c, f, "awaiting_code", "failed")
+      assert.equal("awaiting_code", f.state)
+      assert.equal(1, f.restarts)
+      assert.equal("expired_token", f.error.code)
+      assert.equal("mfa_token is expired", f.error.message)
+      assert.is_nil(f.authenticators)
+      assert.equal(3, f.attempts_left)
+      assert.equal(2, #outbox("m10@example.com"))
+      f:submit_code(last_code("m10@example.com"))
+      run_until(c, f, "awaiting_mfa_choice")
+      ctl("POST", "/clock", { advance = 601 })
+      f:choose_authenticator(f.authenticators[1])
+      run_until(c, f, "failed", "awaiting_code")
+      assert.equal("failed", f.state)
+      assert.equal("expired_token", f.error.code)
+      assert.same({ "sending_code", "awaiting_code", "verifying", "verifying", "awaiting_mfa_choice",
+        "mfa_challenging", "sending_code", "awaiting_code", "verifying", "verifying", "awaiting_mfa_choice",
+        "mfa_challenging", "failed" }, states)
+    end)
+
+    it("goes back to the choice when a binding code's oob_code expired", function()
+      mfa_user("m11@example.com", "always", { "sms" })
+      local c = client()
+      local f = to_choice(c, "m11@example.com")
+      f:choose_authenticator(f.authenticators[1])
+      run_until(c, f, "awaiting_mfa_code")
+      local m = outbox("+15550001111")
+      ctl("POST", "/clock", { advance = 301 })
+      f:submit_mfa_code(m[#m].binding_code)
+      run_until(c, f, "awaiting_mfa_choice", "failed", "awaiting_code")
+      assert.equal("awaiting_mfa_choice", f.state)
+      assert.equal("oob_code is expired", f.error.message)
+    end)
+  end)
+
+  describe("flow.run", function()
+    it("runs a login with MFA through prompt functions", function()
+      local u = mfa_user("r1@example.com", "always", { "otp" })
+      local c = client()
+      local calls = { ask_code = 0, choose = 0, ask_mfa = 0 }
+      local tokens, err, f = flow.run(c, { connection = "email", email = "r1@example.com" }, {
+        ask_code = function(f)
+          calls.ask_code = calls.ask_code + 1
+          assert.equal("awaiting_code", f.state)
+          local code = last_code("r1@example.com")
+          if calls.ask_code == 1 then return wrong(code) end
+          return code
+        end,
+        choose_authenticator = function(f, list)
+          calls.choose = calls.choose + 1
+          assert.equal(f.authenticators, list)
+          return list[1]
+        end,
+        ask_mfa_code = function()
+          calls.ask_mfa = calls.ask_mfa + 1
+          return totp(u.otp.secret)
+        end,
+      })
+      assert.is_nil(err)
+      assert.equal("Bearer", tokens.token_type)
+      assert.equal("done", f.state)
+      assert.same({ ask_code = 2, choose = 1, ask_mfa = 1 }, calls)
+    end)
+
+    it("resends a dead code by itself and waits for a push", function()
+      local u = mfa_user("r2@example.com", "always", { "push" })
+      local c = client()
+      local asked, waits = 0, {}
+      local tokens, err = flow.run(c, { connection = "email", email = "r2@example.com", push_interval = 0.05 }, {
+        ask_code = function()
+          asked = asked + 1
+          local code = last_code("r2@example.com")
+          if asked <= 3 then return wrong(code) end
+          return code
+        end,
+        on_push_wait = function(f, waited)
+          waits[#waits + 1] = waited
+          assert.equal("awaiting_push", f.state)
+          if #waits == 2 then
+            ctl("POST", "/guardian/" .. pending_push(u.user_id).oob_code .. "/approve")
+          end
+        end,
+      })
+      assert.is_nil(err)
+      assert.is_string(tokens.access_token)
+      assert.equal(4, asked)
+      local codes = 0
+      for _, m in ipairs(outbox("r2@example.com")) do if m.kind == "code" then codes = codes + 1 end end
+      assert.equal(2, codes)
+      assert.is_true(#waits >= 2)
+      assert.is_true(waits[2] > waits[1])
+    end)
+
+    it("returns nil, err (cancelled) when a prompt gives up", function()
+      local c = client()
+      local tokens, err, f = flow.run(c, { connection = "email", email = "r3@example.com" },
+        { ask_code = function() return nil end })
+      assert.is_nil(tokens)
+      assert.equal("cancelled", err.code)
+      assert.equal("cancelled", f.state)
+    end)
+
+    it("lets a prompt act on the flow itself (recovery code)", function()
+      local u = mfa_user("r4@example.com", "always", { "otp" })
+      local c = client()
+      local tokens, err, f = flow.run(c, { connection = "email", email = "r4@example.com" }, {
+        ask_code = function() return last_code("r4@example.com") end,
+        choose_authenticator = function(f)
+          f:submit_recovery_code(u.recovery_code)
+        end,
+      })
+      assert.is_nil(err)
+      assert.is_string(tokens.access_token)
+      assert.equal(tokens.recovery_code, f.recovery_code)
+    end)
+
+    it("refuses to run inside a callback", function()
+      local c = client()
+      local ok, msg
+      c:openid_configuration(function()
+        ok, msg = pcall(flow.run, c, { connection = "email", email = "r5@example.com" },
+          { ask_code = function() return "123456" end })
+      end)
+      local deadline = now() + 10
+      while ok == nil and now() < deadline do c:poll(10) end
+      assert.is_false(ok)
+      assert.is_truthy(msg:find("auth0.flow: flow.run cannot run inside a callback", 1, true), msg)
+      assert.equal(0, c:poll(50))
+    end)
+  end)
+
+  describe("serialize and resume", function()
+    it("resumes a flow waiting for its code on another client", function()
+      local c1, c2 = client(), client()
+      local f = flow.login(c1, { connection = "email", email = "s1@example.com", scope = "openid email" })
+      run_until(c1, f, "awaiting_code")
+      local t = f:serialize()
+      assert.equal(1, t.version)
+      assert.equal("awaiting_code", t.state)
+      assert.equal("email", t.connection)
+      assert.equal("s1@example.com", t.identifier)
+      assert.equal("email", t.identifier_field)
+      assert.equal(3, t.attempts_left)
+      assert.equal("openid email", t.scope)
+      local g = flow.resume(c2, cjson.decode(cjson.encode(t)))
+      assert.equal("awaiting_code", g.state)
+      g:submit_code(last_code("s1@example.com"))
+      run_until(c2, g, "done", "failed")
+      assert.equal("done", g.state)
+      assert.equal("openid email", g.tokens.scope)
+    end)
+
+    it("resumes at the MFA code and at a push wait", function()
+      local u = mfa_user("s2@example.com", "always", { "otp", "push" })
+      local c = client()
+      local f = flow.login(c, { connection = "email", email = "s2@example.com" })
+      run_until(c, f, "awaiting_code")
+      f:submit_code(last_code("s2@example.com"))
+      run_until(c, f, "awaiting_mfa_choice")
+      f:choose_authenticator(find(f.authenticators, "totp"))
+      run_until(c, f, "awaiting_mfa_code")
+      local t = cjson.decode(cjson.encode(f:serialize()))
+      assert.equal("awaiting_mfa_code", t.state)
+      assert.matches("^Fe26%.2%*", t.mfa_token)
+      assert.equal("otp", t.challenge_type)
+      f:cancel()
+      local g = flow.resume(client(), t)
+      g:submit_mfa_code(totp(u.otp.secret))
+      run_until(g._client, g, "done", "failed")
+      assert.equal("done", g.state)
+
+      -- a push wait resumes polling at once
+      f = flow.login(c, { connection = "email", email = "s2@example.com", push_interval = 0.05 })
+      run_until(c, f, "awaiting_code")
+      f:submit_code(last_code("s2@example.com"))
+      run_until(c, f, "awaiting_mfa_choice")
+      f:choose_authenticator(find(f.authenticators, "push"))
+      run_until(c, f, "awaiting_push")
+      t = cjson.decode(cjson.encode(f:serialize()))
+      assert.is_string(t.oob_code)
+      f:cancel()
+      local c3 = client()
+      local states, on_state = recorder()
+      g = flow.resume(c3, t, { push_interval = 0.05, on_state = on_state })
+      assert.equal("awaiting_push", g.state)
+      ctl("POST", "/guardian/" .. pending_push(u.user_id).oob_code .. "/approve")
+      run_until(c3, g, "done", "failed")
+      assert.equal("done", g.state)
+      assert.same({ "awaiting_push", "done" }, states)
+    end)
+  end)
+end)
