@@ -187,6 +187,10 @@ int a0_xfer_start(a0_engine *e, a0_xfer *x) {
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
   curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
+  /* auth bodies are small: libcurl's 64 KiB default upload buffer per handle would cost
+   * 64 MB with 1,000 requests in flight */
+  curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
+  curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 16384L);
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, x->timeout_ms > 0 ? x->timeout_ms : o->timeout_ms);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L);

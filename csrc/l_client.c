@@ -2,6 +2,7 @@
  * auth0.Request (a transfer started with a callback, finished by client:poll). */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <curl/curl.h>
 
 #include "a0_lua.h"
@@ -558,11 +559,22 @@ static int l_client_start(lua_State *L) {
 }
 
 /* client:poll(ms) -> number in flight | nil, "reentrant", message */
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* client:poll(ms, budget_ms) -> number in flight | nil, "reentrant", message
+ * With a budget, callbacks stop once it is spent; the rest run at the next poll. */
 static int l_client_poll(lua_State *L) {
   l_client *c = check_client(L, 1);
   lua_Integer ms = luaL_optinteger(L, 2, 0);
+  lua_Number budget = luaL_optnumber(L, 3, 0);
+  double t0 = budget > 0 ? now_ms() : 0;
   a0_xfer *x;
   luaL_argcheck(L, ms >= 0 && ms <= 3600000, 2, "must be 0..3600000 milliseconds");
+  luaL_argcheck(L, budget >= 0, 3, "must be >= 0 milliseconds");
   if (c->polling) {
     lua_pushnil(L);
     lua_pushliteral(L, "reentrant");
@@ -575,7 +587,7 @@ static int l_client_poll(lua_State *L) {
   if (ms > 0 && (x != NULL || a0_engine_running(c->eng) == 0)) ms = 0;
   a0_engine_run(c->eng, (int)ms);
   if (x != NULL) complete(L, 1, (l_req *)x->ud);
-  while (!c->closed && (x = a0_engine_pop_done(c->eng)) != NULL)
+  while (!c->closed && !(budget > 0 && now_ms() - t0 >= budget) && (x = a0_engine_pop_done(c->eng)) != NULL)
     complete(L, 1, (l_req *)x->ud);
   c->polling = 0;
   if (c->closed) {   /* closed by a callback */

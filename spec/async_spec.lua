@@ -723,4 +723,56 @@ describe("async requests", function()
       assert.equal("cancelled", result.code)
     end)
   end)
+  describe("poll budget", function()
+    it("starts deferred requests a few per poll, each callback once", function()
+      local c = client { poll_budget_ms = 0.2 }
+      local log = {}
+      for i = 1, 6 do start_email(c, "budget" .. i .. "@example.com", recorder(log, "r" .. i)) end
+      assert.equal(0, c:stats().requests)
+      assert.equal(6, c:pending())
+      assert(c:poll(0))
+      local sent = c:stats().requests
+      assert.is_true(sent >= 1 and sent <= 2, "sent " .. sent .. " in the first poll")
+      local deadline = now() + 10
+      while #log < 6 do
+        assert(c:poll(0))
+        assert(now() < deadline, "budgeted requests did not finish")
+      end
+      for i = 1, 6 do assert.equal(1, count(log, "r" .. i)) end
+      assert.equal(6, c:stats().requests)
+      assert.equal(0, c:pending())
+    end)
+
+    it("never sends a deferred request that was cancelled", function()
+      local c = client { poll_budget_ms = 0.2 }
+      local log = {}
+      start_email(c, "keep1@example.com", recorder(log, "a"))
+      start_email(c, "keep2@example.com", recorder(log, "b"))
+      local r = start_email(c, "drop@example.com", recorder(log, "c"))
+      assert.is_true(r:cancel())
+      assert.equal(1, count(log, "c"))
+      assert.equal("cancelled", log[1].e.code)
+      local deadline = now() + 10
+      while c:pending() > 0 do assert(c:poll(0)); assert(now() < deadline) end
+      assert.equal("c", log[1].name)   -- a and b may finish in either order over HTTP/2
+      assert.equal(1, count(log, "a"))
+      assert.equal(1, count(log, "b"))
+      assert.equal(3, #log)
+      assert.equal(2, c:stats().requests)
+    end)
+
+    it("stops running callbacks when the budget is spent", function()
+      local c = client()
+      local log = {}
+      for i = 1, 3 do start_email(c, "cb" .. i .. "@example.com", recorder(log, "r" .. i)) end
+      -- a blocking call drives the engine: the three finish meanwhile, their callbacks wait
+      assert(c:passwordless_start { connection = "email", email = "blocking@example.com" })
+      assert.equal(0, #log)
+      for expected = 1, 3 do
+        c._core:poll(0, 1e-6)   -- a budget smaller than one callback: exactly one runs
+        assert.equal(expected, #log)
+      end
+      assert.equal(0, c:poll(0))
+    end)
+  end)
 end)

@@ -101,7 +101,12 @@ local VALID_OPTS = {
   retries = true, max_retry_wait = true, sleep = true,
   -- the "ngx" transport's own options (see lua/auth0/transport/ngx.lua)
   pool_size = true, keepalive_timeout = true, server_name = true, pool = true,
+  poll_budget_ms = true,
 }
+
+-- With a poll budget, new transfers are started a few per poll: libcurl spends about 0.1 ms
+-- sending one request, and sending a burst of them in one frame is what makes a frame slow.
+local SEND_COST_MS = 0.1
 
 --- Creates a client.
 -- @tparam table opts `domain` or `base_url`, `client_id` (required), `client_secret`,
@@ -129,7 +134,11 @@ function _M.new(opts)
     ca_file = check_string(opts.ca_file, "ca_file", 2, true),
     retries = opts.retries == nil and 2 or opts.retries,
     max_retry_wait = check_seconds(opts.max_retry_wait, "max_retry_wait", 10),
+    poll_budget = opts.poll_budget_ms,
   }
+  if cfg.poll_budget ~= nil and (type(cfg.poll_budget) ~= "number" or not (cfg.poll_budget > 0 and cfg.poll_budget <= 1000)) then
+    raise("poll_budget_ms must be a number of milliseconds in (0, 1000]")
+  end
   if type(cfg.retries) ~= "number" or cfg.retries < 0 or cfg.retries > 10 or cfg.retries % 1 ~= 0 then
     raise("retries must be an integer in 0..10")
   end
@@ -138,6 +147,7 @@ function _M.new(opts)
     if opts[f] ~= nil and type(opts[f]) ~= "function" then raise(f .. " must be a function") end
   end
   local self = setmetatable({ _cfg = cfg, _on_log = opts.on_log, _queue = {}, _timers = {},
+    _deferred = {}, _dhead = 1, _dtail = 0,
     _sleep = opts.sleep or sleep }, Client)
   local headers = { "Accept: application/json", "Expect:",
     "User-Agent: lua-auth0/" .. core.version }
@@ -348,11 +358,34 @@ function Client:_launch(p, ep, fields, opts, settle)
       if self._closed then p._on_close() else settle(status, body, hdrs) end
     end
   else
-    p._inner = self._core:start(ep, fields, opts, function(status, body, hdrs)
-      -- after Pending:cancel (which reports it) p is done; otherwise the client was closed
-      if status == nil and body == "cancelled" then return p._on_close() end
-      settle(status, body, hdrs)
-    end)
+    local function start()
+      if p._done then return end            -- cancelled while waiting for its turn
+      if self._closed then return p._on_close() end
+      p._inner = self._core:start(ep, fields, opts, function(status, body, hdrs)
+        -- after Pending:cancel (which reports it) p is done; otherwise the client was closed
+        if status == nil and body == "cancelled" then return p._on_close() end
+        settle(status, body, hdrs)
+      end)
+    end
+    if self._cfg.poll_budget then
+      self._dtail = self._dtail + 1
+      self._deferred[self._dtail] = start
+    else
+      start()
+    end
+  end
+end
+
+-- Starts up to `limit` deferred transfers, oldest first.
+function Client:_launch_deferred(limit)
+  local d = self._deferred
+  while limit > 0 and self._dhead <= self._dtail do
+    local fn = d[self._dhead]
+    d[self._dhead] = nil
+    self._dhead = self._dhead + 1
+    local ok, err = xpcall(fn, traceback)
+    if not ok then pcall(self._on_cb_error, err) end
+    limit = limit - 1
   end
 end
 
@@ -386,8 +419,11 @@ function Client:poll(ms)
     local cap = math.max(0, math.ceil((soonest - now()) * 1000))
     if cap < ms then ms = cap end
   end
+  local budget = self._cfg.poll_budget
+  local t_start = budget and now()
+  if ms > 0 then self:_launch_deferred(math.huge) end   -- a script waiting: send everything now
   self._polling = true
-  local ok, n, perr = pcall(self._core.poll, self._core, ms)
+  local ok, n, perr = pcall(self._core.poll, self._core, ms, budget)
   if ok and n == 0 and ms > 0 and #timers > 0 and #self._queue == 0 then
     -- nothing on the wire: wait for the timer instead of spinning
     local wait = math.huge
@@ -414,18 +450,27 @@ function Client:poll(ms)
       if not tok then pcall(self._on_cb_error, terr) end
     end
   end
+  if budget and not self._closed and self._dhead <= self._dtail then
+    -- launch in the first half of the budget: the next poll's libcurl work sends them
+    local n_max = math.max(1, math.floor(budget / SEND_COST_MS))
+    while n_max > 0 and self._dhead <= self._dtail and (now() - t_start) * 1000 < budget / 2 do
+      self:_launch_deferred(1)
+      n_max = n_max - 1
+      ran = true
+    end
+  end
   self._polling = false
   if not ok then error(n, 0) end
   if n == nil then return nil, new_error(perr, "poll failed") end
   if self._closed then return 0 end
   if ran then n = self._core:stats().inflight end
-  return n + #self._timers + #self._queue
+  return n + #self._timers + #self._queue + (self._dtail - self._dhead + 1)
 end
 
 --- Number of requests and timers still pending.
 function Client:pending()
   if self._closed then return 0 end
-  return self._core:stats().inflight + #self._timers + #self._queue
+  return self._core:stats().inflight + #self._timers + #self._queue + (self._dtail - self._dhead + 1)
 end
 
 --- Interrupts a poll(ms) that is waiting (safe from another coroutine's callback).
@@ -444,6 +489,7 @@ function Client:close()
   self._core:close()
   for _, t in ipairs(timers) do if t.on_close then pcall(t.on_close) end end
   for _, fn in ipairs(queue) do pcall(fn) end
+  self:_launch_deferred(math.huge)   -- each reports "cancelled": the client is closed
 end
 Client.__close = Client.close
 Client.__gc = Client.close
