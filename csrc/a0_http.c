@@ -164,24 +164,12 @@ static void set_error(a0_xfer *x, CURLcode rc, const char *curl_msg) {
     snprintf(x->errmsg, sizeof x->errmsg, "%s", curl_easy_strerror(rc));
 }
 
-int a0_xfer_start(a0_engine *e, a0_xfer *x) {
-  CURL *c = x->easy;
+/* Options that never change for a handle are set once, when it is created: a pooled
+ * transfer then costs only the per-request options (URL, headers, method, body). */
+static CURL *new_easy(a0_engine *e, a0_xfer *x) {
   const a0_engine_opts *o = &e->o;
-  if (c == NULL) {
-    c = x->easy = curl_easy_init();
-    if (c == NULL) return -1;
-  } else {
-    curl_easy_reset(c);
-  }
-  if (a0_buf_cstr(&x->url) != 0) return -1;
-  x->eng = e;
-  x->state = A0_X_RUNNING;
-  x->err = A0_OK;
-  x->status = 0;
-  x->errmsg[0] = '\0';
-  a0_buf_reset(&x->resp);
-  memset(x->hdr, 0, sizeof x->hdr);
-  curl_easy_setopt(c, CURLOPT_URL, x->url.data);
+  CURL *c = curl_easy_init();
+  if (c == NULL) return NULL;
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -191,7 +179,6 @@ int a0_xfer_start(a0_engine *e, a0_xfer *x) {
    * 64 MB with 1,000 requests in flight */
   curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
   curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 16384L);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, x->timeout_ms > 0 ? x->timeout_ms : o->timeout_ms);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
@@ -201,15 +188,34 @@ int a0_xfer_start(a0_engine *e, a0_xfer *x) {
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
   curl_easy_setopt(c, CURLOPT_PRIVATE, x);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->headers);
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, x->errmsg);
+  return c;
+}
+
+int a0_xfer_start(a0_engine *e, a0_xfer *x) {
+  CURL *c = x->easy;
+  /* a handle is bound to the engine whose options it carries */
+  if (c != NULL && x->eng != e) { curl_easy_cleanup(c); c = x->easy = NULL; }
+  if (c == NULL && (c = x->easy = new_easy(e, x)) == NULL) return -1;
+  if (a0_buf_cstr(&x->url) != 0) return -1;
+  x->eng = e;
+  x->state = A0_X_RUNNING;
+  x->err = A0_OK;
+  x->status = 0;
+  x->errmsg[0] = '\0';
+  a0_buf_reset(&x->resp);
+  memset(x->hdr, 0, sizeof x->hdr);
+  curl_easy_setopt(c, CURLOPT_URL, x->url.data);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, x->timeout_ms > 0 ? x->timeout_ms : e->o.timeout_ms);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->headers);
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, (char *)NULL);
   if (x->method == NULL || strcmp(x->method, "GET") == 0) {
     curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
   } else if (strcmp(x->method, "POST") == 0) {
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, x->body.data ? x->body.data : "");
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)x->body.len);
   } else {
+    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, x->method);
     if (x->body.len > 0) {
       curl_easy_setopt(c, CURLOPT_POSTFIELDS, x->body.data);

@@ -194,6 +194,7 @@ function Client:_log(level, message, fields)
   local fn = self._on_log
   if fn then pcall(fn, level, message, fields or {}) end
 end
+-- Hot paths test self._on_log first so that no fields table is built when nobody listens.
 
 -- Endpoint classes for the retry policy (README, "Retries"): reads may be retried on
 -- 429/503; everything may be retried when the connection failed before sending.
@@ -208,7 +209,9 @@ local function finish(self, ep, shape, status, body, hdrs)
     self:_log("info", "request failed", { endpoint = ep, code = e.code })
     return nil, e
   end
-  self:_log("debug", "response", { endpoint = ep, status = status, request_id = hdrs and hdrs.request_id })
+  if self._on_log then
+    self:_log("debug", "response", { endpoint = ep, status = status, request_id = hdrs and hdrs.request_id })
+  end
   if status >= 200 and status < 300 then
     local decoded
     if body == "" or body:find("^%s*$") then
@@ -279,7 +282,7 @@ function Client:_call(ep, fields, opts, cb, shape)
   if self._insecure then
     self:_log("warn", "TLS certificate verification is OFF (insecure_skip_verify)", { endpoint = ep })
   end
-  self:_log("debug", "request", { endpoint = ep })
+  if self._on_log then self:_log("debug", "request", { endpoint = ep }) end
   if cb == nil then
     local deadline = now() + ((opts and opts.timeout) or self._cfg.timeout)
     local attempt, o = 0, opts
@@ -451,13 +454,14 @@ function Client:poll(ms)
     end
   end
   if budget and not self._closed and self._dhead <= self._dtail then
-    -- launch in the first half of the budget: the next poll's libcurl work sends them
+    -- one per poll always (a slow machine must still make progress), more while the first
+    -- half of the budget lasts: the next poll's libcurl work sends them
     local n_max = math.max(1, math.floor(budget / SEND_COST_MS))
-    while n_max > 0 and self._dhead <= self._dtail and (now() - t_start) * 1000 < budget / 2 do
+    repeat
       self:_launch_deferred(1)
       n_max = n_max - 1
-      ran = true
-    end
+    until n_max == 0 or self._dhead > self._dtail or (now() - t_start) * 1000 >= budget / 2
+    ran = true
   end
   self._polling = false
   if not ok then error(n, 0) end

@@ -1,0 +1,344 @@
+--- Benchmark of issue #2: N passwordless logins (start + login, 2 requests each) against
+-- the emulator under nginx over TLS, three ways in the same run:
+--   1. lua-auth0: one client object, keep-alive (one TLS connection).
+--   2. what a Lua 5.4 user writes without us: LuaSocket + LuaSec `ssl.https.request`
+--      (ltn12 source/sink, CA-verified) and lua-cjson.
+--   3. the floor, bench/floor.c: libcurl, one reused easy handle, same headers and JSON bytes,
+--      parsing nothing (its token call carries a fixed wrong code).
+-- Usage, from anywhere: lua5.4 bench/passwordless.lua [N] [ROUNDS]   (N = 2000 logins; ours
+-- and the floor alternate ROUNDS = 3 times and report medians). Needs `make`, `make luajit`,
+-- nginx, lua-socket, lua-sec, lua-cjson, cc and the libcurl headers.
+--
+-- CPU time is the figure: os.clock() (process CPU, user+sys) for 1 and 2, getrusage in the
+-- floor. nginx and the emulator run on the same machine as the client, so wall times include
+-- the server and are noisy.
+--
+-- Reading the codes from the emulator's outbox (control API) is not part of a login: 1 and 2
+-- run in two timed phases, N starts then N logins (one user per login), and read all codes in
+-- between, untimed, with one control-API call.
+--
+-- Two diagnostic rows follow the three ways: our client sending exactly the floor's traffic,
+-- through the public API and through auth0.core alone, to tell library overhead apart from
+-- the floor's cheaper answers.
+local root = (arg and arg[0] or ""):match("^(.*)/bench/[^/]*$") or "."
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.cpath = root .. "/build/lua5.4/?.so;" .. package.cpath
+
+local auth0 = require "auth0"
+local server = require "auth0.emulator.server"
+local cjson = require("cjson.safe").new()
+local socket = require "socket"
+local https = require "ssl.https"
+local ltn12 = require "ltn12"
+
+local clock, gettime, format, concat = os.clock, socket.gettime, string.format, table.concat
+
+local USAGE = "usage: lua5.4 bench/passwordless.lua [N] [ROUNDS]"
+local N, ROUNDS = tonumber(arg[1] or 2000), tonumber(arg[2] or 3)
+assert(N and N >= 1 and N <= 99999999 and N % 1 == 0, USAGE)
+assert(ROUNDS and ROUNDS >= 1 and ROUNDS <= 100 and ROUNDS % 1 == 0, USAGE)
+N, ROUNDS = math.floor(N), math.floor(ROUNDS)
+
+local CLIENT_ID = "emu-native"
+local EMAIL_FMT = "bench-%08d@example.com"   -- fixed width: every way sends the same body sizes
+
+local function email(i) return format(EMAIL_FMT, i) end
+
+---------------------------------------------------------------------------------------------
+-- Emulator and its control API (untimed)
+
+local srv
+
+-- One control-API call over LuaSec, verified against the emulator's CA.
+local function control(method, path, payload)
+  local data = payload and assert(cjson.encode(payload)) or nil
+  local chunks = {}
+  local ok, status = https.request {
+    url = srv.control_url .. path, method = method, cafile = srv.ca_file, verify = "peer",
+    headers = data and { ["content-type"] = "application/json", ["content-length"] = tostring(#data) } or {},
+    source = data and ltn12.source.string(data) or nil, sink = ltn12.sink.table(chunks),
+  }
+  assert(ok, "control API: " .. tostring(status))
+  local decoded = cjson.decode(concat(chunks))
+  assert(status == 200, "control API " .. method .. " " .. path .. ": " .. tostring(status))
+  return decoded
+end
+
+-- Fresh emulator state, rate limit raised, codes valid for an hour, outbox empty.
+local function prepare()
+  control("POST", "/reset")
+  control("POST", "/rate_limits", { passwordless_start = { limit = 100000000, window = 1 } })
+  control("POST", "/connections", { name = "email", strategy = "email", otp_lifetime = 3600 })
+  control("DELETE", "/outbox")
+end
+
+-- Every code in the outbox, by address; then empties it.
+local function read_codes()
+  local codes = {}
+  for _, m in ipairs(control("GET", "/outbox").messages) do codes[m.to] = m.code end
+  control("DELETE", "/outbox")
+  return codes
+end
+
+---------------------------------------------------------------------------------------------
+-- The two Lua ways. Each returns one function per phase: start(i) and login(i, code), which
+-- raise on any unexpected answer (a benchmark that silently fails measures nothing).
+
+local function ours_way()
+  local client = auth0.new { base_url = srv.base_url, ca_file = srv.ca_file, client_id = CLIENT_ID }
+  local way = { name = "lua-auth0 (ours)" }
+  function way.start(i)
+    local sent, err = client:passwordless_start { connection = "email", email = email(i) }
+    if not sent then error("ours: start: " .. tostring(err)) end
+  end
+  function way.login(i, code)
+    local tokens, err = client:passwordless_login { realm = "email", username = email(i), otp = code }
+    if not tokens then error("ours: login: " .. tostring(err)) end
+  end
+  function way.connects() return client:stats().connects end
+  function way.close() client:close() end
+  return way
+end
+
+-- What a Lua user writes with LuaSocket + LuaSec + cjson. LuaSec's https.request opens a
+-- new TCP+TLS connection per request; they are counted, not assumed, by wrapping socket.tcp.
+local function luasocket_way()
+  local opened = 0
+  local tcp = socket.tcp
+  local way = { name = "LuaSocket+LuaSec+cjson" }
+
+  local function post_json(path, payload)
+    local body = cjson.encode(payload)
+    local chunks = {}
+    local ok, status = https.request {
+      url = srv.base_url .. path, method = "POST", cafile = srv.ca_file, verify = "peer",
+      headers = { ["content-type"] = "application/json", ["content-length"] = tostring(#body),
+                  accept = "application/json" },
+      source = ltn12.source.string(body), sink = ltn12.sink.table(chunks),
+    }
+    if not ok then return nil, status end
+    local decoded = cjson.decode(concat(chunks))
+    if status ~= 200 or type(decoded) ~= "table" then return nil, status end
+    return decoded
+  end
+
+  local function counted(f, ...)
+    socket.tcp = function(...)
+      opened = opened + 1
+      return tcp(...)
+    end
+    local ok, r, e = pcall(f, ...)
+    socket.tcp = tcp
+    if not ok then error(r, 0) end
+    return r, e
+  end
+
+  function way.start(i)
+    local sent, err = counted(post_json, "/passwordless/start",
+      { client_id = CLIENT_ID, connection = "email", email = email(i), send = "code" })
+    if not sent then error("luasocket: start: " .. tostring(err)) end
+  end
+  function way.login(i, code)
+    local tokens, err = counted(post_json, "/oauth/token", {
+      grant_type = "http://auth0.com/oauth/grant-type/passwordless/otp", client_id = CLIENT_ID,
+      username = email(i), realm = "email", otp = code, scope = "openid profile email" })
+    if not tokens or type(tokens.access_token) ~= "string" then error("luasocket: login: " .. tostring(err)) end
+  end
+  function way.connects() return opened end
+  function way.close() end
+  return way
+end
+
+-- N starts (timed), codes (untimed), N logins (timed). @return figures
+local function run_lua_way(make)
+  prepare()
+  local way = make()
+  collectgarbage()
+  local cpu0, wall0 = clock(), gettime()
+  for i = 1, N do way.start(i) end
+  local cpu, wall = clock() - cpu0, gettime() - wall0
+  local codes = read_codes()
+  for i = 1, N do assert(codes[email(i)], "no code for " .. email(i)) end
+  collectgarbage()
+  cpu0, wall0 = clock(), gettime()
+  for i = 1, N do way.login(i, codes[email(i)]) end
+  cpu, wall = cpu + (clock() - cpu0), wall + (gettime() - wall0)
+  local r = { name = way.name, cpu = cpu, wall = wall, connects = way.connects() }
+  way.close()
+  return r
+end
+
+-- Diagnostics, not one of the three ways: our client sending exactly the floor's traffic
+-- (start, then the token call with the fixed wrong code, interleaved, answered 403), through
+-- the public API (`front`) or straight through auth0.core (`core`, no Lua front, no cjson).
+-- Against the floor they separate library overhead from the different answers.
+local function run_floor_traffic(via)
+  prepare()
+  local client = auth0.new { base_url = srv.base_url, ca_file = srv.ca_file, client_id = CLIENT_ID }
+  local core = client._core
+  local step
+  if via == "front" then
+    step = function(i)
+      local sent, err = client:passwordless_start { connection = "email", email = email(i) }
+      if not sent then error("front: start: " .. tostring(err)) end
+      local tokens, lerr = client:passwordless_login { realm = "email", username = email(i), otp = "000000" }
+      if tokens or lerr.status ~= 403 then error("front: login: expected a 403, got " .. tostring(lerr)) end
+    end
+  else
+    step = function(i)
+      local st = core:request("passwordless_start", { client_id = CLIENT_ID, connection = "email",
+                                                      email = email(i), send = "code" })
+      if st ~= 200 then error("core: start: " .. tostring(st)) end
+      st = core:request("passwordless_login", { client_id = CLIENT_ID, username = email(i), realm = "email",
+                                                otp = "000000", scope = "openid profile email" })
+      if st ~= 403 then error("core: login: expected a 403, got " .. tostring(st)) end
+    end
+  end
+  collectgarbage()
+  local cpu0, wall0 = clock(), gettime()
+  for i = 1, N do step(i) end
+  local r = { cpu = clock() - cpu0, wall = gettime() - wall0, connects = client:stats().connects }
+  client:close()
+  control("DELETE", "/outbox")
+  return r
+end
+
+---------------------------------------------------------------------------------------------
+-- The floor: build bench/floor.c if needed and run it with our client's exact request bytes.
+
+local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function build_floor()
+  local bin, src = root .. "/build/bench-floor", root .. "/bench/floor.c"
+  local ok = os.execute(format("test -x %s && test %s -ot %s", sh_quote(bin), sh_quote(src), sh_quote(bin)))
+  if not ok then
+    local cmd = format("mkdir -p %s && cc -O2 %s -o %s -lcurl", sh_quote(root .. "/build"), sh_quote(src), sh_quote(bin))
+    assert(os.execute(cmd), "could not build the floor: " .. cmd)
+  end
+  return bin
+end
+
+-- Our client's requests as built by auth0.core (headers, JSON bodies), with the mark that the
+-- floor replaces by the iteration number.
+local function floor_requests()
+  local client = auth0.new { base_url = srv.base_url, ca_file = srv.ca_file, client_id = CLIENT_ID }
+  local mark = "bench-XXXXXXXX@example.com"
+  local core = client._core
+  local s = core:build("passwordless_start", { client_id = CLIENT_ID, connection = "email", email = mark,
+                                              send = "code" })
+  local t = core:build("passwordless_login", { client_id = CLIENT_ID, username = mark, realm = "email",
+                                              otp = "000000", scope = "openid profile email" })
+  client:close()
+  local headers = {}
+  for k, v in pairs(s.headers) do headers[#headers + 1] = k .. ": " .. v end
+  table.sort(headers)
+  return s, t, headers
+end
+
+local function run_floor()
+  local bin = build_floor()
+  prepare()
+  local s, t, headers = floor_requests()
+  local args = { bin, N, s.url, t.url, srv.ca_file, s.body, t.body }
+  for _, h in ipairs(headers) do args[#args + 1] = h end
+  for i, a in ipairs(args) do args[i] = sh_quote(a) end
+  local p = assert(io.popen(concat(args, " "), "r"))
+  local out = p:read("a")
+  local ok = p:close()
+  local f = {}
+  for k, v in out:gmatch("(%w[%w_]*)=(%S+)") do f[k] = tonumber(v) or v end
+  if not ok or not f.cpu_s or f.unexpected ~= 0 then error("floor failed: " .. out) end
+  control("DELETE", "/outbox")
+  return { name = "floor (C, libcurl)", cpu = f.cpu_s, wall = f.wall_s, connects = f.connects,
+           detail = f }
+end
+
+---------------------------------------------------------------------------------------------
+
+-- Median, min and max of field k over runs; the connections of the worst run.
+local function summarize(name, runs)
+  local function stat(k)
+    local v = {}
+    for i, r in ipairs(runs) do v[i] = r[k] end
+    table.sort(v)
+    local n = #v
+    local med = n % 2 == 1 and v[(n + 1) / 2] or (v[n / 2] + v[n / 2 + 1]) / 2
+    return med, v[1], v[n]
+  end
+  local s = { name = name, runs = #runs, connects = 0, detail = runs[1].detail }
+  s.cpu, s.cpu_min, s.cpu_max = stat("cpu")
+  s.wall = stat("wall")
+  for _, r in ipairs(runs) do if r.connects > s.connects then s.connects = r.connects end end
+  return s
+end
+
+local function main()
+  srv = assert(server.start { owner_pid = server.self_pid() })
+  -- Warm the emulator (LuaJIT traces, JWT signing) so the first way measured is not penalized.
+  prepare()
+  do
+    local c = auth0.new { base_url = srv.base_url, ca_file = srv.ca_file, client_id = CLIENT_ID }
+    for i = 1, 50 do assert(c:passwordless_start { connection = "email", email = email(i) }) end
+    local codes = read_codes()
+    for i = 1, 50 do assert(c:passwordless_login { realm = "email", username = email(i), otp = codes[email(i)] }) end
+    c:close()
+  end
+
+  -- ours and the floor alternate ROUNDS times (medians are reported); LuaSocket, ~100x slower
+  -- in wall time, runs once.
+  local floor_runs, ours_runs, front_runs, core_runs = {}, {}, {}, {}
+  for r = 1, ROUNDS do
+    floor_runs[r] = run_floor()
+    ours_runs[r] = run_lua_way(ours_way)
+    front_runs[r] = run_floor_traffic("front")
+    core_runs[r] = run_floor_traffic("core")
+  end
+  local floor = summarize("floor (C, libcurl)", floor_runs)
+  local ours = summarize("lua-auth0 (ours)", ours_runs)
+  local front = summarize("  ours, floor's traffic", front_runs)
+  local core = summarize("  auth0.core only, same", core_runs)
+  local luasocket = summarize("LuaSocket+LuaSec+cjson", { run_lua_way(luasocket_way) })
+
+  print(format("passwordless bench: N = %d logins (start + login = 2 requests each), %s, libcurl %s",
+    N, _VERSION, floor.detail.curl))
+  print(format("%-24s %7s %14s %19s %15s %12s", "way", "rounds", "CPU ms/login", "(min - max)",
+    "wall ms/login", "connections"))
+  for _, r in ipairs { ours, luasocket, floor, front, core } do
+    print(format("%-24s %7d %14.4f %19s %15.4f %12d", r.name, r.runs, r.cpu * 1000 / N,
+      format("(%.4f - %.4f)", r.cpu_min * 1000 / N, r.cpu_max * 1000 / N), r.wall * 1000 / N, r.connects))
+  end
+  print(format("ours / floor:      CPU %.2fx  wall %.2fx   (target: CPU within 1.3x; best rounds: CPU %.2fx)",
+    ours.cpu / floor.cpu, ours.wall / floor.wall, ours.cpu_min / floor.cpu_min))
+  print(format("luasocket / ours:  CPU %.2fx  wall %.2fx   (target: at least 10x)",
+    luasocket.cpu / ours.cpu, luasocket.wall / ours.wall))
+  print(format("diagnostics, same traffic as the floor: ours %.2fx the floor, auth0.core alone %.2fx"
+    .. " (best rounds: %.2fx, %.2fx)", front.cpu / floor.cpu, core.cpu / floor.cpu,
+    front.cpu_min / floor.cpu_min, core.cpu_min / floor.cpu_min))
+  print(format("ours: %d TLS connection(s) per client object for %d requests%s", ours.connects, 2 * N,
+    ours.connects == 1 and "" or "  <-- EXPECTED EXACTLY 1"))
+  print("notes:")
+  print("- CPU = client process CPU (user+sys): os.clock() deltas for the Lua ways, getrusage for the")
+  print("  floor; medians over the rounds (ratios of the best rounds in parentheses: other load only adds),")
+  print("  one new client object (or floor process) per round.")
+  print("- the Lua ways run N starts then N logins; reading the codes from the emulator's outbox")
+  print("  (control API) happens between the two phases and is not timed.")
+  print(format("- the floor sends the same headers and JSON bytes but its token call carries a fixed wrong"
+    .. " code (\"000000\", answered 403, %d bytes/iteration in), and it parses nothing.",
+    math.floor(floor.detail.bytes_in / N)))
+  print("  Its wall time is also lower because the emulator answers a wrong code without signing tokens.")
+  print("- the two indented rows are diagnostics, not ways: our client (public API, then auth0.core")
+  print("  called directly, without the Lua front and cjson) sending exactly the floor's traffic.")
+  print("- nginx + the emulator share the machine's cores with the client: wall times include the")
+  print("  server and are noisy; CPU time is the figure.")
+  print("- LuaSec's https.request opens one TCP+TLS connection per request (counted by wrapping socket.tcp);")
+  print("  LuaSocket writes headers and body separately, so Nagle + delayed ACK add ~40 ms per request.")
+  return ours.connects == 1
+end
+
+local ok, res = xpcall(main, debug.traceback)
+if srv then srv:stop() end
+if not ok then
+  io.stderr:write(res, "\n")
+  os.exit(1)
+end
+os.exit(res and 0 or 1)
