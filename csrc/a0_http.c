@@ -70,11 +70,12 @@ void a0_xfer_reset(a0_xfer *x) {
   a0_buf_reset(&x->url);
   a0_buf_reset(&x->body);
   a0_buf_reset(&x->resp);
-  if (x->headers != NULL) {
-    /* header lines can carry a bearer token */
-    for (struct curl_slist *h = x->headers; h != NULL; h = h->next) a0_wipe(h->data, strlen(h->data));
-    curl_slist_free_all(x->headers);
-    x->headers = NULL;
+  {
+    /* per-request header lines can carry a bearer token */
+    struct curl_slist *rest = x->keep ? x->keep->next : x->headers;
+    for (struct curl_slist *h = rest; h != NULL; h = h->next) a0_wipe(h->data, strlen(h->data));
+    curl_slist_free_all(rest);
+    if (x->keep) x->keep->next = NULL; else x->headers = NULL;
   }
   memset(x->hdr, 0, sizeof x->hdr);
   x->errmsg[0] = '\0';
@@ -91,11 +92,19 @@ void a0_xfer_reset(a0_xfer *x) {
 void a0_xfer_free(a0_xfer *x) {
   if (x == NULL) return;
   a0_xfer_reset(x);
+  curl_slist_free_all(x->headers);
+  x->headers = x->keep = NULL;
   a0_buf_free(&x->url);
   a0_buf_free(&x->body);
   a0_buf_free(&x->resp);
   if (x->easy != NULL) curl_easy_cleanup(x->easy);
   free(x);
+}
+
+void a0_xfer_keep_headers(a0_xfer *x) {
+  struct curl_slist *h = x->headers;
+  while (h != NULL && h->next != NULL) h = h->next;
+  x->keep = h;
 }
 
 int a0_xfer_add_header(a0_xfer *x, const char *line) {

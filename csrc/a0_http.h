@@ -58,6 +58,7 @@ struct a0_xfer {
   a0_buf url;
   a0_buf body;              /* request body; wiped after the transfer */
   struct curl_slist *headers;
+  struct curl_slist *keep;  /* last header kept across resets (the client's fixed ones) */
   const char *method;       /* static string */
   long timeout_ms;          /* 0: engine default */
   /* results */
@@ -85,6 +86,8 @@ a0_xfer *a0_xfer_new(void);
 void a0_xfer_reset(a0_xfer *x);
 void a0_xfer_free(a0_xfer *x);
 int a0_xfer_add_header(a0_xfer *x, const char *line);
+/* The headers added so far survive a0_xfer_reset (they hold no secret). */
+void a0_xfer_keep_headers(a0_xfer *x);
 int a0_xfer_start(a0_engine *e, a0_xfer *x);
 /* Drives transfers, waiting up to timeout_ms for activity. Finished transfers go to
  * the done queue. Returns the number still running, or -1 on a multi error. */

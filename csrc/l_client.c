@@ -231,6 +231,7 @@ static void check_call(lua_State *L, call_args *a, int e, int t, int o) {
       double v = luaL_checknumber(L, -1);
       if (!(v > 0 && v <= 86400)) luaL_error(L, "option 'timeout' must be in (0, 86400] seconds");
       a->timeout_ms = (long)(v * 1000);
+      if (a->timeout_ms < 1) a->timeout_ms = 1;   /* 0 would mean "no timeout" to libcurl */
     }
     lua_pop(L, 1);
   }
@@ -247,8 +248,11 @@ static int fill(lua_State *L, l_client *c, a0_xfer *x, const call_args *a) {
       (a->seg != NULL && (verbatim ? a0_buf_add(&x->url, a->seg, a->plen) : a0_pct_escape(&x->url, a->seg, a->plen))) ||
       (a->query != NULL && (a0_buf_addc(&x->url, '?') || a0_buf_add(&x->url, a->query, a->qlen))))
     goto nomem;
-  for (struct curl_slist *h = c->static_headers; h != NULL; h = h->next)
-    if (a0_xfer_add_header(x, h->data) != 0) goto nomem;
+  if (x->keep == NULL && c->static_headers != NULL) {   /* a fresh transfer of this client */
+    for (struct curl_slist *h = c->static_headers; h != NULL; h = h->next)
+      if (a0_xfer_add_header(x, h->data) != 0) goto nomem;
+    a0_xfer_keep_headers(x);
+  }
   if (a->bearer != NULL && header_line(x, "Authorization: Bearer ", a->bearer, a->blen) != 0) goto nomem;
   if (a->lang != NULL && header_line(x, "X-Request-Language: ", a->lang, a->llen) != 0) goto nomem;
   if (ep->body != A0_BODY_NONE && a0_xfer_add_header(x, "Content-Type: application/json") != 0) goto nomem;
@@ -297,7 +301,7 @@ static long opt_ms(lua_State *L, int t, const char *k, double def) {
   v = luaL_optnumber(L, -1, def);
   lua_pop(L, 1);
   if (!(v > 0 && v <= 86400)) luaL_error(L, "option '%s' must be a number of seconds in (0, 86400]", k);
-  return (long)(v * 1000);
+  return v * 1000 < 1 ? 1 : (long)(v * 1000);   /* 0 would mean "no timeout" to libcurl */
 }
 
 /* core.client{ base_url=, timeout=, connect_timeout=, ca_file=, insecure=, max_body=, headers={...} } */

@@ -79,6 +79,7 @@ end
 local function add_headers(e, hdrs)
   if not hdrs then return e end
   e.request_id = hdrs.request_id
+  if e.status and e.status >= 300 and e.status < 400 then e.location = hdrs.location end
   local limit, remaining, reset = tonumber(hdrs.ratelimit_limit), tonumber(hdrs.ratelimit_remaining),
     tonumber(hdrs.ratelimit_reset)
   if limit or remaining or reset then

@@ -205,7 +205,9 @@ local NOT_SENT = { couldnt_connect = true, couldnt_resolve = true }
 -- decoded 2xx body and returns the value.
 local function finish(self, ep, shape, status, body, hdrs)
   if status == nil then
-    local e = new_error(body, hdrs, { context = "could not reach " .. self._cfg.host })
+    -- body, hdrs are the core's code and message here
+    local context = (NOT_SENT[body] or body == "tls" or body == "timeout") and "could not reach " or "bad answer from "
+    local e = new_error(body, hdrs, { context = context .. self._cfg.host })
     self:_log("info", "request failed", { endpoint = ep, code = e.code })
     return nil, e
   end
@@ -275,6 +277,14 @@ local function retry_wait(self, ep, attempt, status, code, hdrs)
   return wait + math.random() * 0.1
 end
 
+-- A retry only gets what is left of the call's timeout (1 ms at least: 0 means "default").
+local function remaining(opts, deadline)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.timeout = math.max(deadline - now(), 0.001)
+  return o
+end
+
 -- Performs one endpoint call, blocking (cb == nil) or not.
 function Client:_call(ep, fields, opts, cb, shape)
   if self._closed then raise("attempt to use a closed auth0.Client", 3) end
@@ -288,12 +298,7 @@ function Client:_call(ep, fields, opts, cb, shape)
     local attempt, o = 0, opts
     while true do
       attempt = attempt + 1
-      if attempt > 1 then
-        -- a retry only gets what is left of the call's timeout (1 ms at least: 0 means "default")
-        o = {}
-        for k, v in pairs(opts or {}) do o[k] = v end
-        o.timeout = math.max(deadline - now(), 0.001)
-      end
+      if attempt > 1 then o = remaining(opts, deadline) end
       local status, body, hdrs
       if self._transport then status, body, hdrs = via_transport(self, ep, fields, o)
       else status, body, hdrs = self._core:request(ep, fields, o) end
@@ -328,6 +333,7 @@ end
 function Client:_start(ep, fields, opts, cb, shape, attempt)
   local p = setmetatable({ _ep = ep, _done = false }, Pending)
   local timer
+  local deadline = now() + ((opts and opts.timeout) or self._cfg.timeout)
   -- the client was closed while this request was on the wire, queued or waiting to retry
   p._on_close = function()
     if p._done then return end
@@ -337,9 +343,12 @@ function Client:_start(ep, fields, opts, cb, shape, attempt)
   local function settle(status, body, hdrs)
     if p._done then return end
     local wait = retry_wait(self, ep, attempt, status, body, hdrs)
-    if wait then
+    if wait and now() + wait < deadline then
       attempt = attempt + 1
-      timer = self:_after(wait, function() p._inner = nil; self:_launch(p, ep, fields, opts, settle) end)
+      timer = self:_after(wait, function()
+        p._inner = nil
+        self:_launch(p, ep, fields, remaining(opts, deadline), settle)
+      end)
       timer.on_close = p._on_close
       return
     end
@@ -501,10 +510,22 @@ Client.__gc = Client.close
 ---------------------------------------------------------------------------------------
 -- Response shapes
 
+local null = cjson.null
+
+-- A server's JSON null means "absent" to a caller: nil, not a lightuserdata.
+local function strip_nulls(t, depth)
+  for k, v in pairs(t) do
+    if v == null then t[k] = nil
+    elseif type(v) == "table" and depth < 4 then strip_nulls(v, depth + 1) end
+  end
+  return t
+end
+
 local function tokens_shape(t)
   if type(t) ~= "table" or type(t.access_token) ~= "string" then
     return nil, "token response without an access_token"
   end
+  strip_nulls(t, 1)
   local exp = tonumber(t.expires_in)
   if exp then
     exp = math.floor(exp)   -- cjson on 5.4 decodes 86400 as 86400.0
@@ -516,13 +537,14 @@ end
 
 local function object_shape(t)
   if t == true then return {} end
-  if type(t) ~= "table" then return nil, "expected a JSON object" end
-  return t
+  if type(t) ~= "table" or t[1] ~= nil then return nil, "expected a JSON object" end
+  return strip_nulls(t, 1)
 end
 
 local function list_shape(t)
   if t == true then return {} end
-  if type(t) ~= "table" then return nil, "expected a JSON array" end
+  if type(t) ~= "table" or (next(t) ~= nil and t[1] == nil) then return nil, "expected a JSON array" end
+  strip_nulls(t, 1)
   for i = 1, #t do
     local a = t[i]
     if type(a) ~= "table" then return nil, "authenticator entry is not an object" end

@@ -61,7 +61,7 @@ function _M.new(opts)
     seed = opts.seed and tostring(opts.seed) or nil,
     seed_counter = 0,
     clock_offset = 0,
-    faults = nil,  -- fault-injection seam: consulted by handle() before dispatch (not built yet)
+    faults = nil,  -- fault-injection seam: consulted by handle() before dispatch (auth0.emulator.faults)
   }, Emulator)
   -- Key generation is slow-ish: once per instance, and reset() keeps it.
   self.key = core.rsa_key(opts.key_pem)
@@ -486,5 +486,6 @@ do
     error(mod, 0)
   end
 end
+_M.register(require "auth0.emulator.faults")
 
 return _M

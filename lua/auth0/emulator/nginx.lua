@@ -51,6 +51,14 @@ function _M.instance()
   return instance
 end
 
+-- Status, the answer's headers and a Content-Length of `len`.
+local function send_headers(resp, len)
+  ngx.status = resp.status -- luacheck: ignore 122
+  for k, v in pairs(resp.headers) do ngx.header[k] = v end -- luacheck: ignore 122
+  ngx.header["content-length"] = len -- luacheck: ignore 122
+  ngx.send_headers()
+end
+
 --- Serves the current request through the emulator's handler contract.
 function _M.serve()
   local emu = _M.instance()
@@ -71,11 +79,69 @@ function _M.serve()
     body = body,
     remote_addr = ngx.var.remote_addr,
   }
+  if resp.fault then return _M.serve_fault(resp) end
   local out = resp.body or ""
-  ngx.status = resp.status -- luacheck: ignore 122
-  for k, v in pairs(resp.headers) do ngx.header[k] = v end -- luacheck: ignore 122
-  ngx.header["content-length"] = #out -- luacheck: ignore 122
-  ngx.send_headers()
+  send_headers(resp, #out)
+  if out ~= "" then ngx.print(out) end
+  return ngx.exit(ngx.HTTP_OK)
+end
+
+-- Faults that need the socket (auth0.emulator.faults describes them in `resp.fault`).
+
+local REASONS = { [200] = "OK", [204] = "No Content", [302] = "Found", [400] = "Bad Request",
+  [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found", [429] = "Too Many Requests",
+  [500] = "Internal Server Error" }
+
+-- The HTTP/1.1 status line and header block of the answer, written by hand.
+local function head_block(resp, out)
+  local lines = { "HTTP/1.1 " .. resp.status .. " " .. (REASONS[resp.status] or "Status") }
+  for k, v in pairs(resp.headers) do lines[#lines + 1] = k .. ": " .. tostring(v) end
+  lines[#lines + 1] = "content-length: " .. #out
+  lines[#lines + 1] = "connection: close"
+  return table.concat(lines, "\r\n") .. "\r\n\r\n"
+end
+
+-- HTTP/1.x only: writes the status line and headers one byte every `interval` ms over the raw
+-- downstream socket, then the body, then closes.
+local function slow_raw(resp, out, interval)
+  local sock, err = ngx.req.socket(true)
+  if not sock then
+    ngx.log(ngx.ERR, "slow_headers: no raw socket: ", err)
+    return ngx.exit(444)
+  end
+  local head = head_block(resp, out)
+  for i = 1, #head do
+    if not sock:send(head:sub(i, i)) then return ngx.exit(444) end   -- the client gave up
+    ngx.sleep(interval / 1000)
+  end
+  sock:send(out)
+  return ngx.exit(444)
+end
+
+--- Carries out `resp.fault` (see auth0.emulator.faults): delays, closes, truncation, slow headers.
+function _M.serve_fault(resp)
+  local f = resp.fault
+  local kind, out = f.kind, resp.body or ""
+  if kind == "close_before_headers" then
+    return ngx.exit(444)   -- HTTP/1.x: close without a byte; HTTP/2: RST_STREAM
+  elseif kind == "close_after_headers" then
+    send_headers(resp, #out)
+    ngx.flush(true)
+    return ngx.exit(444)
+  elseif kind == "truncate" then
+    send_headers(resp, #out + 32)   -- announces more than will ever come
+    local half = out:sub(1, math.floor(#out / 2))
+    if half ~= "" then ngx.print(half) end
+    ngx.flush(true)
+    return ngx.exit(444)
+  elseif kind == "slow_headers" then
+    if ngx.req.http_version() < 2 then return slow_raw(resp, out, f.interval) end
+    -- HTTP/2 sends the header block as one HEADERS frame: hold it as long as dribbling would
+    ngx.sleep(math.min(60, f.interval * #head_block(resp, out) / 1000))
+  elseif kind == "delay" then
+    ngx.sleep(f.ms / 1000)
+  end
+  send_headers(resp, #out)
   if out ~= "" then ngx.print(out) end
   return ngx.exit(ngx.HTTP_OK)
 end
