@@ -21,20 +21,7 @@
 
 #include "a0_buf.h"
 
-typedef struct {
-  int passed, failed;
-} tally;
-
-static void check(tally *t, int ok, const char *what, int line) {
-  if (ok) {
-    t->passed++;
-  } else {
-    t->failed++;
-    printf("FAIL line %d: %s\n", line, what);
-  }
-}
-
-#define CHECK(t, cond) check((t), (cond) ? 1 : 0, #cond, __LINE__)
+#include "check.h"
 
 /* ---- free() watch (link with -Wl,--wrap=free) ---- */
 void __real_free(void *p);

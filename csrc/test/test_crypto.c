@@ -7,20 +7,7 @@
 
 #include "a0_crypto.h"
 
-typedef struct {
-  int passed, failed;
-} tally;
-
-static void check(tally *t, int ok, const char *what, int line) {
-  if (ok) {
-    t->passed++;
-  } else {
-    t->failed++;
-    printf("FAIL line %d: %s\n", line, what);
-  }
-}
-
-#define CHECK(t, cond) check((t), (cond) ? 1 : 0, #cond, __LINE__)
+#include "check.h"
 
 static int streq_n(const char *a, size_t n, const char *b) {
   return n == strlen(b) && memcmp(a, b, n) == 0;

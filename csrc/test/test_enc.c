@@ -8,20 +8,7 @@
 #include "a0_buf.h"
 #include "a0_enc.h"
 
-typedef struct {
-  int passed, failed;
-} tally;
-
-static void check(tally *t, int ok, const char *what, int line) {
-  if (ok) {
-    t->passed++;
-  } else {
-    t->failed++;
-    printf("FAIL line %d: %s\n", line, what);
-  }
-}
-
-#define CHECK(t, cond) check((t), (cond) ? 1 : 0, #cond, __LINE__)
+#include "check.h"
 
 /* Encodes s (n bytes) with f into a fresh buffer; compares with the expected text. */
 static int enc_is(int (*f)(a0_buf *, const char *, size_t), const char *s, size_t n,

@@ -9,35 +9,9 @@ local socket = require "socket"
 
 local _M = {}
 
-local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function execute(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
-end
-
-local function capture(cmd)
-  local p = io.popen(cmd, "r")
-  if not p then return nil end
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local sys = require "auth0.emulator.sys"
+local quote, execute, capture, read_file = sys.quote, sys.execute, sys.capture, sys.read_file
+local function write_file(path, data) assert(sys.write_file(path, data)) end
 
 local function alive(pid)
   local stat = read_file("/proc/" .. tostring(pid) .. "/stat")

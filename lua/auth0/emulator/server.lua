@@ -9,46 +9,11 @@ local _M = {}
 
 local has_socket, socket = pcall(require, "socket")
 
-local type, tostring, tonumber, format = type, tostring, tonumber, string.format
+local tostring, tonumber, format = tostring, tonumber, string.format
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
--- os.execute returns a number in Lua 5.1/LuaJIT and (true|nil, how, code) in 5.2+.
-local function execute(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
-end
-
-local function capture(cmd)
-  local p = io.popen(cmd, "r")
-  if not p then return nil end
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write_file(path, data)
-  local f, err = io.open(path, "wb")
-  if not f then return nil, err end
-  f:write(data)
-  f:close()
-  return true
-end
-
-local function sleep(seconds)
-  if has_socket then socket.sleep(seconds) else execute("sleep " .. seconds) end
-end
+local sys = require "auth0.emulator.sys"
+local quote, execute, capture, read_file, write_file, sleep =
+  sys.quote, sys.execute, sys.capture, sys.read_file, sys.write_file, sys.sleep
 
 --- True while process `pid` exists and is not a zombie.
 function _M.alive(pid)
