@@ -464,6 +464,7 @@ describe("MFA over HTTPS", function()
 
   describe("mfa_token", function()
     it("expires after 600 s", function()
+      ctl("POST", "/clock", { freeze = true })   -- 599 s must stay 599 s (reset restarts the clock)
       local u = user("exp@example.com", "always")
       local secret = enroll(u, { type = "otp" }).authenticator.secret
       local token = mfa_token(c, "exp@example.com")
@@ -486,6 +487,9 @@ describe("MFA over HTTPS", function()
   end)
 
   it("allows 10 failed codes, then 429 too_many_attempts until the bucket refills (6 min)", function()
+    -- the bucket refills continuously: a real second ticking by during the test would add to
+    -- the 359 s below, so the virtual clock stands still here (reset restarts it)
+    ctl("POST", "/clock", { freeze = true })
     local u = user("bf@example.com", "always")
     local secret = enroll(u, { type = "otp" }).authenticator.secret
     local token = mfa_token(c, "bf@example.com")
