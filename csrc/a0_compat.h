@@ -26,6 +26,19 @@ static inline void a0c_setfuncs(lua_State *L, const luaL_Reg *l) {
 }
 #endif
 
+static inline int a0c_absindex(lua_State *L, int i) {
+  return (i > 0 || i <= LUA_REGISTRYINDEX) ? i : lua_gettop(L) + i + 1;
+}
+
+/* lua_getfield without metamethods: C keeps pointers into user tables (option strings),
+ * so reading them must never run Lua code (an __index could free or change them). */
+static inline int a0c_rawgetfield(lua_State *L, int t, const char *k) {
+  t = a0c_absindex(L, t);
+  lua_pushstring(L, k);
+  lua_rawget(L, t);
+  return lua_type(L, -1);
+}
+
 /* luaL_testudata exists in 5.2+ and in LuaJIT 2.1, but not in plain 5.1. */
 static inline void *a0c_testudata(lua_State *L, int ud, const char *tname) {
   void *p = lua_touserdata(L, ud);

@@ -36,7 +36,7 @@ int a0_json_string(a0_buf *b, const char *s, size_t n) {
     unsigned char c = (unsigned char)s[i];
     char *o;
     if (c >= 0x20 && c != '"' && c != '\\') { run++; continue; }
-    memcpy(b->data + b->len, s + i - run, run);
+    if (run > 0) memcpy(b->data + b->len, s + i - run, run);
     b->len += run;
     run = 0;
     o = b->data + b->len;
@@ -54,7 +54,7 @@ int a0_json_string(a0_buf *b, const char *s, size_t n) {
         b->len += 6;
     }
   }
-  memcpy(b->data + b->len, s + n - run, run);
+  if (run > 0) memcpy(b->data + b->len, s + n - run, run);   /* s may be NULL when n == 0 */
   b->len += run;
   b->data[b->len++] = '"';
   return 0;

@@ -83,15 +83,27 @@ static void validate_fields(lua_State *L, const a0_endpoint *ep, int t) {
     f = find_field(ep, lua_tostring(L, -2));
     if (f == NULL) luaL_error(L, "%s: unknown field '%s'", ep->name, lua_tostring(L, -2));
     if (f->flags & (A0_F_OBJ | A0_F_ARR)) {
+      size_t n = 0, len;
       if (!lua_istable(L, -1)) luaL_error(L, "%s: field '%s' must be a table", ep->name, f->name);
+      len = a0c_rawlen(L, -1);
       lua_pushnil(L);
       while (lua_next(L, -2) != 0) {
-        if (lua_type(L, -1) != LUA_TSTRING ||
-            ((f->flags & A0_F_OBJ) ? lua_type(L, -2) != LUA_TSTRING : !lua_isnumber(L, -2)))
-          luaL_error(L, "%s: field '%s' must hold only strings", ep->name, f->name);
+        int bad = lua_type(L, -1) != LUA_TSTRING;
+        if (f->flags & A0_F_OBJ) {
+          bad = bad || lua_type(L, -2) != LUA_TSTRING;
+        } else {   /* a list: integer keys 1..n, no holes, nothing else */
+          lua_Number k = lua_type(L, -2) == LUA_TNUMBER ? lua_tonumber(L, -2) : 0;
+          bad = bad || k < 1 || k > (lua_Number)len || k != (lua_Number)(size_t)k;
+        }
+        if (bad)
+          luaL_error(L, "%s: field '%s' must be %s of strings", ep->name, f->name,
+                     (f->flags & A0_F_OBJ) ? "a table" : "a list without holes");
         check_value(L, ep, f->name, -1);
+        n++;
         lua_pop(L, 1);
       }
+      if ((f->flags & A0_F_ARR) && n != len)
+        luaL_error(L, "%s: field '%s' must be a list without holes of strings", ep->name, f->name);
     } else if (lua_type(L, -1) != LUA_TSTRING) {
       luaL_error(L, "%s: field '%s' must be a string, got %s", ep->name, f->name, luaL_typename(L, -1));
     } else {
@@ -101,7 +113,7 @@ static void validate_fields(lua_State *L, const a0_endpoint *ep, int t) {
   }
   for (const a0_field *f = ep->fields; f->name != NULL; f++) {
     if (!(f->flags & A0_F_REQ)) continue;
-    lua_getfield(L, t, f->name);
+    a0c_rawgetfield(L, t, f->name);
     if (lua_isnil(L, -1)) luaL_error(L, "%s: missing required field '%s'", ep->name, f->name);
     lua_pop(L, 1);
   }
@@ -130,7 +142,7 @@ static int encode_json(lua_State *L, const a0_endpoint *ep, int t, a0_buf *b) {
       goto nomem;
   }
   for (const a0_field *f = ep->fields; f->name != NULL && !lua_isnoneornil(L, t); f++) {
-    lua_getfield(L, t, f->name);
+    a0c_rawgetfield(L, t, f->name);
     if (lua_isnil(L, -1)) { lua_pop(L, 1); continue; }
     if (json_key(b, f->name, &first) != 0) goto nomem_pop;
     if (f->flags & A0_F_ARR) {
@@ -181,7 +193,7 @@ static int header_line(a0_xfer *x, const char *name, const char *v, size_t vl) {
 static const char *opt_string(lua_State *L, int o, const char *k, size_t *len, int header) {
   const char *s = NULL;
   if (lua_isnoneornil(L, o)) return NULL;
-  lua_getfield(L, o, k);
+  a0c_rawgetfield(L, o, k);
   if (!lua_isnil(L, -1)) {
     if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "option '%s' must be a string", k);
     s = lua_tolstring(L, -1, len);
@@ -226,7 +238,7 @@ static void check_call(lua_State *L, call_args *a, int e, int t, int o) {
   if (ep->path[strlen(ep->path) - 1] == '/' && (a->seg == NULL || a->plen == 0))
     luaL_error(L, "%s: a path argument is required", ep->name);
   if (!lua_isnoneornil(L, o)) {
-    lua_getfield(L, o, "timeout");
+    a0c_rawgetfield(L, o, "timeout");
     if (!lua_isnil(L, -1)) {
       double v = luaL_checknumber(L, -1);
       if (!(v > 0 && v <= 86400)) luaL_error(L, "option 'timeout' must be in (0, 86400] seconds");
@@ -297,7 +309,7 @@ static int push_result(lua_State *L, a0_xfer *x) {
 
 static long opt_ms(lua_State *L, int t, const char *k, double def) {
   double v;
-  lua_getfield(L, t, k);
+  a0c_rawgetfield(L, t, k);
   v = luaL_optnumber(L, -1, def);
   lua_pop(L, 1);
   if (!(v > 0 && v <= 86400)) luaL_error(L, "option '%s' must be a number of seconds in (0, 86400]", k);
@@ -312,17 +324,17 @@ static int l_client_new(lua_State *L) {
   const char *base, *ca;
   char err[256];
   luaL_checktype(L, 1, LUA_TTABLE);
-  lua_getfield(L, 1, "base_url");
+  a0c_rawgetfield(L, 1, "base_url");
   base = luaL_checklstring(L, -1, &blen);
   lua_pop(L, 1);
   memset(&o, 0, sizeof o);
   o.timeout_ms = opt_ms(L, 1, "timeout", 10);
   o.connect_timeout_ms = opt_ms(L, 1, "connect_timeout", 5);
-  lua_getfield(L, 1, "ca_file");
+  a0c_rawgetfield(L, 1, "ca_file");
   ca = luaL_optstring(L, -1, NULL);
-  lua_getfield(L, 1, "insecure");
+  a0c_rawgetfield(L, 1, "insecure");
   o.insecure = lua_toboolean(L, -1);
-  lua_getfield(L, 1, "max_body");
+  a0c_rawgetfield(L, 1, "max_body");
   o.max_body = (size_t)luaL_optinteger(L, -1, 1024 * 1024);
   lua_pop(L, 2);   /* ca string stays referenced by the options table */
   o.ca_file = ca;
@@ -333,7 +345,7 @@ static int l_client_new(lua_State *L) {
   luaL_setmetatable(L, CLIENT_MT);
   while (blen > 0 && base[blen - 1] == '/') blen--;
   if (a0_buf_add(&c->base, base, blen) != 0) return luaL_error(L, "out of memory");
-  lua_getfield(L, 1, "headers");
+  a0c_rawgetfield(L, 1, "headers");
   if (!lua_isnil(L, -1)) {
     luaL_checktype(L, -1, LUA_TTABLE);
     for (int i = 1; i <= (int)a0c_rawlen(L, -1); i++) {
@@ -353,7 +365,7 @@ static int l_client_new(lua_State *L) {
   if (c->eng == NULL) return luaL_error(L, "could not create the HTTP engine: %s", err);
   c->closed = 0;
   lua_createtable(L, 0, 1);   /* user value: on_callback_error */
-  lua_getfield(L, 1, "on_callback_error");
+  a0c_rawgetfield(L, 1, "on_callback_error");
   lua_setfield(L, -2, "on_callback_error");
   a0c_setuservalue(L, -2);
   return 1;
@@ -538,11 +550,15 @@ static int l_client_start(lua_State *L) {
   a0c_setuservalue(L, -2);
   r->c = c;
   r->what = a.ep->name;
+  /* every allocation that can raise happens before the transfer exists */
+  lua_pushvalue(L, -1);
+  r->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   x = take_xfer(c);
-  if (x == NULL) return luaL_error(L, "out of memory");
-  if (fill(L, c, x, &a) != 0) {
-    give_xfer(c, x);
-    return luaL_error(L, "%s", lua_tostring(L, -1));
+  if (x == NULL || fill(L, c, x, &a) != 0) {
+    if (x != NULL) give_xfer(c, x);
+    luaL_unref(L, LUA_REGISTRYINDEX, r->self_ref);
+    r->self_ref = LUA_NOREF;
+    return luaL_error(L, "%s", x == NULL ? "out of memory" : lua_tostring(L, -1));
   }
   r->x = x;
   x->ud = r;
@@ -550,6 +566,8 @@ static int l_client_start(lua_State *L) {
   if (a0_xfer_start(c->eng, x) != 0) {
     r->x = NULL;
     give_xfer(c, x);
+    luaL_unref(L, LUA_REGISTRYINDEX, r->self_ref);
+    r->self_ref = LUA_NOREF;
     return luaL_error(L, "could not start the transfer");
   }
   r->done = 0;
@@ -557,8 +575,6 @@ static int l_client_start(lua_State *L) {
   if (c->inflight) c->inflight->prev = r;
   c->inflight = r;
   c->ninflight++;
-  lua_pushvalue(L, -1);
-  r->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 1;
 }
 

@@ -146,6 +146,31 @@ describe("bad input catalogue", function()
     end
   end)
 
+  it("the C core reads user tables raw: an __index never supplies a value", function()
+    -- (the Lua front reads its arguments with normal indexing and hands C a plain table;
+    -- the core is callable directly, so it must not run Lua code while it holds pointers)
+    local c = recorder()
+    local ok2, msg2 = pcall(c._core.build, c._core, "mfa_associate",
+      setmetatable({}, { __index = function(_, k) if k == "authenticator_types" then return "otpotp" end end }),
+      { bearer = "t" })
+    assert.is_false(ok2)
+    assert.matches("missing required field 'authenticator_types'", msg2)
+    local ok3, msg3 = pcall(c._core.build, c._core, "userinfo", nil,
+      setmetatable({}, { __index = function() return "tok" end }))
+    assert.is_false(ok3)
+    assert.matches("a bearer token is required", msg3)
+  end)
+
+  it("rejects lists with holes or string keys before anything is sent", function()
+    local c, sent = recorder()
+    for _, list in ipairs({ { "otp", nil, "anything" }, { ["1"] = "otp" }, { "otp", extra = "x" } }) do
+      local ok, msg = pcall(c.mfa_associate, c, { token = "t", authenticator_types = list })
+      assert.is_false(ok)
+      assert.matches("authenticator_types", msg)
+    end
+    assert.equal(0, #sent)
+  end)
+
   it("a closed client raises on use", function()
     local c = recorder()
     c:close()

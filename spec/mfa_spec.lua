@@ -523,6 +523,23 @@ describe("MFA over HTTPS", function()
     assert(c:refresh(again.refresh_token))
   end)
 
+  it("keeps polling when authorization_pending comes with HTTP 200 (the old docs' variant)", function()
+    local calls = 0
+    local tc = auth0.new { base_url = "https://tenant.example", client_id = "x", sleep = function() end,
+      transport = function()
+        calls = calls + 1
+        if calls < 3 then
+          return { status = 200, headers = {}, body = '{"error":"authorization_pending","error_description":"pending"}' }
+        end
+        return { status = 200, headers = {}, body = '{"access_token":"at","token_type":"Bearer","expires_in":60}' }
+      end }
+    local pending = 0
+    local t = assert(tc:mfa_poll { mfa_token = "t", oob_code = "o", interval = 0.01, on_pending = function() pending = pending + 1 end })
+    assert.equal("at", t.access_token)
+    assert.equal(3, calls)
+    assert.equal(2, pending)
+  end)
+
   it("reads a rejection given as invalid_grant + \"MFA Authorization rejected.\" as access_denied", function()
     -- the docs' variant (the emulator answers like the real server): through the transport seam
     local calls = 0

@@ -224,6 +224,13 @@ local function finish(self, ep, shape, status, body, hdrs)
         return nil, errors.add_headers(new_error("bad_response", "the server sent invalid JSON",
           { status = status, context = ep }), hdrs)
       end
+      -- old servers answer authorization_pending with 200 (PROTOCOL.md 6.2, 13): an error body
+      -- is an error whatever the status
+      if type(decoded) == "table" and type(decoded.error) == "string" and decoded.access_token == nil then
+        local e = from_response(status, body, hdrs, ep)
+        if self._on_log then self:_log("info", "request failed", { endpoint = ep, status = status, code = e.code }) end
+        return nil, e
+      end
     end
     if shape then
       local v, msg = shape(decoded, self)
@@ -421,7 +428,8 @@ end
 function Client:poll(ms)
   if self._closed then raise("attempt to use a closed auth0.Client") end
   ms = ms or 0
-  if type(ms) ~= "number" or ms < 0 then raise("poll expects milliseconds >= 0") end
+  if type(ms) ~= "number" or not (ms >= 0) then raise("poll expects milliseconds >= 0") end -- luacheck: ignore 581 (NaN)
+  ms = math.ceil(ms)   -- poll(16.6) from a frame timer: the C core counts whole milliseconds
   if self._polling then return nil, new_error("reentrant", "poll called from inside a callback") end
   local timers = self._timers
   if #timers > 0 or #self._queue > 0 then
