@@ -1,15 +1,16 @@
-/* The floor of bench/passwordless.lua: the least a C program over libcurl can do for one
- * passwordless login's traffic. One easy handle reused (keep-alive, one TLS connection),
- * TLS verified against the CA file, HTTP/2 over TLS like auth0.core. Per iteration it
- * POSTs the start body, then a token body that carries a fixed wrong code ("000000"):
- * it parses nothing, so it reads no code from the emulator's outbox; the emulator answers
- * the token call 403 instead of 200 with tokens.
+/* The floor of bench/passwordless.lua: the least a C program over libcurl can do for the
+ * same passwordless logins. One easy handle reused (keep-alive, one TLS connection), TLS
+ * verified against the CA file, HTTP/2 over TLS like auth0.core; it parses nothing.
+ * Like the Lua ways it runs N starts, then N token calls with the real codes, which it
+ * reads between the two phases (untimed) from a FIFO the bench writes them to:
  *
- *   build-floor N START_URL TOKEN_URL CA_FILE START_BODY TOKEN_BODY [HEADER...]
+ *   build-floor N START_URL TOKEN_URL CA_FILE READY_FIFO CODES_FIFO START_BODY TOKEN_BODY [HEADER...]
  *
  * Every "XXXXXXXX" in the bodies becomes the 8-digit iteration number (the bench's email
- * addresses). Prints one line of key=value figures; cpu_s is getrusage(RUSAGE_SELF)
- * user+sys over the loop only. Build: cc -O2 bench/floor.c -o build/bench-floor -lcurl */
+ * addresses), "######" in the token body the code (one 6-digit line per login on CODES_FIFO,
+ * after "ready" was written to READY_FIFO). Prints one line of key=value figures; cpu_s is
+ * getrusage(RUSAGE_SELF) user+sys over the two loops only.
+ * Build: cc -O2 bench/floor.c -o build/bench-floor -lcurl */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,8 @@
 
 #define MARK "XXXXXXXX"
 #define MARK_LEN 8
+#define CODE "######"
+#define CODE_LEN 6
 #define MAX_MARKS 8
 
 typedef struct {
@@ -26,6 +29,7 @@ typedef struct {
   size_t len;
   size_t at[MAX_MARKS];     /* offsets of the marks in the template */
   int nmarks;
+  long code_at;             /* offset of the code mark, or -1 */
 } body;
 
 static int body_init(body *b, const char *tmpl) {
@@ -39,11 +43,14 @@ static int body_init(body *b, const char *tmpl) {
     b->at[b->nmarks++] = (size_t)(p - tmpl);
     p += MARK_LEN;
   }
+  p = strstr(tmpl, CODE);
+  b->code_at = p ? (long)(p - tmpl) : -1;
   return 0;
 }
 
-static void body_stamp(body *b, const char *digits) {
+static void body_stamp(body *b, const char *digits, const char *code) {
   for (int i = 0; i < b->nmarks; i++) memcpy(b->buf + b->at[i], digits, MARK_LEN);
+  if (code != NULL && b->code_at >= 0) memcpy(b->buf + b->code_at, code, CODE_LEN);
 }
 
 static size_t discard(char *p, size_t size, size_t n, void *ud) {
@@ -83,18 +90,22 @@ int main(int argc, char **argv) {
   body start, token;
   size_t bytes_in = 0;
   long connects = 0;
-  int start_200 = 0, token_403 = 0, unexpected = 0;
+  int start_200 = 0, token_200 = 0, unexpected = 0;
   char err[CURL_ERROR_SIZE] = "";
-  if (argc < 7) {
-    fprintf(stderr, "usage: %s N START_URL TOKEN_URL CA_FILE START_BODY TOKEN_BODY [HEADER...]\n", argv[0]);
+  if (argc < 9) {
+    fprintf(stderr, "usage: %s N START_URL TOKEN_URL CA_FILE READY_FIFO CODES_FIFO START_BODY TOKEN_BODY "
+            "[HEADER...]\n", argv[0]);
     return 2;
   }
   int n = atoi(argv[1]);
-  if (n < 1 || n > 99999999 || body_init(&start, argv[5]) != 0 || body_init(&token, argv[6]) != 0) {
+  if (n < 1 || n > 99999999 || body_init(&start, argv[7]) != 0 || body_init(&token, argv[8]) != 0 ||
+      token.code_at < 0) {
     fprintf(stderr, "floor: bad arguments\n");
     return 2;
   }
-  for (int i = 7; i < argc; i++) headers = curl_slist_append(headers, argv[i]);
+  char (*codes)[CODE_LEN + 1] = calloc((size_t)n, sizeof *codes);
+  if (codes == NULL) return 1;
+  for (int i = 9; i < argc; i++) headers = curl_slist_append(headers, argv[i]);
   curl_global_init(CURL_GLOBAL_DEFAULT);
   CURL *c = curl_easy_init();
   if (c == NULL) return 1;
@@ -109,25 +120,48 @@ int main(int argc, char **argv) {
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
   curl_easy_setopt(c, CURLOPT_POST, 1L);
 
+  char digits[16];   /* n <= 99999999: always 8 digits */
   double cpu0 = cpu_seconds(), wall0 = wall_seconds();
   for (int i = 1; i <= n; i++) {
-    char digits[16];   /* n <= 99999999: always 8 digits */
     snprintf(digits, sizeof digits, "%08d", i);
-    body_stamp(&start, digits);
-    body_stamp(&token, digits);
+    body_stamp(&start, digits, NULL);
     if (post(c, argv[2], &start, &connects) == 200) start_200++; else unexpected++;
-    if (post(c, argv[3], &token, &connects) == 403) token_403++; else unexpected++;
   }
   double cpu = cpu_seconds() - cpu0, wall = wall_seconds() - wall0;
 
-  printf("iterations=%d cpu_s=%.6f wall_s=%.6f connects=%ld start_200=%d token_403=%d unexpected=%d "
-         "bytes_in=%zu curl=%s\n", n, cpu, wall, connects, start_200, token_403, unexpected, bytes_in,
+  /* untimed: the bench reads the codes from the emulator's outbox and hands them over */
+  FILE *ready = fopen(argv[5], "w");
+  if (ready == NULL) return 1;
+  fputs("ready\n", ready);
+  fclose(ready);
+  FILE *in = fopen(argv[6], "r");
+  if (in == NULL) return 1;
+  for (int i = 0; i < n; i++) {
+    char line[64];
+    if (fgets(line, sizeof line, in) == NULL || strlen(line) < CODE_LEN) { unexpected++; break; }
+    memcpy(codes[i], line, CODE_LEN);
+  }
+  fclose(in);
+
+  cpu0 = cpu_seconds();
+  wall0 = wall_seconds();
+  for (int i = 1; i <= n; i++) {
+    snprintf(digits, sizeof digits, "%08d", i);
+    body_stamp(&token, digits, codes[i - 1]);
+    if (post(c, argv[3], &token, &connects) == 200) token_200++; else unexpected++;
+  }
+  cpu += cpu_seconds() - cpu0;
+  wall += wall_seconds() - wall0;
+
+  printf("iterations=%d cpu_s=%.6f wall_s=%.6f connects=%ld start_200=%d token_200=%d unexpected=%d "
+         "bytes_in=%zu curl=%s\n", n, cpu, wall, connects, start_200, token_200, unexpected, bytes_in,
          curl_version_info(CURLVERSION_NOW)->version);
   if (unexpected > 0 && err[0] != '\0') fprintf(stderr, "floor: last curl error: %s\n", err);
   curl_easy_cleanup(c);
   curl_slist_free_all(headers);
   free(start.buf);
   free(token.buf);
+  free(codes);
   curl_global_cleanup();
   return unexpected > 0 ? 1 : 0;
 }
