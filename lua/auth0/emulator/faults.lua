@@ -413,13 +413,7 @@ local MAX_BODY = 1024 * 1024   -- the client's response cap
 -- request = `{ method, url, headers (lowercase keys), body, timeout (seconds) }`.
 function methods:transport()
   return function(request)
-    local url = request.url or ""
-    local path = url:match("^%a[%w+.-]*://[^/?#]*(.*)$") or url
-    if path == "" then path = "/" elseif path:sub(1, 1) == "?" then path = "/" .. path end
-    path = path:match("^[^#]*")
-    local p, q = path:match("^([^?]*)%?(.*)$")
-    local resp = self:handle{ method = request.method or "GET", path = p or path, query = q,
-                              headers = request.headers or {}, body = request.body, remote_addr = "127.0.0.1" }
+    local resp = self:handle(self:transport_request(request))
     local fault = resp.fault
     local limit = tonumber(request.timeout) or 10
     if fault then

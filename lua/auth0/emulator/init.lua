@@ -456,18 +456,20 @@ function Emulator:handle(req)
   return finish(self, resp, request_id)
 end
 
+--- The handler's request for a client transport's `{ method, url, headers (lowercase keys), body }`.
+function Emulator:transport_request(request)
+  local url = request.url or ""
+  local path = url:match("^%a[%w+.-]*://[^/?#]*(.*)$") or url
+  if path == "" then path = "/" elseif path:sub(1, 1) == "?" then path = "/" .. path end
+  path = path:match("^[^#]*")
+  local p, q = path:match("^([^?]*)%?(.*)$")
+  return { method = request.method or "GET", path = p or path, query = q,
+           headers = request.headers or {}, body = request.body, remote_addr = "127.0.0.1" }
+end
+
 --- An in-process transport for the client library: `fn(request) -> response`.
--- request = `{ method, url, headers (lowercase keys), body }`.
 function Emulator:transport()
-  return function(request)
-    local url = request.url or ""
-    local path = url:match("^%a[%w+.-]*://[^/?#]*(.*)$") or url
-    if path == "" then path = "/" elseif path:sub(1, 1) == "?" then path = "/" .. path end
-    path = path:match("^[^#]*")
-    local p, q = path:match("^([^?]*)%?(.*)$")
-    return self:handle{ method = request.method or "GET", path = p or path, query = q,
-                        headers = request.headers or {}, body = request.body, remote_addr = "127.0.0.1" }
-  end
+  return function(request) return self:handle(self:transport_request(request)) end
 end
 
 Emulator.routes, Emulator.grants = routes, grants
