@@ -8,36 +8,25 @@ typedef struct {
   a0_key *key;   /* NULL once collected or closed */
 } l_key;
 
-/* An integer >= 0 that fits uint64_t, from a Lua integer or an integral float. */
-static uint64_t check_uint(lua_State *L, int i) {
+/* A number >= 0 that fits uint64_t. With `whole`, it must be integral (a counter); else a
+ * fraction is floored (a Unix time may carry one). */
+static uint64_t check_u64(lua_State *L, int i, int whole) {
   lua_Number x;
 #if LUA_VERSION_NUM >= 503
   if (lua_isinteger(L, i)) {
     lua_Integer v = lua_tointeger(L, i);
-    luaL_argcheck(L, v >= 0, i, "must be an integer >= 0");
+    luaL_argcheck(L, v >= 0, i, whole ? "must be an integer >= 0" : "must be >= 0");
     return (uint64_t)v;
   }
 #endif
   x = luaL_checknumber(L, i);
-  luaL_argcheck(L, x >= 0 && x < 18446744073709551616.0 && (lua_Number)(uint64_t)x == x, i,
-                "must be an integer >= 0");
+  luaL_argcheck(L, x >= 0 && x < 18446744073709551616.0 && (!whole || (lua_Number)(uint64_t)x == x), i,
+                whole ? "must be an integer >= 0" : "must be >= 0");
   return (uint64_t)x;
 }
 
-/* Like check_uint, but a fractional value is floored (a Unix time may carry a fraction). */
-static uint64_t check_time(lua_State *L, int i) {
-  lua_Number x;
-#if LUA_VERSION_NUM >= 503
-  if (lua_isinteger(L, i)) {
-    lua_Integer v = lua_tointeger(L, i);
-    luaL_argcheck(L, v >= 0, i, "must be >= 0");
-    return (uint64_t)v;
-  }
-#endif
-  x = luaL_checknumber(L, i);
-  luaL_argcheck(L, x >= 0 && x < 18446744073709551616.0, i, "must be >= 0");
-  return (uint64_t)x;
-}
+#define check_uint(L, i) check_u64((L), (i), 1)
+#define check_time(L, i) check_u64((L), (i), 0)
 
 static int check_digits(lua_State *L, int i) {
   uint64_t d = check_uint(L, i);
