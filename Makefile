@@ -22,9 +22,9 @@ WARN        := -std=c99 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-pro
                -Wpointer-arith -Wcast-qual
 CFLAGS      ?= -O2 -g
 LIBFLAG     ?= -shared
-ALL_CFLAGS  := $(CFLAGS) $(WARN) -fPIC -D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) $(CURL_CFLAGS)
+ALL_CFLAGS  := $(CFLAGS) $(WARN) -pthread -fPIC -D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) $(CURL_CFLAGS)
 # Never -llua: the host program (lua5.4, luajit, nginx, a game) provides the Lua symbols.
-LIBS        := $(CURL_LIBS) -lcrypto
+LIBS        := $(CURL_LIBS) -lcrypto -pthread
 
 ENGINE_SRC  := $(filter-out csrc/l_%.c,$(wildcard csrc/*.c))
 BIND_SRC    := $(wildcard csrc/l_*.c)

@@ -1,5 +1,13 @@
 /* HTTP engine over one libcurl multi handle: blocking waits and non-blocking polls
- * drive the same handle, so connections are shared and reused. Pure C. */
+ * drive the same handle, so connections are shared and reused. Pure C.
+ *
+ * Two modes. By default the caller's thread drives libcurl: a0_engine_run performs the
+ * transfers. With opts.threaded, an I/O thread owned by the engine drives libcurl and
+ * everything else is a hand-over under one mutex: a0_xfer_start queues the transfer,
+ * a0_engine_run only waits for finished ones, a0_engine_pop_done takes them. The caller
+ * never runs libcurl code then, so TLS handshakes and bursts of answers never cost its
+ * thread anything. Either way the engine API is used from one thread only (except
+ * a0_engine_wakeup, callable from any thread). */
 #ifndef A0_HTTP_H
 #define A0_HTTP_H
 
@@ -46,6 +54,7 @@ typedef struct {
   const char *ca_file;      /* NULL: system store */
   int insecure;             /* skip peer+host verification (named option, loopback tests) */
   size_t max_body;          /* response cap */
+  int threaded;             /* drive libcurl from an I/O thread of the engine */
 } a0_engine_opts;
 
 typedef struct a0_engine a0_engine;
@@ -66,18 +75,25 @@ struct a0_xfer {
   int err;                  /* a0_err */
   long status;
   a0_buf resp;              /* response body; caller wipes after reading */
-  char hdr[A0_NHDR][A0_HDR_MAX];
+  char (*hdr)[A0_HDR_MAX];   /* A0_NHDR captured values, allocated by the first capture
+                              (on the thread that runs libcurl); read with a0_xfer_header */
   char errmsg[256];
   /* engine private */
   void *easy;
   a0_engine *eng;
-  a0_xfer *next_done;
+  a0_xfer *next_done;       /* done queue, or the released list (threaded) */
+  a0_xfer *next_q;          /* threaded: queue of transfers to add or to cancel */
   int in_done;
+  int queued;               /* threaded: started, not yet handed to libcurl */
+  int cancel_req;           /* threaded: cancelled while libcurl held it */
+  int attached;             /* threaded, I/O thread only: added to the multi handle */
   void *ud;                 /* owner's back pointer */
 };
 
 /* Records one raw header line ("Name: value\r\n") if it is one we capture. */
 void a0_capture_header(a0_xfer *x, const char *line, size_t len);
+/* The captured value of header h (A0_H_*), "" if none. */
+const char *a0_xfer_header(const a0_xfer *x, int h);
 
 a0_engine *a0_engine_new(const a0_engine_opts *o, char *err, size_t errlen);
 void a0_engine_free(a0_engine *e);
@@ -90,15 +106,28 @@ int a0_xfer_add_header(a0_xfer *x, const char *line);
 void a0_xfer_keep_headers(a0_xfer *x);
 int a0_xfer_start(a0_engine *e, a0_xfer *x);
 /* Drives transfers, waiting up to timeout_ms for activity. Finished transfers go to
- * the done queue. Returns the number still running, or -1 on a multi error. */
+ * the done queue. Returns the number still running, or -1 on a multi error.
+ * Threaded: waits up to timeout_ms for a finished transfer (or a wakeup) and takes the
+ * finished ones over; with timeout_ms == 0 it never waits for the lock and returns -2
+ * when the I/O thread holds it (the next call takes them). */
 int a0_engine_run(a0_engine *e, int timeout_ms);
 a0_xfer *a0_engine_pop_done(a0_engine *e);
+/* Puts x, just popped, back at the head of the done queue. */
+void a0_engine_unpop(a0_engine *e, a0_xfer *x);
 /* Drives everything until x is finished; x is not left in the done queue. */
 void a0_engine_wait(a0_engine *e, a0_xfer *x);
-/* Stops x now; it finishes with A0_ECANCELLED and is not queued. */
-void a0_engine_cancel(a0_engine *e, a0_xfer *x);
+/* Stops x; it finishes with A0_ECANCELLED and is not queued. Returns 0 when x is the
+ * caller's again at once; 1 (threaded engines only) when the I/O thread still holds x:
+ * the caller must not touch it until a0_engine_pop_released hands it back. */
+int a0_engine_cancel(a0_engine *e, a0_xfer *x);
+/* Threaded: a transfer cancelled while the I/O thread held it, now released; or NULL. */
+a0_xfer *a0_engine_pop_released(a0_engine *e);
+/* Waits up to timeout_ms even with nothing running (timers of the owner); a0_engine_wakeup
+ * or, threaded, a finished transfer ends it early. Runs no transfer. */
+void a0_engine_idle(a0_engine *e, int timeout_ms);
+/* Ends a current or the next wait (a0_engine_run, a0_engine_idle) early. */
 void a0_engine_wakeup(a0_engine *e);
-long a0_engine_connects(const a0_engine *e);
-int a0_engine_running(const a0_engine *e);
+long a0_engine_connects(a0_engine *e);
+int a0_engine_running(a0_engine *e);
 
 #endif

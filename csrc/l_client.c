@@ -27,6 +27,7 @@ typedef struct {
   int ninflight;
   int polling;
   int closed;
+  double cb_cost;           /* poll budget: recent cost of one callback, ms (a decaying max) */
   long requests;
 } l_client;
 
@@ -276,14 +277,21 @@ nomem:
   return -1;
 }
 
-static a0_xfer *take_xfer(l_client *c) {
-  return c->npool > 0 ? c->pool[--c->npool] : a0_xfer_new();
-}
-
 static void give_xfer(l_client *c, a0_xfer *x) {
   a0_xfer_reset(x);
   if (c->npool < POOL_MAX && !c->closed) c->pool[c->npool++] = x;
   else a0_xfer_free(x);
+}
+
+/* Transfers cancelled while the I/O thread held them come back here. */
+static void reap(l_client *c) {
+  a0_xfer *x;
+  while ((x = a0_engine_pop_released(c->eng)) != NULL) give_xfer(c, x);
+}
+
+static a0_xfer *take_xfer(l_client *c) {
+  reap(c);
+  return c->npool > 0 ? c->pool[--c->npool] : a0_xfer_new();
 }
 
 /* Pushes status, body, headers (success) or nil, code, message; returns the count. */
@@ -298,8 +306,9 @@ static int push_result(lua_State *L, a0_xfer *x) {
   lua_pushlstring(L, x->resp.data ? x->resp.data : "", x->resp.len);
   lua_createtable(L, 0, 2);
   for (int h = 0; h < A0_NHDR; h++) {
-    if (x->hdr[h][0] == '\0') continue;
-    lua_pushstring(L, x->hdr[h]);
+    const char *v = a0_xfer_header(x, h);
+    if (v[0] == '\0') continue;
+    lua_pushstring(L, v);
     lua_setfield(L, -2, a0_header_field(h));
   }
   return 3;
@@ -316,7 +325,8 @@ static long opt_ms(lua_State *L, int t, const char *k, double def) {
   return v * 1000 < 1 ? 1 : (long)(v * 1000);   /* 0 would mean "no timeout" to libcurl */
 }
 
-/* core.client{ base_url=, timeout=, connect_timeout=, ca_file=, insecure=, max_body=, headers={...} } */
+/* core.client{ base_url=, timeout=, connect_timeout=, ca_file=, insecure=, max_body=, threaded=,
+ *              headers={...} } */
 static int l_client_new(lua_State *L) {
   a0_engine_opts o;
   l_client *c;
@@ -336,7 +346,9 @@ static int l_client_new(lua_State *L) {
   o.insecure = lua_toboolean(L, -1);
   a0c_rawgetfield(L, 1, "max_body");
   o.max_body = (size_t)luaL_optinteger(L, -1, 1024 * 1024);
-  lua_pop(L, 2);   /* ca string stays referenced by the options table */
+  a0c_rawgetfield(L, 1, "threaded");
+  o.threaded = lua_toboolean(L, -1);
+  lua_pop(L, 3);   /* ca string stays referenced by the options table */
   o.ca_file = ca;
   /* a safe closed state first, so __gc after a raise below frees nothing twice */
   c = a0c_newuserdata(L, sizeof *c);
@@ -402,6 +414,12 @@ static void unlink_req(l_client *c, l_req *r) {
   c->ninflight--;
 }
 
+/* Cancels r's transfer. An I/O thread may still hold it: then r lets go of it, and the
+ * engine hands it back later (reap). */
+static void cancel_xfer(l_req *r) {
+  if (a0_engine_cancel(r->c->eng, r->x)) r->x = NULL;
+}
+
 /* Finishes request r (userdata anchored by r->self_ref): results, callback, release. */
 static void complete(lua_State *L, int ci, l_req *r) {
   int n;
@@ -415,9 +433,16 @@ static void complete(lua_State *L, int ci, l_req *r) {
   lua_setfield(L, -3, "cb");       /* exactly once */
   lua_replace(L, -3);              /* [cb, uv] */
   lua_pop(L, 1);
-  n = push_result(L, r->x);
-  give_xfer(c, r->x);
-  r->x = NULL;
+  if (r->x != NULL) {
+    n = push_result(L, r->x);
+    give_xfer(c, r->x);
+    r->x = NULL;
+  } else {   /* cancelled while the I/O thread held the transfer: it is not ours to read */
+    lua_pushnil(L);
+    lua_pushstring(L, a0_err_name(A0_ECANCELLED));
+    lua_pushliteral(L, "request cancelled");
+    n = 3;
+  }
   luaL_unref(L, LUA_REGISTRYINDEX, r->self_ref);
   r->self_ref = LUA_NOREF;
   run_callback(L, ci, n);
@@ -439,7 +464,7 @@ static int l_client_close(lua_State *L) {
   c->closed = 1;
   while (c->inflight != NULL) {
     l_req *r = c->inflight;
-    a0_engine_cancel(c->eng, r->x);
+    cancel_xfer(r);
     complete(L, 1, r);
   }
   if (!c->polling) release_engine(c);   /* else poll releases it when it unwinds */
@@ -586,7 +611,8 @@ static double now_ms(void) {
 }
 
 /* client:poll(ms, budget_ms) -> number in flight | nil, "reentrant", message
- * With a budget, callbacks stop once it is spent; the rest run at the next poll. */
+ * With a budget, callbacks stop before the one that would overrun it (estimated from the
+ * recent ones); the rest run at the next poll. */
 static int l_client_poll(lua_State *L) {
   l_client *c = check_client(L, 1);
   lua_Integer ms = luaL_optinteger(L, 2, 0);
@@ -602,13 +628,28 @@ static int l_client_poll(lua_State *L) {
     return 3;
   }
   c->polling = 1;
+  reap(c);
   /* a transfer finished during a blocking call is already waiting: do not sleep */
   x = a0_engine_pop_done(c->eng);
   if (ms > 0 && (x != NULL || a0_engine_running(c->eng) == 0)) ms = 0;
   a0_engine_run(c->eng, (int)ms);
-  if (x != NULL) complete(L, 1, (l_req *)x->ud);
-  while (!c->closed && !(budget > 0 && now_ms() - t0 >= budget) && (x = a0_engine_pop_done(c->eng)) != NULL)
-    complete(L, 1, (l_req *)x->ud);
+  if (budget > 0) {
+    /* a callback starts only if the recent ones say it ends within the budget; the first
+     * always runs, so that a slow machine still makes progress */
+    int ran = 0;
+    while (!c->closed && (x != NULL || (x = a0_engine_pop_done(c->eng)) != NULL)) {
+      double t1 = now_ms(), d;
+      if (ran && t1 - t0 + c->cb_cost > budget) { a0_engine_unpop(c->eng, x); break; }
+      complete(L, 1, (l_req *)x->ud);
+      x = NULL;
+      ran = 1;
+      d = now_ms() - t1;
+      c->cb_cost = d > c->cb_cost ? d : c->cb_cost + (d - c->cb_cost) / 8;
+    }
+  } else {
+    if (x != NULL) complete(L, 1, (l_req *)x->ud);
+    while (!c->closed && (x = a0_engine_pop_done(c->eng)) != NULL) complete(L, 1, (l_req *)x->ud);
+  }
   c->polling = 0;
   if (c->closed) {   /* closed by a callback */
     if (c->eng != NULL) release_engine(c);
@@ -617,6 +658,15 @@ static int l_client_poll(lua_State *L) {
   }
   lua_pushinteger(L, c->ninflight);
   return 1;
+}
+
+/* client:idle(ms): waits for a timer of the Lua side; wakeup() ends it early */
+static int l_client_idle(lua_State *L) {
+  l_client *c = check_client(L, 1);
+  lua_Integer ms = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, ms >= 0 && ms <= 3600000, 2, "must be 0..3600000 milliseconds");
+  a0_engine_idle(c->eng, (int)ms);
+  return 0;
 }
 
 static int l_client_wakeup(lua_State *L) {
@@ -642,7 +692,7 @@ static int l_client_stats(lua_State *L) {
 static int l_req_cancel(lua_State *L) {
   l_req *r = luaL_checkudata(L, 1, REQUEST_MT);
   if (r->done || r->c == NULL || r->c->closed) { lua_pushboolean(L, 0); return 1; }
-  a0_engine_cancel(r->c->eng, r->x);
+  cancel_xfer(r);
   a0c_getuservalue(L, 1);
   lua_getfield(L, -1, "client");
   complete(L, lua_gettop(L), r);
@@ -667,9 +717,9 @@ static int l_req_tostring(lua_State *L) {
 static int l_req_gc(lua_State *L) {
   l_req *r = luaL_checkudata(L, 1, REQUEST_MT);
   if (!r->done && r->c != NULL && !r->c->closed && r->x != NULL) {
-    a0_engine_cancel(r->c->eng, r->x);
+    cancel_xfer(r);
     unlink_req(r->c, r);
-    give_xfer(r->c, r->x);
+    if (r->x != NULL) give_xfer(r->c, r->x);
     r->x = NULL;
     r->done = 1;
   }
@@ -685,7 +735,7 @@ static int l_client_gc(lua_State *L) {
 
 static const luaL_Reg client_methods[] = {
   {"request", l_client_request}, {"start", l_client_start}, {"build", l_client_build},
-  {"poll", l_client_poll}, {"wakeup", l_client_wakeup}, {"stats", l_client_stats},
+  {"poll", l_client_poll}, {"idle", l_client_idle}, {"wakeup", l_client_wakeup}, {"stats", l_client_stats},
   {"close", l_client_close}, {NULL, NULL}
 };
 static const luaL_Reg client_meta[] = {

@@ -1,16 +1,17 @@
 # C unit tests (csrc/test/test_*.c), no Lua. Included from the Makefile:
 #   make ctest                     build and run every test with ASan+UBSan
 #   make ctest CTESTS=test_http    only some of them
+# tsan_test_http is test_http again under ThreadSanitizer (clang): the engine's I/O thread.
 # Each test prints a last line "N passed, N failed"; ctest adds them up into
 # "ctest: N passed, N failed" and fails if any test failed, crashed or printed no summary.
 
 CTEST_CC     ?= gcc
 CTEST_DIR    := build/ctest
 CTEST_SRCS   := $(wildcard csrc/test/test_*.c)
-CTESTS       ?= $(basename $(notdir $(CTEST_SRCS)))
+CTESTS       ?= $(basename $(notdir $(CTEST_SRCS))) tsan_test_http
 CTEST_CFLAGS := -std=c99 -Wall -Wextra -g -O1 -fsanitize=address,undefined \
                 -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
-                -D_POSIX_C_SOURCE=200809L -Icsrc $(shell pkg-config --cflags libcurl 2>/dev/null)
+                -D_POSIX_C_SOURCE=200809L -DA0_TEST_HOOKS -Icsrc $(shell pkg-config --cflags libcurl 2>/dev/null)
 # Every test links the whole engine (never the Lua binding).
 CTEST_ENGINE := $(filter-out csrc/l_%.c,$(wildcard csrc/*.c))
 CTEST_LIBS   := -pthread $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl) -lcrypto
@@ -18,6 +19,11 @@ CTEST_LIBS   := -pthread $(shell pkg-config --libs libcurl 2>/dev/null || echo -
 CTEST_LDFLAGS_test_buf := -Wl,--wrap=free
 
 .PHONY: ctest
+
+$(CTEST_DIR)/tsan_test_%: csrc/test/test_%.c $(CTEST_ENGINE) $(wildcard csrc/*.h)
+	@mkdir -p $(dir $@)
+	clang -std=c99 -Wall -Wextra -g -O1 -fsanitize=thread -D_POSIX_C_SOURCE=200809L -DA0_TEST_HOOKS -Icsrc \
+	  $(shell pkg-config --cflags libcurl 2>/dev/null) -o $@ $< $(CTEST_ENGINE) $(CTEST_LIBS)
 
 $(CTEST_DIR)/test_%: csrc/test/test_%.c $(CTEST_ENGINE) $(wildcard csrc/*.h)
 	@mkdir -p $(dir $@)

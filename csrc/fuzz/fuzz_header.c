@@ -43,10 +43,10 @@ static void model_line(const char *p, size_t len) {
 
 static void check_slots(void) {
   for (int h = 0; h < A0_NHDR; h++) {
-    CHECK(memchr(x->hdr[h], '\0', A0_HDR_MAX) != NULL);
+    CHECK(memchr(a0_xfer_header(x, h), '\0', A0_HDR_MAX) != NULL);
     /* a value may hold a NUL of its own: compare the bytes, then the terminator */
-    CHECK(memcmp(x->hdr[h], model[h].v, model[h].len) == 0);
-    CHECK(x->hdr[h][model[h].len] == '\0');
+    CHECK(memcmp(a0_xfer_header(x, h), model[h].v, model[h].len) == 0);
+    CHECK(a0_xfer_header(x, h)[model[h].len] == '\0');
   }
 }
 

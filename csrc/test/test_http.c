@@ -21,6 +21,9 @@
 
 #include "check.h"
 
+void a0_test_lock(a0_engine *e);     /* a0_http.c, built with A0_TEST_HOOKS */
+void a0_test_unlock(a0_engine *e);
+
 /* ---- header capture ---------------------------------------------------------------- */
 
 static void cap(a0_xfer *x, const char *line) { a0_capture_header(x, line, strlen(line)); }
@@ -36,16 +39,16 @@ static void test_capture(tally *t) {
   cap(x, "X-Auth0-RequestId: abc-123\n");         /* bare LF */
   cap(x, "content-type: application/json; charset=utf-8");   /* no line end */
   cap(x, "Location:   /a b  \r\n");               /* inner spaces kept */
-  CHECK(t, strcmp(x->hdr[A0_H_RETRY_AFTER], "120") == 0);
-  CHECK(t, strcmp(x->hdr[A0_H_RL_LIMIT], "50") == 0);
-  CHECK(t, strcmp(x->hdr[A0_H_RL_REMAINING], "0") == 0);
-  CHECK(t, strcmp(x->hdr[A0_H_RL_RESET], "1700000000") == 0);
-  CHECK(t, strcmp(x->hdr[A0_H_REQUEST_ID], "abc-123") == 0);
-  CHECK(t, strcmp(x->hdr[A0_H_CONTENT_TYPE], "application/json; charset=utf-8") == 0);
-  CHECK(t, strcmp(x->hdr[A0_H_LOCATION], "/a b") == 0);
+  CHECK(t, strcmp(a0_xfer_header(x, A0_H_RETRY_AFTER), "120") == 0);
+  CHECK(t, strcmp(a0_xfer_header(x, A0_H_RL_LIMIT), "50") == 0);
+  CHECK(t, strcmp(a0_xfer_header(x, A0_H_RL_REMAINING), "0") == 0);
+  CHECK(t, strcmp(a0_xfer_header(x, A0_H_RL_RESET), "1700000000") == 0);
+  CHECK(t, strcmp(a0_xfer_header(x, A0_H_REQUEST_ID), "abc-123") == 0);
+  CHECK(t, strcmp(a0_xfer_header(x, A0_H_CONTENT_TYPE), "application/json; charset=utf-8") == 0);
+  CHECK(t, strcmp(a0_xfer_header(x, A0_H_LOCATION), "/a b") == 0);
   /* a later line replaces the value */
   cap(x, "retry-after: Wed, 21 Oct 2015 07:28:00 GMT\r\n");
-  CHECK(t, strcmp(x->hdr[A0_H_RETRY_AFTER], "Wed, 21 Oct 2015 07:28:00 GMT") == 0);
+  CHECK(t, strcmp(a0_xfer_header(x, A0_H_RETRY_AFTER), "Wed, 21 Oct 2015 07:28:00 GMT") == 0);
   /* lines that must not match */
   cap(x, "Retry-After-Extra: 1\r\n");             /* longer name */
   cap(x, "Retry-After : 2\r\n");                  /* space before the colon */
@@ -53,38 +56,38 @@ static void test_capture(tally *t) {
   cap(x, " Retry-After: 3\r\n");                  /* leading space (folded line) */
   cap(x, "X-Retry-After: 4\r\n");
   a0_capture_header(x, "Retry-After: 5", 12);     /* len ends right after the colon */
-  CHECK(t, strcmp(x->hdr[A0_H_RETRY_AFTER], "") == 0);
+  CHECK(t, strcmp(a0_xfer_header(x, A0_H_RETRY_AFTER), "") == 0);
   cap(x, "Retry-After: 6\r\n");
   a0_capture_header(x, "Retry-After", 11);        /* name only: len == name length */
-  CHECK(t, strcmp(x->hdr[A0_H_RETRY_AFTER], "6") == 0);
+  CHECK(t, strcmp(a0_xfer_header(x, A0_H_RETRY_AFTER), "6") == 0);
   /* empty and blank values */
   cap(x, "Location:\r\n");
-  CHECK(t, strcmp(x->hdr[A0_H_LOCATION], "") == 0);
+  CHECK(t, strcmp(a0_xfer_header(x, A0_H_LOCATION), "") == 0);
   cap(x, "Location: \t \r\n");
-  CHECK(t, strcmp(x->hdr[A0_H_LOCATION], "") == 0);
+  CHECK(t, strcmp(a0_xfer_header(x, A0_H_LOCATION), "") == 0);
   /* truncation at A0_HDR_MAX - 1 bytes, always NUL-terminated */
   memcpy(line, "x-auth0-requestid: ", 19);
   for (int i = 0; i < 400; i++) line[19 + i] = (char)('a' + i % 26);
   memcpy(line + 419, "\r\n", 3);
   cap(x, line);
-  CHECK(t, strlen(x->hdr[A0_H_REQUEST_ID]) == A0_HDR_MAX - 1);
-  CHECK(t, memcmp(x->hdr[A0_H_REQUEST_ID], line + 19, A0_HDR_MAX - 1) == 0);
+  CHECK(t, strlen(a0_xfer_header(x, A0_H_REQUEST_ID)) == A0_HDR_MAX - 1);
+  CHECK(t, memcmp(a0_xfer_header(x, A0_H_REQUEST_ID), line + 19, A0_HDR_MAX - 1) == 0);
   line[19 + A0_HDR_MAX - 1] = '\r';                /* exactly 255 value bytes fit */
   line[19 + A0_HDR_MAX] = '\n';
   a0_capture_header(x, line, 19 + A0_HDR_MAX + 1);
-  CHECK(t, strlen(x->hdr[A0_H_REQUEST_ID]) == A0_HDR_MAX - 1);
+  CHECK(t, strlen(a0_xfer_header(x, A0_H_REQUEST_ID)) == A0_HDR_MAX - 1);
   a0_capture_header(x, line, 19 + A0_HDR_MAX - 2);   /* 254 bytes */
-  CHECK(t, strlen(x->hdr[A0_H_REQUEST_ID]) == A0_HDR_MAX - 2);
+  CHECK(t, strlen(a0_xfer_header(x, A0_H_REQUEST_ID)) == A0_HDR_MAX - 2);
   /* a second status line (after 100 Continue, or a redirect) starts over */
   cap(x, "HTTP/1.1 100 Continue\r\n");
   int empty = 1;
-  for (int h = 0; h < A0_NHDR; h++) empty = empty && x->hdr[h][0] == '\0';
+  for (int h = 0; h < A0_NHDR; h++) empty = empty && a0_xfer_header(x, h)[0] == '\0';
   CHECK(t, empty);
   cap(x, "HTTP/2 200\r\n");
   cap(x, "retry-after: 7\r\n");
-  CHECK(t, strcmp(x->hdr[A0_H_RETRY_AFTER], "7") == 0);
+  CHECK(t, strcmp(a0_xfer_header(x, A0_H_RETRY_AFTER), "7") == 0);
   cap(x, "HTTP/");                                 /* exactly the prefix */
-  CHECK(t, x->hdr[A0_H_RETRY_AFTER][0] == '\0');
+  CHECK(t, a0_xfer_header(x, A0_H_RETRY_AFTER)[0] == '\0');
   cap(x, "http/1.1 200 OK\r\n");                   /* not a status line: nothing happens */
   a0_capture_header(x, "", 0);
   a0_capture_header(x, "\r\n", 2);
@@ -263,7 +266,7 @@ static int resp_is(const a0_xfer *x, const char *s) {
   return x->resp.len == strlen(s) && memcmp(x->resp.data, s, x->resp.len) == 0;
 }
 
-static void test_transfers(tally *t, a0_engine *e, server *s) {
+static void test_transfers(tally *t, a0_engine *e, server *s, int threaded) {
   a0_xfer *x;
   double t0;
 
@@ -271,10 +274,10 @@ static void test_transfers(tally *t, a0_engine *e, server *s) {
   x = get(e, s->port, "/ok");
   CHECK(t, x->state == A0_X_DONE && x->err == A0_OK && x->status == 200);
   CHECK(t, resp_is(x, "hello"));
-  CHECK(t, strcmp(x->hdr[A0_H_RL_LIMIT], "50") == 0);
-  CHECK(t, strcmp(x->hdr[A0_H_RL_REMAINING], "7") == 0);
-  CHECK(t, strcmp(x->hdr[A0_H_RETRY_AFTER], "12") == 0);
-  CHECK(t, strcmp(x->hdr[A0_H_CONTENT_TYPE], "text/plain") == 0);
+  CHECK(t, strcmp(a0_xfer_header(x, A0_H_RL_LIMIT), "50") == 0);
+  CHECK(t, strcmp(a0_xfer_header(x, A0_H_RL_REMAINING), "7") == 0);
+  CHECK(t, strcmp(a0_xfer_header(x, A0_H_RETRY_AFTER), "12") == 0);
+  CHECK(t, strcmp(a0_xfer_header(x, A0_H_CONTENT_TYPE), "text/plain") == 0);
   CHECK(t, a0_engine_pop_done(e) == NULL);       /* wait leaves nothing queued */
   CHECK(t, a0_engine_running(e) == 0);
   a0_xfer_free(x);
@@ -297,8 +300,8 @@ static void test_transfers(tally *t, a0_engine *e, server *s) {
   /* a 1xx interim response: its headers are dropped, the final ones kept */
   x = get(e, s->port, "/continue");
   CHECK(t, x->err == A0_OK && x->status == 503 && resp_is(x, "no"));
-  CHECK(t, x->hdr[A0_H_RETRY_AFTER][0] == '\0');
-  CHECK(t, strcmp(x->hdr[A0_H_RL_RESET], "1700000000") == 0);
+  CHECK(t, a0_xfer_header(x, A0_H_RETRY_AFTER)[0] == '\0');
+  CHECK(t, strcmp(a0_xfer_header(x, A0_H_RL_RESET), "1700000000") == 0);
   a0_xfer_free(x);
 
   /* body limit: max_body bytes pass, one more does not */
@@ -357,15 +360,26 @@ static void test_transfers(tally *t, a0_engine *e, server *s) {
   while (__atomic_load_n(&s->accepted, __ATOMIC_SEQ_CST) == before && now_ms() - t0 < 3000)
     a0_engine_run(e, 20);
   for (int i = 0; i < 5; i++) a0_engine_run(e, 10);   /* the request is sent, no answer */
-  CHECK(t, x->state == A0_X_RUNNING);
-  a0_engine_cancel(e, x);
-  CHECK(t, x->state == A0_X_DONE && x->err == A0_ECANCELLED);
-  CHECK(t, strcmp(x->errmsg, "request cancelled") == 0);
-  CHECK(t, x->body.len == 0);
+  if (threaded) {   /* the I/O thread holds it: handed back through the released list */
+    CHECK(t, a0_engine_cancel(e, x) == 1);
+    CHECK(t, a0_engine_running(e) == 0);
+    a0_xfer *back = NULL;
+    t0 = now_ms();
+    while ((back = a0_engine_pop_released(e)) == NULL && now_ms() - t0 < 3000) a0_engine_run(e, 10);
+    CHECK(t, back == x);
+    CHECK(t, a0_engine_pop_released(e) == NULL);
+    CHECK(t, x->state == A0_X_DONE && x->body.len == 0 && !x->cancel_req && !x->in_done);
+  } else {
+    CHECK(t, x->state == A0_X_RUNNING);
+    CHECK(t, a0_engine_cancel(e, x) == 0);
+    CHECK(t, x->state == A0_X_DONE && x->err == A0_ECANCELLED);
+    CHECK(t, strcmp(x->errmsg, "request cancelled") == 0);
+    CHECK(t, x->body.len == 0);
+  }
   CHECK(t, a0_engine_running(e) == 0);
   CHECK(t, a0_engine_run(e, 10) == 0);
   CHECK(t, a0_engine_pop_done(e) == NULL);
-  a0_engine_cancel(e, x);                        /* cancelling twice is harmless */
+  CHECK(t, a0_engine_cancel(e, x) == 0);         /* cancelling twice is harmless */
   CHECK(t, a0_engine_running(e) == 0 && x->state == A0_X_DONE);
   a0_xfer_reset(x);
   set_url(x, s->port, "/ok");
@@ -382,7 +396,7 @@ static void test_transfers(tally *t, a0_engine *e, server *s) {
   t0 = now_ms();
   while (a0_engine_running(e) > 0 && now_ms() - t0 < 3000) a0_engine_run(e, 20);
   CHECK(t, x->state == A0_X_DONE && x->in_done);
-  a0_engine_cancel(e, x);
+  CHECK(t, a0_engine_cancel(e, x) == 0);
   CHECK(t, x->err == A0_ECANCELLED && !x->in_done);
   CHECK(t, a0_engine_pop_done(e) == NULL);
   a0_xfer_free(x);
@@ -404,23 +418,117 @@ static void test_transfers(tally *t, a0_engine *e, server *s) {
   a0_xfer_free(b);
 }
 
+/* Only the threaded engine: waits that end early, wakeups, a burst with random cancels
+ * where every transfer comes back exactly once, and freeing with transfers held. */
+static void test_threaded(tally *t, a0_engine *e, server *s) {
+  enum { N = 120 };
+  a0_xfer *xs[N];
+  int seen[N] = { 0 };
+  double t0;
+  a0_xfer *x = a0_xfer_new();
+  set_url(x, s->port, "/ok");
+  CHECK(t, a0_xfer_start(e, x) == 0);
+  t0 = now_ms();
+  a0_engine_run(e, 3000);                        /* returns as soon as it is done */
+  CHECK(t, now_ms() - t0 < 1500);
+  CHECK(t, a0_engine_pop_done(e) == x && x->err == A0_OK && resp_is(x, "hello"));
+  a0_xfer_reset(x);
+
+  set_url(x, s->port, "/hang");
+  x->timeout_ms = 5000;
+  CHECK(t, a0_xfer_start(e, x) == 0);
+  a0_engine_wakeup(e);                           /* sticky: the next wait returns at once */
+  t0 = now_ms();
+  CHECK(t, a0_engine_run(e, 3000) == 1);
+  CHECK(t, now_ms() - t0 < 1000);
+  t0 = now_ms();
+  a0_engine_run(e, 100);                         /* consumed: this one waits */
+  CHECK(t, now_ms() - t0 >= 80);
+  if (a0_engine_cancel(e, x) == 1) {
+    while (a0_engine_pop_released(e) == NULL) a0_engine_run(e, 10);
+  }
+  a0_xfer_reset(x);
+
+  /* started while the I/O thread "has the lock": the start does not wait for it, and the
+   * transfer is handed over by the next wait; one cancelled before that never reaches it */
+  a0_test_lock(e);
+  set_url(x, s->port, "/ok");
+  CHECK(t, a0_xfer_start(e, x) == 0);
+  a0_xfer *y = a0_xfer_new();
+  set_url(y, s->port, "/ok");
+  CHECK(t, a0_xfer_start(e, y) == 0);
+  CHECK(t, a0_engine_run(e, 0) == -2);           /* poll(0) does not wait for the lock either */
+  a0_test_unlock(e);
+  CHECK(t, a0_engine_cancel(e, y) == 0 && y->err == A0_ECANCELLED);
+  CHECK(t, a0_engine_running(e) == 1);
+  t0 = now_ms();
+  a0_xfer *got = NULL;
+  while (got == NULL && now_ms() - t0 < 3000) { a0_engine_run(e, 100); got = a0_engine_pop_done(e); }
+  CHECK(t, got == x && x->err == A0_OK && resp_is(x, "hello"));
+  CHECK(t, a0_engine_pop_done(e) == NULL && a0_engine_running(e) == 0);
+  a0_xfer_free(y);
+  a0_xfer_reset(x);
+
+  /* a burst, every third cancelled at once, every fifth after a while */
+  for (int i = 0; i < N; i++) {
+    xs[i] = a0_xfer_new();
+    set_url(xs[i], s->port, i % 2 ? "/ok" : "/echo");
+    if (i % 2 == 0) { xs[i]->method = "POST"; a0_buf_adds(&xs[i]->body, "code=424242"); }
+    CHECK(t, a0_xfer_start(e, xs[i]) == 0);
+  }
+  CHECK(t, a0_engine_running(e) == N);
+  for (int i = 0; i < N; i += 3)
+    if (a0_engine_cancel(e, xs[i]) == 0) seen[i]++;
+  a0_engine_run(e, 5);
+  for (int i = 0; i < N; i += 5)
+    if (i % 3 != 0 && a0_engine_cancel(e, xs[i]) == 0) seen[i]++;
+  t0 = now_ms();
+  int back = 0;
+  for (int i = 0; i < N; i++) back += seen[i];
+  while (back < N && now_ms() - t0 < 10000) {
+    a0_xfer *d;
+    a0_engine_run(e, 20);
+    while ((d = a0_engine_pop_done(e)) != NULL || (d = a0_engine_pop_released(e)) != NULL) {
+      for (int i = 0; i < N; i++) if (xs[i] == d) { seen[i]++; back++; }
+    }
+  }
+  int once = 1, ok = 1;
+  for (int i = 0; i < N; i++) {
+    once = once && seen[i] == 1;
+    if (i % 3 != 0 && i % 5 != 0) ok = ok && xs[i]->err == A0_OK && xs[i]->status / 100 == 2;
+  }
+  CHECK(t, once);
+  CHECK(t, ok);
+  CHECK(t, a0_engine_running(e) == 0);
+  for (int i = 0; i < N; i++) a0_xfer_free(xs[i]);
+
+  /* cancelled while held, then the engine is freed: the engine frees it (ASan: no leak) */
+  set_url(x, s->port, "/hang");
+  CHECK(t, a0_xfer_start(e, x) == 0);
+  a0_engine_run(e, 50);
+  if (a0_engine_cancel(e, x) == 0) a0_xfer_free(x);
+}
+
 int main(void) {
   tally t = { 0, 0 };
   server s;
   char err[128] = "";
-  a0_engine_opts o = { 5000, 2000, NULL, 0, 1000 };
   signal(SIGPIPE, SIG_IGN);
   test_capture(&t);
   test_names(&t);
-  a0_engine *e = a0_engine_new(&o, err, sizeof err);
-  CHECK(&t, e != NULL);
-  if (e != NULL && server_start(&s) == 0) {
-    test_transfers(&t, e, &s);
-    a0_engine_free(e);
-    server_stop(&s);
-  } else {
-    CHECK(&t, !"loopback server started");
-    a0_engine_free(e);
+  for (int threaded = 0; threaded <= 1; threaded++) {
+    a0_engine_opts o = { 5000, 2000, NULL, 0, 1000, threaded };
+    a0_engine *e = a0_engine_new(&o, err, sizeof err);
+    CHECK(&t, e != NULL);
+    if (e != NULL && server_start(&s) == 0) {
+      test_transfers(&t, e, &s, threaded);
+      if (threaded) test_threaded(&t, e, &s);
+      a0_engine_free(e);
+      server_stop(&s);
+    } else {
+      CHECK(&t, !"loopback server started");
+      a0_engine_free(e);
+    }
   }
   printf("%d passed, %d failed\n", t.passed, t.failed);
   return t.failed ? 1 : 0;
