@@ -585,6 +585,24 @@ describe("async requests", function()
       assert.equal(0, c:poll(2000))
       assert.is_true(now() - t0 < 0.1)
     end)
+
+    it("a poll that waits for a timer alone waits for it, and wakeup() ends the wait", function()
+      local c = client()
+      local fired = 0
+      c:_after(0.3, function() fired = fired + 1 end)
+      local t0 = now()
+      assert.equal(0, c:poll(2000))
+      local waited = now() - t0
+      assert.equal(1, fired)
+      assert.is_true(waited >= 0.28 and waited < 1.5, "waited " .. waited .. " s for a 0.3 s timer")
+      local t = c:_after(3, function() fired = fired + 1 end)
+      c:wakeup()
+      t0 = now()
+      assert.equal(1, c:poll(3000))   -- the timer is still pending
+      assert.is_true(now() - t0 < 0.5, "poll after wakeup took " .. (now() - t0) .. " s")
+      assert.equal(1, fired)
+      c:_cancel_timer(t)
+    end)
   end)
 
   describe("blocking calls on the same engine", function()
@@ -732,7 +750,11 @@ describe("async requests", function()
       assert.equal(6, c:pending())
       assert(c:poll(0))
       local sent = c:stats().requests
-      assert.is_true(sent >= 1 and sent <= 2, "sent " .. sent .. " in the first poll")
+      if c._cfg.io_thread then   -- as many as fit in the budget, at least one
+        assert.is_true(sent >= 1, "sent " .. sent .. " in the first poll")
+      else                       -- libcurl sends them in the next poll: 0.1 ms each is counted
+        assert.is_true(sent >= 1 and sent <= 2, "sent " .. sent .. " in the first poll")
+      end
       local deadline = now() + 10
       while #log < 6 do
         assert(c:poll(0))
@@ -765,14 +787,128 @@ describe("async requests", function()
       local c = client()
       local log = {}
       for i = 1, 3 do start_email(c, "cb" .. i .. "@example.com", recorder(log, "r" .. i)) end
-      -- a blocking call drives the engine: the three finish meanwhile, their callbacks wait
+      -- a blocking call drives the engine: the three finish meanwhile (or, with io_thread,
+      -- soon after), their callbacks wait for a poll
       assert(c:passwordless_start { connection = "email", email = "blocking@example.com" })
       assert.equal(0, #log)
-      for expected = 1, 3 do
-        c._core:poll(0, 1e-6)   -- a budget smaller than one callback: exactly one runs
-        assert.equal(expected, #log)
+      local deadline = now() + 10
+      while #log < 3 do
+        local before = #log
+        c._core:poll(0, 1e-6)   -- a budget smaller than one callback: one runs, never two
+        assert.is_true(#log - before <= 1, (#log - before) .. " callbacks in one poll")
+        assert(now() < deadline, "callbacks did not run")
       end
       assert.equal(0, c:poll(0))
+    end)
+
+    it("does not start a callback that the budget cannot fit, judged by the previous ones", function()
+      local c = client { poll_budget_ms = 0.5 }
+      local log = {}
+      local function slow(name)   -- 0.3 ms each: a second one in the same poll would overrun
+        return function()
+          local t = now() + 0.0003
+          repeat until now() >= t
+          log[#log + 1] = { name = name }
+        end
+      end
+      for i = 1, 4 do start_email(c, "fit" .. i .. "@example.com", slow("r" .. i)) end
+      local deadline, polls_with_one = now() + 10, 0
+      while #log < 4 do
+        local before = #log
+        assert(c:poll(0))
+        assert.is_true(#log - before <= 1, (#log - before) .. " callbacks in one poll")
+        if #log > before then polls_with_one = polls_with_one + 1 end
+        assert(now() < deadline, "callbacks did not run")
+      end
+      assert.equal(4, polls_with_one)
+      for i = 1, 4 do assert.equal(1, count(log, "r" .. i)) end
+    end)
+  end)
+
+  describe("io_thread", function()
+    local pid = require("auth0.emulator.server").self_pid()
+
+    -- This process's threads: { [tid] = nice }.
+    local function threads()
+      local out, p = {}, assert(io.popen("ls /proc/" .. pid .. "/task"))
+      for tid in p:lines() do
+        local f = io.open("/proc/" .. pid .. "/task/" .. tid .. "/stat")
+        if f then
+          local fields = {}
+          for w in f:read("*a"):match("%) (.*)$"):gmatch("%S+") do fields[#fields + 1] = w end
+          f:close()
+          out[tonumber(tid)] = tonumber(fields[17])   -- field 19 of stat, counted after "comm"
+        end
+      end
+      p:close()
+      return out
+    end
+    local function new_threads(before)
+      local list = {}
+      for tid, nice in pairs(threads()) do if not before[tid] then list[#list + 1] = nice end end
+      return list
+    end
+
+    it("raises when io_thread is not a boolean", function()
+      local ok, err = pcall(auth0.new, { base_url = server.base_url, client_id = "x", io_thread = "yes" })
+      assert.is_false(ok)
+      assert.is_truthy(tostring(err):find("io_thread must be a boolean", 1, true))
+    end)
+
+    it("moves transfers without poll, on one thread at nice 10 that close() joins", function()
+      local before = threads()
+      local c = client { io_thread = true }
+      assert.same({ 10 }, new_threads(before))
+      local log = {}
+      start_email(c, "bg@example.com", recorder(log, "bg"))
+      socket.sleep(1)   -- no poll: the I/O thread sends it and reads the answer meanwhile
+      assert.equal(0, #log)
+      assert.equal(0, c:poll(0))   -- the first poll(0) only runs the callback
+      assert.equal(1, count(log, "bg"))
+      assert.is_nil(log[1].e)
+      c:close()
+      assert.same({}, new_threads(before))
+    end)
+
+    it("joins the thread of a client that is collected without close", function()
+      local before = threads()
+      do
+        local c = auth0.new { base_url = server.base_url, ca_file = server.ca_file, client_id = "emu-native",
+          io_thread = true }
+        assert(c:passwordless_start { connection = "email", email = "gc@example.com" })
+      end
+      collectgarbage()
+      collectgarbage()
+      assert.same({}, new_threads(before))
+    end)
+
+    it("poll(ms) returns when the answer arrives and runs its callback", function()
+      local c = client { io_thread = true }
+      local log = {}
+      start_email(c, "wait@example.com", recorder(log, "w"))
+      local t0 = now()
+      assert.equal(0, c:poll(5000))
+      assert.is_true(now() - t0 < 4, "poll(5000) waited " .. (now() - t0) .. " s")
+      assert.equal(1, count(log, "w"))
+    end)
+
+    it("cancels a transfer the I/O thread holds: one callback, and the client goes on", function()
+      local c = held_client { io_thread = true }
+      local log = {}
+      local r = start_email(c, "slow@example.com", recorder(log, "held"))
+      socket.sleep(0.3)   -- sent, and held by the server: libcurl is working on it
+      assert.is_true(r:cancel())
+      assert.equal(1, #log)
+      assert.equal("cancelled", log[1].e.code)
+      assert.is_false(r:cancel())
+      for i = 1, 5 do start_email(c, "after" .. i .. "@example.com", recorder(log, "a" .. i)) end
+      drain(c)
+      for i = 1, 5 do
+        assert.equal(1, count(log, "a" .. i))
+        assert.is_nil(log[i + 1].e)
+      end
+      assert.equal(6, #log)
+      assert(c:passwordless_start { connection = "email", email = "release@example.com" })
     end)
   end)
 end)

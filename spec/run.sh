@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Runs the busted suite in every pass (Lua 5.4, LuaJIT, ASan+UBSan; or the passes named in
-# A0_PASSES), the C unit tests and luacheck, then prints one closing line with the totals.
+# Runs the busted suite in every pass (Lua 5.4, LuaJIT, ASan+UBSan, and Lua 5.4 plain and
+# ASan+UBSan with every client on an I/O thread; or the passes named in A0_PASSES), the C
+# unit tests and luacheck, then prints one closing line with the totals.
 set -u
 cd "$(dirname "$0")/.."
-passes=${A0_PASSES:-"lua54 luajit asan ctest fuzz"}
+passes=${A0_PASSES:-"lua54 luajit asan iothread asan_iothread ctest fuzz"}
+# the specs whose clients run requests concurrently: the ASan pass with io_thread runs these
+if [ $# -gt 0 ]; then specs=("$@"); else
+  specs=(spec/async_spec.lua spec/flow_spec.lua spec/mfa_spec.lua spec/faults_spec.lua spec/chaos_spec.lua spec/secrets_spec.lua)
+fi
 counts=$(mktemp); : > "$counts"
 export A0_COUNTS=$counts
 status=0
@@ -22,6 +27,11 @@ for p in $passes; do
     asan)    run_pass env LD_PRELOAD="$(gcc -print-file-name=libasan.so):$PWD/build/asan/nodlclose.so" \
                ASAN_OPTIONS=detect_leaks=1 \
                lua5.4 /usr/bin/busted --run=asan "$@" ;;
+    iothread) run_pass lua5.4 /usr/bin/busted --run=iothread "$@" ;;
+    asan_iothread)
+             run_pass env LD_PRELOAD="$(gcc -print-file-name=libasan.so):$PWD/build/asan/nodlclose.so" \
+               ASAN_OPTIONS=detect_leaks=1 \
+               lua5.4 /usr/bin/busted --run=asan_iothread "${specs[@]}" ;;
     ctest)   # C unit tests under ASan+UBSan; counts from their "ctest: N passed, N failed" line
       make -s ctest > build/ctest.log 2>&1; rc=$?
       cat build/ctest.log

@@ -101,19 +101,22 @@ local VALID_OPTS = {
   retries = true, max_retry_wait = true, sleep = true,
   -- the "ngx" transport's own options (see lua/auth0/transport/ngx.lua)
   pool_size = true, keepalive_timeout = true, server_name = true, pool = true,
-  poll_budget_ms = true,
+  poll_budget_ms = true, io_thread = true,
 }
 
--- With a poll budget, new transfers are started a few per poll: libcurl spends about 0.1 ms
--- sending one request, and sending a burst of them in one frame is what makes a frame slow.
-local SEND_COST_MS = 0.1
+-- With a poll budget, new transfers are started a few per poll, after the callbacks: a
+-- burst of them in one frame is what makes a frame slow. Without io_thread libcurl spends
+-- about this much sending one, in the next poll; with it, the cost of one start (handing it
+-- to the I/O thread) is learned as a decaying maximum, starting from this.
+local START_COST_MS = 0.1
 
 --- Creates a client.
 -- @tparam table opts `domain` or `base_url`, `client_id` (required), `client_secret`,
 -- `audience`, `scope` (default "openid profile email"), `timeout` (10 s), `connect_timeout`
 -- (5 s), `ca_file`, `language`, `telemetry` (true), `on_log(level, message, fields)`,
 -- `on_callback_error(msg)`, `transport` (function or "ngx"), `retries` (2),
--- `max_retry_wait` (10 s), `insecure_skip_verify` (loopback tests only; logs a warning);
+-- `max_retry_wait` (10 s), `insecure_skip_verify` (loopback tests only; logs a warning),
+-- `poll_budget_ms`, `io_thread` (libcurl on a thread of the client's own; README "Frame budget");
 -- with the "ngx" transport also `pool_size` (64), `keepalive_timeout` (60 s), `server_name`, `pool`.
 -- @return the client; raises on misuse
 function _M.new(opts)
@@ -135,7 +138,9 @@ function _M.new(opts)
     retries = opts.retries == nil and 2 or opts.retries,
     max_retry_wait = check_seconds(opts.max_retry_wait, "max_retry_wait", 10),
     poll_budget = opts.poll_budget_ms,
+    io_thread = opts.io_thread,
   }
+  if cfg.io_thread ~= nil and type(cfg.io_thread) ~= "boolean" then raise("io_thread must be a boolean") end
   if cfg.poll_budget ~= nil and (type(cfg.poll_budget) ~= "number" or not (cfg.poll_budget > 0 and cfg.poll_budget <= 1000)) then
     raise("poll_budget_ms must be a number of milliseconds in (0, 1000]")
   end
@@ -147,8 +152,8 @@ function _M.new(opts)
     if opts[f] ~= nil and type(opts[f]) ~= "function" then raise(f .. " must be a function") end
   end
   local self = setmetatable({ _cfg = cfg, _on_log = opts.on_log, _queue = {}, _timers = {},
-    _deferred = {}, _dhead = 1, _dtail = 0,
-    _sleep = opts.sleep or sleep }, Client)
+    _deferred = {}, _dhead = 1, _dtail = 0, _start_cost = START_COST_MS,
+    _sleep = opts.sleep or sleep, _own_sleep = opts.sleep ~= nil }, Client)
   local headers = { "Accept: application/json", "Expect:",
     "User-Agent: lua-auth0/" .. core.version }
   if opts.telemetry ~= false then
@@ -175,7 +180,7 @@ function _M.new(opts)
   self._core = core.client {
     base_url = base_url, timeout = cfg.timeout, connect_timeout = cfg.connect_timeout,
     ca_file = cfg.ca_file, insecure = opts.insecure_skip_verify == true, headers = headers,
-    on_callback_error = on_cb_error,
+    on_callback_error = on_cb_error, threaded = cfg.io_thread == true and transport == nil,
   }
   self._on_cb_error = on_cb_error
   if opts.insecure_skip_verify then
@@ -443,13 +448,19 @@ function Client:poll(ms)
   local t_start = budget and now()
   if ms > 0 then self:_launch_deferred(math.huge) end   -- a script waiting: send everything now
   self._polling = true
-  local ok, n, perr = pcall(self._core.poll, self._core, ms, budget)
+  -- callbacks may start new transfers (deferred): keep room for one start after them
+  local left = budget and math.max(budget - (self._dhead <= self._dtail and self._start_cost or 0), 0.001)
+  local ok, n, perr = pcall(self._core.poll, self._core, ms, left)
   if ok and n == 0 and ms > 0 and #timers > 0 and #self._queue == 0 then
     -- nothing on the wire: wait for the timer instead of spinning
     local wait = math.huge
     for _, t in ipairs(timers) do if t.at < wait then wait = t.at end end
     wait = math.min(wait - now(), ms / 1000)
-    if wait > 0 then self._sleep(wait) end
+    if wait > 0 then
+      -- libcurl's engine waits so that wakeup() can end it; a transport or a sleep option
+      -- of the caller's (ngx.sleep) is used as it is
+      if self._transport or self._own_sleep then self._sleep(wait) else self._core:idle(math.ceil(wait * 1000)) end
+    end
   end
   local queue = self._queue
   local ran = #queue > 0   -- queued results and timers may start new transfers
@@ -471,13 +482,19 @@ function Client:poll(ms)
     end
   end
   if budget and not self._closed and self._dhead <= self._dtail then
-    -- one per poll always (a slow machine must still make progress), more while the first
-    -- half of the budget lasts: the next poll's libcurl work sends them
-    local n_max = math.max(1, math.floor(budget / SEND_COST_MS))
+    -- one per poll always (a slow machine must still make progress), more while they fit.
+    -- With io_thread a start costs what it costs now (learned); without, libcurl sends it
+    -- in the next poll for about START_COST_MS each, so a fixed number fits
+    local cost, n_max = self._start_cost, math.huge
+    if not self._cfg.io_thread then n_max, cost = math.max(1, math.floor(budget / START_COST_MS)), 0 end
     repeat
+      local t1 = now()
       self:_launch_deferred(1)
+      local d = (now() - t1) * 1000
+      if self._cfg.io_thread then cost = d > cost and d or cost + (d - cost) / 8 end
       n_max = n_max - 1
-    until n_max == 0 or self._dhead > self._dtail or (now() - t_start) * 1000 >= budget / 2
+    until n_max == 0 or self._dhead > self._dtail or (now() - t_start) * 1000 + cost > budget
+    self._start_cost = cost
     ran = true
   end
   self._polling = false
