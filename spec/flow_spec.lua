@@ -255,6 +255,20 @@ describe("auth0.flow", function()
       assert.equal("client closed", f.error.message)
     end)
 
+    it("keeps the state that a request answered at once led to", function()
+      local c = client()
+      -- a start whose callback runs before it returns (as for a client closed meanwhile)
+      c.passwordless_start = function(_, _, cb)
+        cb(nil, auth0.error.new("cancelled", "client closed"))
+        return { done = function() return true end, cancel = function() return false end }
+      end
+      local states = {}
+      local f = flow.login(c, { connection = "email", email = "f9@example.com",
+        on_state = function(fl) states[#states + 1] = fl.state end })
+      assert.equal("cancelled", f.state)
+      assert.same({ "cancelled" }, states)
+    end)
+
     it("sends an error raised in on_state to on_callback_error and goes on", function()
       local errs = {}
       local c = client { on_callback_error = function(msg) errs[#errs + 1] = msg end }

@@ -114,13 +114,17 @@ end
 -- unless the flow moved on (cancel, another request) before the answer came.
 local function launch(f, state, start, on_result)
   abort(f)
-  local gen = f._gen
-  f._req = start(function(result, err)
+  local gen, answered = f._gen, false
+  local req = start(function(result, err)
     if f._gen ~= gen then return end
+    answered = true
     f._req = nil
     if err and err.code == "cancelled" then return finish(f, "cancelled", err) end
     on_result(result, err)
   end)
+  -- a callback run at once (a client closed meanwhile) has moved the flow on already
+  if answered or f._gen ~= gen then return end
+  f._req = req
   set_state(f, state)
 end
 
