@@ -123,7 +123,14 @@ void a0_engine_free(a0_engine *e) {
     e->stop = 1;
     unlock(e);
     curl_multi_wakeup(e->multi);
-    pthread_join(e->thread, NULL);   /* it has handed back every cancelled transfer */
+    pthread_join(e->thread, NULL);
+  }
+  /* cancelled while the thread's last exchange had the lock released: ours to finish */
+  while (e->cancels != NULL) {
+    a0_xfer *x = e->cancels;
+    e->cancels = x->next_c;
+    if (x->attached) curl_multi_remove_handle(e->multi, x->easy);
+    a0_xfer_free(x);
   }
   curl_multi_cleanup(e->multi);
   while (e->released != NULL) {
@@ -160,7 +167,7 @@ void a0_xfer_reset(a0_xfer *x) {
   x->status = 0;
   x->timeout_ms = 0;
   x->method = NULL;
-  x->next_done = x->next_q = NULL;
+  x->next_done = x->next_q = x->next_c = NULL;
   x->in_done = x->queued = x->cancel_req = 0;
   x->ud = NULL;
 }
@@ -429,15 +436,15 @@ static void io_exchange(a0_engine *e) {
     }
     pthread_mutex_unlock(&e->mu);
   }
-  for (x = cancels; x != NULL; x = x->next_q) {
+  for (x = cancels; x != NULL; x = x->next_c) {
     if (x->attached) curl_multi_remove_handle(e->multi, x->easy);
     x->attached = 0;
     a0_buf_reset(&x->body);
   }
   pthread_mutex_lock(&e->mu);
   for (x = cancels; x != NULL; x = next) {
-    next = x->next_q;
-    x->next_q = NULL;
+    next = x->next_c;
+    x->next_c = NULL;
     x->cancel_req = 0;
     x->state = A0_X_DONE;
     x->next_done = e->released;
@@ -564,7 +571,7 @@ void a0_engine_unpop(a0_engine *e, a0_xfer *x) {
 
 a0_xfer *a0_engine_pop_released(a0_engine *e) {
   a0_xfer *x;
-  if (e->threaded && e->reaped == NULL && pthread_mutex_trylock(&e->mu) == 0) {
+  if (e->threaded && e->reaped == NULL && lock_owner(e, 1)) {
     take_over(e);
     pthread_mutex_unlock(&e->mu);
   }
@@ -606,6 +613,7 @@ void a0_engine_wait(a0_engine *e, a0_xfer *x) {
 int a0_engine_cancel(a0_engine *e, a0_xfer *x) {
   int held = 0;
   lock(e);
+  if (x->cancel_req) { unlock(e); return 1; }   /* cancelled already, still held */
   if (x->state == A0_X_RUNNING) {
     count(&e->running, -1);
     if (!e->threaded) {
@@ -623,7 +631,7 @@ int a0_engine_cancel(a0_engine *e, a0_xfer *x) {
       a0_buf_reset(&x->body);
     } else {                  /* the I/O thread may be writing into it right now */
       x->cancel_req = 1;
-      x->next_q = e->cancels;
+      x->next_c = e->cancels;
       e->cancels = x;
       held = 1;
     }

@@ -82,7 +82,9 @@ struct a0_xfer {
   void *easy;
   a0_engine *eng;
   a0_xfer *next_done;       /* done queue, or the released list (threaded) */
-  a0_xfer *next_q;          /* threaded: queue of transfers to add or to cancel */
+  a0_xfer *next_q;          /* threaded: queue of transfers to add */
+  a0_xfer *next_c;          /* threaded: queue of transfers to cancel (its own link: a
+                               transfer being added may be cancelled meanwhile) */
   int in_done;
   int queued;               /* threaded: started, not yet handed to libcurl */
   int cancel_req;           /* threaded: cancelled while libcurl held it */
