@@ -32,15 +32,14 @@ struct a0_engine {
   pthread_t thread;
   pthread_mutex_t mu;
   pthread_cond_t cv;        /* a transfer finished, or a0_engine_wakeup */
-  a0_xfer *adds_head, *adds_tail, *cancels, *released;
+  a0_xfer *inbox;           /* started transfers, newest first: a lock-free stack (atomic) */
+  a0_xfer *cancels, *released;
   /* threaded, the owner's thread only (no lock): finished and released transfers it has
    * taken over, so that popping them one by one never touches the lock */
   a0_xfer *ready_head, *ready_tail, *reaped;
-  a0_xfer *pend_head, *pend_tail;   /* started while the I/O thread had the lock */
 };
 
 enum { NOT_QUEUED, IN_DONE, IN_READY };   /* a0_xfer.in_done */
-enum { NOT_ADDED, IN_ADDS, IN_PEND };     /* a0_xfer.queued */
 
 /* Counters both threads change: atomics, so that reading them never waits for the lock. */
 static void count(int *v, int d) { __atomic_fetch_add(v, d, __ATOMIC_RELAXED); }
@@ -168,7 +167,7 @@ void a0_xfer_reset(a0_xfer *x) {
   x->timeout_ms = 0;
   x->method = NULL;
   x->next_done = x->next_q = x->next_c = NULL;
-  x->in_done = x->queued = x->cancel_req = 0;
+  x->in_done = x->cancel_req = 0;
   x->ud = NULL;
 }
 
@@ -265,17 +264,6 @@ static void set_error(a0_xfer *x, CURLcode rc, const char *curl_msg) {
     snprintf(x->errmsg, sizeof x->errmsg, "%s", curl_easy_strerror(rc));
 }
 
-/* Threaded, mu held: transfers started while the lock was taken go to the I/O thread's
- * queue (the caller wakes it up after unlocking). */
-static void flush_pending(a0_engine *e) {
-  a0_xfer *x = e->pend_head;
-  if (x == NULL) return;
-  for (; x != NULL; x = x->next_q) x->queued = IN_ADDS;
-  if (e->adds_tail) e->adds_tail->next_q = e->pend_head; else e->adds_head = e->pend_head;
-  e->adds_tail = e->pend_tail;
-  e->pend_head = e->pend_tail = NULL;
-}
-
 /* Options that never change for a handle are set once, when it is created: a pooled
  * transfer then costs only the per-request options (URL, headers, method, body). */
 static CURL *new_easy(a0_engine *e, a0_xfer *x) {
@@ -340,19 +328,15 @@ int a0_xfer_start(a0_engine *e, a0_xfer *x) {
   a0_buf_reset(&x->resp);
   if (x->hdr != NULL) memset(x->hdr, 0, (size_t)A0_NHDR * A0_HDR_MAX);
   if (e->threaded) {   /* the I/O thread prepares it and adds it to the multi handle */
+    a0_xfer *top;
     x->state = A0_X_RUNNING;
-    x->queued = IN_PEND;
-    x->next_q = NULL;
-    if (e->pend_tail) e->pend_tail->next_q = x; else e->pend_head = x;
-    e->pend_tail = x;
     count(&e->running, 1);
-    /* never wait for the lock here: the (low priority) I/O thread may hold it while the OS
-     * runs something else; then the next start or poll hands it over */
-    if (pthread_mutex_trylock(&e->mu) == 0) {
-      flush_pending(e);
-      pthread_mutex_unlock(&e->mu);
-      curl_multi_wakeup(e->multi);
-    }
+    /* no lock: the (low priority) I/O thread may hold it while the OS runs something else,
+     * and a start must not wait for that */
+    top = __atomic_load_n(&e->inbox, __ATOMIC_RELAXED);
+    do x->next_q = top;
+    while (!__atomic_compare_exchange_n(&e->inbox, &top, x, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    curl_multi_wakeup(e->multi);
     return 0;
   }
   if (prepare(e, x) != 0) return -1;
@@ -411,11 +395,17 @@ static void collect(a0_engine *e) {
  * mu held, but releases it around libcurl calls: adding a burst of transfers takes
  * milliseconds, and the caller's thread must never wait that long for the lock. */
 static void io_exchange(a0_engine *e) {
-  a0_xfer *adds = e->adds_head, *cancels = e->cancels, *x, *next;
+  a0_xfer *adds = NULL, *cancels = e->cancels, *x, *next;
+  /* the inbox, oldest first; what was cancelled before this point is only released (it is
+   * on cancels too), what is cancelled after it goes through cancels at the next exchange */
+  for (x = __atomic_exchange_n(&e->inbox, NULL, __ATOMIC_ACQUIRE); x != NULL; x = next) {
+    next = x->next_q;
+    if (x->cancel_req) { x->next_q = NULL; continue; }
+    x->next_q = adds;
+    adds = x;
+  }
   if (adds == NULL && cancels == NULL) return;
-  e->adds_head = e->adds_tail = NULL;
   e->cancels = NULL;
-  for (x = adds; x != NULL; x = x->next_q) x->queued = NOT_ADDED;   /* a cancel now goes through cancels */
   pthread_mutex_unlock(&e->mu);
   for (x = adds; x != NULL; x = next) {
     next = x->next_q;
@@ -507,17 +497,10 @@ static void take_over(a0_engine *e) {
   }
 }
 
-/* Threaded: takes the lock, handing over the transfers started meanwhile (the I/O thread
- * is woken for them). With nowait, returns 0 instead of waiting for the lock. */
+/* Threaded: takes the lock; with nowait, returns 0 instead of waiting for it. */
 static int lock_owner(a0_engine *e, int nowait) {
-  int kick = e->pend_head != NULL;
-  if (nowait) {
-    if (pthread_mutex_trylock(&e->mu) != 0) return 0;
-  } else {
-    pthread_mutex_lock(&e->mu);
-  }
-  flush_pending(e);
-  if (kick) curl_multi_wakeup(e->multi);   /* it takes them once we unlock (or wait) */
+  if (nowait) return pthread_mutex_trylock(&e->mu) == 0;
+  pthread_mutex_lock(&e->mu);
   return 1;
 }
 
@@ -619,17 +602,7 @@ int a0_engine_cancel(a0_engine *e, a0_xfer *x) {
     if (!e->threaded) {
       curl_multi_remove_handle(e->multi, x->easy);
       a0_buf_reset(&x->body);
-    } else if (x->queued != NOT_ADDED) {   /* libcurl never saw it */
-      a0_xfer **head = x->queued == IN_PEND ? &e->pend_head : &e->adds_head;
-      a0_xfer **tail = x->queued == IN_PEND ? &e->pend_tail : &e->adds_tail;
-      a0_xfer **pp = head, *prev = NULL;
-      while (*pp != x) { prev = *pp; pp = &(*pp)->next_q; }
-      *pp = x->next_q;
-      if (*tail == x) *tail = prev;
-      x->next_q = NULL;
-      x->queued = NOT_ADDED;
-      a0_buf_reset(&x->body);
-    } else {                  /* the I/O thread may be writing into it right now */
+    } else {   /* in the inbox, or the I/O thread may be writing into it right now */
       x->cancel_req = 1;
       x->next_c = e->cancels;
       e->cancels = x;

@@ -3,8 +3,9 @@
  *
  * Two modes. By default the caller's thread drives libcurl: a0_engine_run performs the
  * transfers. With opts.threaded, an I/O thread owned by the engine drives libcurl and
- * everything else is a hand-over under one mutex: a0_xfer_start queues the transfer,
- * a0_engine_run only waits for finished ones, a0_engine_pop_done takes them. The caller
+ * everything else is a hand-over: a0_xfer_start pushes the transfer on a lock-free inbox,
+ * a0_engine_run only takes the finished ones over (under one mutex, never waiting for it
+ * with timeout 0), a0_engine_pop_done pops them. The caller
  * never runs libcurl code then, so TLS handshakes and bursts of answers never cost its
  * thread anything. Either way the engine API is used from one thread only (except
  * a0_engine_wakeup, callable from any thread). */
@@ -82,11 +83,11 @@ struct a0_xfer {
   void *easy;
   a0_engine *eng;
   a0_xfer *next_done;       /* done queue, or the released list (threaded) */
-  a0_xfer *next_q;          /* threaded: queue of transfers to add */
+  a0_xfer *next_q;          /* threaded: the inbox of started transfers, then the batch the
+                               I/O thread adds */
   a0_xfer *next_c;          /* threaded: queue of transfers to cancel (its own link: a
                                transfer being added may be cancelled meanwhile) */
   int in_done;
-  int queued;               /* threaded: started, not yet handed to libcurl */
   int cancel_req;           /* threaded: cancelled while libcurl held it */
   int attached;             /* threaded, I/O thread only: added to the multi handle */
   void *ud;                 /* owner's back pointer */
@@ -119,8 +120,8 @@ void a0_engine_unpop(a0_engine *e, a0_xfer *x);
 /* Drives everything until x is finished; x is not left in the done queue. */
 void a0_engine_wait(a0_engine *e, a0_xfer *x);
 /* Stops x; it finishes with A0_ECANCELLED and is not queued. Returns 0 when x is the
- * caller's again at once; 1 (threaded engines only) when the I/O thread still holds x:
- * the caller must not touch it until a0_engine_pop_released hands it back. */
+ * caller's again at once; 1 (threaded engines, x still running) when the I/O thread holds
+ * x: the caller must not touch it until a0_engine_pop_released hands it back. */
 int a0_engine_cancel(a0_engine *e, a0_xfer *x);
 /* Threaded: a transfer cancelled while the I/O thread held it, now released; or NULL. */
 a0_xfer *a0_engine_pop_released(a0_engine *e);
