@@ -37,6 +37,9 @@ struct a0_engine {
   /* threaded, the owner's thread only (no lock): finished and released transfers it has
    * taken over, so that popping them one by one never touches the lock */
   a0_xfer *ready_head, *ready_tail, *reaped;
+#ifdef A0_TEST_HOOKS
+  int test_paused;          /* io_exchange leaves the inbox and the cancels alone */
+#endif
 };
 
 enum { NOT_QUEUED, IN_DONE, IN_READY };   /* a0_xfer.in_done */
@@ -124,7 +127,9 @@ void a0_engine_free(a0_engine *e) {
     curl_multi_wakeup(e->multi);
     pthread_join(e->thread, NULL);
   }
-  /* cancelled while the thread's last exchange had the lock released: ours to finish */
+  /* cancelled while the thread's last exchange had the lock released: ours to finish. The
+   * inbox may still point at some of them (cancelled before any exchange took them): it is
+   * not walked here. Transfers started and never cancelled are the caller's. */
   while (e->cancels != NULL) {
     a0_xfer *x = e->cancels;
     e->cancels = x->next_c;
@@ -396,6 +401,9 @@ static void collect(a0_engine *e) {
  * milliseconds, and the caller's thread must never wait that long for the lock. */
 static void io_exchange(a0_engine *e) {
   a0_xfer *adds = NULL, *cancels = e->cancels, *x, *next;
+#ifdef A0_TEST_HOOKS
+  if (e->test_paused) return;
+#endif
   /* the inbox, oldest first; what was cancelled before this point is only released (it is
    * on cancels too), what is cancelled after it goes through cancels at the next exchange */
   for (x = __atomic_exchange_n(&e->inbox, NULL, __ATOMIC_ACQUIRE); x != NULL; x = next) {
@@ -435,7 +443,7 @@ static void io_exchange(a0_engine *e) {
   for (x = cancels; x != NULL; x = next) {
     next = x->next_c;
     x->next_c = NULL;
-    x->cancel_req = 0;
+    x->cancel_req = 2;        /* released: a repeated cancel still says "held" until popped */
     x->state = A0_X_DONE;
     x->next_done = e->released;
     e->released = x;
@@ -562,6 +570,7 @@ a0_xfer *a0_engine_pop_released(a0_engine *e) {
   if (x != NULL) {
     e->reaped = x->next_done;
     x->next_done = NULL;
+    x->cancel_req = 0;        /* the caller's again; no other thread sees it now */
   }
   return x;
 }
@@ -648,4 +657,10 @@ int a0_engine_running(a0_engine *e) { return counted(&e->running); }
 #ifdef A0_TEST_HOOKS   /* csrc/test only: hold the lock as the I/O thread would */
 void a0_test_lock(a0_engine *e) { pthread_mutex_lock(&e->mu); }
 void a0_test_unlock(a0_engine *e) { pthread_mutex_unlock(&e->mu); }
+void a0_test_pause(a0_engine *e, int on) {
+  pthread_mutex_lock(&e->mu);
+  e->test_paused = on;
+  pthread_mutex_unlock(&e->mu);
+  curl_multi_wakeup(e->multi);
+}
 #endif

@@ -88,7 +88,8 @@ struct a0_xfer {
   a0_xfer *next_c;          /* threaded: queue of transfers to cancel (its own link: a
                                transfer being added may be cancelled meanwhile) */
   int in_done;
-  int cancel_req;           /* threaded: cancelled while libcurl held it */
+  int cancel_req;           /* threaded: cancelled while the I/O thread had it (inbox or
+                               libcurl); 2 once released, until a0_engine_pop_released */
   int attached;             /* threaded, I/O thread only: added to the multi handle */
   void *ud;                 /* owner's back pointer */
 };
@@ -121,7 +122,8 @@ void a0_engine_unpop(a0_engine *e, a0_xfer *x);
 void a0_engine_wait(a0_engine *e, a0_xfer *x);
 /* Stops x; it finishes with A0_ECANCELLED and is not queued. Returns 0 when x is the
  * caller's again at once; 1 (threaded engines, x still running) when the I/O thread holds
- * x: the caller must not touch it until a0_engine_pop_released hands it back. */
+ * x: the caller must not touch it until a0_engine_pop_released hands it back (cancelling
+ * it again meanwhile returns 1 and does nothing). */
 int a0_engine_cancel(a0_engine *e, a0_xfer *x);
 /* Threaded: a transfer cancelled while the I/O thread held it, now released; or NULL. */
 a0_xfer *a0_engine_pop_released(a0_engine *e);

@@ -23,6 +23,7 @@
 
 void a0_test_lock(a0_engine *e);     /* a0_http.c, built with A0_TEST_HOOKS */
 void a0_test_unlock(a0_engine *e);
+void a0_test_pause(a0_engine *e, int on);   /* the I/O thread leaves its inbox alone */
 
 /* ---- header capture ---------------------------------------------------------------- */
 
@@ -451,6 +452,7 @@ static void test_threaded(tally *t, a0_engine *e, server *s) {
 
   /* started while the I/O thread "has the lock": the start does not wait for it, and the
    * thread takes the transfer as soon as it has the lock, with no further call from us */
+  int before = __atomic_load_n(&s->accepted, __ATOMIC_SEQ_CST);
   a0_test_lock(e);
   set_url(x, s->port, "/ok");
   CHECK(t, a0_xfer_start(e, x) == 0);
@@ -459,24 +461,51 @@ static void test_threaded(tally *t, a0_engine *e, server *s) {
   CHECK(t, a0_xfer_start(e, y) == 0);
   CHECK(t, a0_engine_run(e, 0) == -2);           /* poll(0) does not wait for the lock either */
   a0_test_unlock(e);
-  {
-    struct timespec nap = { 0, 500000000L };     /* no engine call meanwhile */
+  t0 = now_ms();                                  /* no engine call: the server sees both */
+  while (__atomic_load_n(&s->accepted, __ATOMIC_SEQ_CST) < before + 2 && now_ms() - t0 < 5000) {
+    struct timespec nap = { 0, 10000000L };
     nanosleep(&nap, NULL);
   }
-  CHECK(t, a0_engine_run(e, 0) == 1);            /* x finished; y is held by the server */
-  a0_xfer *got = a0_engine_pop_done(e);
+  CHECK(t, __atomic_load_n(&s->accepted, __ATOMIC_SEQ_CST) >= before + 2);
+  a0_xfer *got = NULL;
+  while (got == NULL && now_ms() - t0 < 5000) { a0_engine_run(e, 20); got = a0_engine_pop_done(e); }
   CHECK(t, got == x && x->err == A0_OK && resp_is(x, "hello"));
   CHECK(t, a0_engine_cancel(e, y) == 1);         /* libcurl has it: handed back later */
   CHECK(t, a0_engine_cancel(e, y) == 1);         /* twice: still held, counted once */
   CHECK(t, a0_engine_running(e) == 0);
   t0 = now_ms();
   got = NULL;
-  while (got == NULL && now_ms() - t0 < 3000) { a0_engine_run(e, 20); got = a0_engine_pop_released(e); }
+  int still_held = 1;
+  while (got == NULL && now_ms() - t0 < 3000) {
+    a0_engine_run(e, 1);
+    still_held = still_held && a0_engine_cancel(e, y) == 1;   /* released or not: until popped */
+    got = a0_engine_pop_released(e);
+  }
+  CHECK(t, still_held);
   CHECK(t, got == y && a0_engine_pop_released(e) == NULL && a0_engine_pop_done(e) == NULL);
+  CHECK(t, a0_engine_cancel(e, y) == 0);         /* popped: ours, DONE, a no-op cancel */
+  CHECK(t, a0_engine_running(e) == 0);
+
+  /* cancelled while still in the inbox: never reaches libcurl, comes back released */
+  int seen_before = __atomic_load_n(&s->accepted, __ATOMIC_SEQ_CST);
+  a0_xfer_reset(y);
+  set_url(y, s->port, "/ok");
+  a0_test_pause(e, 1);
+  CHECK(t, a0_xfer_start(e, y) == 0);
+  CHECK(t, a0_engine_cancel(e, y) == 1);
+  CHECK(t, a0_engine_running(e) == 0);
+  a0_test_pause(e, 0);
+  t0 = now_ms();
+  got = NULL;
+  while (got == NULL && now_ms() - t0 < 3000) { a0_engine_run(e, 20); got = a0_engine_pop_released(e); }
+  CHECK(t, got == y && a0_engine_pop_done(e) == NULL);
+  a0_engine_run(e, 100);
+  CHECK(t, __atomic_load_n(&s->accepted, __ATOMIC_SEQ_CST) == seen_before);
   a0_xfer_free(y);
   a0_xfer_reset(x);
 
   /* a burst, every third cancelled at once, every fifth after a while */
+  a0_test_lock(e);                               /* none can finish before all are started */
   for (int i = 0; i < N; i++) {
     xs[i] = a0_xfer_new();
     set_url(xs[i], s->port, i % 2 ? "/ok" : "/echo");
@@ -484,6 +513,7 @@ static void test_threaded(tally *t, a0_engine *e, server *s) {
     CHECK(t, a0_xfer_start(e, xs[i]) == 0);
   }
   CHECK(t, a0_engine_running(e) == N);
+  a0_test_unlock(e);
   for (int i = 0; i < N; i += 3)
     if (a0_engine_cancel(e, xs[i]) == 0) seen[i]++;
   a0_engine_run(e, 5);
