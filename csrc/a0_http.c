@@ -505,19 +505,16 @@ static void take_over(a0_engine *e) {
   }
 }
 
-/* Threaded: takes the lock; with nowait, returns 0 instead of waiting for it. */
-static int lock_owner(a0_engine *e, int nowait) {
-  if (nowait) return pthread_mutex_trylock(&e->mu) == 0;
-  pthread_mutex_lock(&e->mu);
-  return 1;
-}
-
 int a0_engine_run(a0_engine *e, int timeout_ms) {
   int still = 0;
   if (e->threaded) {
     /* poll(0) never waits for the lock: if the I/O thread has it, the next poll goes on */
-    if (!lock_owner(e, timeout_ms == 0)) return -2;
-    if (timeout_ms > 0) wait_done(e, timeout_ms, 0);
+    if (timeout_ms > 0) {
+      pthread_mutex_lock(&e->mu);
+      wait_done(e, timeout_ms, 0);
+    } else if (pthread_mutex_trylock(&e->mu) != 0) {
+      return -2;
+    }
     take_over(e);
     pthread_mutex_unlock(&e->mu);
     return counted(&e->running);
@@ -562,7 +559,7 @@ void a0_engine_unpop(a0_engine *e, a0_xfer *x) {
 
 a0_xfer *a0_engine_pop_released(a0_engine *e) {
   a0_xfer *x;
-  if (e->threaded && e->reaped == NULL && lock_owner(e, 1)) {
+  if (e->threaded && e->reaped == NULL && pthread_mutex_trylock(&e->mu) == 0) {
     take_over(e);
     pthread_mutex_unlock(&e->mu);
   }
@@ -583,7 +580,7 @@ static void unlink_done(a0_engine *e, a0_xfer *x) {
 
 void a0_engine_wait(a0_engine *e, a0_xfer *x) {
   if (e->threaded) {   /* libcurl's timeouts bound the wait: the I/O thread finishes x */
-    lock_owner(e, 0);
+    lock(e);
     while (x->state == A0_X_RUNNING) pthread_cond_wait(&e->cv, &e->mu);
     if (x->in_done) unlink_done(e, x);
     unlock(e);
@@ -632,7 +629,7 @@ int a0_engine_cancel(a0_engine *e, a0_xfer *x) {
 void a0_engine_idle(a0_engine *e, int timeout_ms) {
   if (timeout_ms <= 0) return;
   if (e->threaded) {
-    lock_owner(e, 0);
+    lock(e);
     wait_done(e, timeout_ms, 1);
     pthread_mutex_unlock(&e->mu);
     return;

@@ -448,8 +448,10 @@ function Client:poll(ms)
   local t_start = budget and now()
   if ms > 0 then self:_launch_deferred(math.huge) end   -- a script waiting: send everything now
   self._polling = true
-  -- callbacks may start new transfers (deferred): keep room for one start after them
-  local left = budget and math.max(budget - (self._dhead <= self._dtail and self._start_cost or 0), 0.001)
+  -- with io_thread, deferred starts run after the callbacks: keep room for one of them
+  local threaded = self._cfg.io_thread
+  local reserve = (threaded and self._dhead <= self._dtail) and self._start_cost or 0
+  local left = budget and math.max(budget - reserve, 0.001)
   local ok, n, perr = pcall(self._core.poll, self._core, ms, left)
   if ok and n == 0 and ms > 0 and #timers > 0 and #self._queue == 0 then
     -- nothing on the wire: wait for the timer instead of spinning
@@ -485,15 +487,17 @@ function Client:poll(ms)
     -- one per poll always (a slow machine must still make progress), more while they fit.
     -- With io_thread a start costs what it costs now (learned); without, libcurl sends it
     -- in the next poll for about START_COST_MS each, so a fixed number fits
-    local cost, n_max = self._start_cost, math.huge
-    if not self._cfg.io_thread then n_max, cost = math.max(1, math.floor(budget / START_COST_MS)), 0 end
+    local cost = self._start_cost
+    local n_max = threaded and math.huge or math.max(1, math.floor(budget / START_COST_MS))
     repeat
       local t1 = now()
       self:_launch_deferred(1)
-      local d = (now() - t1) * 1000
-      if self._cfg.io_thread then cost = d > cost and d or cost + (d - cost) / 8 end
+      if threaded then
+        local d = (now() - t1) * 1000
+        cost = d > cost and d or cost + (d - cost) / 8
+      end
       n_max = n_max - 1
-    until n_max == 0 or self._dhead > self._dtail or (now() - t_start) * 1000 + cost > budget
+    until n_max == 0 or self._dhead > self._dtail or (now() - t_start) * 1000 + (threaded and cost or 0) > budget
     self._start_cost = cost
     ran = true
   end
