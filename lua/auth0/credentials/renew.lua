@@ -161,6 +161,11 @@ return function(Manager, h)
   --   `flow.mfa` and `save` the result), network and server errors (the store is kept),
   --   `insecure_store`, `store_corrupt`, `store_busy`, `store_error`
   function Manager:credentials(opts, cb)
+    local d = self._data
+    if opts == nil and cb == nil and d then   -- the hot path: a cached token still valid
+      local now = self._now()
+      if fresh(d, now, self._min_ttl) then return view(d, d, now) end
+    end
     opts, cb = args(opts, cb, 2)
     for k in pairs(opts) do if k ~= "min_ttl" then raise("unknown option " .. tostring(k)) end end
     local min_ttl = opts.min_ttl == nil and self._min_ttl or check_ttl(opts.min_ttl, "min_ttl", 2)
