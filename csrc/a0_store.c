@@ -3,7 +3,9 @@
 #define _DEFAULT_SOURCE   /* flock() */
 #include "a0_store.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -147,6 +149,30 @@ static a0_store_status sync_dir(const char *dir, a0_store_err *e) {
   return A0_STORE_OK;
 }
 
+/* Removes the temp files of `path` left by processes that died before their rename (they
+ * may hold tokens); a live writer's file is left alone. */
+static void sweep_stale(const char *dir, const char *path) {
+  const char *base = strrchr(path, '/');
+  size_t blen;
+  DIR *d;
+  struct dirent *de;
+  base = base ? base + 1 : path;
+  blen = strlen(base);
+  if ((d = opendir(dir)) == NULL) return;
+  while ((de = readdir(d)) != NULL) {
+    const char *n = de->d_name;
+    char *end;
+    long pid;
+    char full[4200];
+    if (strncmp(n, base, blen) != 0 || strncmp(n + blen, ".tmp-", 5) != 0) continue;
+    pid = strtol(n + blen + 5, &end, 10);
+    if (end == n + blen + 5 || *end != '-' || pid <= 0) continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+    if (snprintf(full, sizeof full, "%s/%s", dir, n) < (int)sizeof full) unlink(full);
+  }
+  closedir(d);
+}
+
 a0_store_status a0_store_write(const char *path, const void *data, size_t len, a0_store_fault fault,
                                a0_store_err *e) {
   char dir[4096], tmp[4200];
@@ -158,6 +184,7 @@ a0_store_status a0_store_write(const char *path, const void *data, size_t len, a
     return fail(e, A0_STORE_IO, "path too long");
   if ((s = a0_store_mkdirs(dir, e)) != A0_STORE_OK) return s;
   if ((s = check_dir(dir, e)) != A0_STORE_OK) return s;
+  sweep_stale(dir, path);
   if (RAND_bytes(r, sizeof r) != 1) return fail(e, A0_STORE_IO, "random generator failed");
   snprintf(tmp, sizeof tmp, "%s.tmp-%ld-%02x%02x%02x%02x%02x%02x", path, (long)getpid(),
            r[0], r[1], r[2], r[3], r[4], r[5]);

@@ -460,6 +460,7 @@ describe("auth0.credentials file store", function()
     local cm2 = credentials.new(c, { store = credentials.file_store { path = path }, now = now })
     assert(cm2:renew())
     assert.equal(2, refreshes())
+    assert.is_nil(sh("ls -a " .. dir):find("credentials.tmp-", 1, true))   -- the dead writer's temp file is swept
     c:close()
   end)
 end)

@@ -168,8 +168,10 @@ static void test_killed_before_rename(tally *t) {
   waitpid(pid, &st, 0);
   CHECK(t, WIFSIGNALED(st));
   CHECK(t, read_eq(f, "old"));
+  CHECK(t, count_tmp(d) == 1);   /* the dead writer's temp file */
   CHECK(t, a0_store_write(f, "next", 4, A0_FAULT_NONE, &e) == A0_STORE_OK);
   CHECK(t, read_eq(f, "next"));
+  CHECK(t, count_tmp(d) == 0);   /* swept by the next write */
 }
 
 int main(void) {
