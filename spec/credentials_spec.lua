@@ -92,11 +92,12 @@ describe("auth0.credentials", function()
     assert.is_nil(t.refresh_token)
     assert.equal(0, refreshes())
     advance(86400 - 59)   -- 59 s left: under min_ttl (60)
+    local before = now()
     t = assert(cm:credentials())
     assert.not_equal(tokens.access_token, t.access_token)
     assert.equal(1, refreshes())
     assert.equal(86400, t.expires_in)
-    assert.equal(now() + 86400, t.expires_at)
+    assert.is_true(t.expires_at >= before + 86400 and t.expires_at <= now() + 86400)
     local rotated = store.load().refresh_token
     assert.is_string(rotated)
     assert.not_equal(tokens.refresh_token, rotated)
@@ -446,15 +447,20 @@ describe("auth0.credentials file store", function()
     local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = now })
     cm:save(login(c, "k@example.com"))
     local before = slurp(path)
-    local pid = sh("A0_STORE_FAULT=stall_before_rename A0_RENEW=1 " .. child_script(dir) .. " >/dev/null 2>&1 & echo $!")
-                :match("%d+")
+    -- exec: $! must be the Lua process itself, not a shell around it
+    local pid = sh("(exec env A0_STORE_FAULT=stall_before_rename A0_RENEW=1 " .. child_script(dir)
+                   .. ") >/dev/null 2>&1 & echo $!"):match("%d+")
     local deadline = os.time() + 20
     while sh("ls -a " .. dir):find("credentials.tmp-", 1, true) == nil do
       assert(os.time() < deadline, "the child never reached the fault point")
       os.execute("sleep 0.05")
     end
     os.execute("kill -9 " .. pid)
-    os.execute("sleep 0.2")
+    local gone = os.time() + 10
+    while sh("kill -0 " .. pid .. " && echo alive"):find("alive", 1, true) do
+      assert(os.time() < gone, "the child survived kill -9")
+      os.execute("sleep 0.05")
+    end
     assert.equal(1, refreshes())
     assert.equal(before, slurp(path))
     local cm2 = credentials.new(c, { store = credentials.file_store { path = path }, now = now })
