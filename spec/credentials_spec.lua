@@ -455,7 +455,7 @@ describe("auth0.credentials file store", function()
       assert(os.time() < deadline, "the child never reached the fault point")
       os.execute("sleep 0.05")
     end
-    os.execute("kill -9 " .. pid)
+    os.execute("kill -9 " .. pid .. " 2>/dev/null")
     local gone = os.time() + 10
     while sh("kill -0 " .. pid .. " && echo alive"):find("alive", 1, true) do
       assert(os.time() < gone, "the child survived kill -9")
@@ -467,6 +467,131 @@ describe("auth0.credentials file store", function()
     assert(cm2:renew())
     assert.equal(2, refreshes())
     assert.is_nil(sh("ls -a " .. dir):find("credentials.tmp-", 1, true))   -- the dead writer's temp file is swept
+    c:close()
+  end)
+end)
+
+describe("auth0.credentials under nginx (ngx_store)", function()
+  local prefix, port, nginx_pid
+
+  local MODULE = [[
+local auth0 = require "auth0"
+local credentials = require "auth0.credentials"
+local cjson = require("cjson.safe").new()
+local M, cm = {}
+local dict = ngx.shared.auth0
+local function get()
+  if cm then return cm end
+  local base = dict:get("base")
+  local transport = require("auth0.transport.ngx").new({ base_url = base, timeout = 10, connect_timeout = 2 },
+    { server_name = "localhost" })   -- cosockets check a host name, not an IP
+  local c = auth0.new { base_url = base, client_id = "emu-native", transport = transport, sleep = ngx.sleep, timeout = 10 }
+  cm = credentials.new(c, { store = credentials.ngx_store { dict = "auth0", key = "user:1" },
+                            now = function() return ngx.time() + (dict:get("offset") or 0) end })
+  return cm
+end
+function M.setup()
+  local args = ngx.req.get_uri_args()
+  dict:set("base", args.base)
+  dict:set("offset", tonumber(args.offset))
+  ngx.say("ok")
+end
+function M.save()
+  ngx.req.read_body()
+  local ok, err = get():save(cjson.decode(ngx.req.get_body_data()))
+  ngx.say(ok and "ok" or tostring(err))
+end
+function M.token()
+  local t, err = get():credentials()
+  ngx.say(t and ("token " .. t.access_token:sub(-16)) or ("error " .. tostring(err)), " ", ngx.worker.pid())
+end
+return M
+]]
+
+  local CONF = [[
+%s
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+daemon off; master_process on; worker_processes 4;
+pid logs/nginx.pid; error_log logs/error.log notice;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;
+  uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
+  lua_package_path "%s/lua/?.lua;%s/lua/?.lua;%s/lua/?/init.lua;;";
+  lua_package_cpath "%s/build/luajit/?.so;;";
+  lua_ssl_trusted_certificate %s;
+  lua_ssl_verify_depth 5;
+  lua_shared_dict auth0 1m;
+  init_by_lua_block { require "resty.core" }
+  server {
+    listen 127.0.0.1:%d reuseport;
+    location /setup { content_by_lua_block { require("creds_test").setup() } }
+    location /save { content_by_lua_block { require("creds_test").save() } }
+    location /token { content_by_lua_block { require("creds_test").token() } }
+  }
+}
+]]
+
+  setup(function()
+    server = emu.start()
+    prefix = sh("mktemp -d /tmp/a0-creds-nginx.XXXXXX"):match("%S+")
+    os.execute("mkdir -p " .. prefix .. "/conf " .. prefix .. "/logs " .. prefix .. "/tmp " .. prefix .. "/lua")
+    spit(prefix .. "/lua/creds_test.lua", MODULE)
+    local root = sh("pwd"):match("%S+")
+    local s = require("socket").bind("127.0.0.1", 0)
+    port = select(2, s:getsockname())
+    s:close()
+    spit(prefix .. "/conf/nginx.conf", CONF:format(sh("id -u"):match("^0") and "user root;" or "", prefix, root, root, root,
+      server.ca_file, port))
+    nginx_pid = sh("(exec nginx -p " .. prefix .. " -c conf/nginx.conf -e stderr) >/dev/null 2>&1 & echo $!"):match("%d+")
+    local deadline = os.time() + 10
+    while not sh("curl -s http://127.0.0.1:" .. port .. "/setup?base=x"):find("ok", 1, true) do
+      assert(os.time() < deadline, "nginx did not start: " .. sh("cat " .. prefix .. "/logs/error.log"))
+      os.execute("sleep 0.05")
+    end
+  end)
+  teardown(function()
+    if nginx_pid then os.execute("kill " .. nginx_pid .. " 2>/dev/null; sleep 0.3") end
+    if prefix then os.execute("rm -rf '" .. prefix .. "'") end
+  end)
+  before_each(function()
+    emu.reset()
+    offset = 0
+  end)
+
+  it("makes one refresh for 4 workers x 50 concurrent requests", function()
+    local url = "http://127.0.0.1:" .. port
+    local c = client()
+    local tokens = login(c, "n@example.com")
+    assert.equal("ok\n", sh("curl -s '" .. url .. "/setup?base=" .. server.base_url .. "&offset=0'"))
+    local body = require("cjson").encode(tokens)
+    spit(prefix .. "/tokens.json", body)
+    assert.equal("ok\n", sh("curl -s --data-binary @" .. prefix .. "/tokens.json " .. url .. "/save"))
+    assert.equal(tokens.access_token:sub(-16), sh("curl -s " .. url .. "/token"):match("^token (%S+)"))
+    advance(86400)
+    assert.equal("ok\n", sh("curl -s '" .. url .. "/setup?base=" .. server.base_url .. "&offset=" .. offset .. "'"))
+    -- a slow refresh, so that every worker's requests arrive while it is in flight
+    emu.control("POST", "/faults", { rules = { { kind = "delay", path = "/oauth/token", ms = 500 } } })
+    local urls = {}
+    for i = 1, 200 do urls[i] = url .. "/token" end
+    local out = sh("curl -s -Z --parallel-immediate --parallel-max 200 " .. table.concat(urls, " "))
+    local seen, pids, n = {}, {}, 0
+    for tok, pid in out:gmatch("token (%S+) (%d+)\n") do
+      n = n + 1
+      seen[tok] = true
+      pids[pid] = true
+    end
+    assert.equal(200, n, out)
+    local distinct, workers = 0, 0
+    for _ in pairs(seen) do distinct = distinct + 1 end
+    for _ in pairs(pids) do workers = workers + 1 end
+    assert.equal(1, distinct)
+    assert.is_nil(seen[tokens.access_token:sub(-16)])
+    assert.is_true(workers > 1, "only one worker answered")
+    assert.equal(1, refreshes())
+    emu.control("DELETE", "/faults")
     c:close()
   end)
 end)
