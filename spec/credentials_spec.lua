@@ -545,9 +545,9 @@ http {
     s:close()
     spit(prefix .. "/conf/nginx.conf", CONF:format(sh("id -u"):match("^0") and "user root;" or "", prefix, root, root, root,
       server.ca_file, port))
-    nginx_pid = sh("(exec nginx -p " .. prefix .. " -c conf/nginx.conf -e stderr) >/dev/null 2>&1 & echo $!"):match("%d+")
+    nginx_pid = sh("(exec env -u LD_PRELOAD nginx -p " .. prefix .. " -c conf/nginx.conf -e stderr) >/dev/null 2>&1 & echo $!"):match("%d+")
     local deadline = os.time() + 10
-    while not sh("curl -s http://127.0.0.1:" .. port .. "/setup?base=x"):find("ok", 1, true) do
+    while not sh("env -u LD_PRELOAD curl -s -m 5 http://127.0.0.1:" .. port .. "/setup?base=x"):find("ok", 1, true) do
       assert(os.time() < deadline, "nginx did not start: " .. sh("cat " .. prefix .. "/logs/error.log"))
       os.execute("sleep 0.05")
     end
@@ -565,18 +565,18 @@ http {
     local url = "http://127.0.0.1:" .. port
     local c = client()
     local tokens = login(c, "n@example.com")
-    assert.equal("ok\n", sh("curl -s '" .. url .. "/setup?base=" .. server.base_url .. "&offset=0'"))
+    assert.equal("ok\n", sh("env -u LD_PRELOAD curl -s -m 20 '" .. url .. "/setup?base=" .. server.base_url .. "&offset=0'"))
     local body = require("cjson").encode(tokens)
     spit(prefix .. "/tokens.json", body)
-    assert.equal("ok\n", sh("curl -s --data-binary @" .. prefix .. "/tokens.json " .. url .. "/save"))
-    assert.equal(tokens.access_token:sub(-16), sh("curl -s " .. url .. "/token"):match("^token (%S+)"))
+    assert.equal("ok\n", sh("env -u LD_PRELOAD curl -s -m 20 --data-binary @" .. prefix .. "/tokens.json " .. url .. "/save"))
+    assert.equal(tokens.access_token:sub(-16), sh("env -u LD_PRELOAD curl -s -m 20 " .. url .. "/token"):match("^token (%S+)"))
     advance(86400)
-    assert.equal("ok\n", sh("curl -s '" .. url .. "/setup?base=" .. server.base_url .. "&offset=" .. offset .. "'"))
+    assert.equal("ok\n", sh("env -u LD_PRELOAD curl -s -m 20 '" .. url .. "/setup?base=" .. server.base_url .. "&offset=" .. offset .. "'"))
     -- a slow refresh, so that every worker's requests arrive while it is in flight
     emu.control("POST", "/faults", { rules = { { kind = "delay", path = "/oauth/token", ms = 500 } } })
     local urls = {}
     for i = 1, 200 do urls[i] = url .. "/token" end
-    local out = sh("curl -s -Z --parallel-immediate --parallel-max 200 " .. table.concat(urls, " "))
+    local out = sh("env -u LD_PRELOAD curl -s -m 20 -Z --parallel-immediate --parallel-max 200 " .. table.concat(urls, " "))
     local seen, pids, n = {}, {}, 0
     for tok, pid in out:gmatch("token (%S+) (%d+)\n") do
       n = n + 1
