@@ -290,6 +290,100 @@ describe("auth0.credentials", function()
     c:close()
   end)
 
+  it("raises on misuse, naming the argument", function()
+    local c = client()
+    local cases = {
+      { function() credentials.new(nil) end, "client must be an auth0.Client" },
+      { function() credentials.new(c, { colour = 1 }) end, "unknown option colour" },
+      { function() credentials.new(c, { min_ttl = 0 / 0 }) end, "min_ttl must be seconds >= 0" },
+      { function() credentials.new(c, { min_ttl = math.huge }) end, "min_ttl must be seconds >= 0" },
+      { function() credentials.new(c, { store = {} }) end, "store must have load, save and clear functions" },
+      { function() credentials.new(c, { on_change = 1 }) end, "on_change must be a function" },
+      { function() credentials.file_store { path = "/tmp/x", key = "short" } end, "key must be a string of 32 bytes" },
+      { function() credentials.file_store { path = "/tmp/x", colour = 1 } end, "unknown option colour" },
+      { function() credentials.file_store { path = "/tmp/x", old_keys = {} } end, "old_keys needs key" },
+      { function() credentials.file_store { path = "/tmp/x", lock_wait = 0 / 0 } end, "lock_wait must be seconds in 0..3600" },
+      { function() credentials.new(c):credentials({ min_ttl = -1 }) end, "min_ttl must be seconds >= 0" },
+      { function() credentials.new(c):credentials({ scope = "x" }) end, "unknown option scope" },
+      { function() credentials.new(c):credentials({}, 1) end, "callback must be a function" },
+      { function() credentials.new(c):api_credentials(nil) end, "audience must be a non-empty string" },
+      { function() credentials.new(c):api_credentials("https://a", { scope = 1 }) end, "scope must be a string" },
+      { function() credentials.new(c):save({}) end, "tokens must have an access_token" },
+      { function() credentials.new(c):clear({ revoke = true, x = 1 }) end, "unknown option x" },
+      { function() auth0.core.seal("short", "1", "x") end, "key must be 32 bytes" },
+      { function() auth0.core.seal(("k"):rep(32), ("i"):rep(65), "x") end, "key_id must be at most 64 bytes" },
+      { function() auth0.core.open({ ["1"] = "short" }, auth0.core.seal(("k"):rep(32), "1", "x")) end, "key must be 32 bytes" },
+    }
+    for _, case in ipairs(cases) do
+      local ok, msg = pcall(case[1])
+      assert.is_false(ok)
+      assert.is_truthy(tostring(msg):find(case[2], 1, true), tostring(msg) .. " <> " .. case[2])
+    end
+    c:close()
+  end)
+
+  it("saves and renews with callbacks and refuses an ID token that does not verify", function()
+    local c = client()
+    local store = credentials.memory_store()
+    local cm = credentials.new(c, { store = store, now = now })
+    local tokens = login(c, "cb@example.com")
+    local saved
+    assert.is_true(cm:save(tokens, function(ok, err) saved = { ok, err } end))
+    poll_until(c, function() return saved ~= nil end)
+    assert.same({ true, nil }, saved)
+    advance(10)   -- a token issued in the same second with the same claims is the same JWT
+    local renewed
+    assert.is_true(cm:renew(function(t, err) renewed = { t, err } end))
+    poll_until(c, function() return renewed ~= nil end)
+    assert.is_nil(renewed[2])
+    assert.not_equal(tokens.access_token, renewed[1].access_token)
+    assert.equal(renewed[1].access_token, store.load().access_token)
+    assert.equal("cb@example.com", cm:user().email)
+    -- a tampered ID token: nothing is stored
+    local before = store.load().access_token
+    local bad = { access_token = "x", refresh_token = "y", expires_in = 60,
+                  id_token = tokens.id_token:gsub("%.([^.]+)$", ".AAAA") }
+    local ok, err = cm:save(bad)
+    assert.is_nil(ok)
+    assert.equal("invalid_id_token", err.code)
+    assert.equal(before, store.load().access_token)
+    c:close()
+  end)
+
+  it("never logs a token on any path", function()
+    local lines = {}
+    local c = client { on_log = function(level, msg, fields)
+      local parts = { level, msg }
+      for k, v in pairs(fields or {}) do parts[#parts + 1] = tostring(k) .. "=" .. tostring(v) end
+      lines[#lines + 1] = table.concat(parts, " ")
+    end }
+    emu.control("POST", "/apis", { identifier = "https://orders.example.com", scopes = { "read:orders" } })
+    emu.control("POST", "/refresh_tokens", { client_id = "emu-native",
+      policies = { { audience = "https://orders.example.com", scope = { "read:orders" } } } })
+    local cm = credentials.new(c, { now = now })
+    local secrets = {}
+    local function keep(t) for _, k in ipairs({ "access_token", "refresh_token", "id_token" }) do
+      if t and t[k] then secrets[#secrets + 1] = t[k] end end end
+    local tokens = login(c, "log@example.com")
+    keep(tokens)
+    cm:save(tokens)
+    keep(assert(cm:renew()))
+    keep(assert(cm:api_credentials("https://orders.example.com")))
+    advance(86400)
+    local got
+    cm:credentials(function(t) got = t end)
+    poll_until(c, function() return got ~= nil end)
+    keep(got)
+    assert(cm:clear())
+    local _, err = cm:credentials()
+    assert.equal("login_required", err.code)
+    assert.is_true(#lines > 0)
+    for _, line in ipairs(lines) do
+      for _, s in ipairs(secrets) do assert.is_nil(line:find(s, 1, true), line) end
+    end
+    c:close()
+  end)
+
   it("expires refresh tokens after the absolute and idle lifetimes", function()
     local c = client()
     emu.control("POST", "/refresh_tokens", { idle_lifetime = 1000, absolute_lifetime = 5000 })
@@ -486,7 +580,7 @@ local function get()
   local transport = require("auth0.transport.ngx").new({ base_url = base, timeout = 10, connect_timeout = 2 },
     { server_name = "localhost" })   -- cosockets check a host name, not an IP
   local c = auth0.new { base_url = base, client_id = "emu-native", transport = transport, sleep = ngx.sleep, timeout = 10 }
-  cm = credentials.new(c, { store = credentials.ngx_store { dict = "auth0", key = "user:1" },
+  cm = credentials.new(c, { store = credentials.ngx_store { dict = "auth0", key = "user:1", seal_key = ("s"):rep(32) },
                             now = function() return ngx.time() + (dict:get("offset") or 0) end })
   return cm
 end
@@ -500,6 +594,10 @@ function M.save()
   ngx.req.read_body()
   local ok, err = get():save(cjson.decode(ngx.req.get_body_data()))
   ngx.say(ok and "ok" or tostring(err))
+end
+function M.raw()
+  local v = dict:get("user:1")
+  ngx.say(v:sub(1, 4) == "A0S\1" and not v:find("refresh_token", 1, true) and "sealed" or "plain")
 end
 function M.token()
   local t, err = get():credentials()
@@ -530,6 +628,7 @@ http {
     location /setup { content_by_lua_block { require("creds_test").setup() } }
     location /save { content_by_lua_block { require("creds_test").save() } }
     location /token { content_by_lua_block { require("creds_test").token() } }
+    location /raw { content_by_lua_block { require("creds_test").raw() } }
   }
 }
 ]]
@@ -591,6 +690,7 @@ http {
     assert.is_nil(seen[tokens.access_token:sub(-16)])
     assert.is_true(workers > 1, "only one worker answered")
     assert.equal(1, refreshes())
+    assert.equal("sealed\n", sh("env -u LD_PRELOAD curl -s -m 20 " .. url .. "/raw"))
     emu.control("DELETE", "/faults")
     c:close()
   end)
