@@ -7,7 +7,7 @@ return function(Manager, h)
   local raise, check_ttl, api_key, entry_of, fresh, view = h.raise, h.check_ttl, h.api_key, h.entry_of, h.fresh, h.view
   local deliver, changed, login_required, entry_from, store_new = h.deliver, h.changed, h.login_required,
     h.entry_from, h.store_new
-  local xpcall, traceback, copy = h.xpcall, h.traceback, h.copy
+  local xpcall, pcall, traceback, copy = h.xpcall, h.pcall, h.traceback, h.copy
 
   -- The store's lock, when it has one (file: flock; ngx.shared: add with a TTL).
   local function lock(self)
@@ -65,7 +65,8 @@ return function(Manager, h)
   local function blocking_refresh(self, key, req, min_ttl, force)
     local l, lerr = lock(self)
     if not l then return nil, lerr end
-    local ok, res, err = xpcall(function()
+    -- pcall, not xpcall: a misuse raised inside is raised again unchanged, after the unlock
+    local ok, res, err = pcall(function()
       local d, done, rerr = reread(self, key, min_ttl, force)
       if not d or done then return done, rerr end
       local client = self._client
@@ -75,7 +76,7 @@ return function(Manager, h)
         claims = client:verify_id_token(t.id_token, { now = self._now() })
       end
       return settle(self, d, key, t, terr, claims)
-    end, traceback)
+    end)
     unlock(self, l)
     if not ok then error(res, 0) end
     return res, err
