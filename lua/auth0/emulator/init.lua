@@ -1,6 +1,6 @@
 --- Local Auth0 emulator: the `Emulator` object (state, virtual clock, router, body parsing,
 -- client authentication). Endpoint logic lives in the feature modules (passwordless, tokens,
--- control, and later mfa), which plug into the router and the grant table through `register`.
+-- mfa, control, faults), which plug into the router and the grant table through `register`.
 -- Pure Lua; runs under Lua 5.4 and LuaJIT (nginx). Crypto comes from the C module `auth0.core`.
 -- luacheck: ignore 212/self
 local core = require "auth0.core"
@@ -478,16 +478,7 @@ _M.register{ routes = { { "POST", "/oauth/token", "oauth_token" } } }
 _M.register(require "auth0.emulator.passwordless")
 _M.register(require "auth0.emulator.tokens")
 _M.register(require "auth0.emulator.control")
-
--- The MFA module is optional until it exists; any other load error is real and raised.
-do
-  local ok, mod = pcall(require, "auth0.emulator.mfa")
-  if ok then
-    _M.register(mod)
-  elseif not tostring(mod):find("module 'auth0.emulator.mfa' not found", 1, true) then
-    error(mod, 0)
-  end
-end
+_M.register(require "auth0.emulator.mfa")
 _M.register(require "auth0.emulator.faults")
 
 return _M
