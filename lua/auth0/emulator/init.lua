@@ -23,7 +23,7 @@ Emulator.__index = Emulator
 _M.Emulator = Emulator
 
 
----------------------------------------------------------------------------------------------
+-- -----------------------------------------------------------------------------------------
 -- Feature modules. A module is a table with any of:
 --   methods = { name = function(self, ...) }   mixed into Emulator (may override hooks)
 --   routes  = { { method, path_or_pattern, handler_name, pattern = bool } }
@@ -42,7 +42,7 @@ function _M.register(mod)
   for gt, handler in pairs(mod.grants or {}) do grants[gt] = handler end
 end
 
----------------------------------------------------------------------------------------------
+-- -----------------------------------------------------------------------------------------
 -- Emulator object.
 
 local function trim_slash(s) return (gsub(s, "/+$", "")) end
@@ -290,7 +290,7 @@ function Emulator:delete_user(user_id)
   return true
 end
 
----------------------------------------------------------------------------------------------
+-- -----------------------------------------------------------------------------------------
 -- Requests.
 
 --- Parses the request body as JSON or form-urlencoded. Caches the result on `req.params`.
