@@ -16,7 +16,9 @@ local b64url = core.b64url_encode
 local A = {}
 
 local ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-local RECOVERY_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZ"  -- [INF] section 11
+-- The letters of the real samples [INF] (docs/protocol.md
+-- "11. Emulator constants (defaults to implement)").
+local RECOVERY_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 
 -- What each authenticator kind looks like on the wire.
 local KINDS = {

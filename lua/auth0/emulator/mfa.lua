@@ -118,8 +118,9 @@ function methods:mfa_gate(user, client, login)
 end
 
 ---------------------------------------------------------------------------------------------
--- Token checks. Bodies per section 4.4; statuses: invalid_grant 403 on /oauth/token [DOC
--- section 11] and 401 on the MFA API [FIX SDK fixtures]; expired_token 401 [FIX].
+-- Token checks. Bodies per docs/protocol.md "4.4 mfa_token lifetime and usage"; statuses:
+-- invalid_grant 403 on /oauth/token [DOC, "11. Emulator constants (defaults to implement)"] and
+-- 401 on the MFA API [FIX SDK fixtures]; expired_token 401 [FIX].
 
 local function malformed(status) return err(status or 403, "invalid_grant", "Malformed mfa_token") end
 local function expired() return err(401, "expired_token", "mfa_token is expired") end
@@ -178,7 +179,8 @@ local function check_bearer(self, req, scope)
 end
 
 ---------------------------------------------------------------------------------------------
--- The failed-verification bucket (section 6.4): `attempts` tokens, +1 per `refill_seconds`.
+-- The failed-verification bucket (docs/protocol.md "6.4 MFA verification limits"): `attempts`
+-- tokens, +1 per `refill_seconds`.
 
 local function bucket(self, user_id)
   local s, now = self.mfa_settings, self:now()
@@ -207,7 +209,8 @@ local function failed(self, user_id, description)
 end
 
 ---------------------------------------------------------------------------------------------
--- GET /mfa/authenticators, DELETE /mfa/authenticators/{id} (sections 5.1, 5.2)
+-- GET /mfa/authenticators, DELETE /mfa/authenticators/{id} (docs/protocol.md
+-- "5.1 `GET /mfa/authenticators`", "5.2 `DELETE /mfa/authenticators/{authenticator_id}`")
 
 function methods:mfa_list(req)
   local user, berr = check_bearer(self, req, "read:authenticators")
@@ -232,6 +235,8 @@ function methods:mfa_delete(req, id)
 end
 
 ---------------------------------------------------------------------------------------------
+-- POST /mfa/associate (docs/protocol.md "5.3 `POST /mfa/associate` (enroll)")
+
 function methods:mfa_associate(req)
   local params, perr = self:params(req)
   if not params then return perr end
@@ -299,7 +304,7 @@ function methods:mfa_associate(req)
 end
 
 ---------------------------------------------------------------------------------------------
--- POST /mfa/challenge (section 5.4)
+-- POST /mfa/challenge (docs/protocol.md "5.4 `POST /mfa/challenge`")
 
 local CHALLENGE_OF = { totp = "otp", sms = "oob", voice = "oob", email = "oob", push = "oob" }
 
@@ -354,7 +359,7 @@ function methods:mfa_challenge(req)
 end
 
 ---------------------------------------------------------------------------------------------
--- The MFA grants (section 6).
+-- The MFA grants (docs/protocol.md "6. `POST /oauth/token` — MFA grants").
 
 -- Common checks. @return client, tx, user | nil, error response
 local function grant_begin(self, req, params, grant_type)
@@ -464,7 +469,8 @@ function methods:grant_mfa_oob(req, params)
   end
   local interval = self.mfa_settings.poll_min_interval
   if last and now - last < interval then
-    -- [INF] status 429 (a rate limit; PROTOCOL.md 6.2), the device flow's wording.
+    -- [INF] status 429 (a rate limit; docs/protocol.md
+    -- "6.2 http://auth0.com/oauth/grant-type/mfa-oob"), the device flow's wording.
     return err(429, "slow_down", format("You are polling faster than the specified interval of %d seconds.", interval))
   end
   return err(400, "authorization_pending", "Authorization pending: please repeat the request in a few seconds.")  -- [REC]
