@@ -2,6 +2,15 @@
 -- client authentication). Endpoint logic lives in the feature modules (passwordless, tokens,
 -- mfa, control, faults), which plug into the router and the grant table through `register`.
 -- Pure Lua; runs under Lua 5.4 and LuaJIT (nginx). Crypto comes from the C module `auth0.core`.
+-- Over HTTP it is served by `auth0.emulator.server`; in process it is a client's transport.
+-- @module auth0.emulator
+-- @usage
+-- local emu = require("auth0.emulator").new{ base_url = "https://tenant.test" }
+-- local client = require("auth0").new{ base_url = "https://tenant.test", client_id = "emu-native",
+--                                      transport = emu:transport() }
+-- assert(client:passwordless_start{ connection = "email", email = "a@example.com" })
+-- local code = emu.outbox[#emu.outbox].code
+
 -- luacheck: ignore 212/self
 local core = require "auth0.core"
 local util = require "auth0.emulator.util"
@@ -364,6 +373,10 @@ end
 --- MFA hook for login grants: return an error response (e.g. `mfa_required`) to stop token
 -- issuance, or nil to go on. `tx` describes the login ({grant_type, audience, scope, ...}).
 -- The mfa module overrides it.
+-- @tparam table user the user logging in
+-- @tparam table client the calling client
+-- @tparam table tx the login
+-- @treturn ?table an error response, or nil
 function Emulator:mfa_gate(user, client, tx) -- luacheck: ignore 212/user 212/client 212/tx
   return nil
 end
