@@ -104,3 +104,11 @@ clean:
 
 # C unit tests and fuzzing (mk/ctest.mk, mk/fuzz.mk)
 -include $(wildcard mk/*.mk)
+
+# API reference (LDoc; Debian strips its markdown formatter into lua-markdown) into build/docs/.
+# Any LDoc warning fails the target; spec/run.sh runs the same check in `make test`.
+PKGS += lua-ldoc lua-markdown
+.PHONY: docs
+docs: deps
+	rm -rf build/docs
+	ldoc -q --fatalwarnings -c config.ld .
