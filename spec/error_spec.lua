@@ -90,6 +90,9 @@ local CASES = {
   { "oob_expired", "mfa_oob", 401, body("expired_token", "oob_code is expired") },
   { "oob_expired", "mfa_oob", 403, body("invalid_grant", "oob_code is expired") },
   { "oob_expired", "mfa_oob", 403, body("invalid_grant", "Invalid oob_code.") },
+  { "oob_expired", "mfa_oob", 401, body("expired_token", "Reworded: the challenge is too old") },
+  { "mfa_token_expired", "mfa_oob", 401, body("expired_token", "mfa_token is expired") },
+  { "mfa_token_expired", "mfa_challenge", 401, body("expired_token", "Reworded: too old") },
   { "access_denied", "mfa_oob", 403, body("access_denied", "Denied by an action after the challenge") },
   -- 8.1 refresh, 8.2 userinfo, 8.3 revoke
   { "login_required", "refresh", 403, body("invalid_grant", "Unknown or invalid refresh token.") },

@@ -106,11 +106,14 @@ local MFA_TOKEN = { mfa_challenge = true, mfa_authenticators = true, mfa_associa
 
 local function has(text, word) return text:find(word, 1, true) ~= nil end
 
--- expired_token: "4.4 mfa_token lifetime and usage" (mfa_token), "6.2 ...mfa-oob" (oob_code,
--- "oob_code is expired"), "5.1 `GET /mfa/authenticators`" (an access token): one code for
--- three tokens, so only the wording tells which one died.
+-- expired_token: "4.4 mfa_token lifetime and usage" (mfa_token), "6.2
+-- `http://auth0.com/oauth/grant-type/mfa-oob`" (oob_code, "oob_code is expired"), "5.1 `GET
+-- /mfa/authenticators`" (an access token): one code for three tokens, so the wording tells
+-- which one died. Without it, mfa-oob says oob_expired: a new challenge then finds out
+-- whether the mfa_token is dead too, since /mfa/challenge takes no oob_code.
 local function expired(text, ep)
-  if has(text, "oob_code") then return "oob_expired" end
+  if has(text, "mfa_token") then return "mfa_token_expired" end
+  if has(text, "oob_code") or ep == "mfa_oob" then return "oob_expired" end
   if has(text, "access token") or ep == "userinfo" then return "invalid_token" end
   return "mfa_token_expired"
 end
