@@ -309,6 +309,22 @@ describe("auth0.flow", function()
         local ok, msg = pcall(case[1])
         assert.is_false(ok)
         assert.is_truthy(msg:find("auth0.flow: " .. case[2], 1, true), msg)
+        -- raised at the caller's line, not inside the library
+        assert.is_truthy(msg:find("^spec/flow_spec%.lua:%d+: auth0%.flow: "), msg)
+      end
+      for _, case in ipairs {
+        { function() flow.login(c, { connection = "email", email = "not an email" }) end, "email is malformed" },
+        { function() flow.login(c, { connection = "sms", phone_number = "555" }) end, "phone_number must match" },
+        { function() flow.login(c, { connection = "email", email = "a@example.com", push_interval = 0 / 0 }) end,
+          "push_interval must be a number of seconds in (0, 86400]" },
+        { function() flow.login(c, { connection = "email", email = "a@example.com", max_prompts = 0 }) end,
+          "max_prompts must be an integer >= 1" },
+        { function() flow.login(c, { connection = "email", email = "a@example.com", audience = 1 }) end,
+          "audience must be a string, got number" },
+      } do
+        local ok, msg = pcall(case[1])
+        assert.is_false(ok)
+        assert.is_truthy(msg:find("^spec/flow_spec%.lua:%d+: auth0%.flow: " .. case[2]:gsub("%p", "%%%0")), msg)
       end
       run_until(c, f, "awaiting_code")
       for _, case in ipairs {

@@ -77,11 +77,12 @@
 -- method call that changed the state); an error in it goes to the client's
 -- `on_callback_error`, like any callback's.
 local auth0 = require "auth0"
+local check = require "auth0.check"
 local machine = require "auth0.flow.machine"
 
 local type, pairs, ipairs, tostring, setmetatable, getmetatable = type, pairs, ipairs, tostring, setmetatable,
   getmetatable
-local misuse, Flow = machine.misuse, machine.Flow
+local misuse, Flow, AT = machine.misuse, machine.Flow, machine.AT
 
 local _M = { Flow = Flow, ATTEMPTS_PER_CODE = machine.ATTEMPTS_PER_CODE }
 
@@ -91,56 +92,49 @@ local OPTS = { connection = true, email = true, phone_number = true, audience = 
   language = true, on_state = true, code_lifetime = true, push_interval = true, push_timeout = true,
   max_restarts = true, max_prompts = true, max_wait = true, totp_period = true }
 
-local function optional(v, kind, name)
-  if v ~= nil and type(v) ~= kind then misuse(name .. " must be a " .. kind .. ", got " .. type(v), 4) end
+local function callback(v, name)
+  if v ~= nil and type(v) ~= "function" then misuse(name .. " must be a function, got " .. type(v)) end
   return v
 end
 
-local function seconds(v, name, default)
-  if v == nil then return default end
-  if type(v) ~= "number" or v ~= v or v <= 0 or v > 86400 then misuse(name .. " must be seconds in (0, 86400]", 4) end
-  return v
-end
+local function seconds(v, name, default) return check.seconds(AT, v, name, default) end
 
+-- An integer option (check.lua has none).
 local function count(v, name, default, min)
   if v == nil then return default end
-  if type(v) ~= "number" or v ~= v or v < min or v % 1 ~= 0 or v > 1e6 then
-    misuse(name .. " must be an integer >= " .. min, 4)
-  end
+  if type(v) ~= "number" or not (v >= min and v <= 1e6) or v % 1 ~= 0 then misuse(name .. " must be an integer >= " .. min) end
   return v
 end
 
 local function new_flow(client, opts, skip)
-  if getmetatable(client) ~= auth0.Client then misuse("an auth0.Client is required, got " .. type(client), 3) end
+  if getmetatable(client) ~= auth0.Client then misuse("an auth0.Client is required, got " .. type(client)) end
   if opts == nil then opts = {} end
-  if type(opts) ~= "table" then misuse("options must be a table, got " .. type(opts), 3) end
+  if type(opts) ~= "table" then misuse("options must be a table, got " .. type(opts)) end
   for k in pairs(opts) do
-    if not OPTS[k] and not (skip and skip[k]) then misuse("unknown option '" .. tostring(k) .. "'", 3) end
+    if not OPTS[k] and not (skip and skip[k]) then misuse("unknown option '" .. tostring(k) .. "'") end
   end
   return setmetatable({
     state = "new", restarts = 0,
-    audience = optional(opts.audience, "string", "audience"),
-    scope = optional(opts.scope, "string", "scope"),
+    audience = check.string(AT, opts.audience, "audience", true),
+    scope = check.string(AT, opts.scope, "scope", true),
     _client = client, _gen = 0, _push_base = 0, _push_polls = 0, _sends = 0,
     _max_restarts = count(opts.max_restarts, "max_restarts", 1, 0),
     _max_prompts = count(opts.max_prompts, "max_prompts", 5, 1),
     _max_wait = seconds(opts.max_wait, "max_wait", 300),
     _totp_period = seconds(opts.totp_period, "totp_period", 30),
-    _on_state = optional(opts.on_state, "function", "on_state"),
-    _language = optional(opts.language, "string", "language"),
+    _on_state = callback(opts.on_state, "on_state"),
+    _language = check.string(AT, opts.language, "language", true),
     _code_lifetime = seconds(opts.code_lifetime, "code_lifetime", 180),
     _push_interval = seconds(opts.push_interval, "push_interval", 5),
     _push_timeout = seconds(opts.push_timeout, "push_timeout", 300),
   }, Flow)
 end
 
-local function identify(f, opts, level)
-  if type(opts.connection) ~= "string" or opts.connection == "" then misuse("connection is required", level) end
-  if (opts.email == nil) == (opts.phone_number == nil) then misuse("give exactly one of email, phone_number", level) end
-  f.connection = opts.connection
-  f._id_field = opts.email ~= nil and "email" or "phone_number"
-  f.identifier = opts.email or opts.phone_number
-  if type(f.identifier) ~= "string" then misuse(f._id_field .. " must be a string", level) end
+local function identify(f, opts)
+  if type(opts.connection) ~= "string" or opts.connection == "" then misuse("connection is required") end
+  local field = check.one_of(AT, opts, { "email", "phone_number" })
+  f.connection, f._id_field = opts.connection, field
+  f.identifier = field == "email" and check.email(AT, opts.email) or check.phone(AT, opts.phone_number)
 end
 
 --- Starts a login: sends the code at once (state sending_code).
@@ -154,7 +148,7 @@ end
 -- @return the flow object `f`; raises on misuse
 function _M.login(client, opts)
   local f = new_flow(client, opts)
-  identify(f, opts, 2)
+  identify(f, opts)
   machine.send_code(f)
   return f
 end
@@ -163,18 +157,18 @@ local MFA_FIELDS = { mfa_token = true, mfa_requirements = true }
 
 -- Copies the mfa_required fields into a new flow; `level` names the caller for misuse.
 local function mfa_start(client, t, opts, skip)
-  if type(t) ~= "table" then misuse("flow.mfa expects a table with mfa_token, got " .. type(t), 3) end
+  if type(t) ~= "table" then misuse("flow.mfa expects a table with mfa_token, got " .. type(t)) end
   for k in pairs(t) do
-    if not MFA_FIELDS[k] then misuse("flow.mfa: unknown field '" .. tostring(k) .. "'", 3) end
+    if not MFA_FIELDS[k] then misuse("flow.mfa: unknown field '" .. tostring(k) .. "'") end
   end
-  if type(t.mfa_token) ~= "string" or t.mfa_token == "" then misuse("mfa_token must be a non-empty string", 3) end
+  if type(t.mfa_token) ~= "string" or t.mfa_token == "" then misuse("mfa_token must be a non-empty string") end
   if t.mfa_requirements ~= nil and type(t.mfa_requirements) ~= "table" then
-    misuse("mfa_requirements must be a table", 3)
+    misuse("mfa_requirements must be a table")
   end
   opts = opts or {}
   if type(opts) == "table" then
     for _, k in ipairs { "connection", "email", "phone_number" } do
-      if opts[k] ~= nil then misuse("flow.mfa takes no " .. k .. ": there is no login to restart", 3) end
+      if opts[k] ~= nil then misuse("flow.mfa takes no " .. k .. ": there is no login to restart") end
     end
   end
   local f = new_flow(client, opts, skip)
@@ -199,21 +193,21 @@ function _M.mfa(client, t, opts)
 end
 
 local function check_resume_table(t)
-  if type(t) ~= "table" then misuse("resume expects the table from f:serialize(), got " .. type(t), 3) end
-  if t.version ~= 1 then misuse("unknown serialized flow version " .. tostring(t.version), 3) end
-  if not RESUMABLE[t.state] then misuse("cannot resume a flow in state '" .. tostring(t.state) .. "'", 3) end
-  if t.state ~= "awaiting_code" and type(t.mfa_token) ~= "string" then misuse("mfa_token is missing", 3) end
-  if t.state == "awaiting_push" and type(t.oob_code) ~= "string" then misuse("oob_code is missing", 3) end
-  if t.state == "awaiting_mfa_code" and type(t.authenticator) ~= "table" then misuse("authenticator is missing", 3) end
+  if type(t) ~= "table" then misuse("resume expects the table from f:serialize(), got " .. type(t)) end
+  if t.version ~= 1 then misuse("unknown serialized flow version " .. tostring(t.version)) end
+  if not RESUMABLE[t.state] then misuse("cannot resume a flow in state '" .. tostring(t.state) .. "'") end
+  if t.state ~= "awaiting_code" and type(t.mfa_token) ~= "string" then misuse("mfa_token is missing") end
+  if t.state == "awaiting_push" and type(t.oob_code) ~= "string" then misuse("oob_code is missing") end
+  if t.state == "awaiting_mfa_code" and type(t.authenticator) ~= "table" then misuse("authenticator is missing") end
   if t.state == "awaiting_mfa_choice" and type(t.authenticators) ~= "table" then
-    misuse("authenticators is missing", 3)
+    misuse("authenticators is missing")
   end
   -- a flow.mfa flow has no identifier: it never waits for a login code
   if t.identifier_field == nil and t.identifier == nil and t.connection == nil and t.state ~= "awaiting_code" then
     return
   end
   if t.identifier_field ~= "email" and t.identifier_field ~= "phone_number" then
-    misuse("identifier_field must be \"email\" or \"phone_number\"", 3)
+    misuse("identifier_field must be \"email\" or \"phone_number\"")
   end
 end
 
@@ -228,15 +222,15 @@ end
 function _M.resume(client, t, opts)
   check_resume_table(t)
   opts = opts or {}
-  if type(opts) ~= "table" then misuse("options must be a table, got " .. type(opts), 2) end
+  if type(opts) ~= "table" then misuse("options must be a table, got " .. type(opts)) end
   for _, k in ipairs { "connection", "email", "phone_number", "audience", "scope" } do
-    if opts[k] ~= nil then misuse("resume takes " .. k .. " from the serialized flow", 2) end
+    if opts[k] ~= nil then misuse("resume takes " .. k .. " from the serialized flow") end
   end
   local f = new_flow(client, opts)
   if t.identifier_field ~= nil then
-    identify(f, { connection = t.connection, [t.identifier_field] = t.identifier }, 2)
+    identify(f, { connection = t.connection, [t.identifier_field] = t.identifier })
   end
-  f.audience, f.scope = optional(t.audience, "string", "audience"), optional(t.scope, "string", "scope")
+  f.audience, f.scope = check.string(AT, t.audience, "audience", true), check.string(AT, t.scope, "scope", true)
   f.attempts_left = type(t.attempts_left) == "number" and t.attempts_left or machine.ATTEMPTS_PER_CODE
   f.must_resend = t.must_resend == true
   f._sent_at, f.restarts = t.sent_at, type(t.restarts) == "number" and t.restarts or 0
@@ -289,7 +283,7 @@ function _M.run(client, opts, prompts)
     f = mfa_start(client, t, o)
   else
     f = new_flow(client, opts)
-    identify(f, opts, 2)
+    identify(f, opts)
     machine.send_code(f)
   end
   return run.run(client, f, prompts)

@@ -3,8 +3,8 @@
 -- Decisions switch on `err.reason` (lua/auth0/error.lua), never on Auth0's wording.
 local auth0 = require "auth0"
 
-local type, pairs, ipairs, tostring, select, error, rawget =
-  type, pairs, ipairs, tostring, select, error, rawget
+local type, pairs, ipairs, tostring, select, error, rawget, getinfo =
+  type, pairs, ipairs, tostring, select, error, rawget, debug.getinfo
 local time, now = os.time, auth0.core.now
 local new_error = auth0.error.new
 
@@ -22,8 +22,23 @@ function Flow.__index(f, k)
   return Flow[k]
 end
 
-local function misuse(msg, level) error("auth0.flow: " .. msg, (level or 2) + 1) end
+-- The first stack level outside the library's files: where the misuse is (as in check.lua).
+local function user_level()
+  local level = 3
+  while true do
+    local info = getinfo(level, "S")
+    if not info then return 0 end
+    if not info.source:find("[/\\]auth0[/\\][%w_/\\]*%.lua$") then return level - 1 end
+    level = level + 1
+  end
+end
+
+-- Misuse raises "auth0.flow: ..." at the caller of the public function.
+local function misuse(msg) error("auth0.flow: " .. msg, user_level()) end
 _M.misuse = misuse
+
+-- Where check.lua's validators report: in flow's words, at the same place.
+_M.AT = { fail = function(_, msg) misuse(msg) end }
 
 local TERMINAL = { done = true, failed = true, cancelled = true }
 
@@ -220,12 +235,12 @@ local function expect(f, method, ...)
   for i = 1, select("#", ...) do
     if f.state == select(i, ...) then return end
   end
-  misuse(method .. " called in state '" .. tostring(f.state) .. "'", 3)
+  misuse(method .. " called in state '" .. tostring(f.state) .. "'")
 end
 
 local function check_code(code, name)
-  if type(code) ~= "string" or code == "" then misuse(name .. " must be a non-empty string, got " .. type(code), 3) end
-  if #code > 256 or code:find("[%c%s]") then misuse(name .. " is malformed", 3) end
+  if type(code) ~= "string" or code == "" then misuse(name .. " must be a non-empty string, got " .. type(code)) end
+  if #code > 256 or code:find("[%c%s]") then misuse(name .. " is malformed") end
   return code
 end
 
@@ -235,7 +250,7 @@ end
 -- @tparam string code the one-time code
 function Flow:submit_code(code)
   expect(self, "submit_code", "awaiting_code")
-  if self.must_resend then misuse("this code can no longer be used: call resend_code() first", 2) end
+  if self.must_resend then misuse("this code can no longer be used: call resend_code() first") end
   check_code(code, "code")
   local client = self._client
   local p = { realm = self.connection, username = self.identifier, otp = code,
@@ -282,7 +297,7 @@ function Flow:choose_authenticator(authenticator)
   for _, a in ipairs(self.authenticators or {}) do
     if a == authenticator or (type(authenticator) == "table" and a.id == authenticator.id) then found = a end
   end
-  if not found then misuse("choose_authenticator expects one of f.authenticators", 2) end
+  if not found then misuse("choose_authenticator expects one of f.authenticators") end
   self.authenticator, self.enrollment = found, nil
   local ct = found.authenticator_type == "otp" and "otp" or "oob"
   local client = self._client
@@ -303,8 +318,8 @@ end
 -- `phone_number`, `email`
 function Flow:enroll(p)
   expect(self, "enroll", "awaiting_mfa_choice")
-  if type(p) ~= "table" then misuse("enroll expects a table", 2) end
-  if p.token ~= nil then misuse("enroll: the flow supplies the token", 2) end
+  if type(p) ~= "table" then misuse("enroll expects a table") end
+  if p.token ~= nil then misuse("enroll: the flow supplies the token") end
   local q = { token = self._mfa_token }
   for k, v in pairs(p) do q[k] = v end
   local client = self._client

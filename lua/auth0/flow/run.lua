@@ -17,10 +17,10 @@ local WAIT = { rate_limited = true, too_many_attempts = true }
 
 --- Raises unless `prompts` is a table of functions with the ones a run needs.
 function _M.check_prompts(prompts, mfa_only)
-  if type(prompts) ~= "table" then misuse("prompts must be a table, got " .. type(prompts), 3) end
-  if not mfa_only and type(prompts.ask_code) ~= "function" then misuse("prompts.ask_code is required", 3) end
+  if type(prompts) ~= "table" then misuse("prompts must be a table, got " .. type(prompts)) end
+  if not mfa_only and type(prompts.ask_code) ~= "function" then misuse("prompts.ask_code is required") end
   for _, k in ipairs { "ask_code", "choose_authenticator", "ask_mfa_code", "on_push_wait", "on_wait" } do
-    if prompts[k] ~= nil and type(prompts[k]) ~= "function" then misuse("prompts." .. k .. " must be a function", 3) end
+    if prompts[k] ~= nil and type(prompts[k]) ~= "function" then misuse("prompts." .. k .. " must be a function") end
   end
 end
 
@@ -28,7 +28,7 @@ local function poll(f, client, ms)
   local n, err = client:poll(ms)
   if not n then
     f:cancel()
-    misuse("flow.run cannot run inside a callback (" .. tostring(err) .. ")", 4)
+    misuse("flow.run cannot run inside a callback (" .. tostring(err) .. ")")
   end
 end
 
@@ -119,7 +119,7 @@ function _M.run(client, f, prompts)
       else
         if not prompts.ask_mfa_code then
           f:cancel()
-          misuse("prompts.ask_mfa_code is required: the login asks for an MFA code", 3)
+          misuse("prompts.ask_mfa_code is required: the login asks for an MFA code")
         end
         local ok, code = ask("ask_mfa_code", nil)
         if not ok then return stop(code) end
