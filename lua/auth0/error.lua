@@ -68,30 +68,30 @@ local BY_CODE = {
   transport = "network", tls = "tls", bad_response = "bad_response", too_large = "bad_response",
   cancelled = "cancelled", invalid_id_token = "invalid_id_token", unknown_kid = "unknown_kid",
   login_required = "login_required",
-  -- "4.1 Shape": match on `error` only, the text varies
+  -- docs/protocol.md "4.1 Shape": match on `error` only, the text varies
   mfa_required = "mfa_required",
-  -- "6.2 `http://auth0.com/oauth/grant-type/mfa-oob`": pending (400, or 200 on old servers)
+  -- docs/protocol.md "6.2 `http://auth0.com/oauth/grant-type/mfa-oob`": pending (400, or 200 on old servers)
   authorization_pending = "push_pending", slow_down = "slow_down",
-  -- "10. Rate limits & attack protection": brute-force protection; "6.4 MFA verification limits"
+  -- docs/protocol.md "10. Rate limits & attack protection": brute-force protection; "6.4 MFA verification limits"
   too_many_attempts = "too_many_attempts", too_many_logins = "too_many_attempts",
   too_many_requests = "rate_limited",
-  -- "5.4 `POST /mfa/challenge`": SDKs treat both as "enroll required"
+  -- docs/protocol.md "5.4 `POST /mfa/challenge`": SDKs treat both as "enroll required"
   unsupported_challenge_type = "enroll_required", association_required = "enroll_required",
-  -- "5.2 `DELETE /mfa/authenticators/{authenticator_id}`" and "5.4": unknown id
+  -- docs/protocol.md "5.2 `DELETE /mfa/authenticators/{authenticator_id}`" and "5.4": unknown id
   invalid_authenticator = "unknown_authenticator",
-  -- "6.1 `http://auth0.com/oauth/grant-type/mfa-otp`": the legacy wrong-code code
+  -- docs/protocol.md "6.1 `http://auth0.com/oauth/grant-type/mfa-otp`": the legacy wrong-code code
   ["a0.mfa_invalid_code"] = "wrong_code",
-  -- "2.3 Errors": the identifier the user typed
+  -- docs/protocol.md "2.3 Errors": the identifier the user typed
   ["bad.email"] = "invalid_identifier", ["bad.phone_number"] = "invalid_identifier",
   sms_provider_error = "delivery_failed",
-  -- "2.3 Errors", "3.3 Errors": the application's or tenant's settings
+  -- docs/protocol.md "2.3 Errors", "3.3 Errors": the application's or tenant's settings
   ["bad.tenant"] = "misconfigured", ["bad.client_id"] = "misconfigured", ["bad.connection"] = "misconfigured",
   unauthorized_client = "misconfigured", invalid_client = "misconfigured",
   unsupported_grant_type = "misconfigured", endpoint_disabled = "misconfigured", not_found = "misconfigured",
-  -- "2.3 Errors", "1.5 Error envelope and client parsing rules": a refused request
+  -- docs/protocol.md "2.3 Errors", "1.5 Error envelope and client parsing rules": a refused request
   ["bad.request"] = "bad_request", ["bad.send"] = "bad_request", ["bad.authParams"] = "bad_request",
   invalid_request = "bad_request", invalid_scope = "bad_request",
-  -- "5.1 `GET /mfa/authenticators`", "8.2 `GET /userinfo`": a bad bearer token
+  -- docs/protocol.md "5.1 `GET /mfa/authenticators`", "8.2 `GET /userinfo`": a bad bearer token
   invalid_token = "invalid_token", insufficient_scope = "invalid_token",
   server_error = "server_error",
 }
@@ -106,7 +106,7 @@ local MFA_TOKEN = { mfa_challenge = true, mfa_authenticators = true, mfa_associa
 
 local function has(text, word) return text:find(word, 1, true) ~= nil end
 
--- expired_token: "4.4 mfa_token lifetime and usage" (mfa_token), "6.2
+-- expired_token, docs/protocol.md "4.4 mfa_token lifetime and usage" (mfa_token), "6.2
 -- `http://auth0.com/oauth/grant-type/mfa-oob`" (oob_code, "oob_code is expired"), "5.1 `GET
 -- /mfa/authenticators`" (an access token): one code for three tokens, so the wording tells
 -- which one died. Without it, mfa-oob says oob_expired: a new challenge then finds out
@@ -120,22 +120,22 @@ end
 
 -- invalid_grant: the same code for a wrong code, a dead refresh token and a bad mfa_token.
 local function invalid_grant(text, ep)
-  -- "3.3 Errors" (login grants) and "8.1 Refresh token grant": "user is blocked"
+  -- docs/protocol.md "3.3 Errors" (login grants) and "8.1 Refresh token grant": "user is blocked"
   if has(text, "blocked") then return "user_blocked" end
-  -- "4.4 mfa_token lifetime and usage": "Malformed mfa_token"; "6.2": "oob_code is expired"
+  -- docs/protocol.md "4.4 mfa_token lifetime and usage": "Malformed mfa_token"; "6.2": "oob_code is expired"
   -- (its code "likely invalid_grant or expired_token")
   if has(text, "expired") and (has(text, "oob_code") or has(text, "mfa_token")) then return expired(text, ep) end
   if MFA_TOKEN[ep] and has(text, "mfa_token") then return "mfa_token_invalid" end
-  -- "6.2 `http://auth0.com/oauth/grant-type/mfa-oob`": an unknown or spent oob_code
+  -- docs/protocol.md "6.2 `http://auth0.com/oauth/grant-type/mfa-oob`": an unknown or spent oob_code
   if ep == "mfa_oob" and has(text, "oob_code") then return "oob_expired" end
-  -- "6.2" and "13. Known discrepancies": docs answer a rejected push with invalid_grant
+  -- docs/protocol.md "6.2" and "13. Known discrepancies": docs answer a rejected push with invalid_grant
   if ep == "mfa_oob" and has(text, "rejected") then return "push_rejected" end
-  -- "8.1 Refresh token grant": revoked, expired, rotated out, user deleted
+  -- docs/protocol.md "8.1 Refresh token grant": revoked, expired, rotated out, user deleted
   if ep == "refresh" then return "login_required" end
   if ep == "passwordless_login" then
-    -- "3.3 Errors": the same code after 3 failures, only the text differs
+    -- docs/protocol.md "3.3 Errors": the same code after 3 failures, only the text differs
     if has(text, "maximum number of attempts") then return "code_exhausted" end
-    -- "3.3 Errors": Auth0 answers an expired code like a wrong one; a text saying so is kept
+    -- docs/protocol.md "3.3 Errors": Auth0 answers an expired code like a wrong one; a text saying so is kept
     if has(text, "expired") then return "code_expired" end
   end
   if CODE_GRANTS[ep] then return "wrong_code" end
@@ -149,41 +149,41 @@ local function derive(code, status, text, ep)
       or code == "too_many_attempts" or code == "too_many_logins" then
     return BY_CODE[code]
   end
-  -- "10. Rate limits & attack protection": the global limit answers 429 access_denied, and
+  -- docs/protocol.md "10. Rate limits & attack protection": the global limit answers 429 access_denied, and
   -- /userinfo and the JWKS plain text
   if status == 429 then return "rate_limited" end
   if code == "expired_token" then return expired(text, ep) end
   if code == "invalid_grant" then return invalid_grant(text, ep) end
   if code == "access_denied" then
-    -- "3.3 Errors": a confidential client without its secret gets 401 "Unauthorized"
+    -- docs/protocol.md "3.3 Errors": a confidential client without its secret gets 401 "Unauthorized"
     if status == 401 then return "misconfigured" end
-    -- "6.2" and "13. Known discrepancies": the real server rejects a push with 400 access_denied
+    -- docs/protocol.md "6.2" and "13. Known discrepancies": the real server rejects a push with 400 access_denied
     if ep == "mfa_oob" and (status == 400 or has(text, "rejected")) then return "push_rejected" end
-    -- "5.3 `POST /mfa/associate` (enroll)": "User is already enrolled", the only refusal there
+    -- docs/protocol.md "5.3 `POST /mfa/associate` (enroll)": "User is already enrolled", the only refusal there
     if ep == "mfa_associate" then return "already_enrolled" end
     return "access_denied"
   end
   if code == "unauthorized" then
-    -- "3.3 Errors": a blocked user on the login grants
+    -- docs/protocol.md "3.3 Errors": a blocked user on the login grants
     if has(text, "blocked") then return "user_blocked" end
     if BEARER[ep] then return "invalid_token" end
-    -- "3.3 Errors": legacy Rules deny with `unauthorized`
+    -- docs/protocol.md "3.3 Errors": legacy Rules deny with `unauthorized`
     return "access_denied"
   end
   if code == "invalid_request" then
-    -- "3.3 Errors": "the connection was disabled" / "the connection was not found"
+    -- docs/protocol.md "3.3 Errors": "the connection was disabled" / "the connection was not found"
     if has(text, "connection") then return "misconfigured" end
-    -- "5.3 `POST /mfa/associate` (enroll)": a refused phone number or email address
+    -- docs/protocol.md "5.3 `POST /mfa/associate` (enroll)": a refused phone number or email address
     if ep == "mfa_associate" and (has(text, "phone") or has(text, "email")) then return "invalid_identifier" end
   end
-  -- "5.2 `DELETE /mfa/authenticators/{authenticator_id}`": unknown id -> 404, body undocumented
+  -- docs/protocol.md "5.2 `DELETE /mfa/authenticators/{authenticator_id}`": unknown id -> 404, body undocumented
   if status == 404 and (ep == "mfa_challenge" or ep == "mfa_delete_authenticator") then
     return "unknown_authenticator"
   end
   if BY_CODE[code] then return BY_CODE[code] end
   if status >= 500 then return "server_error" end
   if status == 401 and BEARER[ep] then return "invalid_token" end
-  -- "1.5 Error envelope and client parsing rules": other statuses by their meaning
+  -- docs/protocol.md "1.5 Error envelope and client parsing rules": other statuses by their meaning
   if status == 400 then return "bad_request" end
   if status == 404 then return "misconfigured" end
   return "unknown"
