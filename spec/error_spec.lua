@@ -134,7 +134,7 @@ describe("err.reason from recorded and documented answers", function()
     for _, case in ipairs(CASES) do seen[case[1]] = true end
     -- ours: made by the client without a server answer (below)
     for _, r in ipairs { "timeout", "network", "tls", "bad_response", "cancelled", "invalid_id_token",
-      "unknown_kid" } do seen[r] = true end
+      "unknown_kid", "malformed" } do seen[r] = true end
     local missing = {}
     for r in pairs(errors.REASONS) do
       if not seen[r] then missing[#missing + 1] = r end
@@ -164,12 +164,25 @@ describe("err.reason from recorded and documented answers", function()
     local cases = { timeout = "timeout", couldnt_connect = "network", couldnt_resolve = "network",
       network = "network", transport = "network", tls = "tls", bad_response = "bad_response",
       too_large = "bad_response", cancelled = "cancelled", invalid_id_token = "invalid_id_token",
+      invalid_jwt = "malformed", invalid_otpauth = "malformed",
       something_else = "unknown" }
     for code, reason in pairs(cases) do
       assert.equal(reason, errors.new(code, "m").reason, code)
     end
     assert.equal("unknown_kid", errors.new("invalid_id_token", "no key", { reason = "unknown_kid" }).reason)
     assert.equal("rate_limited", errors.reason("anything", 429, nil, nil))
+  end)
+
+  it("the helpers' and the transport's errors carry theirs", function()
+    local _, e = require("auth0.jwt").decode("not a token")
+    assert.equal("malformed", e.reason)
+    _, e = auth0.parse_otpauth("http://example.com")
+    assert.equal("malformed", e.reason)
+    local c = auth0.new { base_url = "https://127.0.0.1:1", client_id = "x", retries = 0 }
+    _, e = c:openid_configuration()
+    c:close()
+    assert.equal("couldnt_connect", e.code)
+    assert.equal("network", e.reason)
   end)
 end)
 

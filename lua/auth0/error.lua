@@ -37,6 +37,7 @@
 -- | server_error        | a 5xx answer                                                     |
 -- | invalid_id_token    | an ID token failed verification                                  |
 -- | unknown_kid         | the ID token's key id is not in the JWKS                         |
+-- | malformed           | a value given to a helper does not parse (jwt.decode, parse_otpauth) |
 -- | timeout, network, tls, bad_response, cancelled | no usable answer (ours)               |
 -- | unknown             | anything else (a code this version does not know)                |
 local cjson = require("cjson.safe").new()
@@ -67,6 +68,7 @@ local BY_CODE = {
   timeout = "timeout", couldnt_connect = "network", couldnt_resolve = "network", network = "network",
   transport = "network", tls = "tls", bad_response = "bad_response", too_large = "bad_response",
   cancelled = "cancelled", invalid_id_token = "invalid_id_token", unknown_kid = "unknown_kid",
+  invalid_jwt = "malformed", invalid_otpauth = "malformed",
   login_required = "login_required",
   -- docs/protocol.md "4.1 Shape": match on `error` only, the text varies
   mfa_required = "mfa_required",
