@@ -207,7 +207,7 @@ function _M.new(code, message, fields)
   return setmetatable(e, Error)
 end
 
--- Every reason this module gives, for documentation checks.
+--- Every reason this module gives (a set), for documentation checks.
 _M.REASONS = {}
 for _, r in pairs(BY_CODE) do _M.REASONS[r] = true end
 for r in ("wrong_code code_exhausted code_expired mfa_token_expired mfa_token_invalid oob_expired " ..
