@@ -79,7 +79,7 @@ local BY_CODE = {
   too_many_requests = "rate_limited",
   -- docs/protocol.md "5.4 `POST /mfa/challenge`": SDKs treat both as "enroll required"
   unsupported_challenge_type = "enroll_required", association_required = "enroll_required",
-  -- docs/protocol.md "5.2 `DELETE /mfa/authenticators/{authenticator_id}`" and "5.4": unknown id
+  -- docs/protocol.md "5.2 DELETE /mfa/authenticators/{authenticator_id}", "5.4 POST /mfa/challenge": unknown id
   invalid_authenticator = "unknown_authenticator",
   -- docs/protocol.md "6.1 `http://auth0.com/oauth/grant-type/mfa-otp`": the legacy wrong-code code
   ["a0.mfa_invalid_code"] = "wrong_code",
@@ -124,13 +124,15 @@ end
 local function invalid_grant(text, ep)
   -- docs/protocol.md "3.3 Errors" (login grants) and "8.1 Refresh token grant": "user is blocked"
   if has(text, "blocked") then return "user_blocked" end
-  -- docs/protocol.md "4.4 mfa_token lifetime and usage": "Malformed mfa_token"; "6.2": "oob_code is expired"
+  -- docs/protocol.md "4.4 mfa_token lifetime and usage": "Malformed mfa_token";
+  -- docs/protocol.md "6.2 http://auth0.com/oauth/grant-type/mfa-oob": "oob_code is expired"
   -- (its code "likely invalid_grant or expired_token")
   if has(text, "expired") and (has(text, "oob_code") or has(text, "mfa_token")) then return expired(text, ep) end
   if MFA_TOKEN[ep] and has(text, "mfa_token") then return "mfa_token_invalid" end
   -- docs/protocol.md "6.2 `http://auth0.com/oauth/grant-type/mfa-oob`": an unknown or spent oob_code
   if ep == "mfa_oob" and has(text, "oob_code") then return "oob_expired" end
-  -- docs/protocol.md "6.2" and "13. Known discrepancies": docs answer a rejected push with invalid_grant
+  -- docs/protocol.md "6.2 http://auth0.com/oauth/grant-type/mfa-oob", "13. Known discrepancies":
+  -- the docs answer a rejected push with invalid_grant
   if ep == "mfa_oob" and has(text, "rejected") then return "push_rejected" end
   -- docs/protocol.md "8.1 Refresh token grant": revoked, expired, rotated out, user deleted
   if ep == "refresh" then return "login_required" end
@@ -159,7 +161,8 @@ local function derive(code, status, text, ep)
   if code == "access_denied" then
     -- docs/protocol.md "3.3 Errors": a confidential client without its secret gets 401 "Unauthorized"
     if status == 401 then return "misconfigured" end
-    -- docs/protocol.md "6.2" and "13. Known discrepancies": the real server rejects a push with 400 access_denied
+    -- docs/protocol.md "6.2 http://auth0.com/oauth/grant-type/mfa-oob", "13. Known discrepancies":
+    -- the real server rejects a push with 400 access_denied
     if ep == "mfa_oob" and (status == 400 or has(text, "rejected")) then return "push_rejected" end
     -- docs/protocol.md "5.3 `POST /mfa/associate` (enroll)": "User is already enrolled", the only refusal there
     if ep == "mfa_associate" then return "already_enrolled" end
