@@ -60,7 +60,7 @@ _M.Error = Error
 --- True when `v` is an error object made here.
 function _M.is(v) return type(v) == "table" and getmetatable(v) == Error end
 
----------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------
 -- Reasons (the table above). Each rule cites the `docs/protocol.md` section it follows.
 
 -- Our own codes (no server answer) and codes that mean one thing wherever they come from.

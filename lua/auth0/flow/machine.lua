@@ -42,7 +42,7 @@ _M.AT = { fail = function(_, msg) misuse(msg) end }
 
 local TERMINAL = { done = true, failed = true, cancelled = true }
 
----------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------
 -- Transitions
 
 -- Every transition says which error describes the new state: `f.error` never outlives the
@@ -130,7 +130,7 @@ local function bad_response(msg)
   return new_error("bad_response", msg, { context = "flow" })
 end
 
----------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------
 -- Steps
 
 -- Sends a code: the first one (a failure fails the flow) or a new one (a failure keeps the
@@ -228,7 +228,7 @@ local function after_challenge(f, challenge_type, oob_code, binding_method)
   start_push(f)
 end
 
----------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------
 -- Methods
 
 local function expect(f, method, ...)

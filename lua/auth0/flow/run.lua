@@ -1,5 +1,6 @@
 --- flow.run's loop: drives a flow to its end with blocking prompt functions (see
--- `flow.run` in lua/auth0/flow.lua for the prompts and the limits).
+-- `flow.run` in lua/auth0/flow.lua for the prompts and the limits). Internal.
+-- @local
 local auth0 = require "auth0"
 local machine = require "auth0.flow.machine"
 
