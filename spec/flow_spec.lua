@@ -900,6 +900,7 @@ describe("auth0.flow", function()
       local t2 = now()
       local w = f.push_waited
       assert.is_true(w >= t2 - t1 and w <= t2 - t0, "push_waited " .. w .. " after " .. (t2 - t1) .. " s")
+      assert.equal(0, f.push_polls)   -- no poll yet (every 2 s): push_polls counts the answers
       f:cancel()
       local frozen = f.push_waited
       socket.sleep(0.05)

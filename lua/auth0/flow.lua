@@ -27,7 +27,8 @@
 -- |                     | (SMS, voice, email) for `f.authenticator`;        | submit_recovery_code, cancel        |
 -- |                     | `f.enrollment` after f:enroll                     |                                     |
 -- | awaiting_push       | push sent, polling for approval; `f.push_waited`  | choose_authenticator,               |
--- |                     | (seconds so far, exact whenever read)             | submit_recovery_code, cancel        |
+-- |                     | (seconds so far, exact whenever read),            | submit_recovery_code, cancel        |
+-- |                     | `f.push_polls` (pending answers in this flow)     |                                     |
 -- | done                | `f.tokens`; `f.recovery_code` if a new one came   | serialize is refused; cancel -> false |
 -- | failed              | `f.error` says why                                | cancel -> false                     |
 -- | cancelled           | `f.error.code == "cancelled"` (f:cancel() or the  | cancel -> false                     |
@@ -114,10 +115,10 @@ local function new_flow(client, opts, skip)
     if not OPTS[k] and not (skip and skip[k]) then misuse("unknown option '" .. tostring(k) .. "'") end
   end
   return setmetatable({
-    state = "new", restarts = 0,
+    state = "new", restarts = 0, push_polls = 0,
     audience = check.string(AT, opts.audience, "audience", true),
     scope = check.string(AT, opts.scope, "scope", true),
-    _client = client, _gen = 0, _push_base = 0, _push_polls = 0, _sends = 0,
+    _client = client, _gen = 0, _push_base = 0, _sends = 0,
     _max_restarts = count(opts.max_restarts, "max_restarts", 1, 0),
     _max_prompts = count(opts.max_prompts, "max_prompts", 5, 1),
     _max_wait = seconds(opts.max_wait, "max_wait", 300),

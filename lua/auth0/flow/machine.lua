@@ -205,7 +205,7 @@ local function start_push(f, waited_before)
   f._push_base, f._push_started = waited_before or 0, now()
   local client = f._client
   local p = { mfa_token = f._mfa_token, oob_code = f._oob_code, interval = f._push_interval,
-    timeout = f._push_timeout, on_pending = function() f._push_polls = f._push_polls + 1 end }
+    timeout = f._push_timeout, on_pending = function() f.push_polls = f.push_polls + 1 end }
   launch(f, "awaiting_push", function(cb) return client:mfa_poll(p, cb) end, function(tokens, e)
     if tokens then return finish(f, "done", nil, tokens) end
     mfa_error(f, e, "awaiting_mfa_choice")

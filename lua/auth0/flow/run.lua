@@ -40,7 +40,7 @@ function _M.run(client, f, prompts)
   local handled                        -- the error already waited for
   local sending, sends, failed_sends = false, f._sends, 0
   local last_otp, last_step            -- the TOTP code sent last and its time step
-  local polls_seen = f._push_polls
+  local polls_seen = f.push_polls
 
   local function stop(err)
     machine.finish(f, "failed", err)
@@ -142,8 +142,8 @@ function _M.run(client, f, prompts)
     else
       if s == "sending_code" then sending = true end
       poll(f, client, POLL_MS)
-      if f.state == "awaiting_push" and f._push_polls ~= polls_seen then
-        polls_seen = f._push_polls
+      if f.state == "awaiting_push" and f.push_polls ~= polls_seen then
+        polls_seen = f.push_polls
         if prompts.on_push_wait then prompts.on_push_wait(f, f.push_waited) end
       end
     end
