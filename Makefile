@@ -6,7 +6,8 @@ LUA        ?= lua5.4
 CC         ?= cc
 PKGS       := lua5.4 liblua5.4-dev libcurl4-openssl-dev libssl-dev lua-cjson lua-busted \
               luarocks lua-check nginx libnginx-mod-http-lua lua-resty-core luajit2 \
-              libluajit2-5.1-dev oathtool openssl lua-socket lua-sec valgrind clang libclang-rt-14-dev gcc make wrk
+              libluajit2-5.1-dev oathtool openssl lua-socket lua-sec valgrind clang libclang-rt-14-dev gcc make wrk \
+              libqrencode-dev zbar-tools imagemagick love xvfb
 
 ifeq ($(LUA),luajit)
 LUA_INCDIR ?= /usr/include/luajit-2.1
@@ -24,7 +25,7 @@ CFLAGS      ?= -O2 -g
 LIBFLAG     ?= -shared
 ALL_CFLAGS  := $(CFLAGS) $(WARN) -pthread -fPIC -D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) $(CURL_CFLAGS)
 # Never -llua: the host program (lua5.4, luajit, nginx, a game) provides the Lua symbols.
-LIBS        := $(CURL_LIBS) -lcrypto -pthread
+LIBS        := $(CURL_LIBS) -lcrypto -lqrencode -pthread
 
 ENGINE_SRC  := $(filter-out csrc/l_%.c,$(wildcard csrc/*.c))
 BIND_SRC    := $(wildcard csrc/l_*.c)
