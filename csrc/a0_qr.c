@@ -17,10 +17,19 @@ int a0_qr_encode(a0_qr *q, const char *text, size_t len, int level) {
   /* version 40 holds at most 2953 bytes (7089 digits): anything longer never fits, and
    * checking here spares libqrencode's allocations for a text of any size */
   if (len > 7089) return A0_QR_TOO_LARGE;
+  /* libqrencode reads up to a NUL: a terminated copy (wiped after, it may hold a secret)
+   * makes len the length, whatever follows text */
+  a0_buf z = {0};
+  if (a0_buf_add(&z, text, len) != 0 || a0_buf_cstr(&z) != 0) {
+    a0_buf_free(&z);
+    return A0_QR_NOMEM;
+  }
   errno = 0;
   /* version 0: the smallest that fits; case-sensitive, so lowercase stays 8-bit */
-  QRcode *c = QRcode_encodeString(text, 0, levels[level], QR_MODE_8, 1);
-  if (c == NULL) return errno == ERANGE ? A0_QR_TOO_LARGE : errno == ENOMEM ? A0_QR_NOMEM : A0_QR_INVALID;
+  QRcode *c = QRcode_encodeString(z.data, 0, levels[level], QR_MODE_8, 1);
+  int err = errno;
+  a0_buf_free(&z);
+  if (c == NULL) return err == ERANGE ? A0_QR_TOO_LARGE : err == ENOMEM ? A0_QR_NOMEM : A0_QR_INVALID;
   size_t n = (size_t)c->width * (size_t)c->width;
   q->modules = malloc(n);
   if (q->modules == NULL) {

@@ -16,7 +16,7 @@ typedef struct a0_qr {
 
 /* Encodes text (no NUL byte, not empty) at the given level with the smallest version;
  * A0_QR_TOO_LARGE when no version holds it. On A0_QR_OK, release q with a0_qr_free. */
-int a0_qr_encode(a0_qr *q, const char *text, size_t len, int level);
+int a0_qr_encode(a0_qr *q, const char *text, size_t len, int level);  /* text need not end in NUL */
 /* Wipes (the matrix encodes the text, which may hold a TOTP secret) and frees. */
 void a0_qr_free(a0_qr *q);
 
