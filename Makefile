@@ -33,8 +33,9 @@ HDRS        := $(wildcard csrc/*.h)
 MODULE      := $(BUILD)/auth0/core.so
 
 INST_PREFIX ?= /usr/local
-INST_LIBDIR ?= $(INST_PREFIX)/lib/lua/5.4
-INST_LUADIR ?= $(INST_PREFIX)/share/lua/5.4
+# LuaJIT (LÖVE, OpenResty) loads modules from the Lua 5.1 directories
+INST_LIBDIR ?= $(INST_PREFIX)/lib/lua/$(if $(filter luajit,$(LUA)),5.1,5.4)
+INST_LUADIR ?= $(INST_PREFIX)/share/lua/$(if $(filter luajit,$(LUA)),5.1,5.4)
 
 .PHONY: all luajit asan-build deps test demo emulator lint asan valgrind install clean bench fuzz ctest
 
@@ -96,9 +97,13 @@ bench: deps all luajit
 	$(RUN_LUA) bench/passwordless.lua
 
 install: all
-	install -d $(INST_LIBDIR)/auth0 $(INST_LUADIR)/auth0
-	install -m 0755 $(MODULE) $(INST_LIBDIR)/auth0/core.so
-	cd lua && find auth0 -name '*.lua' -exec install -D -m 0644 {} $(INST_LUADIR)/{} \;
+	install -d $(DESTDIR)$(INST_LIBDIR)/auth0 $(DESTDIR)$(INST_LUADIR)/auth0
+	install -m 0755 $(MODULE) $(DESTDIR)$(INST_LIBDIR)/auth0/core.so
+	cd lua && find auth0 -name '*.lua' -exec install -D -m 0644 {} $(DESTDIR)$(INST_LUADIR)/{} \;
+
+.PHONY: install-luajit
+install-luajit:
+	$(MAKE) install LUA=luajit
 
 clean:
 	rm -rf build
