@@ -8,6 +8,7 @@
 --       if m:get(x, y) then draw_square(x, y) end   -- leave 4 light modules around it
 --     end end
 --
+-- The module is callable: `require("auth0.qr")(text, opts)` is `encode(text, opts)`.
 -- The matrix encodes the text, and an otpauth URI holds the TOTP secret: treat it like the
 -- secret. `tostring(m)` shows only its size; the text itself is not kept.
 local core = require "auth0.core"
@@ -40,10 +41,11 @@ local LEVELS = { L = true, M = true, Q = true, H = true }
 -- @tparam string text the text to encode (an otpauth URI, a URL), 1 to 7089 bytes, no NUL byte
 -- @tparam[opt] table opts `level`: error correction, `"L"` (7 %), `"M"` (15 %, default),
 --   `"Q"` (25 %) or `"H"` (30 %)
--- @treturn auth0.QR the matrix: field `size` (modules per side, 21 to 177), methods `get`,
+-- @treturn[1] auth0.QR the matrix: field `size` (modules per side, 21 to 177), methods `get`,
 --   `rows`, `terminal`
--- @return or `nil, err`: `err.code == "too_large"` when no QR code holds the text at that level
---   (at most 2953 bytes of 8-bit text at `L`, 1273 at `H`)
+-- @treturn[2] nil when no QR code holds the text at that level (at most 2953 bytes of 8-bit
+--   text at `L`, 1273 at `H`)
+-- @treturn[2] auth0.Error `err.code == "too_large"`
 -- @raise when `text` is not a non-empty string without NUL bytes, or an option is unknown or bad
 function _M.encode(text, opts)
   if type(text) ~= "string" then argerror(1, "qr", "string expected, got " .. type(text)) end
