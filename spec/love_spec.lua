@@ -1,6 +1,7 @@
 -- The LÖVE login screen (examples/love) played by its autopilot under Xvfb against the
 -- bundled emulator: an e-mail code, then a TOTP enrollment whose QR code is decoded from a
--- screenshot with zbarimg and must equal the enrollment URI.
+-- screenshot with zbarimg and must equal the enrollment URI; then a logout and a login again
+-- with an MFA push chosen from the list and approved through the emulator.
 local function run(cmd)
   local p = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
   local out = p:read("*a")
@@ -21,6 +22,8 @@ describe("examples/love", function()
       "autopilot: enrolling an authenticator app (F3)",
       "autopilot: the QR code on screen decodes to the enrollment URI (",
       "autopilot: logged in (token_type Bearer)",
+      "autopilot: 3 authenticators offered; choosing push (key ",
+      "autopilot: push approved, logged in again (",
     } do
       assert.truthy(out:find(line, 1, true), "missing: " .. line .. "\n" .. out)
     end

@@ -57,5 +57,29 @@ return function(env)
   f = wait_for("done")
   assert(f.tokens and f.tokens.access_token, "no tokens")
   print("autopilot: logged in (token_type " .. tostring(f.tokens.token_type) .. ")")
+
+  print("autopilot: the player adds a push authenticator (Guardian) on the side, logs out (F4)")
+  assert(env.ctl:post("mfa/authenticators", { user_id = env.user_id, type = "push", name = "Player's phone" }))
+  love.event.push("keypressed", "f4", "f4", false)
+  while env.flow() do step() end
+  love.event.push("keypressed", "return", "return", false)   -- the e-mail is still in the field
+  wait_for("awaiting_code")
+  type_text(assert(env.ctl:last_code(env.email)))
+  f = wait_for("awaiting_mfa_choice")
+  local pick
+  for i, a in ipairs(f.authenticators) do
+    if a.oob_channel == "auth0" then pick = i end
+  end
+  assert(pick, "no push authenticator in the choice list")
+  print(("autopilot: %d authenticators offered; choosing push (key %d)"):format(#f.authenticators, pick))
+  love.event.push("keypressed", tostring(pick), tostring(pick), false)
+  wait_for("awaiting_push")
+  local sent = love.timer.getTime()
+  while love.timer.getTime() - sent < 2 do step() end   -- the player reaches for the phone
+  local pending = assert(env.ctl:get("guardian", { user_id = env.user_id })).transactions
+  assert(pending[1], "no pending push")
+  assert(env.ctl:post("guardian/" .. pending[1].oob_code .. "/approve", { name = "Player's phone" }))
+  wait_for("done")
+  print(("autopilot: push approved, logged in again (%.1f s after the push was sent)"):format(love.timer.getTime() - sent))
   love.event.quit(0)
 end

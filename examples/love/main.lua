@@ -47,7 +47,8 @@ local EMAIL = "player@example.com"
 local RESEND_COOLDOWN = 30   -- seconds before "resend" is offered again
 local POLL_BUDGET_MS = 0.15
 
-local srv, ctl, client, f
+local srv, ctl, client, f, user
+local push_since                   -- when the push was sent (for the elapsed time shown)
 local input, message = "", nil     -- the text field, and a line of help or error
 local resend_at = 0
 local code_img                      -- { uri = ..., m = auth0.QR, image = love Image } being shown
@@ -79,7 +80,8 @@ function love.load()
   srv = assert(require("auth0.emulator.server").start { owner_pid = own_pid() })
   ctl = control.new { base_url = srv.base_url, ca_file = srv.ca_file }
   -- the player: MFA required, nothing enrolled (so the login asks to enroll an app)
-  assert(ctl:post("users", { connection = "email", email = EMAIL, mfa = { "otp" } }))
+  user = assert(ctl:post("users", { connection = "email", email = EMAIL, mfa = { "otp", "push-notification" } }))
+  assert(ctl:post("mfa", { poll_min_interval = 1 }))   -- push answers polled every second
   client = auth0.new { base_url = srv.base_url, ca_file = srv.ca_file, client_id = "emu-native",
     io_thread = true, poll_budget_ms = POLL_BUDGET_MS }
   client:jwks(function() end)   -- the TLS handshake happens now, on the I/O thread
@@ -91,8 +93,10 @@ function love.load()
 end
 
 local function start_login()
-  f = flow.login(client, { connection = "email", email = input, on_state = function(fl)
+  f = flow.login(client, { connection = "email", email = input, scope = "openid profile email offline_access",
+    push_interval = 1, on_state = function(fl)
     say_error(fl.error)
+    push_since = fl.state == "awaiting_push" and (push_since or love.timer.getTime()) or nil
     if fl.state == "awaiting_code" or fl.state == "awaiting_mfa_code" then input = "" end
   end })
   resend_at = love.timer.getTime() + RESEND_COOLDOWN
@@ -122,6 +126,12 @@ function love.keypressed(key)
     resend_at = love.timer.getTime() + RESEND_COOLDOWN
   elseif key == "f3" and f and f.state == "awaiting_mfa_choice" then
     f:enroll { authenticator_types = { "otp" } }
+  elseif key:find("^%d$") and f and f.state == "awaiting_mfa_choice" then   -- the choice list (no text field)
+    local a = f.authenticators[tonumber(key)]
+    if a then f:choose_authenticator(a) end
+  elseif key == "f4" and f and f.state == "done" then   -- log out: revoke the refresh token, forget the rest
+    if f.tokens.refresh_token then client:revoke(f.tokens.refresh_token, function() end) end
+    f, code_img, input, message = nil, nil, EMAIL, "logged out"
   elseif key == "f1" then   -- the emulator's outbox stands in for the player's mailbox
     local code = ctl:last_code(EMAIL)
     message = code and ("outbox: the last code sent is " .. code) or "outbox: empty"
@@ -163,7 +173,8 @@ function love.update()
   if autopilot then   -- the player, not the game: its time is left out of the figures
     local a0 = love.timer.getTime()
     local ok, err = coroutine.resume(autopilot, { flow = function() return f end, ctl = ctl, email = EMAIL,
-      code_img = function() return code_img end, srv = srv, frames = function() return frames end })
+      code_img = function() return code_img end, srv = srv, frames = function() return frames end,
+      user_id = user.user_id })
     if not ok then
       print("autopilot: FAILED: " .. tostring(err))
       love.event.quit(1)
@@ -225,13 +236,22 @@ function love.draw()
     g.print(wait > 0 and ("resend in %d s"):format(math.ceil(wait)) or "F2: send a new code", 20, y)
     y = y + 25
   elseif f and f.state == "awaiting_mfa_choice" then
+    for i, a in ipairs(f.authenticators) do
+      if i > 9 then break end
+      local kind = a.authenticator_type == "otp" and "authenticator app" or
+        (a.oob_channel == "auth0" and "push to " or (a.oob_channel or "") .. " to ") .. (a.name or a.id)
+      g.print(("%d: %s"):format(i, kind), 20, y)
+      y = y + 20
+    end
     g.print(f.enroll_required and "F3: set up an authenticator app" or "F3: add an authenticator app", 20, y)
     y = y + 25
   elseif f and f.state == "awaiting_push" then
-    g.print(("waiting %.0f s %s"):format(f.push_waited or 0, ("."):rep(math.floor(love.timer.getTime() * 2) % 4)), 20, y)
-    y = y + 25
+    local t = love.timer.getTime()
+    g.arc("line", "open", 34, y + 12, 10, t * 6, t * 6 + 4.5)   -- a spinner: the frame goes on
+    g.print(("waiting for your phone: %.1f s"):format(t - (push_since or t)), 54, y + 4)
+    y = y + 35
   elseif f and f.state == "done" then
-    g.print("welcome! token type " .. tostring(f.tokens.token_type) .. "; Esc quits", 20, y)
+    g.print("welcome! token type " .. tostring(f.tokens.token_type) .. "; F4 logs out, Esc quits", 20, y)
     y = y + 25
   end
   if f and f.recovery_code and f.state ~= "done" then
