@@ -6,8 +6,7 @@ LUA        ?= lua5.4
 CC         ?= cc
 PKGS       := lua5.4 liblua5.4-dev libcurl4-openssl-dev libssl-dev lua-cjson lua-busted \
               luarocks lua-check nginx libnginx-mod-http-lua lua-resty-core luajit2 \
-              libluajit2-5.1-dev oathtool openssl lua-socket lua-sec valgrind clang libclang-rt-14-dev gcc make wrk \
-              libqrencode-dev zbar-tools imagemagick love xvfb
+              libluajit2-5.1-dev oathtool openssl lua-socket lua-sec valgrind clang libclang-rt-14-dev gcc make wrk
 
 ifeq ($(LUA),luajit)
 LUA_INCDIR ?= /usr/include/luajit-2.1
@@ -31,6 +30,10 @@ ENGINE_SRC  := $(filter-out csrc/l_%.c,$(wildcard csrc/*.c))
 BIND_SRC    := $(wildcard csrc/l_*.c)
 HDRS        := $(wildcard csrc/*.h)
 MODULE      := $(BUILD)/auth0/core.so
+
+# QR codes (libqrencode; zbarimg and ImageMagick decode them in spec/qr_spec.lua), LÖVE
+# and Xvfb for examples/love
+PKGS += libqrencode-dev zbar-tools imagemagick love xvfb
 
 INST_PREFIX ?= /usr/local
 # LuaJIT (LÖVE, OpenResty) loads modules from the Lua 5.1 directories
