@@ -174,6 +174,7 @@ describe("auth0.credentials", function()
     local t, err = cm:credentials()
     assert.is_nil(t)
     assert.equal("login_required", err.code)
+    assert.equal("login_required", err.reason)
     assert.equal(403, err.status)
     assert.is_nil(store.load())
     assert.is_false(cm:has_valid())
@@ -221,10 +222,15 @@ describe("auth0.credentials", function()
     assert.is_string(err.mfa_token)
     assert.equal(tokens.refresh_token, store.load().refresh_token)
     assert.is_nil(tostring(err):find(err.mfa_token, 1, true))
-    -- an app completes it (flow.mfa, or mfa_verify directly) and saves the result
-    local again = assert(c:mfa_verify { mfa_token = err.mfa_token, otp = auth0.totp(secret, { time = now() }) })
+    -- an app completes it with flow.mfa (the login's MFA screens) and saves the result
+    local flow = require "auth0.flow"
+    local again, ferr, f = flow.run(c, { mfa_token = err.mfa_token, mfa_requirements = err.mfa_requirements },
+      { ask_mfa_code = function() return auth0.totp(secret, { time = now() }) end })
+    assert.is_nil(ferr)
+    assert.equal("done", f.state)
     assert.is_true(cm:save(again))
     assert.equal(again.access_token, assert(cm:credentials()).access_token)
+    assert.not_equal(tokens.refresh_token, store.load().refresh_token)
     c:close()
   end)
 

@@ -19,7 +19,7 @@ local function raise(msg) error("auth0.credentials: " .. msg, 3) end
 local function store_error(code, message)
   if code == "insecure_store" then return new_error("insecure_store", message) end
   if code == "busy" then return new_error("store_busy", message) end
-  return new_error("store_error", message, { reason = code })
+  return new_error("store_error", message, { store_status = code })
 end
 
 local function copy(t)
