@@ -158,9 +158,9 @@ function methods:issue_tokens(user, client, login)
     local prev = old and self.refresh_tokens[old]
     if old and not client.refresh_token_rotation then
       body.refresh_token = old
-      prev.last_used_at = now
+      if prev then prev.last_used_at = now end
     else
-      if old then
+      if prev then   -- (nil when it was revoked while an MFA step of its refresh went on)
         self.refresh_tokens[old] = nil
         self.retired_tokens[old] = prev.family   -- presenting it again is reuse
       end
