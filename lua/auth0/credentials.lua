@@ -126,7 +126,7 @@ local function entry_from(res, now)
   return { access_token = res.access_token, token_type = res.token_type, scope = res.scope, expires_at = now + ttl }
 end
 
----------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------
 -- Saving after a login
 
 local function build(self, tokens, claims)
@@ -169,11 +169,13 @@ function Manager:save(tokens, cb)
   return true
 end
 
----------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------
 -- Reading
 
 --- True when an access token with at least `min_ttl` seconds left, or a refresh token, is
--- stored. Reads the store (no network). @tparam[opt] number min_ttl @return boolean
+-- stored. Reads the store (no network).
+-- @tparam[opt] number min_ttl seconds (default: the manager's)
+-- @treturn boolean
 function Manager:has_valid(min_ttl)
   min_ttl = min_ttl == nil and self._min_ttl or check_ttl(min_ttl, "min_ttl", 2)
   local d = self:_current()
@@ -181,7 +183,8 @@ function Manager:has_valid(min_ttl)
   return d.refresh_token ~= nil or fresh(d, self._now(), min_ttl)
 end
 
---- The stored ID token's claims (verified when it was saved or renewed), or nil.
+--- The stored ID token's claims (verified when it was saved or renewed).
+-- @treturn table|nil the claims
 function Manager:user()
   local d = self:_current()
   return d and copy(d.user) or nil

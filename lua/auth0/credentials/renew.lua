@@ -1,6 +1,6 @@
 --- auth0.credentials, part two: getting valid tokens, renewing them one refresh at a time,
 -- and clearing. Installed into the manager's class by lua/auth0/credentials.lua.
--- @module auth0.credentials.renew
+-- @submodule auth0.credentials
 local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
 
 return function(Manager, h)

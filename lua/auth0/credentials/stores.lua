@@ -29,11 +29,12 @@ local function copy(t)
   return o
 end
 
----------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------
 -- Memory
 
 --- A store in this Lua state only (lost when the process ends): for tests and for apps
--- that keep their own persistence. @return store
+-- that keep their own persistence.
+-- @treturn table store
 function _M.memory_store()
   local data
   return {
@@ -44,7 +45,7 @@ function _M.memory_store()
   }
 end
 
----------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------
 -- File
 
 local function check_key(key, name)
@@ -52,7 +53,9 @@ local function check_key(key, name)
 end
 
 --- The default file: `$XDG_STATE_HOME/<app>/credentials` (XDG_STATE_HOME defaults to
--- `~/.local/state`). @tparam string app @return path or nil when HOME is unset too
+-- `~/.local/state`).
+-- @tparam string app
+-- @treturn string|nil the path, nil when HOME is unset too
 function _M.default_path(app)
   local base = os.getenv("XDG_STATE_HOME")
   if not base or base == "" then
@@ -146,7 +149,7 @@ function _M.file_store(opts)
   return store
 end
 
----------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------
 -- ngx.shared (OpenResty)
 
 --- Tokens in an `ngx.shared` dictionary, shared by every nginx worker; the refresh lock is
