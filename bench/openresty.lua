@@ -1,11 +1,15 @@
 --- Login requests per second through the OpenResty example, cosockets vs nginx's own proxy.
 --   make && make luajit && lua5.4 bench/openresty.lua
---   env: BENCH_DURATION (s per run, 10), BENCH_CONNECTIONS (32), BENCH_THREADS (wrk threads, 2)
--- Starts the emulator and the example API (both nginx, worker_processes 1, same machine) and
--- drives `POST /login/start` (one passwordless_start to Auth0 over TLS through
--- auth0.transport.ngx) and `POST /bench/capture` (the same Auth0 call made with
--- ngx.location.capture + proxy_pass to a keep-alive upstream, same session bookkeeping) with
--- wrk (Debian package `wrk`), or with a LuaSocket keep-alive client when wrk is missing.
+--   env: BENCH_DURATION (s per run, 10), BENCH_CONNECTIONS (32), BENCH_THREADS (wrk threads, 2),
+--   BENCH_WORKERS (the gateway's worker_processes, 1)
+-- Starts the emulator and the example gateway (both nginx, same machine) and drives
+-- `POST /login/start` (one passwordless_start to Auth0 over TLS through auth0.transport.ngx)
+-- and `POST /bench/capture` (the same Auth0 call made with ngx.location.capture + proxy_pass
+-- to a keep-alive upstream, with the same bookkeeping: the per-address and per-identifier
+-- limits and the sealed state cookie) with wrk (Debian package `wrk`), or with a LuaSocket
+-- keep-alive client when wrk is missing. Every request comes from another end-user address
+-- (X-Forwarded-For, believed from loopback) for another e-mail, as many users would; the
+-- gateway's global ceiling is off.
 local here = debug.getinfo(1, "S").source:sub(2):match("^(.*)/[^/]+$") or "."
 package.path = here .. "/../lua/?.lua;" .. here .. "/../lua/?/init.lua;" .. here .. "/../examples/openresty/?.lua;"
   .. package.path
@@ -19,7 +23,23 @@ local launch = require "launch"
 local DURATION = tonumber(os.getenv("BENCH_DURATION")) or 10
 local CONNS = tonumber(os.getenv("BENCH_CONNECTIONS")) or 32
 local THREADS = tonumber(os.getenv("BENCH_THREADS")) or 2
+local WORKERS = tonumber(os.getenv("BENCH_WORKERS")) or 1
 local BODY = '{"email":"bench@example.com"}'
+
+-- wrk: each request from its own address, for its own e-mail (the limits stay out of the way);
+-- %d is this run's offset, so that no two runs (nor wrk threads) reuse an address
+local WRK_SCRIPT = [[
+local threads = 0
+function setup(thread) threads = threads + 1; thread:set("tid", threads) end
+local n = 0
+request = function()
+  n = n + 1
+  local k = %d + tid * 2097152 + n
+  return wrk.format("POST", nil, { ["Content-Type"] = "application/json",
+    ["X-Forwarded-For"] = ("10.%%d.%%d.%%d"):format(math.floor(k / 65536) %% 256, math.floor(k / 256) %% 256, k %% 256) },
+    '{"email":"b' .. k .. '@example.com"}')
+end
+]]
 
 local function control(emu, method, path, body)
   local out = {}
@@ -42,16 +62,21 @@ local CAPTURE_LOCATIONS = [[
     location = /bench/capture {
       content_by_lua_block {
         local cjson = require("cjson.safe")
-        local core = require("auth0.core")
+        local limit = require("example.limit")
         ngx.req.read_body()
         local p = cjson.decode(ngx.req.get_body_data() or "") or {}
+        local dict = ngx.shared.auth0_limits
+        if type(p.email) ~= "string" or not (limit.hit(dict, "ip|" .. ngx.var.remote_addr, 10, 60)
+            and limit.hit(dict, "id|" .. p.email:lower(), 5, 600)) then
+          ngx.status = 429; ngx.print('{"error":"too_many_requests"}'); return
+        end
         local res = ngx.location.capture("/__auth0/passwordless/start", { method = ngx.HTTP_POST,
           body = cjson.encode({ client_id = "emu-native", connection = "email", email = p.email, send = "code" }) })
         local r = res.status == 200 and cjson.decode(res.body)
         if not r then ngx.status = 502; ngx.print('{"error":"upstream"}'); return end
-        local sid = core.b64url_encode(core.random_bytes(24))
-        ngx.shared.auth0_sessions:set(sid, cjson.encode({ realm = "email", username = p.email }), 600)
-        local out = cjson.encode({ session = sid })
+        local value = require("example.login").sealer():seal({ realm = "email", username = p.email })
+        ngx.header["set-cookie"] = "auth0_session=" .. value .. "; Path=/login; Max-Age=600; Secure; HttpOnly; SameSite=Strict"
+        local out = '{"code_sent":true}'
         ngx.header["content-type"] = "application/json"
         ngx.header["content-length"] = #out
         ngx.print(out)
@@ -135,7 +160,7 @@ end
 local me = server.self_pid()
 local emu = assert(server.start { owner_pid = me })
 local api, err = launch.start { base_url = "https://localhost:" .. emu.port, ca_file = emu.ca_file, owner_pid = me,
-  log_level = "warn", http = CAPTURE:format(emu.port),
+  log_level = "warn", workers = WORKERS, options = "limit_global = false,", http = CAPTURE:format(emu.port),
   server = CAPTURE_LOCATIONS:format(emu.port, emu.ca_file) }
 if not api then emu:stop(); error(err, 0) end
 
@@ -143,16 +168,18 @@ local ok, msg = pcall(function()
   control(emu, "POST", "/rate_limits", '{"enabled":false}')
   local use_wrk = have("wrk")
   local script = os.tmpname()
-  local f = assert(io.open(script, "w"))
-  f:write(('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = %q\n'):format(BODY))
-  f:close()
+  local runs = 0
   local function run(path, seconds)
+    runs = runs + 1
+    local f = assert(io.open(script, "w"))
+    f:write(WRK_SCRIPT:format(runs * 16777216))
+    f:close()
     control(emu, "DELETE", "/outbox")
     if use_wrk then return run_wrk(api.url .. path, seconds, script) end
     return run_lua(api.url .. path, seconds)
   end
-  print(("load: %s, %d connections, %d s per run; emulator, example nginx and load generator share %s cores")
-    :format(use_wrk and ("wrk -t" .. THREADS) or "LuaSocket keep-alive client", CONNS, DURATION,
+  print(("load: %s, %d connections, %d s per run, gateway workers %d; emulator, gateway and load generator share %s cores")
+    :format(use_wrk and ("wrk -t" .. THREADS) or "LuaSocket keep-alive client", CONNS, DURATION, WORKERS,
       (io.popen("nproc"):read("*l") or "?")))
   run("/login/start", 2)    -- warm-up: TLS sessions, pools, JIT
   run("/bench/capture", 2)

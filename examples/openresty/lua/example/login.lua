@@ -110,6 +110,9 @@ end
 --- The worker's client (for tests and extra locations).
 function _M.client() return client end
 
+--- The worker's sealer (example/session.lua; for tests, the bench and extra locations).
+function _M.sealer() return sealer end
+
 local function reply(status, body, headers)
   ngx.status = status -- luacheck: ignore 122
   local h = ngx.header
