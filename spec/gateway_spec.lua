@@ -3,6 +3,7 @@
 -- the emulator (through a recording TLS proxy that counts the auth0-forwarded-for addresses it
 -- sees). This Lua 5.4 process drives them with LuaSocket.
 local socket = require "socket"
+local http = require "socket.http"
 local cjson = require("cjson.safe").new()
 local auth0 = require "auth0"
 local emu = require "spec.support.emulator"
@@ -38,9 +39,10 @@ local function exchange(reqs)
   local conns, by_sock = {}, {}
   for i, r in ipairs(reqs) do
     local data = type(r.body) == "string" and r.body or assert(cjson.encode(r.body or {}))
-    local lines = { ("%s %s HTTP/1.1"):format(r.method or "POST", r.path), "Host: 127.0.0.1",
-      "Content-Type: application/json", "Connection: close" }
-    for k, v in pairs(r.headers or {}) do lines[#lines + 1] = k .. ": " .. v end
+    local lines = { ("%s %s HTTP/1.1"):format(r.method or "POST", r.path), "Host: 127.0.0.1", "Connection: close" }
+    local headers = { ["Content-Type"] = "application/json" }
+    for k, v in pairs(r.headers or {}) do headers[k] = v end
+    for k, v in pairs(headers) do lines[#lines + 1] = k .. ": " .. v end
     if r.chunked then
       lines[#lines + 1] = "Transfer-Encoding: chunked"
       data = ("%x\r\n%s\r\n0\r\n\r\n"):format(#data, data)
@@ -113,7 +115,7 @@ local function last_code(to)
 end
 
 local function seen(ip)
-  local text = socket.http.request(("http://127.0.0.1:%d/seen?ip=%s"):format(edge.rec_ctl, ip))
+  local text = http.request(("http://127.0.0.1:%d/seen?ip=%s"):format(edge.rec_ctl, ip))
   return tonumber(text)
 end
 
@@ -260,7 +262,7 @@ describe("the OpenResty login gateway", function()
       local user = emu.control("POST", "/users", { connection = "email", email = email, mfa = true })
       local a, st = emu.control("POST", "/mfa/authenticators", { user_id = user.user_id, type = "otp" })
       assert.equal(200, st)
-      users[i] = { email = email, secret = a.authenticator.secret, ip = ("10.0.%d.%d"):format(i // 250, i % 250 + 1),
+      users[i] = { email = email, secret = a.authenticator.secret, ip = ("10.0.%d.%d"):format(math.floor(i / 250), i % 250 + 1),
         pids = {}, upstreams = {} }
     end
     -- Round-robin hands the edge's requests to the nodes in turn: one odd request in front of
@@ -395,6 +397,27 @@ describe("the OpenResty login gateway", function()
       local r = post(p, "/login/start", nil, nil, { method = "GET" })
       assert.equal(405, r.status)
       assert.equal("POST", r.headers.allow)
+      r = post(p, "/login/start", { email = "form@example.com" }, { ["Content-Type"] = "text/plain" })
+      assert.equal(415, r.status)
+      assert.same({ error = "invalid_request", error_description = "Content-Type must be application/json" }, r.body)
+    end)
+
+    it("answers a flood from one address with JSON 429 and Retry-After before any Lua runs", function()
+      local reqs = {}
+      for i = 1, 160 do
+        reqs[i] = { port = gw2.port, path = "/login/start", body = "{", headers = { ["X-Forwarded-For"] = "192.0.2.99" } }
+      end
+      local limited = 0
+      for _, r in ipairs(exchange(reqs)) do
+        if r.status == 429 then
+          limited = limited + 1
+          assert.equal("1", r.headers["retry-after"])
+          assert.equal("too_many_requests", r.body.error)
+        else
+          assert.equal(400, r.status)
+        end
+      end
+      assert.is_true(limited > 0, "no request was limited")
     end)
 
     it("reads bodies nginx buffered to a file, and answers JSON 413 over the limit", function()
@@ -427,7 +450,7 @@ describe("the OpenResty login gateway", function()
       local code = last_code("eve@example.com")
       -- one flipped character anywhere in the envelope
       local value = c:match("=(.*)$")
-      local mid = #value // 2
+      local mid = math.floor(#value / 2)
       local flipped = value:sub(1, mid - 1) .. (value:sub(mid, mid) == "A" and "B" or "A") .. value:sub(mid + 1)
       refused(post(gw1.port, "/login/verify", { code = code }, { Cookie = "auth0_session=" .. flipped }))
       refused(post(gw1.port, "/login/verify", { code = code }, { Cookie = "auth0_session=" .. value:sub(1, -3) }))

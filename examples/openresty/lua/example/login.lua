@@ -11,7 +11,7 @@
 --        with `authenticator_id` only: starts a challenge -> 200 {"challenge_type": "otp"|"oob",
 --        "binding_method"?}; an oob push challenge without a binding code is polled here until
 --        approved (push polling sleeps with ngx.sleep: the worker keeps serving others).
---   Errors: {"error": code, "error_description": message} with 400/405/413/429/502/504, or
+--   Errors: {"error": code, "error_description": message} with 400/405/413/415/429/502/504, or
 --   Auth0's own 4xx. Every 429 carries Retry-After.
 --
 -- The login state (identifier, then the mfa_token: a secret) is sealed into the session
@@ -187,6 +187,12 @@ end
 local function read_json()
   if ngx.req.get_method() ~= "POST" then
     return nil, reply(405, { error = "invalid_request", error_description = "use POST" }, { allow = "POST" })
+  end
+  -- JSON only: a cross-site form cannot send it without a CORS preflight (SMS pumping through
+  -- visitors' browsers)
+  local ctype = ngx.var.http_content_type
+  if type(ctype) ~= "string" or not ctype:lower():find("^application/json%s*[;]?") then
+    return nil, reply(415, { error = "invalid_request", error_description = "Content-Type must be application/json" })
   end
   local body, status = read_body()
   if status == 413 then

@@ -14,7 +14,7 @@ local _M = {}
 local Sealer = {}
 Sealer.__index = Sealer
 
-local MAX_COOKIE = 3000     -- bytes of cookie value accepted (browsers keep about 4 KiB)
+local MAX_COOKIE = 4000     -- bytes of cookie value accepted (browsers keep 4096 with the name)
 
 --- Parses AUTH0_GATEWAY_KEYS: "id:base64url-32-bytes[,id:...]", newest first.
 -- @tparam string text
