@@ -1,7 +1,9 @@
 --- Login requests per second through the OpenResty example, cosockets vs nginx's own proxy.
 --   make && make luajit && lua5.4 bench/openresty.lua
 --   env: BENCH_DURATION (s per run, 10), BENCH_CONNECTIONS (32), BENCH_THREADS (wrk threads, 2),
---   BENCH_WORKERS (the gateway's worker_processes, 1)
+--   BENCH_WORKERS (the gateway's worker_processes, 1), BENCH_PROFILE (a jit.p mode such as "F"
+--   or "v": profiles one run of each path in the worker instead, and prints the top entries;
+--   "trace": jit.v's log of trace aborts)
 -- Starts the emulator and the example gateway (both nginx, same machine) and drives
 -- `POST /login/start` (one passwordless_start to Auth0 over TLS through auth0.transport.ngx)
 -- and `POST /bench/capture` (the same Auth0 call made with ngx.location.capture + proxy_pass
@@ -15,6 +17,7 @@ package.path = here .. "/../lua/?.lua;" .. here .. "/../lua/?/init.lua;" .. here
   .. package.path
 
 local socket = require "socket"
+socket.http = require "socket.http"
 local https = require "ssl.https"
 local ltn12 = require "ltn12"
 local server = require "auth0.emulator.server"
@@ -24,6 +27,20 @@ local DURATION = tonumber(os.getenv("BENCH_DURATION")) or 10
 local CONNS = tonumber(os.getenv("BENCH_CONNECTIONS")) or 32
 local THREADS = tonumber(os.getenv("BENCH_THREADS")) or 2
 local WORKERS = tonumber(os.getenv("BENCH_WORKERS")) or 1
+local PROFILE = os.getenv("BENCH_PROFILE")
+local PROFILE_LOCATIONS = [[
+    location = /bench/profile {
+      content_by_lua_block {
+        -- mode "trace": jit.v's trace log (what the JIT compiler gave up on) instead of jit.p
+        local trace = ngx.var.arg_mode == "trace"
+        local p = require(trace and "jit.v" or "jit.p")
+        if ngx.var.arg_stop then (p.stop or p.off)()
+        elseif trace then p.on(ngx.var.arg_file)
+        else p.start(ngx.var.arg_mode, ngx.var.arg_file) end
+        ngx.print("ok")
+      }
+    }
+]]
 local BODY = '{"email":"bench@example.com"}'
 
 -- wrk: each request from its own address, for its own e-mail (the limits stay out of the way);
@@ -161,7 +178,7 @@ local me = server.self_pid()
 local emu = assert(server.start { owner_pid = me })
 local api, err = launch.start { base_url = "https://localhost:" .. emu.port, ca_file = emu.ca_file, owner_pid = me,
   log_level = "warn", workers = WORKERS, options = "limit_global = false,", http = CAPTURE:format(emu.port),
-  server = CAPTURE_LOCATIONS:format(emu.port, emu.ca_file) }
+  server = CAPTURE_LOCATIONS:format(emu.port, emu.ca_file) .. (PROFILE and PROFILE_LOCATIONS or "") }
 if not api then emu:stop(); error(err, 0) end
 
 local ok, msg = pcall(function()
@@ -183,6 +200,33 @@ local ok, msg = pcall(function()
       (io.popen("nproc"):read("*l") or "?")))
   run("/login/start", 2)    -- warm-up: TLS sessions, pools, JIT
   run("/bench/capture", 2)
+  if PROFILE then
+    for _, path in ipairs { "/login/start", "/bench/capture" } do
+      local file = api.prefix .. "/logs/profile.txt"
+      assert(socket.http.request(api.url .. "/bench/profile?mode=" .. PROFILE .. "&file=" .. file))
+      local rps = run(path, DURATION)
+      assert(socket.http.request(api.url .. "/bench/profile?stop=1"))
+      print(("profile of %s (%.0f req/s, jit.p mode %s), top entries:"):format(path, rps, PROFILE))
+      local lines, counts, order = {}, {}, {}
+      for line in io.lines(file) do
+        if PROFILE == "trace" then   -- aborted traces, by where and why, most frequent first
+          local what = line:match("^%[TRACE %-%-%- (.*)%]$")
+          if what then
+            what = what:gsub("^%(%d+/%d+%) ", "")
+            if not counts[what] then order[#order + 1] = what end
+            counts[what] = (counts[what] or 0) + 1
+          end
+        else
+          lines[#lines + 1] = line
+        end
+      end
+      table.sort(order, function(a, b) return counts[a] > counts[b] end)
+      for _, what in ipairs(order) do lines[#lines + 1] = ("%6d  %s"):format(counts[what], what) end
+      for i = 1, math.min(25, #lines) do print("  " .. lines[i]) end
+      os.remove(file)
+    end
+    return
+  end
   local best = {}
   for round = 1, 3 do   -- interleaved, best of 3: the machine is shared
     for _, path in ipairs { "/login/start", "/bench/capture" } do
