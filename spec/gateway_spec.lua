@@ -35,7 +35,7 @@ end
 -- One raw HTTP/1.1 exchange per request, all in flight at once; answers collected with select.
 -- A request: { port, path, body (table or string), headers = {}, method, chunked }.
 -- Returns { { status, headers (lowercase; set-cookie kept whole), body (decoded JSON or text) } }.
-local function exchange(reqs)
+local function exchange(reqs, tick)
   local conns, by_sock = {}, {}
   for i, r in ipairs(reqs) do
     local data = type(r.body) == "string" and r.body or assert(cjson.encode(r.body or {}))
@@ -66,7 +66,8 @@ local function exchange(reqs)
         if c.sent < #c.out then writers[#writers + 1] = c.sock else readers[#readers + 1] = c.sock end
       end
     end
-    local r, w = socket.select(readers, writers, 1)
+    local r, w = socket.select(readers, writers, tick and 0.1 or 1)
+    if tick then tick() end
     for _, s in ipairs(w) do
       local c = by_sock[s]
       local n, err, last = s:send(c.out, c.sent + 1)
@@ -211,7 +212,7 @@ describe("the OpenResty login gateway", function()
     local base = { base_url = "https://localhost:" .. rec_port, ca_file = srv.ca_file, owner_pid = me,
       client_id = "emu-confidential", workers = 4, log_level = "info",
       env = { AUTH0_CLIENT_SECRET = SECRET, AUTH0_GATEWAY_KEYS = key_env },
-      options = "limit_ip = { 5, 60 }, limit_identifier = { 3, 600 },",
+      options = "limit_ip = { 5, 60 }, limit_identifier = { 3, 600 }, poll_interval = 0.2,",
       server = "    add_header X-Gateway-Pid $pid always;\n" }
     local err
     gw1, err = launch.start(base)
@@ -255,29 +256,48 @@ describe("the OpenResty login gateway", function()
     assert.equal(2, seen("198.51.100.1"))
   end)
 
-  it("completes concurrent MFA (TOTP) logins whose steps land on different workers and instances", function()
+  it("completes concurrent MFA logins (TOTP, and push for every 4th) whose steps land on different workers and nodes",
+      function()
+    emu.control("POST", "/mfa", { poll_min_interval = 0 })
     local users = {}
     for i = 1, LOGINS do
       local email = ("c%d@example.com"):format(i)
       local user = emu.control("POST", "/users", { connection = "email", email = email, mfa = true })
-      local a, st = emu.control("POST", "/mfa/authenticators", { user_id = user.user_id, type = "otp" })
+      local push = i % 4 == 0
+      local a, st = emu.control("POST", "/mfa/authenticators", { user_id = user.user_id, type = push and "push" or "otp" })
       assert.equal(200, st)
-      users[i] = { email = email, secret = a.authenticator.secret, ip = ("10.0.%d.%d"):format(math.floor(i / 250), i % 250 + 1),
-        pids = {}, upstreams = {} }
+      users[i] = { email = email, secret = a.authenticator.secret, push = push,
+        ip = ("10.0.%d.%d"):format(math.floor(i / 250), i % 250 + 1), pids = {}, upstreams = {} }
+    end
+    -- the fake Guardian app: approves every pending push challenge while a step is in flight
+    local approved, last = 0, 0
+    local function guardian()
+      if socket.gettime() - last < 0.2 then return end
+      last = socket.gettime()
+      for _, tx in ipairs(emu.control("GET", "/guardian").transactions or {}) do
+        if tx.state == "pending" then
+          emu.control("POST", "/guardian/" .. tx.oob_code .. "/approve")
+          approved = approved + 1
+        end
+      end
     end
     -- Round-robin hands the edge's requests to the nodes in turn: one odd request in front of
     -- each step (a GET, answered 405) shifts every login to the other node for its next step.
-    local function step(build)
-      local out = { { port = edge.port, path = "/login/start", method = "GET" } }
-      for i, u in ipairs(users) do
+    local function step(build, tick)
+      local out, who = { { port = edge.port, path = "/login/start", method = "GET" } }, {}
+      for _, u in ipairs(users) do
         local body = build(u)
-        out[i + 1] = { port = edge.port, path = body.path, body = body.body,
-          headers = { Cookie = u.cookie, ["X-Forwarded-For"] = u.ip } }
+        if body then
+          out[#out + 1] = { port = edge.port, path = body.path, body = body.body,
+            headers = { Cookie = u.cookie, ["X-Forwarded-For"] = u.ip } }
+          who[#who + 1] = u
+        end
       end
+      if #out % 2 == 0 then out[#out + 1] = out[1] end   -- an odd count keeps the node alternating
       local t0 = socket.gettime()
-      local res = exchange(out)
+      local res = exchange(out, tick)
       assert.equal(405, res[1].status)
-      for i, u in ipairs(users) do
+      for i, u in ipairs(who) do
         local r = res[i + 1]
         assert.equal(200, r.status, u.email .. " " .. tostring(r.raw))
         u.cookie = jar(r) or u.cookie
@@ -293,11 +313,19 @@ describe("the OpenResty login gateway", function()
     elapsed = elapsed + step(function(u) return { path = "/login/verify", body = { code = codes[u.email] } } end)
     for _, u in ipairs(users) do
       assert.is_true(u.last.mfa_required)
-      for _, a in ipairs(u.last.authenticators) do if a.authenticator_type == "otp" then u.otp_id = a.id end end
-      assert.is_string(u.otp_id)
+      for _, a in ipairs(u.last.authenticators) do
+        if u.push and a.oob_channel == "auth0" or not u.push and a.authenticator_type == "otp" then u.mfa_id = a.id end
+      end
+      assert.is_string(u.mfa_id)
     end
-    elapsed = elapsed + step(function(u) return { path = "/login/mfa", body = { authenticator_id = u.otp_id } } end)
-    elapsed = elapsed + step(function(u) return { path = "/login/mfa", body = { code = auth0.totp(u.secret) } } end)
+    -- TOTP: a challenge, then the code; push: one request that polls until the app approves
+    elapsed = elapsed + step(function(u) return { path = "/login/mfa", body = { authenticator_id = u.mfa_id } } end,
+      guardian)
+    elapsed = elapsed + step(function(u)
+      if u.push then return nil end
+      return { path = "/login/mfa", body = { code = auth0.totp(u.secret) } }
+    end)
+    assert.equal(math.floor(LOGINS / 4), approved)
     local cross_worker, cross_node = 0, 0
     for _, u in ipairs(users) do
       assert.is_string(u.last.access_token)
@@ -305,10 +333,11 @@ describe("the OpenResty login gateway", function()
       for _, pid in ipairs(u.pids) do distinct[pid] = true end
       if next(distinct, next(distinct)) then cross_worker = cross_worker + 1 end
       if next(u.upstreams, next(u.upstreams)) then cross_node = cross_node + 1 end
-      assert.is_true(seen(u.ip) >= 3, u.ip)   -- start, token grant, challenge, mfa grant
+      -- the start, the code grant and the MFA grant (push: one grant per poll until approved)
+      if u.push then assert.is_true(seen(u.ip) >= 3, u.ip) else assert.equal(3, seen(u.ip), u.ip) end
     end
     if os.getenv("A0_VERBOSE") then
-      print(("\n%d MFA logins (4 steps each) through the edge: %.2f s; %d crossed workers, %d crossed nodes")
+      print(("\n%d MFA logins (TOTP 4 steps, push 3) through the edge: %.2f s; %d crossed workers, %d crossed nodes")
         :format(LOGINS, elapsed, cross_worker, cross_node))
     end
     -- connections are accepted in about the order they were opened: most logins visit both nodes
