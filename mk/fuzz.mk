@@ -54,7 +54,7 @@ $(FUZZ_DIR)/fuzz_lua: csrc/fuzz/fuzz_lua.c $(FUZZ_ENGINE) $(FUZZ_BIND) $(FUZZ_HD
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_LUA_INC) -DFUZZ_LUA_DIR='"$(CURDIR)/lua"' \
 	  -DFUZZ_CPATH='"$(CURDIR)/build/lua5.4/?.so;/usr/lib/x86_64-linux-gnu/lua/5.4/?.so;/usr/lib/lua/5.4/?.so"' \
-	  -o $@ $(filter %.c,$^) $(FUZZ_LUA_LIB) $(FUZZ_CURL_LIB) -lcrypto -lm
+	  -o $@ $(filter %.c,$^) $(FUZZ_LUA_LIB) $(FUZZ_CURL_LIB) -lcrypto -lqrencode -lm
 
 # One line per target: "<target>: <execs> execs in <s> s, cov: <n> ft: <n> corp: <n>".
 fuzz-smoke: fuzz

@@ -16,6 +16,7 @@ dependencies = { "lua >= 5.1, < 5.5", "lua-cjson" }
 external_dependencies = {
   CURL = { library = "curl" },
   OPENSSL = { library = "crypto" },
+  QRENCODE = { library = "qrencode" },
 }
 build = {
   type = "make",

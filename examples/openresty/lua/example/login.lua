@@ -36,7 +36,7 @@ local _M = {}
 local COOKIE = "auth0_session"
 local EMPTY_ARRAY = cjson.empty_array or {}  -- plain lua-cjson 2.1.0 has no empty_array: "{}"
 local DEFAULTS = {
-  session_ttl = 600,     -- seconds: covers the OTP lifetime (300 s) and the mfa_token's (600 s)
+  session_ttl = 600,     -- seconds: covers the email/SMS code's lifetime (180 s) and the mfa_token's (600 s)
   max_body = 16384,      -- bytes of JSON accepted (nginx's client_max_body_size should match)
   -- sliding windows on /login/start: { hits, seconds }
   limit_ip = { 10, 60 }, limit_identifier = { 5, 600 }, limit_global = { 600, 60 },
