@@ -226,10 +226,15 @@ local function string_field(body, name, required, max)
   return v
 end
 
--- The client raises on misuse (a malformed email, ...): that is the user's input here.
+-- The client raises on misuse (a malformed email, ...): that is the user's input here. Only the
+-- reason goes back ("bad argument #1 to 'passwordless_start' (email is malformed)" -> "email
+-- is malformed"; older clients: "auth0: email is malformed").
 local function call(method, ...)
   local ok, res, err = pcall(client[method], client, ...)
-  if not ok then return nil, nil, (tostring(res):gsub("^.-auth0: ", "")) end
+  if not ok then
+    local msg = tostring(res)
+    return nil, nil, msg:match("bad argument #%d+ to '[^']*' %((.*)%)$") or (msg:gsub("^.-auth0: ", ""))
+  end
   return res, err
 end
 
