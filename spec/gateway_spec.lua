@@ -205,6 +205,16 @@ describe("the OpenResty login gateway", function()
     assert.is_string(v.body.id_token)
   end)
 
+  it("limits verification attempts per address", function()
+    local hot = { ["X-Forwarded-For"] = "192.0.2.90" }
+    for _ = 1, 30 do assert.equal(400, post(gw2.port, "/login/verify", { code = "123456" }, hot).status) end
+    local r = post(gw2.port, "/login/mfa", { code = "123456" }, hot)
+    assert.equal(429, r.status)
+    assert.equal("too many attempts from this address; retry later", r.body.error_description)
+    assert.is_true(tonumber(r.headers["retry-after"]) >= 1)
+    assert.equal(400, post(gw2.port, "/login/verify", { code = "123456" }, { ["X-Forwarded-For"] = "192.0.2.91" }).status)
+  end)
+
   it("limits the codes sent to one identifier whatever the address (SMS pumping)", function()
     for i = 1, 3 do
       local r = post(gw2.port, "/login/start", { phone_number = "+15550009999" }, { ["X-Forwarded-For"] = "203.0.113." .. i })

@@ -40,6 +40,8 @@ local DEFAULTS = {
   max_body = 16384,      -- bytes of JSON accepted (nginx's client_max_body_size should match)
   -- sliding windows on /login/start: { hits, seconds }
   limit_ip = { 10, 60 }, limit_identifier = { 5, 600 }, limit_global = { 600, 60 },
+  -- on /login/verify and /login/mfa, per address: code guessing costs Auth0 attempts too
+  limit_verify = { 30, 60 },
 }
 
 local config = {}
@@ -51,8 +53,9 @@ local client, sealer
 --   forwarded end-user address), `audience`, `scope`, `timeout`; `keys` (AUTH0_GATEWAY_KEYS
 --   text, "id:base64url,...", newest first; without it a random key per start, so logins
 --   survive neither a restart nor a switch of node), `session_ttl` (600 s), `max_body`
---   (16384 bytes), `limit_ip`, `limit_identifier`, `limit_global` ({ hits, seconds } each,
---   or false to disable), `insecure_cookie` (true: no Secure attribute; plain-http localhost
+--   (16384 bytes), `limit_ip`, `limit_identifier`, `limit_global` (on /login/start) and
+--   `limit_verify` (per address on /login/verify and /login/mfa): { hits, seconds } each, or
+--   false to disable; `insecure_cookie` (true: no Secure attribute; plain-http localhost
 --   development only), `poll_interval`, `poll_timeout` (push MFA, 5 s and 60 s)
 function _M.configure(c)
   config = setmetatable(c, { __index = DEFAULTS })
@@ -128,7 +131,7 @@ end
 local function bad_request(msg) return reply(400, { error = "invalid_request", error_description = msg }) end
 
 local function too_many(wait, what)
-  return reply(429, { error = "too_many_requests", error_description = "too many logins " .. what .. "; retry later" },
+  return reply(429, { error = "too_many_requests", error_description = "too many " .. what .. "; retry later" },
     { ["retry-after"] = tostring(wait) })
 end
 
@@ -244,6 +247,8 @@ local function check_limit(key, spec)
 end
 
 local function load_state()
+  local ok, wait = check_limit("verify|" .. ngx.var.remote_addr, config.limit_verify)
+  if not ok then return nil, too_many(wait, "attempts from this address") end
   local state, why = sealer:open(ngx.var["cookie_" .. COOKIE])
   if not state then return nil, bad_session(why or "no cookie") end
   return state
@@ -268,11 +273,11 @@ function _M.start()
   if not email and not phone then return bad_request("email or phone_number is required") end
   local addr = ngx.var.remote_addr
   local ok, wait = check_limit("ip|" .. addr, config.limit_ip)
-  if not ok then return too_many(wait, "from this address") end
+  if not ok then return too_many(wait, "logins from this address") end
   ok, wait = check_limit("id|" .. (email and email:lower() or phone), config.limit_identifier)
-  if not ok then return too_many(wait, "for this " .. (email and "email" or "phone number")) end
+  if not ok then return too_many(wait, "logins for this " .. (email and "email" or "phone number")) end
   ok, wait = check_limit("all", config.limit_global)
-  if not ok then return too_many(wait, "on this server") end
+  if not ok then return too_many(wait, "logins on this server") end
   ngx.ctx.auth0_forwarded_for = addr -- luacheck: ignore 122
   local p = email and { connection = "email", email = email } or { connection = "sms", phone_number = phone }
   local _, err, misuse = call("passwordless_start", p)
