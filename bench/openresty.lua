@@ -3,6 +3,7 @@
 --   env: BENCH_DURATION (s per run, 10), BENCH_CONNECTIONS (32), BENCH_THREADS (wrk threads, 2),
 --   BENCH_WORKERS (the gateway's worker_processes, 1), BENCH_PROFILE (a jit.p mode such as "F"
 --   or "v": profiles one run of each path in the worker instead, and prints the top entries;
+--   BENCH_NO_WRK=1 uses the LuaSocket client even where wrk exists
 --   "trace": jit.v's log of trace aborts)
 -- Starts the emulator and the example gateway (both nginx, same machine) and drives
 -- `POST /login/start` (one passwordless_start to Auth0 over TLS through auth0.transport.ngx)
@@ -41,7 +42,6 @@ local PROFILE_LOCATIONS = [[
       }
     }
 ]]
-local BODY = '{"email":"bench@example.com"}'
 
 -- wrk: each request from its own address, for its own e-mail (the limits stay out of the way);
 -- %d is this run's offset, so that no two runs (nor wrk threads) reuse an address
@@ -137,13 +137,18 @@ end
 -- the previous answer (Content-Length framed) is complete.
 local function run_lua(url, seconds)
   local port, path = url:match("^http://127%.0%.0%.1:(%d+)(/.*)$")
-  local req = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s")
-    :format(path, #BODY, BODY)
+  local n = math.random(0, 2 ^ 20) * 16
+  local function req()   -- like the wrk script: another address and e-mail every time
+    n = n + 1
+    local body = '{"email":"b' .. n .. '@example.com"}'
+    return ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Forwarded-For: 10.%d.%d.%d\r\n"
+      .. "Content-Length: %d\r\n\r\n%s"):format(path, n // 65536 % 256, n // 256 % 256, n % 256, #body, body)
+  end
   local conns, by = {}, {}
   for i = 1, CONNS do
     local s = assert(socket.connect("127.0.0.1", tonumber(port)))
     s:settimeout(0)
-    s:send(req)
+    s:send(req())
     conns[i] = { sock = s, buf = "" }
     by[s] = conns[i]
   end
@@ -165,7 +170,7 @@ local function run_lua(url, seconds)
         if not c.buf:match("^HTTP/1%.1 200") then bad = bad + 1 end
         c.buf = c.buf:sub(head_end + 4 + len)
         done = done + 1
-        s:send(req)
+        s:send(req())
       end
     end
   end
@@ -183,7 +188,7 @@ if not api then emu:stop(); error(err, 0) end
 
 local ok, msg = pcall(function()
   control(emu, "POST", "/rate_limits", '{"enabled":false}')
-  local use_wrk = have("wrk")
+  local use_wrk = have("wrk") and not os.getenv("BENCH_NO_WRK")
   local script = os.tmpname()
   local runs = 0
   local function run(path, seconds)
