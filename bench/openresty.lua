@@ -3,8 +3,8 @@
 --   env: BENCH_DURATION (s per run, 10), BENCH_CONNECTIONS (32), BENCH_THREADS (wrk threads, 2),
 --   BENCH_WORKERS (the gateway's worker_processes, 1), BENCH_PROFILE (a jit.p mode such as "F"
 --   or "v": profiles one run of each path in the worker instead, and prints the top entries;
---   BENCH_NO_WRK=1 uses the LuaSocket client even where wrk exists
---   "trace": jit.v's log of trace aborts)
+--   "trace": jit.v's log of trace aborts), BENCH_NO_WRK=1 (the LuaSocket client even where wrk
+--   exists)
 -- Starts the emulator and the example gateway (both nginx, same machine) and drives
 -- `POST /login/start` (one passwordless_start to Auth0 over TLS through auth0.transport.ngx)
 -- and `POST /bench/capture` (the same Auth0 call made with ngx.location.capture + proxy_pass
