@@ -129,3 +129,15 @@ PKGS += lua-ldoc lua-markdown
 docs: deps
 	rm -rf build/docs
 	ldoc -q --fatalwarnings -c config.ld .
+
+# luarocks make (rockspec/): one build folder per Lua header set (lua5.4, luajit-2.1, ...), emptied
+# before every build, so a rock never ships a module compiled against another Lua.
+ROCK_BUILD = build/rock/$(notdir $(patsubst %/,%,$(LUA_INCDIR)))
+.PHONY: rock rock-install
+rock:
+	@! grep -qs 'define LUA_VERSION_NUM.*501' $(LUA_INCDIR)/lua.h || test -f $(LUA_INCDIR)/luajit.h || \
+	  { echo "lua-auth0 needs Lua 5.2-5.4 or LuaJIT 2.1; PUC Lua 5.1 is not supported ($(LUA_INCDIR))" >&2; exit 1; }
+	rm -rf $(ROCK_BUILD)
+	$(MAKE) all BUILD=$(ROCK_BUILD)
+rock-install:
+	$(MAKE) install BUILD=$(ROCK_BUILD)

@@ -6,6 +6,12 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+/* LuaJIT's lauxlib.h has the 5.2 functions the bindings use (luaL_setmetatable, luaL_traceback),
+ * PUC Lua 5.1's has not: refuse it in one line rather than build with implicit declarations. */
+#if LUA_VERSION_NUM < 502 && !defined(luaL_newlib)
+#error "lua-auth0 needs Lua 5.2-5.4 or LuaJIT 2.1; PUC Lua 5.1 is not supported"
+#endif
+
 #if LUA_VERSION_NUM >= 502
 #define a0c_rawlen(L, i)            lua_rawlen(L, (i))
 #define a0c_setuservalue(L, i)      lua_setuservalue(L, (i))

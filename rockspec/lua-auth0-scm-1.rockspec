@@ -10,7 +10,9 @@ email, push, recovery codes) against the Auth0 Authentication API, blocking or
 non-blocking, for Lua 5.4, LuaJIT and OpenResty. Ships a local Auth0 emulator.]],
   license = "MIT",
 }
-dependencies = { "lua >= 5.1", "lua-cjson" }
+-- Lua 5.2-5.4, or LuaJIT 2.1 as "5.1" (luarocks --lua-version 5.1 with LUA_INCDIR set to
+-- LuaJIT's headers, e.g. /usr/include/luajit-2.1): the C build refuses PUC Lua 5.1's headers.
+dependencies = { "lua >= 5.1, < 5.5", "lua-cjson" }
 external_dependencies = {
   CURL = { library = "curl" },
   OPENSSL = { library = "crypto" },
@@ -18,12 +20,14 @@ external_dependencies = {
 }
 build = {
   type = "make",
+  -- `make rock` builds from scratch into build/rock/<headers folder>: never another Lua's objects
+  build_target = "rock",
   build_variables = {
     CFLAGS = "$(CFLAGS)", LIBFLAG = "$(LIBFLAG)", LUA_INCDIR = "$(LUA_INCDIR)",
-    BUILD = "build/rock",
   },
+  install_target = "rock-install",
   install_variables = {
-    BUILD = "build/rock", INST_LIBDIR = "$(LIBDIR)", INST_LUADIR = "$(LUADIR)",
+    LUA_INCDIR = "$(LUA_INCDIR)", INST_LIBDIR = "$(LIBDIR)", INST_LUADIR = "$(LUADIR)",
   },
 }
 test = { type = "command", command = "make test" }

@@ -1,6 +1,6 @@
 --- Starts the example login API under nginx from nginx.conf.in (used by run.lua, the spec and
 -- the bench). Plain Lua 5.4 or LuaJIT with LuaSocket; nginx runs in the foreground of a
--- child process with its own prefix and `worker_processes 1`.
+-- child process with its own prefix and `worker_processes 1` (or `workers`).
 --
 --   local launch = dofile("examples/openresty/launch.lua")
 --   local api = assert(launch.start{ base_url = "https://localhost:8443", ca_file = "ca.pem" })
@@ -101,6 +101,8 @@ function _M.render(o)
     INIT_WORKER = (o.owner_pid and WATCH:format(o.owner_pid) or "")
       .. (o.init_worker or ""),
     HTTP = o.http or "", SERVER = o.server or "",
+    WORKERS = tostring(o.workers or 1), TRUSTED_PROXY = o.trusted_proxy or "127.0.0.1",
+    OPTIONS = o.options or "",
   }
   local tpl = assert(read_file(dir .. "/nginx.conf.in"))
   return (tpl:gsub("{{([%u_]+)}}", function(k) return assert(vars[k], "no value for " .. k) end))
@@ -109,7 +111,10 @@ end
 --- Starts the example API.
 -- @tparam table o `base_url` (Auth0 or the emulator, https://localhost:PORT), `ca_file`,
 --   `client_id` ("emu-native"), `port` (free), `prefix` (temp dir), `owner_pid` (stop when it
---   exits), `http` / `server` / `init_worker` (extra config text), `log_level`, `timeout` (10 s)
+--   exits), `http` / `server` / `init_worker` (extra config text), `log_level`, `timeout` (10 s),
+--   `workers` (1), `trusted_proxy` (whose X-Forwarded-For is believed, "127.0.0.1"), `options`
+--   (Lua text: more configure{} fields), `env` (table: variables for nginx, e.g.
+--   AUTH0_CLIENT_SECRET, AUTH0_GATEWAY_KEYS)
 -- @return api | nil, err
 function _M.start(o)
   local prefix, temp = o.prefix, false
@@ -128,7 +133,10 @@ function _M.start(o)
     if not ok then self:stop(); return nil, conf end
     write_file(prefix .. "/conf/nginx.conf", conf)
     write_file(prefix .. "/logs/error.log", "")
-    local out = capture(string.format("nginx -p %s -c conf/nginx.conf -e stderr >>%s 2>&1 </dev/null & echo $!",
+    local env = {}
+    for k, v in pairs(o.env or {}) do env[#env + 1] = k .. "=" .. quote(v) end
+    local out = capture(string.format((#env > 0 and "env " .. table.concat(env, " ") .. " " or "")
+      .. "nginx -p %s -c conf/nginx.conf -e stderr >>%s 2>&1 </dev/null & echo $!",
       quote(prefix), quote(prefix .. "/logs/error.log")))
     self.pid = tonumber(out and out:match("%d+"))
     if not self.pid then self:stop(); return nil, "could not start nginx" end

@@ -1,8 +1,10 @@
 --- Runs the OpenResty example against the Auth0 emulator, in one command from the repo root:
 --   make && make luajit && lua5.4 examples/openresty/run.lua
 -- Starts the emulator (nginx + TLS, its own CA), then the example API (another nginx, its
--- own prefix, a free loopback port, worker_processes 1) pointed at it, prints how to log in
--- and waits; Ctrl-C (or killing this process) stops both.
+-- own prefix, a free loopback port, worker_processes 2) pointed at it, prints how to log in
+-- and waits; Ctrl-C (or killing this process) stops both. Plain http on localhost: the
+-- cookie drops Secure (`insecure_cookie`, development only), and the sealing key is random per
+-- start (set AUTH0_GATEWAY_KEYS to keep logins across restarts).
 local here = debug.getinfo(1, "S").source:sub(2):match("^(.*)/[^/]+$") or "."
 package.path = here .. "/?.lua;" .. here .. "/../../lua/?.lua;" .. here .. "/../../lua/?/init.lua;" .. package.path
 
@@ -15,14 +17,15 @@ local emu = assert(server.start { owner_pid = me })
 -- nginx verifies names, not addresses: the emulator's certificate also carries DNS:localhost
 local base_url = "https://localhost:" .. emu.port
 local api, err = launch.start { base_url = base_url, ca_file = emu.ca_file, owner_pid = me,
-  port = tonumber(os.getenv("PORT")) }
+  port = tonumber(os.getenv("PORT")), workers = 2, options = "insecure_cookie = true,",
+  env = { AUTH0_GATEWAY_KEYS = os.getenv("AUTH0_GATEWAY_KEYS") } }
 if not api then emu:stop(); error(err, 0) end
 
 print(("example API: %s   (Auth0 emulator: %s, prefix %s)"):format(api.url, emu.base_url, api.prefix))
 print("try:")
-print(("  curl -s %s/login/start -d '{\"email\":\"alice@example.com\"}'"):format(api.url))
+print(("  curl -s -c jar -b jar %s/login/start -d '{\"email\":\"alice@example.com\"}'"):format(api.url))
 print(("  curl -s --cacert %s '%s/outbox?to=alice@example.com'   # the code"):format(emu.ca_file, emu.control_url))
-print(("  curl -s %s/login/verify -d '{\"session\":\"<session>\",\"code\":\"<code>\"}'"):format(api.url))
+print(("  curl -s -c jar -b jar %s/login/verify -d '{\"code\":\"<code>\"}'"):format(api.url))
 print("Ctrl-C stops both servers.")
 io.stdout:flush()
 

@@ -11,8 +11,8 @@
 -- (the system CA bundle; the certificate store is nginx's, `ca_file` is not used here),
 -- `lua_ssl_verify_depth 5;`, and a `resolver` for the tenant's host name (nginx does not
 -- read /etc/hosts; "localhost" is mapped to 127.0.0.1 here).
-local type, tonumber, tostring, pairs, ipairs, error, lower, find, match =
-  type, tonumber, tostring, pairs, ipairs, error, string.lower, string.find, string.match
+local type, tonumber, tostring, pairs, ipairs, error, lower, find, match, setmetatable =
+  type, tonumber, tostring, pairs, ipairs, error, string.lower, string.find, string.match, setmetatable
 local tcp, get_phase, now, update_time = ngx.socket.tcp, ngx.get_phase, ngx.now, ngx.update_time
 
 local read_response = require("auth0.transport.http1").read_response
@@ -50,13 +50,18 @@ local function is_ip(host)
   return find(host, "^%d+%.%d+%.%d+%.%d+$") ~= nil or find(host, ":", 1, true) ~= nil
 end
 
--- Milliseconds left before `deadline`, at least 1 (0 would mean "no timeout" to nginx).
+-- Milliseconds left before `deadline`, at least 1 (0 would mean "no timeout" to nginx). nginx's
+-- cached clock is enough: its event loop refreshes it after every wait, and the transport call
+-- refreshes it once on entry (ngx.update_time reformats nginx's time strings: not per read).
 local function left_ms(deadline)
-  update_time()
   local ms = (deadline - now()) * 1000
   if ms < 1 then return 1 end
   return ms - ms % 1
 end
+
+-- The reader's `left()` as a callable table rather than a closure per call: LuaJIT compiles
+-- neither a closure's creation (FNEW) nor what follows it in a trace.
+local Left = { __call = function(self) return left_ms(self.deadline) end }
 
 -- cosocket error strings -> our codes
 local function connect_code(err)
@@ -98,11 +103,30 @@ function _M.new(cfg, opts)
   local pool_name = opts.pool
   local session -- last TLS session, offered on the next handshake
 
-  local function attempt(req, scheme, host, port, path, hostport, deadline)
-    local sock = tcp()
+  -- url -> { scheme, host (resolved name), port, path, hostport, server_name, pool }: the same few
+  -- endpoint URLs come back on every call; the cache is dropped whenever it reaches 256 entries.
+  local parsed, nparsed = {}, 0
+  local function target(url)
+    local t = parsed[url]
+    if t then return t end
+    local scheme, host, port, path, hostport = parse_url(url)
+    if not scheme then return nil end
     local server_name = sni or host
     if lower(host) == "localhost" then host = "127.0.0.1" end -- no /etc/hosts in nginx's resolver
-    local pool = pool_name or "auth0:" .. scheme .. ":" .. host .. ":" .. port .. ":" .. server_name .. (verify and "" or ":insecure")
+    t = { scheme = scheme, host = host, port = port, path = path, hostport = hostport, server_name = server_name,
+      ip_name = is_ip(server_name),
+      pool = pool_name or "auth0:" .. scheme .. ":" .. host .. ":" .. port .. ":" .. server_name
+        .. (verify and "" or ":insecure") }
+    if find(url, "?", 1, true) then return t end   -- a query string is never kept
+    if nparsed >= 256 then parsed, nparsed = {}, 0 end
+    parsed[url], nparsed = t, nparsed + 1
+    return t
+  end
+
+  local function attempt(req, t, deadline)
+    local sock = tcp()
+    local scheme, host, port, path, hostport, server_name, pool = t.scheme, t.host, t.port, t.path, t.hostport,
+      t.server_name, t.pool
     local c = left_ms(deadline)
     if c > connect_ms then c = connect_ms end
     sock:settimeouts(c, left_ms(deadline), left_ms(deadline))
@@ -116,7 +140,7 @@ function _M.new(cfg, opts)
       -- fails verification (lua-resty-core#499): treat that raise as a TLS failure. Never
       -- pass `false` as the session: that path skips the verify result (lua-resty-core#532).
       local done, sess, herr = pcall(sock.sslhandshake, sock, session,
-        (not is_ip(server_name)) and server_name or nil, verify)
+        (not t.ip_name) and server_name or nil, verify)
       if not done then sess, herr = nil, "certificate verification failed (details in the nginx error log)" end
       if not sess then
         sock:close()
@@ -160,7 +184,7 @@ function _M.new(cfg, opts)
     end
 
     local resp, reusable_or_code, msg, nothing = read_response(sock, req.method,
-      function() return left_ms(deadline) end, true)
+      setmetatable({ deadline = deadline }, Left), true)
     if not resp then
       sock:close()
       return nil, reusable_or_code, msg, reused and nothing
@@ -178,12 +202,12 @@ function _M.new(cfg, opts)
     if not COSOCKET_PHASES[phase] then
       return fail("unavailable_phase", "cosockets are not available in the " .. tostring(phase) .. " phase")
     end
-    local scheme, host, port, path, hostport = parse_url(tostring(req.url))
-    if not scheme then return fail("transport", "unsupported URL") end
-    if scheme == "https" and verify and is_ip(sni or host) then
+    local t = target(tostring(req.url))
+    if not t then return fail("transport", "unsupported URL") end
+    if t.scheme == "https" and verify and t.ip_name then
       -- SNI and nginx's host check (X509_check_host) take DNS names only: an IP address
       -- could not be checked against the certificate, so refuse rather than skip the check.
-      return fail("tls", "cannot verify a certificate for the IP address " .. (sni or host)
+      return fail("tls", "cannot verify a certificate for the IP address " .. t.server_name
         .. " with cosockets; use a host name (e.g. localhost)")
     end
     update_time()
@@ -191,10 +215,10 @@ function _M.new(cfg, opts)
     -- A pooled connection the server closed while idle fails before any answer: try the
     -- next one (or a fresh connection), as libcurl does.
     for _ = 1, 3 do
-      local resp, code, msg, stale = attempt(req, scheme, host, port, path, hostport, deadline)
+      local resp, code, msg, stale = attempt(req, t, deadline)
       if resp or not stale then return resp, code, msg end
     end
-    return attempt(req, scheme, host, port, path, hostport, deadline)
+    return attempt(req, t, deadline)
   end
 end
 
