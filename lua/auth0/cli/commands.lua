@@ -93,7 +93,7 @@ function _M.userinfo(s, args)
 end
 
 --- auth0 logout: revokes at Auth0, then clears; a revoke that fails keeps the credentials.
-function _M.logout(s, args, t)
+function _M.logout(s, args)
   local c = client(s)
   local cm = cli.credentials(s, c)
   if not cm:has_valid(0) then
@@ -196,8 +196,8 @@ function _M.qr(_, args)
 end
 
 --- auth0 emulator [--port N] | auth0 emulator code EMAIL|PHONE
-function _M.emulator(s, args, t)
-  return require("auth0.cli.emulator").run(s, args, t)
+function _M.emulator(s, args)
+  return require("auth0.cli.emulator").run(s, args)
 end
 
 --- auth0 help [COMMAND]

@@ -22,7 +22,7 @@ local function code(s, args)
   return EXIT.ok
 end
 
-function _M.run(s, args, t)
+function _M.run(s, args)
   if args.action[1] == "code" then return code(s, args) end
   if args.action[1] then error(fail(EXIT.usage, "unknown emulator action " .. args.action[1]), 0) end
   local server = require "auth0.emulator.server"

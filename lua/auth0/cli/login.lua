@@ -64,7 +64,7 @@ local ENROLL = {
   email = { type = "email" },
 }
 
-local function prompts(c, s, args, t)
+local function prompts(args, t)
   local totp = args.totp_secret_file and totp_source(args.totp_secret_file)
   local want = args.mfa or (totp and "otp") or nil
   local p = {}
@@ -124,7 +124,7 @@ local function prompts(c, s, args, t)
     return line
   end
   local frame = 0
-  function p.on_push_wait(f, waited)
+  function p.on_push_wait(_, waited)
     frame = frame + 1
     t:spin(frame, ("waiting for approval on your phone %d s (Ctrl-C to stop)"):format(math.floor(waited)))
   end
@@ -140,7 +140,7 @@ function _M.run(c, s, args, t)
   local opts = { connection = args.connection or s.connection or (email and "email" or "sms"),
     email = email, phone_number = phone, audience = args.audience or s.audience,
     scope = args.scope or s.scope or "openid profile email offline_access" }
-  local tokens, err, f = flow.run(c, opts, prompts(c, s, args, t))
+  local tokens, err, f = flow.run(c, opts, prompts(args, t))
   t:spin_done()
   if not tokens then
     local status, line = cli.classify(err)
