@@ -24,16 +24,21 @@ CFLAGS      ?= -O2 -g
 LIBFLAG     ?= -shared
 ALL_CFLAGS  := $(CFLAGS) $(WARN) -pthread -fPIC -D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) $(CURL_CFLAGS)
 # Never -llua: the host program (lua5.4, luajit, nginx, a game) provides the Lua symbols.
-LIBS        := $(CURL_LIBS) -lcrypto -pthread
+LIBS        := $(CURL_LIBS) -lcrypto -lqrencode -pthread
 
 ENGINE_SRC  := $(filter-out csrc/l_%.c,$(wildcard csrc/*.c))
 BIND_SRC    := $(wildcard csrc/l_*.c)
 HDRS        := $(wildcard csrc/*.h)
 MODULE      := $(BUILD)/auth0/core.so
 
+# QR codes (libqrencode; zbarimg and ImageMagick decode them in spec/qr_spec.lua), LÖVE
+# and Xvfb for examples/love
+PKGS += libqrencode-dev zbar-tools imagemagick love xvfb
+
 INST_PREFIX ?= /usr/local
-INST_LIBDIR ?= $(INST_PREFIX)/lib/lua/5.4
-INST_LUADIR ?= $(INST_PREFIX)/share/lua/5.4
+# LuaJIT (LÖVE, OpenResty) loads modules from the Lua 5.1 directories
+INST_LIBDIR ?= $(INST_PREFIX)/lib/lua/$(if $(filter luajit,$(LUA)),5.1,5.4)
+INST_LUADIR ?= $(INST_PREFIX)/share/lua/$(if $(filter luajit,$(LUA)),5.1,5.4)
 
 .PHONY: all luajit asan-build deps test demo emulator lint asan valgrind install clean bench fuzz ctest
 
@@ -95,12 +100,32 @@ bench: deps all luajit
 	$(RUN_LUA) bench/passwordless.lua
 
 install: all
-	install -d $(INST_LIBDIR)/auth0 $(INST_LUADIR)/auth0
-	install -m 0755 $(MODULE) $(INST_LIBDIR)/auth0/core.so
-	cd lua && find auth0 -name '*.lua' -exec install -D -m 0644 {} $(INST_LUADIR)/{} \;
+	install -d $(DESTDIR)$(INST_LIBDIR)/auth0 $(DESTDIR)$(INST_LUADIR)/auth0
+	install -m 0755 $(MODULE) $(DESTDIR)$(INST_LIBDIR)/auth0/core.so
+	cd lua && find auth0 -name '*.lua' -exec install -D -m 0644 {} $(DESTDIR)$(INST_LUADIR)/{} \;
+
+.PHONY: install-luajit
+install-luajit:
+	$(MAKE) install LUA=luajit
+
+# The LÖVE login screen (examples/love) against the bundled emulator: with a display you play
+# it; without one (or with AUTOPILOT=1) its autopilot plays it under Xvfb and checks the QR code.
+.PHONY: love-demo
+love-demo: deps luajit
+	@if [ -n "$$DISPLAY" ] && [ -z "$(AUTOPILOT)" ]; then A0_ROOT=$(CURDIR) love examples/love; \
+	else A0_ROOT=$(CURDIR) A0_LOVE_AUTOPILOT=1 timeout 300 xvfb-run -a love examples/love 2>build/love-demo.err; \
+	  rc=$$?; grep -v '^ALSA lib\|^AL lib\|^Could not open device' build/love-demo.err >&2; exit $$rc; fi
 
 clean:
 	rm -rf build
 
 # C unit tests and fuzzing (mk/ctest.mk, mk/fuzz.mk)
 -include $(wildcard mk/*.mk)
+
+# API reference (LDoc; Debian strips its markdown formatter into lua-markdown) into build/docs/.
+# Any LDoc warning fails the target; spec/run.sh runs the same check in `make test`.
+PKGS += lua-ldoc lua-markdown
+.PHONY: docs
+docs: deps
+	rm -rf build/docs
+	ldoc -q --fatalwarnings -c config.ld .

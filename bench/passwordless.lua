@@ -1,13 +1,20 @@
 --- Benchmark of issue #2: N passwordless logins (start + login, 2 requests each) against
--- the emulator under nginx over TLS, three ways in the same run:
+-- the emulator under nginx over TLS (or canned answers, see MODE), three ways in the same run:
 --   1. lua-auth0: one client object, keep-alive (one TLS connection).
 --   2. what a Lua 5.4 user writes without us: LuaSocket + LuaSec `ssl.https.request`
 --      (ltn12 source/sink, CA-verified) and lua-cjson.
 --   3. the floor, bench/floor.c: libcurl, one reused easy handle, the same headers and JSON
 --      bytes (the real codes, handed over through a FIFO between its two phases), parsing nothing.
--- Usage, from anywhere: lua5.4 bench/passwordless.lua [N] [ROUNDS]   (N = 2000 logins; ours
--- and the floor alternate ROUNDS = 3 times and report medians). Needs `make`, `make luajit`,
--- nginx, lua-socket, lua-sec, lua-cjson, cc and the libcurl headers.
+-- Usage, from anywhere: lua5.4 bench/passwordless.lua [N] [ROUNDS] [MODE]   (N = 2000 logins;
+-- ours and the floor alternate ROUNDS = 3 times and report medians and the per-round ratio's
+-- spread). Needs `make`, `make luajit`, nginx, lua-socket, lua-sec, lua-cjson, cc and the
+-- libcurl headers.
+--
+-- MODE `emulator` (default) talks to the emulator. MODE `canned` talks to a plain nginx (no Lua
+-- module loaded) whose two locations `return 200 '...'` the exact bodies, Content-Type and
+-- rate-limit headers the emulator answered once (real-sized tokens), over TLS with HTTP/1.1;
+-- `canned-h2` the same over HTTP/2 like the emulator. Then the figure does not depend on the
+-- emulator's speed. The LuaSocket way runs only in the emulator mode.
 --
 -- CPU time is the figure: os.clock() (process CPU, user+sys) for 1 and 2, getrusage in the
 -- floor. nginx and the emulator run on the same machine as the client, so wall times include
@@ -32,8 +39,15 @@ local ltn12 = require "ltn12"
 
 local clock, gettime, format, concat = os.clock, socket.gettime, string.format, table.concat
 
-local USAGE = "usage: lua5.4 bench/passwordless.lua [N] [ROUNDS]"
-local N, ROUNDS = tonumber(arg[1] or 2000), tonumber(arg[2] or 3)
+local USAGE = "usage: lua5.4 bench/passwordless.lua [N] [ROUNDS] [emulator|canned|canned-h2]"
+local MODES = { emulator = false, canned = "", ["canned-h2"] = " http2" }   -- the nginx listen flag
+local nums, MODE = {}, "emulator"
+for _, a in ipairs(arg) do
+  if tonumber(a) then nums[#nums + 1] = tonumber(a) else MODE = a end
+end
+assert(MODES[MODE] ~= nil and #nums <= 2, USAGE)
+local CANNED = MODES[MODE] ~= false
+local N, ROUNDS = nums[1] or 2000, nums[2] or 3
 assert(N and N >= 1 and N <= 99999999 and N % 1 == 0, USAGE)
 assert(ROUNDS and ROUNDS >= 1 and ROUNDS <= 100 and ROUNDS % 1 == 0, USAGE)
 N, ROUNDS = math.floor(N), math.floor(ROUNDS)
@@ -46,7 +60,9 @@ local function email(i) return format(EMAIL_FMT, i) end
 ---------------------------------------------------------------------------------------------
 -- Emulator and its control API (untimed)
 
-local srv
+local srv      -- the emulator (control API)
+local target   -- what the ways talk to: { base_url, ca_file }; the emulator or the canned nginx
+local CANNED_CODE = "123456"   -- the canned server accepts anything
 
 -- One control-API call over LuaSec, verified against the emulator's CA.
 local function control(method, path, payload)
@@ -64,7 +80,7 @@ local function control(method, path, payload)
 end
 
 -- Fresh emulator state, rate limit raised, codes valid for an hour, outbox empty.
-local function prepare()
+local function prepare_emulator()
   control("POST", "/reset")
   control("POST", "/rate_limits", { passwordless_start = { limit = 100000000, window = 1 } })
   control("POST", "/connections", { name = "email", strategy = "email", otp_lifetime = 3600 })
@@ -72,11 +88,22 @@ local function prepare()
 end
 
 -- Every code in the outbox, by address; then empties it.
-local function read_codes()
+local function emulator_codes()
   local codes = {}
   for _, m in ipairs(control("GET", "/outbox").messages) do codes[m.to] = m.code end
   control("DELETE", "/outbox")
   return codes
+end
+
+-- What the ways call between rounds and phases: nothing to do for the canned server, which
+-- takes any code.
+local function prepare()
+  if not CANNED then prepare_emulator() end
+end
+
+local function read_codes()
+  if CANNED then return setmetatable({}, { __index = function() return CANNED_CODE end }) end
+  return emulator_codes()
 end
 
 ---------------------------------------------------------------------------------------------
@@ -84,7 +111,7 @@ end
 -- raise on any unexpected answer (a benchmark that silently fails measures nothing).
 
 local function ours_way()
-  local client = auth0.new { base_url = srv.base_url, ca_file = srv.ca_file, client_id = CLIENT_ID }
+  local client = auth0.new { base_url = target.base_url, ca_file = target.ca_file, client_id = CLIENT_ID }
   local way = { name = "lua-auth0 (ours)" }
   function way.start(i)
     local sent, err = client:passwordless_start { connection = "email", email = email(i) }
@@ -110,7 +137,7 @@ local function luasocket_way()
     local body = cjson.encode(payload)
     local chunks = {}
     local ok, status = https.request {
-      url = srv.base_url .. path, method = "POST", cafile = srv.ca_file, verify = "peer",
+      url = target.base_url .. path, method = "POST", cafile = target.ca_file, verify = "peer",
       headers = { ["content-type"] = "application/json", ["content-length"] = tostring(#body),
                   accept = "application/json" },
       source = ltn12.source.string(body), sink = ltn12.sink.table(chunks),
@@ -170,7 +197,7 @@ end
 -- Diagnostic, not one of the three ways: the same two phases straight through auth0.core
 -- (no Lua front, no cjson: the answers are checked by status only).
 local function core_way()
-  local client = auth0.new { base_url = srv.base_url, ca_file = srv.ca_file, client_id = CLIENT_ID }
+  local client = auth0.new { base_url = target.base_url, ca_file = target.ca_file, client_id = CLIENT_ID }
   local core = client._core
   local way = { name = "auth0.core only" }
   function way.start(i)
@@ -206,7 +233,7 @@ end
 -- Our client's requests as built by auth0.core (headers, JSON bodies), with the mark that the
 -- floor replaces by the iteration number.
 local function floor_requests()
-  local client = auth0.new { base_url = srv.base_url, ca_file = srv.ca_file, client_id = CLIENT_ID }
+  local client = auth0.new { base_url = target.base_url, ca_file = target.ca_file, client_id = CLIENT_ID }
   local mark = "bench-XXXXXXXX@example.com"
   local core = client._core
   local s = core:build("passwordless_start", { client_id = CLIENT_ID, connection = "email", email = mark,
@@ -227,7 +254,7 @@ local function run_floor()
   local dir = assert(io.popen("mktemp -d")):read("l")
   local ready, codes_fifo = dir .. "/ready", dir .. "/codes"
   assert(os.execute("mkfifo " .. sh_quote(ready) .. " " .. sh_quote(codes_fifo)))
-  local args = { bin, N, s.url, t.url, srv.ca_file, ready, codes_fifo, s.body, t.body }
+  local args = { bin, N, s.url, t.url, target.ca_file, ready, codes_fifo, s.body, t.body }
   for _, h in ipairs(headers) do args[#args + 1] = h end
   for i, a in ipairs(args) do args[i] = sh_quote(a) end
   local p = assert(io.popen(concat(args, " "), "r"))
@@ -245,9 +272,129 @@ local function run_floor()
   local f = {}
   for k, v in out:gmatch("(%w[%w_]*)=(%S+)") do f[k] = tonumber(v) or v end
   if not ok or not f.cpu_s or f.unexpected ~= 0 then error("floor failed: " .. out) end
-  control("DELETE", "/outbox")
+  if not CANNED then control("DELETE", "/outbox") end
   return { name = "floor (C, libcurl)", cpu = f.cpu_s, wall = f.wall_s, connects = f.connects,
            detail = f }
+end
+
+
+---------------------------------------------------------------------------------------------
+-- The canned server (MODE canned, canned-h2): plain nginx, no Lua, answering what the emulator
+-- answered once.
+
+-- One request to the emulator over LuaSec. @return body, headers (lowercase names)
+local function fetch(path, payload)
+  local data = assert(cjson.encode(payload))
+  local chunks = {}
+  local ok, status, headers = https.request {
+    url = srv.base_url .. path, method = "POST", cafile = srv.ca_file, verify = "peer",
+    headers = { ["content-type"] = "application/json", ["content-length"] = tostring(#data) },
+    source = ltn12.source.string(data), sink = ltn12.sink.table(chunks),
+  }
+  assert(ok and status == 200, "emulator " .. path .. ": " .. tostring(status) .. " " .. concat(chunks))
+  return concat(chunks), headers
+end
+
+-- The emulator's answers to one start and one login of the bench's shape.
+local function capture_answers()
+  prepare_emulator()
+  local e = email(1)
+  local answers = {}
+  answers["/passwordless/start"] = { fetch("/passwordless/start",
+    { client_id = CLIENT_ID, connection = "email", email = e, send = "code" }) }
+  local code = emulator_codes()[e]
+  answers["/oauth/token"] = { fetch("/oauth/token", {
+    grant_type = "http://auth0.com/oauth/grant-type/passwordless/otp", client_id = CLIENT_ID,
+    username = e, realm = "email", otp = code, scope = "openid profile email" }) }
+  return answers
+end
+
+-- A string as an nginx single-quoted literal; `$` would start a variable.
+local function ngx_quote(s)
+  assert(not s:find("$", 1, true), "a canned answer contains '$'")
+  return "'" .. s:gsub("\\", "\\\\"):gsub("'", "\\'") .. "'"
+end
+
+-- nginx sets these itself.
+local OWN_HEADERS = { server = true, date = true, ["content-length"] = true, ["content-type"] = true,
+                      connection = true, ["keep-alive"] = true, ["transfer-encoding"] = true }
+
+local CANNED_CONF = [[
+%s
+daemon off;
+master_process on;
+worker_processes 1;
+pid logs/nginx.pid;
+error_log logs/error.log notice;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;
+  uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
+  client_max_body_size 1m;
+  keepalive_requests 100000;
+  keepalive_timeout 120s;
+  types { }
+  server {
+    listen 127.0.0.1:%d ssl%s;
+    ssl_certificate server.pem;        # relative to conf/
+    ssl_certificate_key server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+%s    location / { return 404; }
+  }
+}
+]]
+
+local function port_open(port)
+  local c = socket.tcp()
+  c:settimeout(0.2)
+  local ok = c:connect("127.0.0.1", port)
+  c:close()
+  return ok ~= nil
+end
+
+-- Starts the canned nginx with the emulator's certificate. @return { base_url, ca_file, stop }
+local function start_canned(answers)
+  local prefix = assert(io.popen("mktemp -d /tmp/auth0-canned.XXXXXX")):read("l")
+  for _, d in ipairs { "conf", "logs", "tmp" } do assert(os.execute("mkdir -p " .. sh_quote(prefix .. "/" .. d))) end
+  local conf_dir = srv.ca_file:match("^(.*)/[^/]+$")
+  for _, f in ipairs { "server.pem", "server.key", "ca.pem" } do
+    assert(os.execute(format("cp %s %s", sh_quote(conf_dir .. "/" .. f), sh_quote(prefix .. "/conf/" .. f))))
+  end
+  local locations = {}
+  for _, path in ipairs { "/passwordless/start", "/oauth/token" } do
+    local body, headers = answers[path][1], answers[path][2]
+    local lines = { format("    location = %s {", path),
+                    format("      default_type %s;", ngx_quote(headers["content-type"])) }
+    local names = {}
+    for k in pairs(headers) do if not OWN_HEADERS[k] then names[#names + 1] = k end end
+    table.sort(names)
+    for _, k in ipairs(names) do lines[#lines + 1] = format("      add_header %s %s always;", k, ngx_quote(headers[k])) end
+    lines[#lines + 1] = format("      return 200 %s;", ngx_quote(body))
+    lines[#lines + 1] = "    }"
+    locations[#locations + 1] = concat(lines, "\n") .. "\n"
+  end
+  local sock = assert(socket.bind("127.0.0.1", 0))
+  local _, port = sock:getsockname()
+  sock:close()
+  port = tonumber(port)
+  local root_user = assert(io.popen("id -u")):read("l") == "0"
+  local f = assert(io.open(prefix .. "/conf/nginx.conf", "w"))
+  f:write(format(CANNED_CONF, root_user and "user root;" or "", port, MODES[MODE], concat(locations)))
+  f:close()
+  local pid = tonumber(assert(io.popen(format("nginx -p %s -c conf/nginx.conf -e stderr >%s 2>&1 </dev/null & echo $!",
+    sh_quote(prefix), sh_quote(prefix .. "/logs/error.log")))):read("l"))
+  local t0 = gettime()
+  while not port_open(port) do
+    if gettime() - t0 > 10 then error("the canned nginx did not start: see " .. prefix .. "/logs/error.log") end
+    socket.sleep(0.02)
+  end
+  local canned = { base_url = "https://127.0.0.1:" .. port, ca_file = prefix .. "/conf/ca.pem",
+                   sizes = { #answers["/passwordless/start"][1], #answers["/oauth/token"][1] } }
+  function canned.stop()
+    os.execute("kill " .. pid .. " 2>/dev/null; sleep 0.2; rm -rf " .. sh_quote(prefix))
+  end
+  return canned
 end
 
 ---------------------------------------------------------------------------------------------
@@ -269,12 +416,20 @@ local function summarize(name, runs)
   return s
 end
 
+local canned_srv
+
 local function main()
   srv = assert(server.start { owner_pid = server.self_pid() })
+  target = srv
+  if CANNED then
+    canned_srv = start_canned(capture_answers())
+    target = canned_srv
+    srv:stop()   -- from here on nothing talks to the emulator
+  end
   -- Warm the emulator (LuaJIT traces, JWT signing) so the first way measured is not penalized.
   prepare()
   do
-    local c = auth0.new { base_url = srv.base_url, ca_file = srv.ca_file, client_id = CLIENT_ID }
+    local c = auth0.new { base_url = target.base_url, ca_file = target.ca_file, client_id = CLIENT_ID }
     for i = 1, 50 do assert(c:passwordless_start { connection = "email", email = email(i) }) end
     local codes = read_codes()
     for i = 1, 50 do assert(c:passwordless_login { realm = "email", username = email(i), otp = codes[email(i)] }) end
@@ -292,20 +447,38 @@ local function main()
   local floor = summarize("floor (C, libcurl)", floor_runs)
   local ours = summarize("lua-auth0 (ours)", ours_runs)
   local core = summarize("  auth0.core only", core_runs)
-  local luasocket = summarize("LuaSocket+LuaSec+cjson", { run_lua_way(luasocket_way) })
+  local luasocket = not CANNED and summarize("LuaSocket+LuaSec+cjson", { run_lua_way(luasocket_way) })
+  -- the ratio of each round (ours and the floor ran back to back), sorted for its spread
+  local ratios, sorted = {}, {}
+  for r = 1, ROUNDS do
+    ratios[r] = format("%.2f", ours_runs[r].cpu / floor_runs[r].cpu)
+    sorted[r] = ours_runs[r].cpu / floor_runs[r].cpu
+  end
+  table.sort(sorted)
+  local rmed = ROUNDS % 2 == 1 and sorted[(ROUNDS + 1) / 2] or (sorted[ROUNDS / 2] + sorted[ROUNDS / 2 + 1]) / 2
 
   print(format("passwordless bench: N = %d logins (start + login = 2 requests each), %s, libcurl %s",
     N, _VERSION, floor.detail.curl))
+  if CANNED then
+    print(format("server: canned nginx (no Lua), %s over TLS; answers of %d and %d bytes taken from the emulator",
+      MODE == "canned" and "HTTP/1.1" or "HTTP/2", canned_srv.sizes[1], canned_srv.sizes[2]))
+  else
+    print("server: the emulator under nginx, HTTP/2 over TLS")
+  end
   print(format("%-24s %7s %14s %19s %15s %12s", "way", "rounds", "CPU ms/login", "(min - max)",
     "wall ms/login", "connections"))
-  for _, r in ipairs { ours, luasocket, floor, core } do
+  for _, r in ipairs(luasocket and { ours, luasocket, floor, core } or { ours, floor, core }) do
     print(format("%-24s %7d %14.4f %19s %15.4f %12d", r.name, r.runs, r.cpu * 1000 / N,
       format("(%.4f - %.4f)", r.cpu_min * 1000 / N, r.cpu_max * 1000 / N), r.wall * 1000 / N, r.connects))
   end
-  print(format("ours / floor:      CPU %.2fx  wall %.2fx   (target: CPU within 1.3x; best rounds: CPU %.2fx)",
+  print(format("ours / floor:      CPU %.2fx  wall %.2fx   (target: CPU within 1.2x; best rounds: CPU %.2fx)",
     ours.cpu / floor.cpu, ours.wall / floor.wall, ours.cpu_min / floor.cpu_min))
-  print(format("luasocket / ours:  CPU %.2fx  wall %.2fx   (target: at least 10x)",
-    luasocket.cpu / ours.cpu, luasocket.wall / ours.wall))
+  print(format("ours / floor per round: median %.2fx, spread %.2fx - %.2fx (%s)", rmed, sorted[1],
+    sorted[ROUNDS], concat(ratios, " ")))
+  if luasocket then
+    print(format("luasocket / ours:  CPU %.2fx  wall %.2fx   (target: at least 10x)",
+      luasocket.cpu / ours.cpu, luasocket.wall / ours.wall))
+  end
   print(format("diagnostic: auth0.core alone (no Lua front, no cjson) %.2fx the floor (best rounds: %.2fx)",
     core.cpu / floor.cpu, core.cpu_min / floor.cpu_min))
   print(format("ours: %d TLS connection(s) per client object for %d requests%s", ours.connects, 2 * N,
@@ -314,21 +487,23 @@ local function main()
   print("- CPU = client process CPU (user+sys): os.clock() deltas for the Lua ways, getrusage for the")
   print("  floor; medians over the rounds (ratios of the best rounds in parentheses: other load only adds),")
   print("  one new client object (or floor process) per round.")
-  print("- the Lua ways run N starts then N logins; reading the codes from the emulator's outbox")
-  print("  (control API) happens between the two phases and is not timed.")
+  print("- every way runs N starts then N logins; reading the codes from the emulator's outbox")
+  print("  (control API) happens between the two phases and is not timed (canned: a fixed code).")
   print(format("- the floor sends the same headers and JSON bytes (the real codes, %d bytes in per login)"
     .. " and parses nothing; its CPU excludes the code hand-over, like the Lua ways'.",
     math.floor(floor.detail.bytes_in / N)))
   print("- the indented row is a diagnostic, not a way: auth0.core called directly (no Lua front, no")
   print("  cjson), same two phases.")
-  print("- nginx + the emulator share the machine's cores with the client: wall times include the")
-  print("  server and are noisy; CPU time is the figure.")
+  print("- the server shares the machine's cores with the client: wall times include the server")
+  print("  and are noisy; CPU time is the figure.")
+  if not luasocket then return ours.connects == 1 end
   print("- LuaSec's https.request opens one TCP+TLS connection per request (counted by wrapping socket.tcp);")
   print("  LuaSocket writes headers and body separately, so Nagle + delayed ACK add ~40 ms per request.")
   return ours.connects == 1
 end
 
 local ok, res = xpcall(main, debug.traceback)
+if canned_srv then canned_srv.stop() end
 if srv then srv:stop() end
 if not ok then
   io.stderr:write(res, "\n")

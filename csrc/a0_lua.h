@@ -7,8 +7,10 @@
 #define A0_VERSION "0.1.0"
 
 /* Each binding file adds its functions to the module table on top of the stack. */
+void a0l_open_qr(lua_State *L);
 void a0l_open_crypto(lua_State *L);
 void a0l_open_client(lua_State *L);
 void a0l_open_codec(lua_State *L);
+void a0l_open_store(lua_State *L);
 
 #endif

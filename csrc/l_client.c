@@ -1,5 +1,7 @@
-/* Binding of the HTTP engine: auth0.Client (one engine, one connection pool) and
- * auth0.Request (a transfer started with a callback, finished by client:poll). */
+/* Binding of the HTTP engine: the core client (one engine, one connection pool) and its
+ * transfer handles. C hands over completions and nothing else: client:start returns a
+ * handle, client:poll drives the engine without running Lua, client:take hands over one
+ * finished transfer; lua/auth0/sched.lua owns callbacks, budgets and timers. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -11,7 +13,7 @@
 #include "a0_endpoints.h"
 
 #define CLIENT_MT "auth0.Client"
-#define REQUEST_MT "auth0.Request"
+#define HANDLE_MT "auth0.core.Transfer"
 #define POOL_MAX 64
 #define FIELD_MAX 65536   /* no protocol value comes near this; a larger one is misuse */
 
@@ -25,9 +27,8 @@ typedef struct {
   int npool;
   l_req *inflight;          /* doubly linked */
   int ninflight;
-  int polling;
   int closed;
-  double cb_cost;           /* poll budget: recent cost of one callback, ms (a decaying max) */
+  int fail_run;             /* test hook: the next poll sees a multi failure */
   long requests;
 } l_client;
 
@@ -35,9 +36,10 @@ struct l_req {
   a0_xfer *x;
   l_client *c;
   l_req *prev, *next;
-  int self_ref;             /* anchors the userdata while in flight */
+  int self_ref;             /* anchors the handle while in flight, until taken */
   const char *what;         /* endpoint name, for tostring */
   int done;
+  int held;                 /* filled, not started yet: client:launch starts it */
 };
 
 static l_client *check_client(lua_State *L, int i) {
@@ -376,76 +378,34 @@ static int l_client_new(lua_State *L) {
   c->eng = a0_engine_new(&o, err, sizeof err);
   if (c->eng == NULL) return luaL_error(L, "could not create the HTTP engine: %s", err);
   c->closed = 0;
-  lua_createtable(L, 0, 1);   /* user value: on_callback_error */
-  a0c_rawgetfield(L, 1, "on_callback_error");
-  lua_setfield(L, -2, "on_callback_error");
-  a0c_setuservalue(L, -2);
   return 1;
 }
 
-static int traceback(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg == NULL) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  luaL_traceback(L, L, msg, 1);
-  return 1;
-}
-
-/* Runs the callback at the top of the stack with nres results below it... in order:
- * stack: [cb, r1..rn]. Errors go to the client's on_callback_error (index ci). */
-static void run_callback(lua_State *L, int ci, int nres) {
-  int base = lua_gettop(L) - nres;   /* index of the callback */
-  lua_pushcfunction(L, traceback);
-  lua_insert(L, base);
-  if (lua_pcall(L, nres, 0, base) != 0) {
-    a0c_getuservalue(L, ci);
-    lua_getfield(L, -1, "on_callback_error");
-    if (lua_isfunction(L, -1)) {
-      lua_pushvalue(L, -3);
-      (void)lua_pcall(L, 1, 0, 0);   /* a failing error handler has nowhere left to go */
-    }
-  }
-  lua_settop(L, base - 1);
+static void link_req(l_client *c, l_req *r) {
+  r->next = c->inflight;
+  if (c->inflight) c->inflight->prev = r;
+  c->inflight = r;
+  if (!r->held) c->ninflight++;
 }
 
 static void unlink_req(l_client *c, l_req *r) {
   if (r->prev) r->prev->next = r->next; else c->inflight = r->next;
   if (r->next) r->next->prev = r->prev;
   r->prev = r->next = NULL;
-  c->ninflight--;
+  if (!r->held) c->ninflight--;
 }
 
-/* Cancels r's transfer. An I/O thread may still hold it: then r lets go of it, and the
- * engine hands it back later (reap). */
-static void cancel_xfer(l_req *r) {
-  if (a0_engine_cancel(r->c->eng, r->x)) r->x = NULL;
-}
-
-/* Finishes request r (userdata anchored by r->self_ref): results, callback, release. */
-static void complete(lua_State *L, int ci, l_req *r) {
-  int n;
+/* Ends r's life as an in-flight handle: unlinked, unanchored, its transfer back in the
+ * pool (or, when the I/O thread still holds it, handed back later through reap). */
+static void retire(lua_State *L, l_req *r, int cancel) {
   l_client *c = r->c;
+  if (cancel && !r->held && a0_engine_cancel(c->eng, r->x)) r->x = NULL;
   unlink_req(c, r);
   r->done = 1;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, r->self_ref);
-  a0c_getuservalue(L, -1);
-  lua_getfield(L, -1, "cb");
-  lua_pushnil(L);
-  lua_setfield(L, -3, "cb");       /* exactly once */
-  lua_replace(L, -3);              /* [cb, uv] */
-  lua_pop(L, 1);
-  if (r->x != NULL) {
-    n = push_result(L, r->x);
-    give_xfer(c, r->x);
-    r->x = NULL;
-  } else {   /* cancelled while the I/O thread held the transfer: it is not ours to read */
-    lua_pushnil(L);
-    lua_pushstring(L, a0_err_name(A0_ECANCELLED));
-    lua_pushliteral(L, "request cancelled");
-    n = 3;
-  }
+  if (r->x != NULL) give_xfer(c, r->x);
+  r->x = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, r->self_ref);
   r->self_ref = LUA_NOREF;
-  run_callback(L, ci, n);
 }
 
 static void release_engine(l_client *c) {   /* also frees a half-built client */
@@ -458,17 +418,16 @@ static void release_engine(l_client *c) {   /* also frees a half-built client */
   a0_buf_free(&c->base);
 }
 
+/* client:close() -> true: drops every transfer in flight (their owner reports them). */
 static int l_client_close(lua_State *L) {
   l_client *c = luaL_checkudata(L, 1, CLIENT_MT);
-  if (c->closed) return 0;
-  c->closed = 1;
-  while (c->inflight != NULL) {
-    l_req *r = c->inflight;
-    cancel_xfer(r);
-    complete(L, 1, r);
+  if (!c->closed) {
+    c->closed = 1;
+    while (c->inflight != NULL) retire(L, c->inflight, 1);
+    release_engine(c);
   }
-  if (!c->polling) release_engine(c);   /* else poll releases it when it unwinds */
-  return 0;
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static int l_client_tostring(lua_State *L) {
@@ -552,32 +511,39 @@ static int l_client_build(lua_State *L) {
   return 1;
 }
 
-/* client:start(endpoint, fields, opts, callback) -> auth0.Request */
+/* Starts the filled transfer of r: 0, or -1 with r retired and nil, "network", message pushed. */
+static int launch(lua_State *L, l_client *c, l_req *r) {
+  c->requests++;
+  if (a0_xfer_start(c->eng, r->x) != 0) {
+    retire(L, r, 0);
+    lua_pushnil(L);
+    lua_pushliteral(L, "network");
+    lua_pushliteral(L, "could not start the transfer");
+    return -1;
+  }
+  r->held = 0;
+  c->ninflight++;
+  return 0;
+}
+
+/* client:start(endpoint, fields, opts[, hold]) -> handle | nil, "network", message
+ * With hold, the request is checked and filled now and sent by client:launch later. */
 static int l_client_start(lua_State *L) {
   l_client *c = check_client(L, 1);
   call_args a;
   l_req *r;
   a0_xfer *x;
-  luaL_checktype(L, 5, LUA_TFUNCTION);
   lua_settop(L, 5);
   check_call(L, &a, 2, 3, 4);
-  /* the userdata first: it is the only allocation here that can raise */
-  r = a0c_newuserdata(L, sizeof *r);
+  r = a0c_newuserdata(L, sizeof *r);   /* the only allocation here that can raise */
   memset(r, 0, sizeof *r);
   r->self_ref = LUA_NOREF;
   r->done = 1;
-  luaL_setmetatable(L, REQUEST_MT);
-  lua_createtable(L, 0, 2);
-  lua_pushvalue(L, 5);
-  lua_setfield(L, -2, "cb");
-  lua_pushvalue(L, 1);
-  lua_setfield(L, -2, "client");   /* the client outlives its requests */
-  a0c_setuservalue(L, -2);
   r->c = c;
   r->what = a.ep->name;
-  /* every allocation that can raise happens before the transfer exists */
+  luaL_setmetatable(L, HANDLE_MT);
   lua_pushvalue(L, -1);
-  r->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  r->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* may raise: nothing to free yet */
   x = take_xfer(c);
   if (x == NULL || fill(L, c, x, &a) != 0) {
     if (x != NULL) give_xfer(c, x);
@@ -587,77 +553,66 @@ static int l_client_start(lua_State *L) {
   }
   r->x = x;
   x->ud = r;
-  c->requests++;
-  if (a0_xfer_start(c->eng, x) != 0) {
-    r->x = NULL;
-    give_xfer(c, x);
-    luaL_unref(L, LUA_REGISTRYINDEX, r->self_ref);
-    r->self_ref = LUA_NOREF;
-    return luaL_error(L, "could not start the transfer");
-  }
   r->done = 0;
-  r->next = c->inflight;
-  if (c->inflight) c->inflight->prev = r;
-  c->inflight = r;
-  c->ninflight++;
+  r->held = 1;
+  link_req(c, r);
+  if (lua_toboolean(L, 5)) return 1;
+  return launch(L, c, r) == 0 ? 1 : 3;
+}
+
+/* client:launch(handle) -> true | nil, "network", message: sends a held request. */
+static int l_client_launch(lua_State *L) {
+  l_client *c = check_client(L, 1);
+  l_req *r = luaL_checkudata(L, 2, HANDLE_MT);
+  luaL_argcheck(L, r->c == c && !r->done && r->held, 2, "not a held request of this client");
+  if (launch(L, c, r) != 0) return 3;
+  lua_pushboolean(L, 1);
   return 1;
 }
 
-/* client:poll(ms) -> number in flight | nil, "reentrant", message */
-static double now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-/* client:poll(ms, budget_ms) -> number in flight | nil, "reentrant", message
- * With a budget, callbacks stop before the one that would overrun it (estimated from the
- * recent ones); the rest run at the next poll. */
+/* client:poll(ms) -> number in flight | nil, "network", message. Runs no Lua: finished
+ * transfers wait for client:take. */
 static int l_client_poll(lua_State *L) {
   l_client *c = check_client(L, 1);
   lua_Integer ms = luaL_optinteger(L, 2, 0);
-  lua_Number budget = luaL_optnumber(L, 3, 0);
-  double t0 = budget > 0 ? now_ms() : 0;
   a0_xfer *x;
+  int rc;
   luaL_argcheck(L, ms >= 0 && ms <= 3600000, 2, "must be 0..3600000 milliseconds");
-  luaL_argcheck(L, budget >= 0, 3, "must be >= 0 milliseconds");
-  if (c->polling) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "reentrant");
-    lua_pushliteral(L, "poll called from inside a callback");
-    return 3;
-  }
-  c->polling = 1;
   reap(c);
   /* a transfer finished during a blocking call is already waiting: do not sleep */
-  x = a0_engine_pop_done(c->eng);
-  if (ms > 0 && (x != NULL || a0_engine_running(c->eng) == 0)) ms = 0;
-  a0_engine_run(c->eng, (int)ms);
-  if (budget > 0) {
-    /* a callback starts only if the recent ones say it ends within the budget; the first
-     * always runs, so that a slow machine still makes progress */
-    int ran = 0;
-    while (!c->closed && (x != NULL || (x = a0_engine_pop_done(c->eng)) != NULL)) {
-      double t1 = now_ms(), d;
-      if (ran && t1 - t0 + c->cb_cost > budget) { a0_engine_unpop(c->eng, x); break; }
-      complete(L, 1, (l_req *)x->ud);
-      x = NULL;
-      ran = 1;
-      d = now_ms() - t1;
-      c->cb_cost = d > c->cb_cost ? d : c->cb_cost + (d - c->cb_cost) / 8;
-    }
-  } else {
-    if (x != NULL) complete(L, 1, (l_req *)x->ud);
-    while (!c->closed && (x = a0_engine_pop_done(c->eng)) != NULL) complete(L, 1, (l_req *)x->ud);
+  if (ms > 0 && ((x = a0_engine_pop_done(c->eng)) != NULL || a0_engine_running(c->eng) == 0)) {
+    if (x != NULL) a0_engine_unpop(c->eng, x);
+    ms = 0;
   }
-  c->polling = 0;
-  if (c->closed) {   /* closed by a callback */
-    if (c->eng != NULL) release_engine(c);
-    lua_pushinteger(L, 0);
-    return 1;
+  rc = c->fail_run ? -1 : a0_engine_run(c->eng, (int)ms);
+  c->fail_run = 0;
+  if (rc == -1) {   /* -2 (threaded: the I/O thread held the lock) is not a failure */
+    lua_pushnil(L);
+    lua_pushliteral(L, "network");
+    lua_pushliteral(L, "curl multi interface failed");
+    return 3;
   }
   lua_pushinteger(L, c->ninflight);
   return 1;
+}
+
+/* client:take() -> handle, status, body, headers | handle, nil, code, message | nil */
+static int l_client_take(lua_State *L) {
+  l_client *c = check_client(L, 1);
+  a0_xfer *x = a0_engine_pop_done(c->eng);
+  l_req *r;
+  if (x == NULL) return 0;
+  r = x->ud;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, r->self_ref);
+  push_result(L, x);
+  retire(L, r, 0);
+  return 4;
+}
+
+/* client:_fail_next_poll(): test hook, the next poll reports a multi failure. */
+static int l_client_fail_next_poll(lua_State *L) {
+  check_client(L, 1)->fail_run = 1;
+  return 0;
 }
 
 /* client:idle(ms): waits for a timer of the Lua side; wakeup() ends it early */
@@ -687,64 +642,49 @@ static int l_client_stats(lua_State *L) {
   return 1;
 }
 
-/* ---- request ----------------------------------------------------------------- */
+/* ---- transfer handle --------------------------------------------------------- */
 
+/* handle:cancel() -> true if it was in flight (nothing is reported: the owner does that) */
 static int l_req_cancel(lua_State *L) {
-  l_req *r = luaL_checkudata(L, 1, REQUEST_MT);
-  if (r->done || r->c == NULL || r->c->closed) { lua_pushboolean(L, 0); return 1; }
-  cancel_xfer(r);
-  a0c_getuservalue(L, 1);
-  lua_getfield(L, -1, "client");
-  complete(L, lua_gettop(L), r);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int l_req_done(lua_State *L) {
-  l_req *r = luaL_checkudata(L, 1, REQUEST_MT);
-  lua_pushboolean(L, r->done);
+  l_req *r = luaL_checkudata(L, 1, HANDLE_MT);
+  int live = !r->done && !r->c->closed;   /* done once its client closed */
+  if (live) retire(L, r, 1);
+  lua_pushboolean(L, live);
   return 1;
 }
 
 static int l_req_tostring(lua_State *L) {
-  l_req *r = luaL_checkudata(L, 1, REQUEST_MT);
-  lua_pushfstring(L, "auth0.Request (%s, %s)", r->what ? r->what : "?", r->done ? "done" : "in flight");
+  l_req *r = luaL_checkudata(L, 1, HANDLE_MT);
+  lua_pushfstring(L, HANDLE_MT " (%s, %s)", r->what ? r->what : "?", r->done ? "done" : "in flight");
   return 1;
 }
 
-/* Only reached at lua_close for a request still in flight (its self reference
- * anchors it otherwise): drop the transfer without calling back into Lua. */
+/* Only reached at lua_close for a handle still in flight (its registry reference anchors
+ * it otherwise): the client's memory is still there while finalizers run. */
 static int l_req_gc(lua_State *L) {
-  l_req *r = luaL_checkudata(L, 1, REQUEST_MT);
-  if (!r->done && r->c != NULL && !r->c->closed && r->x != NULL) {
-    cancel_xfer(r);
-    unlink_req(r->c, r);
-    if (r->x != NULL) give_xfer(r->c, r->x);
-    r->x = NULL;
-    r->done = 1;
-  }
+  l_req *r = luaL_checkudata(L, 1, HANDLE_MT);
+  if (!r->done && !r->c->closed) retire(L, r, 1);
   return 0;
 }
 
 static int l_client_gc(lua_State *L) {
   l_client *c = luaL_checkudata(L, 1, CLIENT_MT);
   if (!c->closed) return l_client_close(L);
-  if (!c->polling) release_engine(c);
+  release_engine(c);   /* idempotent; frees a client whose creation raised */
   return 0;
 }
 
 static const luaL_Reg client_methods[] = {
   {"request", l_client_request}, {"start", l_client_start}, {"build", l_client_build},
-  {"poll", l_client_poll}, {"idle", l_client_idle}, {"wakeup", l_client_wakeup}, {"stats", l_client_stats},
-  {"close", l_client_close}, {NULL, NULL}
+  {"poll", l_client_poll}, {"take", l_client_take}, {"launch", l_client_launch}, {"idle", l_client_idle}, {"wakeup", l_client_wakeup},
+  {"stats", l_client_stats}, {"close", l_client_close}, {"_fail_next_poll", l_client_fail_next_poll},
+  {NULL, NULL}
 };
 static const luaL_Reg client_meta[] = {
   {"__gc", l_client_gc}, {"__close", l_client_gc}, {"__tostring", l_client_tostring}, {NULL, NULL}
 };
-static const luaL_Reg request_methods[] = {
-  {"cancel", l_req_cancel}, {"done", l_req_done}, {NULL, NULL}
-};
-static const luaL_Reg request_meta[] = {
+static const luaL_Reg handle_methods[] = { {"cancel", l_req_cancel}, {NULL, NULL} };
+static const luaL_Reg handle_meta[] = {
   {"__gc", l_req_gc}, {"__tostring", l_req_tostring}, {NULL, NULL}
 };
 static const luaL_Reg core_funcs[] = { {"client", l_client_new}, {NULL, NULL} };
@@ -760,7 +700,7 @@ static void createmeta(lua_State *L, const char *name, const luaL_Reg *meta, con
 
 void a0l_open_client(lua_State *L) {
   createmeta(L, CLIENT_MT, client_meta, client_methods);
-  createmeta(L, REQUEST_MT, request_meta, request_methods);
+  createmeta(L, HANDLE_MT, handle_meta, handle_methods);
   a0c_setfuncs(L, core_funcs);
   lua_newtable(L);
   for (const a0_endpoint *ep = a0_endpoints; ep->name != NULL; ep++) {

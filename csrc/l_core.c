@@ -7,8 +7,10 @@ int luaopen_auth0_core(lua_State *L) {
   lua_newtable(L);
   lua_pushliteral(L, A0_VERSION);
   lua_setfield(L, -2, "version");
+  a0l_open_qr(L);
   a0l_open_codec(L);
   a0l_open_crypto(L);
   a0l_open_client(L);
+  a0l_open_store(L);
   return 1;
 }

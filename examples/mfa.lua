@@ -40,7 +40,7 @@ local function first_factor(email)
   local tokens, err = client:passwordless_login { realm = "email", username = email, otp = code,
     scope = "openid profile email offline_access" }
   if tokens then error("expected MFA to be required for " .. email, 0) end
-  if err.code ~= "mfa_required" then error("login failed: " .. tostring(err), 0) end
+  if err.reason ~= "mfa_required" then error("login failed: " .. tostring(err), 0) end
   print("  mfa_required: mfa_token " .. short(err.mfa_token))
   if err.mfa_requirements then
     for kind, list in pairs(err.mfa_requirements) do

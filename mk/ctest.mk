@@ -14,7 +14,7 @@ CTEST_CFLAGS := -std=c99 -Wall -Wextra -g -O1 -fsanitize=address,undefined \
                 -D_POSIX_C_SOURCE=200809L -DA0_TEST_HOOKS -Icsrc $(shell pkg-config --cflags libcurl 2>/dev/null)
 # Every test links the whole engine (never the Lua binding).
 CTEST_ENGINE := $(filter-out csrc/l_%.c,$(wildcard csrc/*.c))
-CTEST_LIBS   := -pthread $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl) -lcrypto
+CTEST_LIBS   := -pthread $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl) -lcrypto -lqrencode
 # test_buf watches free() to check that released blocks were wiped first
 CTEST_LDFLAGS_test_buf := -Wl,--wrap=free
 

@@ -14,6 +14,7 @@ dependencies = { "lua >= 5.1", "lua-cjson" }
 external_dependencies = {
   CURL = { library = "curl" },
   OPENSSL = { library = "crypto" },
+  QRENCODE = { library = "qrencode" },
 }
 build = {
   type = "make",

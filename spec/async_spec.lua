@@ -581,6 +581,36 @@ describe("async requests", function()
       release_held(c, log, 2)
     end)
 
+    it("returns nil, err (network) when the engine fails, and goes on", function()
+      local c = client()
+      local log = {}
+      start_email(c, "multi@example.com", recorder(log, "m"))
+      c._core:_fail_next_poll()   -- test hook: this poll's engine run reports a multi failure
+      local n, err = c:poll(0)
+      assert.is_nil(n)
+      assert.is_true(auth0.error.is(err))
+      assert.equal("network", err.code)
+      assert.equal("poll: network: curl multi interface failed", tostring(err))
+      drain(c)
+      assert.equal(1, count(log, "m"))
+    end)
+
+    it("jwks(cb) with a cached JWKS returns a request and calls back from the next poll", function()
+      local c = client()
+      local jwks = assert(c:jwks())
+      local log = {}
+      local req = c:jwks(recorder(log, "cached"))
+      assert.equal("auth0.Request (jwks, in flight)", tostring(req))
+      assert.equal(0, #log)
+      assert.equal(1, c:pending())
+      assert.equal(0, c:poll(0))
+      assert.equal(1, #log)
+      assert.equal(jwks, log[1].r)
+      assert.is_true(req:done())
+      assert.is_false(req:cancel())
+      assert.equal(1, c:stats().requests)
+    end)
+
     it("poll(ms) with nothing pending returns 0 at once", function()
       local c = client()
       local t0 = now()
@@ -788,10 +818,12 @@ describe("async requests", function()
       -- soon after), their callbacks wait for a poll
       assert(c:passwordless_start { connection = "email", email = "blocking@example.com" })
       assert.equal(0, #log)
+      -- from now on a budget smaller than one callback (set after the starts, which it would defer)
+      c._sched.budget = 1e-6
       local deadline = now() + 10
       while #log < 3 do
         local before = #log
-        c._core:poll(0, 1e-6)   -- a budget smaller than one callback: one runs, never two
+        assert(c:poll(0))   -- one runs, never two
         assert.is_true(#log - before <= 1, (#log - before) .. " callbacks in one poll")
         assert(now() < deadline, "callbacks did not run")
       end

@@ -142,7 +142,8 @@ describe("bad input catalogue", function()
     for _, v in ipairs({ "", "http://x", "otpauth://", "otpauth://totp/a?secret=%%%", MB }) do
       local r, err = auth0.parse_otpauth(v)
       assert.is_nil(r)
-      assert.is_string(err)
+      assert.is_true(auth0.error.is(err))
+      assert.equal("invalid_otpauth", err.code)
     end
   end)
 

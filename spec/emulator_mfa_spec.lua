@@ -264,6 +264,25 @@ describe("emulator MFA", function()
   end)
 
   describe("control routes", function()
+    it("live in the control module; the mfa module serves only the MFA API", function()
+      local routes = {}
+      for _, r in ipairs(require("auth0.emulator.mfa").routes) do routes[#routes + 1] = r[1] .. " " .. r[2] end
+      assert.same({ "GET /mfa/authenticators", "DELETE /mfa/authenticators/([^/]+)", "POST /mfa/associate",
+                    "POST /mfa/challenge" }, routes)
+      local control = {}
+      for _, r in ipairs(require("auth0.emulator.control").routes) do control[r[1] .. " " .. r[2]] = r[3] end
+      for route, handler in pairs {
+        ["GET /__emulator/mfa"] = "ctl_mfa", ["POST /__emulator/mfa"] = "ctl_mfa",
+        ["GET /__emulator/mfa/authenticators"] = "ctl_mfa_authenticators",
+        ["POST /__emulator/mfa/authenticators"] = "ctl_mfa_enroll",
+        ["DELETE /__emulator/mfa/authenticators"] = "ctl_mfa_unenroll",
+        ["GET /__emulator/guardian"] = "ctl_guardian",
+        ["POST /__emulator/guardian/([^/]+)/(%a+)"] = "ctl_guardian_answer",
+      } do
+        assert.equal(handler, control[route], route)
+      end
+    end)
+
     it("reads, changes, validates and resets the settings", function()
       local _, s = call(emu, "GET", "/__emulator/mfa")
       assert.same({ poll_min_interval = 5, mfa_token_lifetime = 600, oob_code_lifetime = 300, attempts = 10,

@@ -334,6 +334,25 @@ describe("fault injection over HTTPS", function()
       quick:close()
     end)
 
+    -- The chaos flake of issue 10: a retry timer that fires late (a busy machine, a caller that
+    -- polls rarely) retried with the ~1 ms left and ended in `timeout`, hiding the 429.
+    it("a retry timer that fires after the deadline returns the answer that made it retry", function()
+      faults({ { kind = "rate_limit", path = "/.well-known/jwks.json", retry_after = 0 } })
+      local quick = client { retries = 2, timeout = 1 }
+      local calls, got = 0, nil
+      quick:jwks(true, function(v, err) calls = calls + 1; got = { v, err } end)
+      local t0 = now()
+      while seen("/.well-known/jwks.json") == 0 and now() - t0 < 5 do quick:poll(10) end
+      while quick:stats().inflight > 0 and now() - t0 < 5 do quick:poll(10) end   -- the 429 is in
+      socket.sleep(1.1)   -- no poll: the retry timer (at most 0.1 s) fires after the deadline
+      while quick:pending() > 0 and now() - t0 < 10 do quick:poll(10) end
+      assert.equal(1, calls)
+      local err = fails("too_many_requests", 429, got[1], got[2])
+      assert.equal(0, err.retry_after)
+      assert.equal(1, seen("/.well-known/jwks.json"))
+      quick:close()
+    end)
+
     it("slow_headers with timeout 0.5: timeout", function()
       faults({ { kind = "slow_headers", path = "/passwordless/start" } })
       local quick = client { timeout = 0.5 }

@@ -309,6 +309,22 @@ describe("auth0.flow", function()
         local ok, msg = pcall(case[1])
         assert.is_false(ok)
         assert.is_truthy(msg:find("auth0.flow: " .. case[2], 1, true), msg)
+        -- raised at the caller's line, not inside the library
+        assert.is_truthy(msg:find("^spec/flow_spec%.lua:%d+: auth0%.flow: "), msg)
+      end
+      for _, case in ipairs {
+        { function() flow.login(c, { connection = "email", email = "not an email" }) end, "email is malformed" },
+        { function() flow.login(c, { connection = "sms", phone_number = "555" }) end, "phone_number must match" },
+        { function() flow.login(c, { connection = "email", email = "a@example.com", push_interval = 0 / 0 }) end,
+          "push_interval must be a number of seconds in (0, 86400]" },
+        { function() flow.login(c, { connection = "email", email = "a@example.com", max_prompts = 0 }) end,
+          "max_prompts must be an integer >= 1" },
+        { function() flow.login(c, { connection = "email", email = "a@example.com", audience = 1 }) end,
+          "audience must be a string, got number" },
+      } do
+        local ok, msg = pcall(case[1])
+        assert.is_false(ok)
+        assert.is_truthy(msg:find("^spec/flow_spec%.lua:%d+: auth0%.flow: " .. case[2]:gsub("%p", "%%%0")), msg)
       end
       run_until(c, f, "awaiting_code")
       for _, case in ipairs {
@@ -428,15 +444,19 @@ describe("auth0.flow", function()
       local u = mfa_user("m5@example.com", "always", { "push" })
       local c = client()
       local f = to_choice(c, "m5@example.com", { push_interval = 0.3 })
+      local t_choose = now()
       f:choose_authenticator(find(f.authenticators, "push"))
       run_until(c, f, "awaiting_push")
+      local t_push = now()
       local tx = pending_push(u.user_id)
       -- polls at 0.3 s (pending) and 0.6 s (slow_down: the next one comes 5.3 s later)
       local deadline = now() + 1.5
       while now() < deadline do assert(c:poll(10)) end
       assert.equal("awaiting_push", f.state)
+      -- push_waited is the time spent waiting when read, not the last poll's (issue #10)
+      local t_read = now()
       local waited = f.push_waited
-      assert.is_true(waited >= 0.55 and waited < 1.5, "waited " .. waited)
+      assert.is_true(waited >= t_read - t_push and waited <= t_read - t_choose, "waited " .. waited)
       ctl("POST", "/guardian/" .. tx.oob_code .. "/approve")
       local t0 = now()
       run_until(c, f, "done", "failed")
@@ -658,6 +678,416 @@ describe("auth0.flow", function()
       assert.is_false(ok)
       assert.is_truthy(msg:find("auth0.flow: flow.run cannot run inside a callback", 1, true), msg)
       assert.equal(0, c:poll(50))
+    end)
+  end)
+
+  -- Issue #10: flow.run used as a script would (a prompt that keeps answering the same code)
+  -- must stop; waits are visible; f.error and f.push_waited describe the present.
+  describe("flow.run limits", function()
+    local function faults(rules) return ctl("POST", "/faults", { rules = rules }) end
+    local function seen(path) return ctl("GET", "/faults").requests[path] or 0 end
+
+    -- A prompt that answers `answer()` and fails the test instead of being asked forever.
+    local function bounded(calls, answer)
+      return function(f)
+        calls[#calls + 1] = { t = now(), wait = f.wait, error = f.error }
+        if #calls > 20 then error("flow.run asked for ever") end
+        return answer(f)
+      end
+    end
+
+    it("stops after max_prompts answers when the same wrong code keeps coming", function()
+      faults({})
+      local calls, first = {}, nil
+      local tokens, err, f = flow.run(client(), { connection = "email", email = "l1@example.com" }, {
+        ask_code = bounded(calls, function()
+          first = first or wrong(last_code("l1@example.com"))
+          return first
+        end),
+      })
+      assert.is_nil(tokens)
+      assert.equal("too_many_prompts", err.code)
+      assert.equal("too_many_attempts", err.reason)
+      assert.equal("failed", f.state)
+      assert.equal(err, f.error)
+      assert.equal(5, #calls)
+      -- 3 wrong answers kill a code; the run resends once by itself
+      assert.equal(5, seen("/oauth/token"))
+      assert.equal(2, seen("/passwordless/start"))
+    end)
+
+    it("honours max_prompts", function()
+      local calls = {}
+      local _, err = flow.run(client(), { connection = "email", email = "l2@example.com", max_prompts = 2 },
+        { ask_code = bounded(calls, function() return "00000x" end) })
+      assert.equal("too_many_prompts", err.code)
+      assert.equal(2, #calls)
+    end)
+
+    it("waits retry_after after a 429 before asking again, and shows the wait", function()
+      faults({ { kind = "rate_limit", path = "/oauth/token", times = 1, retry_after = 1 } })
+      local calls, waits = {}, {}
+      local tokens, err = flow.run(client(), { connection = "email", email = "l3@example.com" }, {
+        ask_code = bounded(calls, function() return last_code("l3@example.com") end),
+        on_wait = function(f, s, why) waits[#waits + 1] = { s, why, f.state } end,
+      })
+      assert.is_nil(err)
+      assert.is_string(tokens.access_token)
+      assert.equal(2, #calls)
+      assert.is_true(calls[2].t - calls[1].t >= 1, "asked again after " .. (calls[2].t - calls[1].t) .. " s")
+      assert.same({ { 1, "rate_limited", "awaiting_code" } }, waits)
+      assert.same({ reason = "rate_limited", seconds = 1 }, calls[2].wait)
+      assert.equal("rate_limited", calls[2].error.reason)
+      assert.equal(429, calls[2].error.status)
+    end)
+
+    it("waits between failed resends, then goes on", function()
+      local calls, waits = {}, {}
+      local t_third
+      local tokens, err = flow.run(client(), { connection = "email", email = "l4@example.com" }, {
+        ask_code = bounded(calls, function()
+          local code = last_code("l4@example.com")
+          if #calls == 3 then
+            faults({ { kind = "rate_limit", path = "/passwordless/start", times = 2, retry_after = 1 } })
+            t_third = now()
+          end
+          if #calls <= 3 then return wrong(code) end
+          return code
+        end),
+        on_wait = function(_, s, why) waits[#waits + 1] = { s, why } end,
+      })
+      assert.is_nil(err)
+      assert.is_string(tokens.access_token)
+      assert.equal(4, #calls)
+      assert.same({ { 1, "rate_limited" }, { 1, "rate_limited" } }, waits)
+      assert.is_true(calls[4].t - t_third >= 2, "resent after " .. (calls[4].t - t_third) .. " s")
+      assert.equal(3, seen("/passwordless/start"))   -- since the rule: 2 refused, 1 sent
+    end)
+
+    it("stops with the send's error after max_prompts failed resends", function()
+      local calls = {}
+      local tokens, err, f = flow.run(client(), { connection = "email", email = "l5@example.com", max_prompts = 3 }, {
+        ask_code = bounded(calls, function()
+          if #calls == 3 then faults({ { kind = "rate_limit", path = "/passwordless/start", retry_after = 0 } }) end
+          return wrong(last_code("l5@example.com"))
+        end),
+      })
+      assert.is_nil(tokens)
+      assert.equal("too_many_requests", err.code)
+      assert.equal("rate_limited", err.reason)
+      assert.equal("failed", f.state)
+      assert.equal(3, #calls)
+      assert.equal(3, seen("/passwordless/start"))
+    end)
+
+    it("stops when the server asks for a wait over max_wait", function()
+      faults({ { kind = "rate_limit", path = "/oauth/token", retry_after = 30 } })
+      local calls = {}
+      local t0 = now()
+      local _, err = flow.run(client(), { connection = "email", email = "l6@example.com", max_wait = 10 },
+        { ask_code = bounded(calls, function() return last_code("l6@example.com") end) })
+      assert.equal("rate_limited", err.reason)
+      assert.equal(30, err.retry_after)
+      assert.equal(1, #calls)
+      assert.is_true(now() - t0 < 5)
+    end)
+
+    it("never sends one TOTP code twice in a time step; too_many_attempts waits", function()
+      local u = mfa_user("l7@example.com", "always", { "otp" })
+      local sent = {}
+      local c = client { on_log = function(_, msg, fields)
+        if msg == "request" and fields.endpoint == "mfa_otp" then sent[#sent + 1] = socket.gettime() end
+      end }
+      local calls, waits = {}, {}
+      local same
+      local tokens, err = flow.run(c, { connection = "email", email = "l7@example.com", totp_period = 1 }, {
+        ask_code = function() return last_code("l7@example.com") end,
+        ask_mfa_code = bounded(calls, function()
+          same = same or (totp(u.otp.secret) == "000000" and "111111" or "000000")
+          return same
+        end),
+        on_wait = function(f, s, why)
+          waits[#waits + 1] = why
+          assert.equal("awaiting_mfa_code", f.state)
+          assert.is_true(s > 0 and s <= 1)
+        end,
+      })
+      assert.is_nil(tokens)
+      assert.equal("too_many_prompts", err.code)
+      assert.equal(5, #calls)
+      assert.is_true(#sent >= 2)
+      assert.equal(5, #sent + #waits)
+      for i = 2, #sent do
+        assert.is_true(math.floor(sent[i]) > math.floor(sent[i - 1]), "one code twice in one step")
+      end
+      for _, why in ipairs(waits) do assert.equal("totp_step", why) end
+      for i = 2, #calls do
+        if calls[i].wait then assert.equal("totp_step", calls[i].wait.reason) end
+      end
+    end)
+
+    it("waits after too_many_attempts from the MFA failure bucket", function()
+      ctl("POST", "/mfa", { attempts = 1 })
+      local u = mfa_user("l8@example.com", "always", { "otp" })
+      local calls, waits = {}, {}
+      local tokens, err = flow.run(client(), { connection = "email", email = "l8@example.com", totp_period = 1 }, {
+        ask_code = function() return last_code("l8@example.com") end,
+        ask_mfa_code = bounded(calls, function()
+          if #calls == 1 then return totp(u.otp.secret) == "000000" and "111111" or "000000" end
+          return totp(u.otp.secret)
+        end),
+        on_wait = function(_, s, why) waits[#waits + 1] = { s, why } end,
+      })
+      -- the bucket stays empty (one token per 6 min): the run waits 1 s between answers and
+      -- gives up after max_prompts
+      assert.is_nil(tokens)
+      assert.equal("too_many_prompts", err.code)
+      assert.equal(5, #calls)
+      for i = 3, #calls do
+        assert.equal("too_many_attempts", calls[i].error.reason)
+        assert.is_true(calls[i].t - calls[i - 1].t >= 1)
+      end
+      assert.same({ 1, "too_many_attempts" }, waits[1])
+    end)
+  end)
+
+  describe("f.error and f.push_waited describe the present", function()
+    it("clears f.error when the flow leaves the state it described", function()
+      local u = mfa_user("e1@example.com", "always", { "otp" })
+      local c = client()
+      local seen = {}
+      local f = flow.login(c, { connection = "email", email = "e1@example.com",
+        on_state = function(f) seen[#seen + 1] = { f.state, f.error and f.error.reason } end })
+      run_until(c, f, "awaiting_code")
+      f:submit_code(wrong(last_code("e1@example.com")))
+      run_until(c, f, "awaiting_code")
+      assert.equal("wrong_code", f.error.reason)
+      f:submit_code(last_code("e1@example.com"))
+      assert.equal("verifying", f.state)
+      assert.is_nil(f.error)
+      run_until(c, f, "awaiting_mfa_choice")
+      f:choose_authenticator(f.authenticators[1])
+      run_until(c, f, "awaiting_mfa_code")
+      f:submit_mfa_code(totp(u.otp.secret) == "000000" and "111111" or "000000")
+      run_until(c, f, "awaiting_mfa_code")
+      assert.equal("wrong_code", f.error.reason)
+      f:choose_authenticator(f.authenticators[1])
+      assert.equal("mfa_challenging", f.state)
+      assert.is_nil(f.error)
+      run_until(c, f, "awaiting_mfa_code")
+      assert.is_nil(f.error)
+      f:submit_mfa_code(totp(u.otp.secret))
+      run_until(c, f, "done")
+      assert.same({ { "sending_code" }, { "awaiting_code" }, { "verifying" }, { "awaiting_code", "wrong_code" },
+        { "verifying" }, { "verifying" }, { "awaiting_mfa_choice" }, { "mfa_challenging" }, { "awaiting_mfa_code" },
+        { "verifying" }, { "awaiting_mfa_code", "wrong_code" }, { "mfa_challenging" }, { "awaiting_mfa_code" },
+        { "verifying" }, { "done" } }, seen)
+    end)
+
+    it("f.push_waited is the time waited whenever it is read", function()
+      mfa_user("e2@example.com", "always", { "push" })
+      local c = client()
+      local f = flow.login(c, { connection = "email", email = "e2@example.com", push_interval = 2 })
+      run_until(c, f, "awaiting_code")
+      f:submit_code(last_code("e2@example.com"))
+      run_until(c, f, "awaiting_mfa_choice")
+      local t0 = now()
+      f:choose_authenticator(f.authenticators[1])
+      run_until(c, f, "awaiting_push")
+      local t1 = now()
+      assert.is_true(f.push_waited < 0.5)
+      while now() - t1 < 0.6 do assert(c:poll(10)) end
+      local t2 = now()
+      local w = f.push_waited
+      assert.is_true(w >= t2 - t1 and w <= t2 - t0, "push_waited " .. w .. " after " .. (t2 - t1) .. " s")
+      assert.equal(0, f.push_polls)   -- no poll yet (every 2 s): push_polls counts the answers
+      f:cancel()
+      local frozen = f.push_waited
+      socket.sleep(0.05)
+      assert.equal(frozen, f.push_waited)
+    end)
+  end)
+
+  describe("flow.mfa", function()
+    -- An mfa_required answer obtained without a flow (as a refresh would give it).
+    local function mfa_required(c, email)
+      assert(c:passwordless_start { connection = "email", email = email, send = "code" })
+      local t, e = c:passwordless_login { realm = "email", username = email, otp = last_code(email) }
+      assert.is_nil(t)
+      assert.equal("mfa_required", e.reason)
+      return e
+    end
+
+    it("completes an MFA challenge from an mfa_required error, with the login's states", function()
+      local u = mfa_user("x1@example.com", "always", { "otp" })
+      local c = client()
+      local e = mfa_required(c, "x1@example.com")
+      local states, on_state = recorder()
+      local f = flow.mfa(c, { mfa_token = e.mfa_token, mfa_requirements = e.mfa_requirements }, { on_state = on_state })
+      assert.equal("verifying", f.state)
+      run_until(c, f, "awaiting_mfa_choice")
+      assert.equal(1, #f.authenticators)
+      assert.is_nil(f.identifier)
+      f:choose_authenticator(f.authenticators[1])
+      run_until(c, f, "awaiting_mfa_code")
+      f:submit_mfa_code(totp(u.otp.secret))
+      run_until(c, f, "done", "failed")
+      assert.equal("done", f.state)
+      assert.same({ "mfa" }, assert(c:verify_id_token(f.tokens.id_token)).amr)
+      assert.same({ "verifying", "awaiting_mfa_choice", "mfa_challenging", "awaiting_mfa_code", "verifying", "done" },
+        states)
+    end)
+
+    it("fails on an expired mfa_token (no login to restart); serializes and resumes", function()
+      mfa_user("x2@example.com", "always", { "otp" })
+      local c = client()
+      local e = mfa_required(c, "x2@example.com")
+      local f = flow.mfa(c, { mfa_token = e.mfa_token })
+      run_until(c, f, "awaiting_mfa_choice")
+      local t = cjson.decode(cjson.encode(f:serialize()))
+      assert.is_nil(t.identifier)
+      local g = flow.resume(client(), t)
+      assert.equal("awaiting_mfa_choice", g.state)
+      ctl("POST", "/clock", { advance = 601 })
+      g:choose_authenticator(g.authenticators[1])
+      run_until(g._client, g, "failed", "awaiting_code")
+      assert.equal("failed", g.state)
+      assert.equal("mfa_token_expired", g.error.reason)
+      assert.equal(0, g.restarts)
+    end)
+
+    it("runs with prompts: flow.run with mfa_token", function()
+      local u = mfa_user("x3@example.com", "always", { "otp" })
+      local c = client()
+      local e = mfa_required(c, "x3@example.com")
+      local tokens, err, f = flow.run(c, { mfa_token = e.mfa_token, mfa_requirements = e.mfa_requirements },
+        { ask_mfa_code = function() return totp(u.otp.secret) end })
+      assert.is_nil(err)
+      assert.equal("done", f.state)
+      assert.is_string(tokens.access_token)
+    end)
+
+    it("raises on misuse", function()
+      local c = client()
+      assert.has_error(function() flow.mfa(c, nil) end, "auth0.flow: flow.mfa expects a table with mfa_token, got nil")
+      assert.has_error(function() flow.mfa(c, {}) end, "auth0.flow: mfa_token must be a non-empty string")
+      assert.has_error(function() flow.mfa(c, { mfa_token = "t", x = 1 }) end, "auth0.flow: flow.mfa: unknown field 'x'")
+      assert.has_error(function() flow.mfa(c, { mfa_token = "t", mfa_requirements = "x" }) end,
+        "auth0.flow: mfa_requirements must be a table")
+      assert.has_error(function() flow.mfa(c, { mfa_token = "t" }, { email = "a@b.c" }) end,
+        "auth0.flow: flow.mfa takes no email: there is no login to restart")
+      assert.has_error(function() flow.mfa(c, { mfa_token = "t" }, { bogus = 1 }) end,
+        "auth0.flow: unknown option 'bogus'")
+      assert.has_error(function() flow.run(c, { mfa_token = "t" }, { ask_mfa_code = 1 }) end,
+        "auth0.flow: prompts.ask_mfa_code must be a function")
+    end)
+  end)
+
+  -- Issue #10: the flow decides on err.reason, never on Auth0's English: the emulator (in
+  -- process, as a transport) with every error text reworded routes a login the same way.
+  describe("reworded error texts", function()
+    local emulator = require "auth0.emulator"
+    local BASE = "https://tenant.example"
+    local rewrites
+
+    -- Rewrites every error text of the emulator's answers ("error" codes are kept).
+    local function reworded(fn)
+      return function(req)
+        local resp = fn(req)
+        local body = resp.status >= 400 and cjson.decode(resp.body or "")
+        if type(body) == "table" and body.error then
+          rewrites = rewrites + 1
+          body.error_description = "Texto cambiado " .. rewrites
+          resp.body = cjson.encode(body)
+        end
+        return resp
+      end
+    end
+
+    -- One login through every rerouting rule; returns the (state, reason) trail.
+    local function scenario(reword)
+      rewrites = 0
+      local e = emulator.new { base_url = BASE }
+      local fn = e:transport()
+      local function ectl(method, path, body)
+        local resp = fn { method = method, url = BASE .. "/__emulator" .. path,
+          headers = { ["content-type"] = "application/json" }, body = body and cjson.encode(body) }
+        assert(resp.status == 200, path .. " answered " .. resp.status)
+        return cjson.decode(resp.body)
+      end
+      ectl("POST", "/mfa", { poll_min_interval = 0 })
+      local user = ectl("POST", "/users", { connection = "email", email = "w@example.com", mfa = "always" })
+      local otp = ectl("POST", "/mfa/authenticators", { user_id = user.user_id, type = "otp" }).authenticator
+      ectl("POST", "/mfa/authenticators", { user_id = user.user_id, type = "push" })
+      ectl("POST", "/mfa/authenticators", { user_id = user.user_id, type = "sms", phone_number = "+15550002222" })
+      local function code()
+        local m = ectl("GET", "/outbox?to=w%40example.com").messages
+        return m[#m].code
+      end
+      local function totp_now() return auth0.totp(otp.secret, { time = ectl("GET", "/clock").now }) end
+      local c = client { base_url = BASE, transport = reword and reworded(fn) or fn }
+      local trail = {}
+      local f = flow.login(c, { connection = "email", email = "w@example.com", push_interval = 0.02,
+        on_state = function(f) trail[#trail + 1] = f.state .. (f.error and " " .. f.error.reason or "") end })
+      run_until(c, f, "awaiting_code")
+      for _ = 1, 3 do
+        f:submit_code(wrong(code()))
+        run_until(c, f, "awaiting_code")
+      end
+      assert.is_true(f.must_resend)
+      f:resend_code()
+      run_until(c, f, "awaiting_code")
+      f:submit_code(code())
+      run_until(c, f, "awaiting_mfa_choice")
+      f:choose_authenticator(find(f.authenticators, "push"))
+      run_until(c, f, "awaiting_push")
+      local tx = ectl("GET", "/guardian").transactions[1]
+      ectl("POST", "/guardian/" .. auth0.core.pct_escape(tx.oob_code) .. "/reject")
+      run_until(c, f, "awaiting_mfa_choice")
+      -- an expired binding code: Auth0's code (expired_token) is the mfa_token's too
+      f:choose_authenticator(find(f.authenticators, "sms"))
+      run_until(c, f, "awaiting_mfa_code")
+      local sms = ectl("GET", "/outbox?to=%2B15550002222").messages
+      ectl("POST", "/clock", { advance = 301 })
+      f:submit_mfa_code(sms[#sms].binding_code)
+      run_until(c, f, "awaiting_mfa_choice")
+      f:choose_authenticator(find(f.authenticators, "totp"))
+      run_until(c, f, "awaiting_mfa_code")
+      local right = totp_now()
+      f:submit_mfa_code(right == "000000" and "111111" or "000000")
+      run_until(c, f, "awaiting_mfa_code")
+      ectl("POST", "/clock", { advance = 601 })
+      f:submit_mfa_code(totp_now())
+      run_until(c, f, "awaiting_code", "failed")
+      f:submit_code(code())
+      run_until(c, f, "awaiting_mfa_choice")
+      f:choose_authenticator(find(f.authenticators, "totp"))
+      run_until(c, f, "awaiting_mfa_code")
+      f:submit_mfa_code(totp_now())
+      run_until(c, f, "done", "failed")
+      return trail, rewrites
+    end
+
+    it("routes a login the same whatever the texts say", function()
+      local expected = {
+        "sending_code", "awaiting_code",
+        "verifying", "awaiting_code wrong_code", "verifying", "awaiting_code wrong_code",
+        "verifying", "awaiting_code wrong_code",
+        "sending_code", "awaiting_code", "verifying", "verifying", "awaiting_mfa_choice",
+        "mfa_challenging", "awaiting_push", "awaiting_mfa_choice push_rejected",
+        "mfa_challenging", "awaiting_mfa_code", "verifying", "awaiting_mfa_choice oob_expired",
+        "mfa_challenging", "awaiting_mfa_code", "verifying", "awaiting_mfa_code wrong_code",
+        "verifying", "sending_code mfa_token_expired", "awaiting_code mfa_token_expired",
+        "verifying", "verifying", "awaiting_mfa_choice", "mfa_challenging", "awaiting_mfa_code",
+        "verifying", "done" }
+      local trail, n = scenario(false)
+      assert.same(expected, trail)
+      assert.equal(0, n)
+      trail, n = scenario(true)
+      assert.same(expected, trail)
+      -- 3 wrong codes, a push rejection, an expired binding code, a wrong and an expired
+      -- TOTP answer, and the pending polls
+      assert.is_true(n >= 7, n .. " texts reworded")
     end)
   end)
 

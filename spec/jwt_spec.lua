@@ -82,7 +82,10 @@ describe("auth0.jwt.decode", function()
     for _, c in ipairs(cases) do
       local d, err = jwt.decode(c[1])
       assert.is_nil(d)
-      assert.equal(c[2], err)
+      assert.is_true(require("auth0.error").is(err))
+      assert.equal("invalid_jwt", err.code)
+      assert.equal(c[2], err.message)
+      assert.equal("jwt.decode: invalid_jwt: " .. c[2], tostring(err))
     end
   end)
 

@@ -197,8 +197,10 @@ describe("auth0.otp.parse_otpauth", function()
     for _, c in ipairs(cases) do
       local r, err = otp.parse_otpauth(c[1])
       assert.is_nil(r)
-      assert.equal(c[2], err)
-      assert.is_nil(err:find(s, 1, true))
+      assert.is_true(require("auth0.error").is(err))
+      assert.equal("invalid_otpauth", err.code)
+      assert.equal(c[2], err.message)
+      assert.is_nil(tostring(err):find(s, 1, true))
     end
   end)
 

@@ -51,6 +51,29 @@ describe("passwordless over HTTPS", function()
     c:close()
   end)
 
+  it("verify_id_token leaves the caller's options alone and refetches the JWKS on every unknown kid", function()
+    local c = client()
+    assert(c:passwordless_start { connection = "email", email = "kid@example.com" })
+    local tokens = assert(c:passwordless_login { realm = "email", username = "kid@example.com",
+      otp = last_code("kid@example.com") })
+    local h, rest = tokens.id_token:match("^([^.]+)(%..*)$")
+    local header = require("cjson").decode(auth0.core.b64url_decode(h))
+    header.kid = "rotated-away"
+    local forged = auth0.core.b64url_encode(require("cjson").encode(header)) .. rest
+    local opts = { leeway = 30 }
+    assert(c:jwks())   -- cached: each round below fetches it once more, for the unknown kid
+    for round = 1, 2 do   -- a reused options table refetches again
+      local before = c:stats().requests
+      local claims, err = c:verify_id_token(forged, opts)
+      assert.is_nil(claims)
+      assert.equal("invalid_id_token", err.code)
+      assert.equal("id token signing key not found in jwks: kid rotated-away", err.message)
+      assert.equal(1, c:stats().requests - before, "JWKS fetches in round " .. round)
+      assert.same({ leeway = 30 }, opts)
+    end
+    c:close()
+  end)
+
   it("logs in with an SMS code and the phone claims", function()
     local c = client()
     assert(c:passwordless_start { connection = "sms", phone_number = "+15551234567" })

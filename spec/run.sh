@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the busted suite in every pass (Lua 5.4, LuaJIT, ASan+UBSan, and Lua 5.4 plain and
 # ASan+UBSan with every client on an I/O thread; or the passes named in A0_PASSES), the C
-# unit tests and luacheck, then prints one closing line with the totals.
+# unit tests, luacheck and the LDoc check, then prints one closing line with the totals.
 set -u
 cd "$(dirname "$0")/.."
 passes=${A0_PASSES:-"lua54 luajit asan iothread asan_iothread ctest fuzz"}
@@ -57,6 +57,10 @@ done
 if [ -z "${A0_PASSES:-}" ]; then
   echo "=== luacheck"
   if luacheck -q lua spec examples bench; then echo "1 0 0" >> "$counts"; else echo "0 1 0" >> "$counts"; status=1; fi
+  echo "=== ldoc"   # the API reference (config.ld): any LDoc warning is a failure
+  rm -rf build/docs
+  if ldoc -q --fatalwarnings -c config.ld . > build/ldoc.log 2>&1; then echo "1 0 0" >> "$counts"
+  else grep -v '^reading configuration' build/ldoc.log; echo "0 1 0" >> "$counts"; status=1; fi
 fi
 read -r passed failed skipped < <(awk '{p+=$1; f+=$2; s+=$3} END {print p+0, f+0, s+0}' "$counts")
 rm -f "$counts"

@@ -4,13 +4,15 @@
 -- @module auth0.jwt
 
 local core = require "auth0.core"
+local errors = require "auth0.error"
 local cjson = require("cjson.safe").new()
 
-local error, type, pairs, ipairs, tostring, setmetatable =
-  error, type, pairs, ipairs, tostring, setmetatable
+local error, type, pairs, ipairs, tostring =
+  error, type, pairs, ipairs, tostring
 local os_time = os.time
 local str_find, str_sub, str_format, str_match = string.find, string.sub, string.format, string.match
 
+local decode   -- _M.decode's work: (result) or (nil, message)
 local _M = { _VERSION = "0.1.0" }
 
 local b64url_decode, rs256_verify, hmac, sha256 =
@@ -18,12 +20,8 @@ local b64url_decode, rs256_verify, hmac, sha256 =
 
 local ERR_CODE = "invalid_id_token"
 
-local err_mt = {
-  __tostring = function(e) return e.code .. ": " .. e.message end,
-}
-
 local function fail(message)
-  return nil, setmetatable({ code = ERR_CODE, message = message }, err_mt)
+  return nil, errors.new(ERR_CODE, message)
 end
 
 -- A claim value fit for an error message: short printable strings and numbers only.
@@ -45,11 +43,18 @@ end
 -- @tparam string token
 -- @treturn table `{ header, payload, signing_input = "h.p", signature = raw bytes }`
 -- @treturn[2] nil
--- @treturn[2] string what is malformed (never the token)
+-- @treturn[2] auth0.Error `invalid_jwt`, its message saying what is malformed (never the token)
+-- @raise when token is not a string
 function _M.decode(token)
   if type(token) ~= "string" then
     error("auth0.jwt.decode: token must be a string", 2)
   end
+  local jwt, err = decode(token)
+  if not jwt then return nil, errors.new("invalid_jwt", err, { context = "jwt.decode" }) end
+  return jwt
+end
+
+decode = function(token)
   local d1 = str_find(token, ".", 1, true)
   local d2 = d1 and str_find(token, ".", d1 + 1, true)
   if not d2 or str_find(token, ".", d2 + 1, true) then
@@ -214,14 +219,14 @@ end
 --   (default `os.time()`), `nonce`, `max_age`, `client_secret` (enables HS256)
 -- @treturn table the claims
 -- @treturn[2] nil
--- @treturn[2] table `{ code = "invalid_id_token", message = "..." }`
+-- @treturn[2] auth0.Error `invalid_id_token`, its message naming the failing check
 -- @raise on a non-string token, a missing or wrongly typed option, an unknown option
 function _M.verify_id_token(token, opts)
   if type(token) ~= "string" then
     error("auth0.jwt.verify_id_token: token must be a string", 2)
   end
   check_verify_opts(opts)
-  local jwt, err = _M.decode(token)
+  local jwt, err = decode(token)
   if not jwt then return fail("id token could not be decoded: " .. err) end
   local ok
   ok, err = check_signature(jwt, opts)

@@ -10,6 +10,9 @@ local os_time = os.time
 local str_upper, str_lower, str_find, str_sub, str_gsub, str_char, str_match =
   string.upper, string.lower, string.find, string.sub, string.gsub, string.char, string.match
 
+local errors = require "auth0.error"
+
+local parse   -- parse_otpauth's work: (result) or (nil, message)
 local _M = { _VERSION = "0.1.0" }
 
 local ALGORITHMS = { SHA1 = true, SHA256 = true, SHA512 = true }
@@ -141,11 +144,18 @@ end
 -- @treturn table `{ type, label, issuer, account, secret, digits, period, algorithm,
 --   counter, params }`, with `params` holding every decoded query parameter
 -- @treturn[2] nil
--- @treturn[2] string what is malformed (never the secret)
+-- @treturn[2] auth0.Error `invalid_otpauth`, its message saying what is malformed (never the secret)
+-- @raise when uri is not a string
 function _M.parse_otpauth(uri)
   if type(uri) ~= "string" then
     error("auth0.otp.parse_otpauth: uri must be a string", 2)
   end
+  local res, err = parse(uri)
+  if not res then return nil, errors.new("invalid_otpauth", err, { context = "parse_otpauth" }) end
+  return res
+end
+
+parse = function(uri)
   local scheme, kind, path = str_match(uri, "^(%a[%w+.-]*)://([^/?#]*)(.*)$")
   if not scheme or str_lower(scheme) ~= "otpauth" then
     return nil, "not an otpauth:// URI"

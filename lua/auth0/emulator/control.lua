@@ -31,13 +31,34 @@
 -- Defaults after start/reset: public client "emu-native" (no secret), confidential client
 -- "emu-confidential" / "emu-confidential-secret", connections "email" and "sms" enabled for
 -- both, API "https://api.example.com" with offline access, rate limits on (50/h per IP).
+--
+-- MFA routes (errors 400 `bad_request`, 404 `not_found`):
+--   GET    /__emulator/mfa                  -> settings
+--   POST   /__emulator/mfa {poll_min_interval?, mfa_token_lifetime?, oob_code_lifetime?,
+--                           attempts?, refill_seconds?, tenant_name?}   -> settings
+--          defaults 5, 600, 300, 10, 360, "Auth0 Emulator"; reset restores them.
+--   GET    /__emulator/mfa/authenticators?user_id=   -> {"authenticators":[...]}
+--          every field, including the TOTP `secret` and the recovery `code`
+--   POST   /__emulator/mfa/authenticators {user_id, type:"otp"|"sms"|"voice"|"email"|"push",
+--                           phone_number?, email?, name?, secret?, active? (default true)}
+--          enrolls directly (push also adds its totp; the first one adds a recovery code)
+--          -> {"authenticator":{...}, "paired":{...}?, "recovery_code":"..."?}
+--   DELETE /__emulator/mfa/authenticators?user_id=   -> {"deleted": n}
+--   GET    /__emulator/guardian[?user_id=]  -> {"transactions":[{oob_code, user_id,
+--          authenticator_id, enrollment, enrollment_tx_id?, state, created_at, expires_at,
+--          last_poll_at?}]}  pending push challenges and enrollments, oldest first
+--   POST   /__emulator/guardian/<oob_code>/approve {name?} | /reject   -> {oob_code, state}
+--          (the fake Guardian app: answers a push challenge or completes a push enrollment)
 -- luacheck: ignore 212/self
+local core = require "auth0.core"
 local util = require "auth0.emulator.util"
+local A = require "auth0.emulator.authenticators"
 
 local type, pairs, ipairs, tonumber, tostring = type, pairs, ipairs, tonumber, tostring
 local sort = table.sort
+local lower = string.lower
 
-local json = util.json
+local json, err, array = util.json, util.error, util.array
 
 local M = { methods = {} }
 local methods = M.methods
@@ -57,6 +78,13 @@ M.routes = {
   { "POST", P .. "/rate_limits", "ctl_rate_limits" },
   { "POST", P .. "/reset", "ctl_reset" },
   { "GET", P .. "/state", "ctl_state" },
+  { "GET", P .. "/mfa", "ctl_mfa" },
+  { "POST", P .. "/mfa", "ctl_mfa" },
+  { "GET", P .. "/mfa/authenticators", "ctl_mfa_authenticators" },
+  { "POST", P .. "/mfa/authenticators", "ctl_mfa_enroll" },
+  { "DELETE", P .. "/mfa/authenticators", "ctl_mfa_unenroll" },
+  { "GET", P .. "/guardian", "ctl_guardian" },
+  { "POST", P .. "/guardian/([^/]+)/(%a+)", "ctl_guardian_answer", pattern = true },
 }
 
 local function bad(msg)
@@ -197,5 +225,128 @@ function methods:ctl_state()
   for _, a in pairs(self.apis) do apis[#apis + 1] = { identifier = a.identifier } end
   return json(200, { now = self:now(), issuer = self.issuer, clients = clients, connections = conns, apis = apis })
 end
+
+---------------------------------------------------------------------------------------------
+-- MFA settings, direct enrollment and the fake Guardian (the MFA state is mfa.lua's).
+
+local CONTROL_KIND = { otp = "totp", totp = "totp", sms = "sms", voice = "voice", email = "email", push = "push" }
+local SETTINGS_MIN = { poll_min_interval = 0, mfa_token_lifetime = 1, oob_code_lifetime = 1, attempts = 1,
+                       refill_seconds = 0 }
+
+function methods:ctl_mfa(req)
+  if req.method == "POST" then
+    local p, perr = self:params(req, "bad_request")
+    if not p then return perr end
+    for k, v in pairs(p) do
+      if k == "tenant_name" then
+        if type(v) ~= "string" or v == "" then return bad("tenant_name must be a non-empty string") end
+      elseif SETTINGS_MIN[k] == nil then
+        return bad("unknown setting: " .. tostring(k))
+      elseif type(v) ~= "number" or v < SETTINGS_MIN[k] then
+        return bad(k .. " must be a number >= " .. SETTINGS_MIN[k])
+      end
+    end
+    for k, v in pairs(p) do self.mfa_settings[k] = v end
+  end
+  return json(200, self.mfa_settings)
+end
+
+local function control_view(a)
+  local out = A.wire_authenticator(a)
+  out.secret, out.code, out.paired = a.secret, a.code, a.paired
+  out.phone_number, out.email, out.created_at, out.last_step = a.phone_number, a.email, a.created_at, a.last_step
+  return out
+end
+
+function methods:ctl_mfa_authenticators(req)
+  local uid = req.query.user_id
+  if not uid or not self.users[uid] then return bad("user_id must name a user") end
+  local out = array()
+  for _, a in ipairs(self.authenticators[uid] or {}) do out[#out + 1] = control_view(a) end
+  return json(200, { authenticators = out })
+end
+
+function methods:ctl_mfa_enroll(req)
+  local p, perr = self:params(req, "bad_request")
+  if not p then return perr end
+  local user = type(p.user_id) == "string" and self.users[p.user_id]
+  if not user then return bad("user_id must name a user") end
+  local kind = CONTROL_KIND[p.type or ""]
+  if not kind then return bad("type must be otp, sms, voice, email or push") end
+  local active = p.active ~= false
+  local fields = { name = p.name }
+  if kind == "sms" or kind == "voice" then
+    if not A.valid_phone(p.phone_number) then return bad("phone_number must match ^\\+[0-9]{1,15}$") end
+    fields.phone_number, fields.name = p.phone_number, p.name or A.mask_phone(p.phone_number)
+  elseif kind == "email" then
+    local email = p.email or user.email
+    if not A.valid_email(email) then return bad("email is missing or malformed") end
+    fields.email, fields.name = lower(email), p.name or A.mask_email(lower(email))
+  elseif kind == "totp" then
+    fields.secret = p.secret or A.new_totp_secret(self)
+    if type(fields.secret) ~= "string" or not core.base32_decode(fields.secret) then return bad("secret must be base32") end
+    fields.name = nil
+  else
+    fields.name = p.name or "Emulated Device"
+  end
+  local a = A.add_authenticator(self, user.user_id, kind, fields)
+  a.active = active
+  local paired
+  if kind == "push" then
+    paired = A.add_authenticator(self, user.user_id, "totp", { secret = A.new_totp_secret(self), paired = a.id })
+    paired.active, a.paired = active, paired.id
+  end
+  local rc = A.first_recovery_code(self, user.user_id, active)
+  return json(200, { authenticator = control_view(a), paired = paired and control_view(paired) or nil,
+                     recovery_code = rc })
+end
+
+function methods:ctl_mfa_unenroll(req)
+  local uid = req.query.user_id
+  if not uid then return bad("user_id is required") end
+  local n = #(self.authenticators[uid] or {})
+  self.authenticators[uid] = nil
+  for code, tx in pairs(self.oob_tx) do if tx.user_id == uid then self.oob_tx[code] = nil end end
+  return json(200, { deleted = n })
+end
+
+local function tx_view(tx)
+  return { oob_code = tx.oob_code, user_id = tx.user_id, authenticator_id = tx.authenticator_id,
+           enrollment = tx.enrollment == true, enrollment_tx_id = tx.enrollment_tx_id, state = tx.state,
+           created_at = tx.created_at, expires_at = tx.expires_at, last_poll_at = tx.last_poll_at }
+end
+
+function methods:ctl_guardian(req)
+  local uid, now = req.query.user_id, self:now()
+  local out, keep = array(), {}
+  for _, code in ipairs(self.oob_order) do
+    local tx = self.oob_tx[code]
+    if tx then
+      keep[#keep + 1] = code
+      if tx.kind == "push" and tx.state == "pending" and tx.expires_at > now and (not uid or tx.user_id == uid) then
+        out[#out + 1] = tx_view(tx)
+      end
+    end
+  end
+  self.oob_order = keep
+  return json(200, { transactions = out })
+end
+
+function methods:ctl_guardian_answer(req, code, action)
+  if action ~= "approve" and action ~= "reject" then return err(404, "not_found", "Not found") end
+  local tx = self.oob_tx[code]
+  if not tx or tx.kind ~= "push" then return err(404, "not_found", "No push transaction " .. code) end
+  if tx.state ~= "pending" then return bad("the transaction is already " .. tx.state) end
+  if tx.expires_at <= self:now() then return bad("the transaction has expired") end
+  local p = self:params(req, "bad_request") or {}
+  tx.state = action == "approve" and "approved" or "rejected"
+  if action == "approve" and tx.enrollment then
+    -- The device that scanned the enrollment QR code names the authenticator.
+    local a = A.find_authenticator(self, tx.user_id, tx.authenticator_id)
+    if a then a.name = type(p.name) == "string" and p.name or "Emulated Device" end
+  end
+  return json(200, { oob_code = code, state = tx.state })
+end
+
 
 return M

@@ -1,7 +1,16 @@
 --- Local Auth0 emulator: the `Emulator` object (state, virtual clock, router, body parsing,
 -- client authentication). Endpoint logic lives in the feature modules (passwordless, tokens,
--- control, and later mfa), which plug into the router and the grant table through `register`.
+-- mfa, control, faults), which plug into the router and the grant table through `register`.
 -- Pure Lua; runs under Lua 5.4 and LuaJIT (nginx). Crypto comes from the C module `auth0.core`.
+-- Over HTTP it is served by `auth0.emulator.server`; in process it is a client's transport.
+-- @module auth0.emulator
+-- @usage
+-- local emu = require("auth0.emulator").new{ base_url = "https://tenant.test" }
+-- local client = require("auth0").new{ base_url = "https://tenant.test", client_id = "emu-native",
+--                                      transport = emu:transport() }
+-- assert(client:passwordless_start{ connection = "email", email = "a@example.com" })
+-- local code = emu.outbox[#emu.outbox].code
+
 -- luacheck: ignore 212/self
 local core = require "auth0.core"
 local util = require "auth0.emulator.util"
@@ -23,7 +32,7 @@ Emulator.__index = Emulator
 _M.Emulator = Emulator
 
 
----------------------------------------------------------------------------------------------
+-- -----------------------------------------------------------------------------------------
 -- Feature modules. A module is a table with any of:
 --   methods = { name = function(self, ...) }   mixed into Emulator (may override hooks)
 --   routes  = { { method, path_or_pattern, handler_name, pattern = bool } }
@@ -42,7 +51,7 @@ function _M.register(mod)
   for gt, handler in pairs(mod.grants or {}) do grants[gt] = handler end
 end
 
----------------------------------------------------------------------------------------------
+-- -----------------------------------------------------------------------------------------
 -- Emulator object.
 
 local function trim_slash(s) return (gsub(s, "/+$", "")) end
@@ -101,22 +110,28 @@ function Emulator:now()
   return self.frozen_at or (os_time() + self.clock_offset)
 end
 
---- Advances the virtual clock by `seconds`. @return new now
+--- Advances the virtual clock.
+-- @tparam number seconds how far (may be negative)
+-- @treturn number the new now (epoch seconds)
 function Emulator:advance(seconds)
   self.clock_offset = self.clock_offset + seconds
   if self.frozen_at then self.frozen_at = self.frozen_at + seconds end
   return self:now()
 end
 
---- Sets the virtual clock to `epoch`. @return new now
+--- Sets the virtual clock.
+-- @tparam number epoch the new now (epoch seconds)
+-- @treturn number the new now
 function Emulator:set_time(epoch)
   self.clock_offset = epoch - os_time()
   if self.frozen_at then self.frozen_at = epoch end
   return self:now()
 end
 
---- Stops (`on` true) or restarts (`on` false) the virtual clock; handy for exact assertions.
--- @return now
+--- Stops or restarts the virtual clock; handy for exact assertions.
+-- @tparam boolean on true stops it (it then moves only by `advance` and `set_time`), false
+--   lets it run again from where it stands
+-- @treturn number now
 function Emulator:freeze(on)
   if on then
     self.frozen_at = self:now()
@@ -164,7 +179,11 @@ function Emulator:random_digits(n)
   return concat(out)
 end
 
---- Creates or replaces a client (application). `client_secret` makes it confidential.
+--- Creates or replaces a client (application).
+-- @tparam table c `client_id` (required), `client_secret` (makes it confidential), `app_type`,
+--   `name`, `grant_types` (default: passwordless otp, refresh_token and the three MFA grants),
+--   `refresh_token_rotation` (default true)
+-- @treturn table the stored client
 function Emulator:put_client(c)
   local grant_types = c.grant_types
   if type(grant_types) ~= "table" then grant_types = util.DEFAULT_GRANT_TYPES end
@@ -183,6 +202,10 @@ function Emulator:put_client(c)
 end
 
 --- Creates or replaces a connection.
+-- @tparam table c `name` (required), `strategy` ("email" default, "sms"; anything else is not
+--   passwordless), `otp_length` (6), `otp_lifetime` (180 s), `disable_signup`,
+--   `enabled_clients` (a list of client ids; default every client)
+-- @treturn table the stored connection
 function Emulator:put_connection(c)
   local conn = {
     name = c.name,
@@ -197,6 +220,9 @@ function Emulator:put_connection(c)
 end
 
 --- Creates or replaces an API (resource server) by identifier.
+-- @tparam table a `identifier` (required), `allow_offline_access` (default true),
+--   `token_lifetime` (86400 s), `scopes`
+-- @treturn table the stored API
 function Emulator:put_api(a)
   local api = {
     identifier = a.identifier,
@@ -244,7 +270,10 @@ end
 --- Creates or updates a user. `u.connection` names a connection; `u.email` or `u.phone_number`
 -- identifies the user. Other fields (blocked, name, nickname, picture, email_verified,
 -- phone_verified, user_metadata, mfa, ...) are stored as given.
--- @return user | nil, err
+-- @tparam table u the user's fields
+-- @treturn[1] table the stored user, with `user_id`
+-- @treturn[2] nil
+-- @treturn[2] string what is wrong with `u`
 function Emulator:put_user(u)
   local conn = self.connections[u.connection or ""]
   if not conn then return nil, "unknown connection: " .. tostring(u.connection) end
@@ -278,7 +307,9 @@ function Emulator:put_user(u)
   return user
 end
 
---- Deletes a user by user_id. @return true | nil
+--- Deletes a user.
+-- @tparam string user_id the user's id (`email|...`, `sms|...`)
+-- @treturn ?boolean true, or nil when there is no such user
 function Emulator:delete_user(user_id)
   local user = self.users[user_id]
   if not user then return nil end
@@ -290,7 +321,7 @@ function Emulator:delete_user(user_id)
   return true
 end
 
----------------------------------------------------------------------------------------------
+-- -----------------------------------------------------------------------------------------
 -- Requests.
 
 --- Parses the request body as JSON or form-urlencoded. Caches the result on `req.params`.
@@ -364,6 +395,10 @@ end
 --- MFA hook for login grants: return an error response (e.g. `mfa_required`) to stop token
 -- issuance, or nil to go on. `tx` describes the login ({grant_type, audience, scope, ...}).
 -- The mfa module overrides it.
+-- @tparam table user the user logging in
+-- @tparam table client the calling client
+-- @tparam table tx the login
+-- @treturn ?table an error response, or nil
 function Emulator:mfa_gate(user, client, tx) -- luacheck: ignore 212/user 212/client 212/tx
   return nil
 end
@@ -467,7 +502,8 @@ function Emulator:transport_request(request)
            headers = request.headers or {}, body = request.body, remote_addr = "127.0.0.1" }
 end
 
---- An in-process transport for the client library: `fn(request) -> response`.
+--- An in-process transport for the client library (`auth0.new{ transport = emu:transport() }`).
+-- @treturn function `fn(request) -> response`, with `request` `{ method, url, headers, body }`
 function Emulator:transport()
   return function(request) return self:handle(self:transport_request(request)) end
 end
@@ -478,16 +514,7 @@ _M.register{ routes = { { "POST", "/oauth/token", "oauth_token" } } }
 _M.register(require "auth0.emulator.passwordless")
 _M.register(require "auth0.emulator.tokens")
 _M.register(require "auth0.emulator.control")
-
--- The MFA module is optional until it exists; any other load error is real and raised.
-do
-  local ok, mod = pcall(require, "auth0.emulator.mfa")
-  if ok then
-    _M.register(mod)
-  elseif not tostring(mod):find("module 'auth0.emulator.mfa' not found", 1, true) then
-    error(mod, 0)
-  end
-end
+_M.register(require "auth0.emulator.mfa")
 _M.register(require "auth0.emulator.faults")
 
 return _M

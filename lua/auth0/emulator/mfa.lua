@@ -1,7 +1,9 @@
---- Emulator module: multi-factor authentication (PROTOCOL.md sections 4-7 and 11, answers as
--- recorded from the real server per section 13): the `mfa_required` gate of the login and
--- refresh grants, /mfa/authenticators, /mfa/associate, /mfa/challenge, the mfa-otp, mfa-oob and
--- mfa-recovery-code grants, a fake Guardian for push, and the MFA control routes.
+--- Emulator module: multi-factor authentication (docs/protocol.md sections "4. The `mfa_required`
+-- error" to "7. Guardian push flow (what the emulator must fake)", answers as recorded from the
+-- real server per "13. Known discrepancies"): the `mfa_required` gate of the login and refresh
+-- grants, /mfa/authenticators, /mfa/associate, /mfa/challenge and the mfa-otp, mfa-oob and
+-- mfa-recovery-code grants. The authenticator store is authenticators.lua; the MFA control
+-- routes (settings, direct enrollment, the fake Guardian) are in control.lua.
 --
 -- User policy: the free-form `mfa` field of `POST /__emulator/users` (stored on the user):
 --   absent, false, "off"        no MFA (default)
@@ -15,54 +17,36 @@
 --                               and whether the refresh grant asks for MFA too (default false)
 -- Factor types: otp, phone, email, push-notification, recovery-code. They only shape
 -- mfa_requirements; the emulator does not restrict challenges or enrollments to them.
---
--- Control routes (JSON; errors are 400/404 `{"error":"bad_request"|"not_found",...}`):
---   GET    /__emulator/mfa                  -> settings
---   POST   /__emulator/mfa {poll_min_interval?, mfa_token_lifetime?, oob_code_lifetime?,
---                           attempts?, refill_seconds?, tenant_name?}   -> settings
---          defaults 5, 600, 300, 10, 360, "Auth0 Emulator"; reset restores them.
---   GET    /__emulator/mfa/authenticators?user_id=   -> {"authenticators":[...]}
---          every field, including the TOTP `secret` and the recovery `code`
---   POST   /__emulator/mfa/authenticators {user_id, type:"otp"|"sms"|"voice"|"email"|"push",
---                           phone_number?, email?, name?, secret?, active? (default true)}
---          enrolls directly (push also adds its totp; the first one adds a recovery code)
---          -> {"authenticator":{...}, "paired":{...}?, "recovery_code":"..."?}
---   DELETE /__emulator/mfa/authenticators?user_id=   -> {"deleted": n}
---   GET    /__emulator/guardian[?user_id=]  -> {"transactions":[{oob_code, user_id,
---          authenticator_id, enrollment, enrollment_tx_id?, state, created_at, expires_at,
---          last_poll_at?}]}  pending push challenges and enrollments, oldest first
---   POST   /__emulator/guardian/<oob_code>/approve {name?} | /reject   -> {oob_code, state}
 -- Push challenges are also written to the outbox as `kind = "push"` messages (with `oob_code`);
 -- SMS, voice and e-mail binding codes as `kind = "mfa"` messages with `binding_code` and `code`.
 -- luacheck: ignore 212/self
 local core = require "auth0.core"
 local util = require "auth0.emulator.util"
+local A = require "auth0.emulator.authenticators"
 
 local type, pairs, ipairs, next, tostring = type, pairs, ipairs, next, tostring
-local concat, remove = table.concat, table.remove
 local floor, min = math.floor, math.min
-local byte, format, gsub, lower = string.byte, string.format, string.gsub, string.lower
+local format, gsub, lower = string.format, string.gsub, string.lower
 
 local json, err, array = util.json, util.error, util.array
-local b64url = core.b64url_encode
 local GRANT_OTP, GRANT_OOB, GRANT_RC = util.GRANT_MFA_OTP, util.GRANT_MFA_OOB, util.GRANT_MFA_RECOVERY_CODE
+local iron, mask_phone, mask_email = A.iron, A.mask_phone, A.mask_email
+local find_authenticator, has_active, recovery_of = A.find_authenticator, A.has_active, A.recovery_of
+local add_authenticator, remove_authenticator, drop_inactive = A.add_authenticator, A.remove_authenticator, A.drop_inactive
+local first_recovery_code, activate, wire_authenticator = A.first_recovery_code, A.activate, A.wire_authenticator
+local new_totp_secret, otpauth_label = A.new_totp_secret, A.otpauth_label
+local send_binding_code, send_push = A.send_binding_code, A.send_push
+local list_param, valid_phone, valid_email = A.list_param, A.valid_phone, A.valid_email
+local CHANNEL_KIND = A.CHANNEL_KIND
 
 local M = { methods = {} }
 local methods = M.methods
-local P = "/__emulator"
 
 M.routes = {
   { "GET", "/mfa/authenticators", "mfa_list" },
   { "DELETE", "/mfa/authenticators/([^/]+)", "mfa_delete", pattern = true },
   { "POST", "/mfa/associate", "mfa_associate" },
   { "POST", "/mfa/challenge", "mfa_challenge" },
-  { "GET", P .. "/mfa", "ctl_mfa" },
-  { "POST", P .. "/mfa", "ctl_mfa" },
-  { "GET", P .. "/mfa/authenticators", "ctl_mfa_authenticators" },
-  { "POST", P .. "/mfa/authenticators", "ctl_mfa_enroll" },
-  { "DELETE", P .. "/mfa/authenticators", "ctl_mfa_unenroll" },
-  { "GET", P .. "/guardian", "ctl_guardian" },
-  { "POST", P .. "/guardian/([^/]+)/(%a+)", "ctl_guardian_answer", pattern = true },
 }
 M.grants = { [GRANT_OTP] = "grant_mfa_otp", [GRANT_OOB] = "grant_mfa_oob", [GRANT_RC] = "grant_mfa_recovery_code" }
 
@@ -77,20 +61,6 @@ local DEFAULTS = {
 local ALL_FACTORS = { "otp", "phone", "email", "push-notification", "recovery-code" }
 local MFA_SCOPES = { "enroll", "read:authenticators", "remove:authenticators" }
 local TOTP_PERIOD = 30
-local ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-local RECOVERY_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZ"  -- [INF] section 11
-
--- What each authenticator kind looks like on the wire.
-local KINDS = {
-  totp = { authenticator_type = "otp", type = "otp" },
-  sms = { authenticator_type = "oob", oob_channel = "sms", type = "phone" },
-  voice = { authenticator_type = "oob", oob_channel = "voice", type = "phone" },
-  email = { authenticator_type = "oob", oob_channel = "email", type = "email" },
-  push = { authenticator_type = "oob", oob_channel = "auth0", type = "push-notification" },
-  ["recovery-code"] = { authenticator_type = "recovery-code", type = "recovery-code" },
-}
-local CHANNEL_KIND = { sms = "sms", voice = "voice", email = "email", auth0 = "push" }
-local CONTROL_KIND = { otp = "totp", totp = "totp", sms = "sms", voice = "voice", email = "email", push = "push" }
 
 M.reset = function(self)
   self.mfa_settings = {}
@@ -106,149 +76,6 @@ M.reset = function(self)
   end
 end
 
----------------------------------------------------------------------------------------------
--- Random values in the shapes of the real ones.
-
-local function random_from(self, alphabet, n)
-  local size, out = #alphabet, {}
-  local limit = 256 - 256 % size  -- rejection sampling keeps the choice uniform
-  while #out < n do
-    local bytes = self:random_bytes(n)
-    for i = 1, #bytes do
-      local b = byte(bytes, i)
-      if b < limit and #out < n then
-        local j = b % size + 1
-        out[#out + 1] = alphabet:sub(j, j)
-      end
-    end
-  end
-  return concat(out)
-end
-
--- Iron-sealed strings ("Fe26.2*...") as the real mfa_token and oob_code are [REC]; here they
--- are only opaque keys into the emulator's tables.
-local function iron(self, password_id, expires_at)
-  return concat({ "Fe26.2", password_id, b64url(self:random_bytes(32)), b64url(self:random_bytes(16)),
-                  b64url(self:random_bytes(48)), format("%d", expires_at * 1000), b64url(self:random_bytes(32)),
-                  b64url(self:random_bytes(32)) }, "*")
-end
-
-local function new_authenticator_id(self, kind)
-  return kind .. "|dev_" .. random_from(self, ALNUM, 16)
-end
-
-local function mask_phone(s)
-  return string.rep("X", #s - 4) .. s:sub(-4)
-end
-
-local function mask_email(s)
-  local user, domain = s:match("^(.*)@(.*)$")
-  if not user then return s end
-  return string.rep("*", #user) .. "@" .. domain:sub(1, 4) .. string.rep("*", #domain - min(#domain, 4))
-end
-
----------------------------------------------------------------------------------------------
--- Authenticators.
-
-local function list_of(self, user_id)
-  local list = self.authenticators[user_id]
-  if not list then
-    list = {}
-    self.authenticators[user_id] = list
-  end
-  return list
-end
-
-local function find_authenticator(self, user_id, id)
-  for i, a in ipairs(self.authenticators[user_id] or {}) do
-    if a.id == id then return a, i end
-  end
-end
-
-local function has_active(self, user_id)
-  for _, a in ipairs(self.authenticators[user_id] or {}) do
-    if a.active and a.kind ~= "recovery-code" then return true end
-  end
-  return false
-end
-
-local function recovery_of(self, user_id)
-  for _, a in ipairs(self.authenticators[user_id] or {}) do
-    if a.kind == "recovery-code" then return a end
-  end
-end
-
--- Removes authenticator `id` and its push/totp partner; the recovery code goes with the last
--- factor [INF], so that the next enrollment is a first one again.
-local function remove_authenticator(self, user_id, id)
-  local list = self.authenticators[user_id] or {}
-  local a = find_authenticator(self, user_id, id)
-  if not a then return false end
-  for i = #list, 1, -1 do
-    if list[i].id == id or (a.paired and list[i].id == a.paired) then remove(list, i) end
-  end
-  for code, tx in pairs(self.oob_tx) do
-    if tx.user_id == user_id and (tx.authenticator_id == id or tx.authenticator_id == a.paired) then
-      self.oob_tx[code] = nil
-    end
-  end
-  local others = false
-  for _, x in ipairs(list) do if x.kind ~= "recovery-code" then others = true end end
-  if not others then
-    for i = #list, 1, -1 do if list[i].kind == "recovery-code" then remove(list, i) end end
-  end
-  return true
-end
-
-local function add_authenticator(self, user_id, kind, fields)
-  local a = { id = new_authenticator_id(self, kind), kind = kind, active = false, created_at = self:now() }
-  for k, v in pairs(fields or {}) do a[k] = v end
-  local list = list_of(self, user_id)
-  list[#list + 1] = a
-  return a
-end
-
--- Issues the recovery code on the first enrollment (none active yet); nil afterwards.
-local function first_recovery_code(self, user_id, active)
-  local rc = recovery_of(self, user_id)
-  if rc and rc.active then return nil end
-  if not rc then rc = add_authenticator(self, user_id, "recovery-code") end
-  rc.code = random_from(self, RECOVERY_ALPHABET, 24)
-  rc.active = active == true
-  return rc.code
-end
-
--- Confirms an enrollment: the authenticator, its partner and the recovery code become active.
-local function activate(self, user_id, a)
-  if a.active then return end
-  a.active = true
-  if a.paired then
-    local p = find_authenticator(self, user_id, a.paired)
-    if p then p.active = true end
-  end
-  local rc = recovery_of(self, user_id)
-  if rc then rc.active = true end
-end
-
-local function wire_authenticator(a)
-  local k = KINDS[a.kind]
-  return { id = a.id, authenticator_type = k.authenticator_type, active = a.active, oob_channel = k.oob_channel,
-           name = a.name, type = k.type }
-end
-
-local function new_totp_secret(self)
-  return core.base32_encode(self:random_bytes(20))  -- 160 bits = 32 base32 characters [REC]
-end
-
-local function user_label(user)
-  return user.email or user.phone_number or user.user_id
-end
-
-local function otpauth_label(self, user)
-  return util.url_encode(self.mfa_settings.tenant_name) .. ":" .. util.url_encode(user_label(user))
-end
-
----------------------------------------------------------------------------------------------
 -- The gate of the login and refresh grants (Emulator:mfa_gate, called before issuing tokens).
 
 -- The user's policy as { factors, requirements, refresh }, false when MFA is off, or nil, err.
@@ -291,8 +118,9 @@ function methods:mfa_gate(user, client, login)
 end
 
 ---------------------------------------------------------------------------------------------
--- Token checks. Bodies per section 4.4; statuses: invalid_grant 403 on /oauth/token [DOC
--- section 11] and 401 on the MFA API [FIX SDK fixtures]; expired_token 401 [FIX].
+-- Token checks. Bodies per docs/protocol.md "4.4 mfa_token lifetime and usage"; statuses:
+-- invalid_grant 403 on /oauth/token [DOC, "11. Emulator constants (defaults to implement)"] and
+-- 401 on the MFA API [FIX SDK fixtures]; expired_token 401 [FIX].
 
 local function malformed(status) return err(status or 403, "invalid_grant", "Malformed mfa_token") end
 local function expired() return err(401, "expired_token", "mfa_token is expired") end
@@ -351,7 +179,8 @@ local function check_bearer(self, req, scope)
 end
 
 ---------------------------------------------------------------------------------------------
--- The failed-verification bucket (section 6.4): `attempts` tokens, +1 per `refill_seconds`.
+-- The failed-verification bucket (docs/protocol.md "6.4 MFA verification limits"): `attempts`
+-- tokens, +1 per `refill_seconds`.
 
 local function bucket(self, user_id)
   local s, now = self.mfa_settings, self:now()
@@ -380,7 +209,8 @@ local function failed(self, user_id, description)
 end
 
 ---------------------------------------------------------------------------------------------
--- GET /mfa/authenticators, DELETE /mfa/authenticators/{id} (sections 5.1, 5.2)
+-- GET /mfa/authenticators, DELETE /mfa/authenticators/{id} (docs/protocol.md
+-- "5.1 `GET /mfa/authenticators`", "5.2 `DELETE /mfa/authenticators/{authenticator_id}`")
 
 function methods:mfa_list(req)
   local user, berr = check_bearer(self, req, "read:authenticators")
@@ -405,63 +235,7 @@ function methods:mfa_delete(req, id)
 end
 
 ---------------------------------------------------------------------------------------------
--- Out-of-band transactions (binding codes and push).
-
-local function new_oob(self, user, a, fields)
-  local now = self:now()
-  local expires_at = now + self.mfa_settings.oob_code_lifetime
-  local code = iron(self, "SERVER_" .. now, expires_at)
-  local tx = { oob_code = code, user_id = user.user_id, authenticator_id = a.id, kind = a.kind,
-               created_at = now, expires_at = expires_at, state = "pending" }
-  for k, v in pairs(fields or {}) do tx[k] = v end
-  self.oob_tx[code] = tx
-  self.oob_order[#self.oob_order + 1] = code
-  return tx
-end
-
--- Sends a 6-digit binding code by SMS, voice or e-mail (outbox kind "mfa").
-local function send_binding_code(self, user, a, client_id, enrollment)
-  local code = self:random_digits(6)
-  local tx = new_oob(self, user, a, { binding_code = code, enrollment = enrollment })
-  self.outbox[#self.outbox + 1] = {
-    to = a.phone_number or a.email, kind = "mfa", channel = a.kind, binding_code = code, code = code,
-    user_id = user.user_id, authenticator_id = a.id, client_id = client_id, sent_at = tx.created_at,
-    enrollment = enrollment == true,
-  }
-  return tx
-end
-
--- Starts a push transaction (outbox kind "push", answered through the guardian control routes).
-local function send_push(self, user, a, client_id, enrollment_tx_id)
-  local tx = new_oob(self, user, a, { enrollment = enrollment_tx_id ~= nil, enrollment_tx_id = enrollment_tx_id })
-  self.outbox[#self.outbox + 1] = {
-    to = user_label(user), kind = "push", oob_code = tx.oob_code, user_id = user.user_id,
-    authenticator_id = a.id, client_id = client_id, sent_at = tx.created_at, enrollment = tx.enrollment,
-  }
-  return tx
-end
-
----------------------------------------------------------------------------------------------
--- POST /mfa/associate (section 5.3)
-
-local function list_param(v)
-  if type(v) == "string" then return { v } end
-  if type(v) == "table" then return v end
-  return nil
-end
-
-local function valid_phone(s) return type(s) == "string" and s:match("^%+%d+$") ~= nil and #s <= 16 end
-local function valid_email(s) return type(s) == "string" and s:match("^[^%s@]+@[^%s@]+%.[^%s@]+$") ~= nil end
-
--- Drops unconfirmed authenticators of `kind` (a retried enrollment replaces the last one) [INF].
-local function drop_inactive(self, user_id, kind)
-  for _, a in ipairs(self.authenticators[user_id] or {}) do
-    if a.kind == kind and not a.active then
-      remove_authenticator(self, user_id, a.id)
-      return drop_inactive(self, user_id, kind)
-    end
-  end
-end
+-- POST /mfa/associate (docs/protocol.md "5.3 `POST /mfa/associate` (enroll)")
 
 function methods:mfa_associate(req)
   local params, perr = self:params(req)
@@ -516,7 +290,7 @@ function methods:mfa_associate(req)
       local push = add_authenticator(self, uid, "push")
       local totp = add_authenticator(self, uid, "totp", { secret = new_totp_secret(self), paired = push.id })
       push.paired = totp.id
-      local tx_id = random_from(self, ALNUM, 32)
+      local tx_id = A.random_id(self, 32)
       local tx = send_push(self, user, push, client_id, tx_id)
       local guardian = "https://" .. (gsub(self.host, ":%d+$", "")) .. ".guardian.emulator.auth0.com"
       body = { authenticator_type = "oob", oob_channel = "auth0", oob_code = tx.oob_code,
@@ -530,7 +304,7 @@ function methods:mfa_associate(req)
 end
 
 ---------------------------------------------------------------------------------------------
--- POST /mfa/challenge (section 5.4)
+-- POST /mfa/challenge (docs/protocol.md "5.4 `POST /mfa/challenge`")
 
 local CHALLENGE_OF = { totp = "otp", sms = "oob", voice = "oob", email = "oob", push = "oob" }
 
@@ -585,7 +359,7 @@ function methods:mfa_challenge(req)
 end
 
 ---------------------------------------------------------------------------------------------
--- The MFA grants (section 6).
+-- The MFA grants (docs/protocol.md "6. `POST /oauth/token` — MFA grants").
 
 -- Common checks. @return client, tx, user | nil, error response
 local function grant_begin(self, req, params, grant_type)
@@ -695,7 +469,8 @@ function methods:grant_mfa_oob(req, params)
   end
   local interval = self.mfa_settings.poll_min_interval
   if last and now - last < interval then
-    -- [INF] status 429 (a rate limit; PROTOCOL.md 6.2), the device flow's wording.
+    -- [INF] status 429 (a rate limit; docs/protocol.md
+    -- "6.2 http://auth0.com/oauth/grant-type/mfa-oob"), the device flow's wording.
     return err(429, "slow_down", format("You are polling faster than the specified interval of %d seconds.", interval))
   end
   return err(400, "authorization_pending", "Authorization pending: please repeat the request in a few seconds.")  -- [REC]
@@ -713,131 +488,8 @@ function methods:grant_mfa_recovery_code(req, params)
   if not rc or not rc.active or rc.code ~= (gsub(code, "%s", ""):upper()) then
     return failed(self, uid, "Invalid recovery code.")  -- [DOC] code; [INF] text
   end
-  rc.code = random_from(self, RECOVERY_ALPHABET, 24)  -- rotated: the old one is now invalid
+  rc.code = A.new_recovery_code(self)  -- rotated: the old one is now invalid
   return complete(self, client, params.mfa_token, tx, user, { recovery_code = rc.code })
-end
-
----------------------------------------------------------------------------------------------
--- Control routes.
-
-local function bad(msg) return err(400, "bad_request", msg) end
-
-local SETTINGS_MIN = { poll_min_interval = 0, mfa_token_lifetime = 1, oob_code_lifetime = 1, attempts = 1,
-                       refill_seconds = 0 }
-
-function methods:ctl_mfa(req)
-  if req.method == "POST" then
-    local p, perr = self:params(req, "bad_request")
-    if not p then return perr end
-    for k, v in pairs(p) do
-      if k == "tenant_name" then
-        if type(v) ~= "string" or v == "" then return bad("tenant_name must be a non-empty string") end
-      elseif SETTINGS_MIN[k] == nil then
-        return bad("unknown setting: " .. tostring(k))
-      elseif type(v) ~= "number" or v < SETTINGS_MIN[k] then
-        return bad(k .. " must be a number >= " .. SETTINGS_MIN[k])
-      end
-    end
-    for k, v in pairs(p) do self.mfa_settings[k] = v end
-  end
-  return json(200, self.mfa_settings)
-end
-
-local function control_view(a)
-  local out = wire_authenticator(a)
-  out.secret, out.code, out.paired = a.secret, a.code, a.paired
-  out.phone_number, out.email, out.created_at, out.last_step = a.phone_number, a.email, a.created_at, a.last_step
-  return out
-end
-
-function methods:ctl_mfa_authenticators(req)
-  local uid = req.query.user_id
-  if not uid or not self.users[uid] then return bad("user_id must name a user") end
-  local out = array()
-  for _, a in ipairs(self.authenticators[uid] or {}) do out[#out + 1] = control_view(a) end
-  return json(200, { authenticators = out })
-end
-
-function methods:ctl_mfa_enroll(req)
-  local p, perr = self:params(req, "bad_request")
-  if not p then return perr end
-  local user = type(p.user_id) == "string" and self.users[p.user_id]
-  if not user then return bad("user_id must name a user") end
-  local kind = CONTROL_KIND[p.type or ""]
-  if not kind then return bad("type must be otp, sms, voice, email or push") end
-  local active = p.active ~= false
-  local fields = { name = p.name }
-  if kind == "sms" or kind == "voice" then
-    if not valid_phone(p.phone_number) then return bad("phone_number must match ^\\+[0-9]{1,15}$") end
-    fields.phone_number, fields.name = p.phone_number, p.name or mask_phone(p.phone_number)
-  elseif kind == "email" then
-    local email = p.email or user.email
-    if not valid_email(email) then return bad("email is missing or malformed") end
-    fields.email, fields.name = lower(email), p.name or mask_email(lower(email))
-  elseif kind == "totp" then
-    fields.secret = p.secret or new_totp_secret(self)
-    if type(fields.secret) ~= "string" or not core.base32_decode(fields.secret) then return bad("secret must be base32") end
-    fields.name = nil
-  else
-    fields.name = p.name or "Emulated Device"
-  end
-  local a = add_authenticator(self, user.user_id, kind, fields)
-  a.active = active
-  local paired
-  if kind == "push" then
-    paired = add_authenticator(self, user.user_id, "totp", { secret = new_totp_secret(self), paired = a.id })
-    paired.active, a.paired = active, paired.id
-  end
-  local rc = first_recovery_code(self, user.user_id, active)
-  return json(200, { authenticator = control_view(a), paired = paired and control_view(paired) or nil,
-                     recovery_code = rc })
-end
-
-function methods:ctl_mfa_unenroll(req)
-  local uid = req.query.user_id
-  if not uid then return bad("user_id is required") end
-  local n = #(self.authenticators[uid] or {})
-  self.authenticators[uid] = nil
-  for code, tx in pairs(self.oob_tx) do if tx.user_id == uid then self.oob_tx[code] = nil end end
-  return json(200, { deleted = n })
-end
-
-local function tx_view(tx)
-  return { oob_code = tx.oob_code, user_id = tx.user_id, authenticator_id = tx.authenticator_id,
-           enrollment = tx.enrollment == true, enrollment_tx_id = tx.enrollment_tx_id, state = tx.state,
-           created_at = tx.created_at, expires_at = tx.expires_at, last_poll_at = tx.last_poll_at }
-end
-
-function methods:ctl_guardian(req)
-  local uid, now = req.query.user_id, self:now()
-  local out, keep = array(), {}
-  for _, code in ipairs(self.oob_order) do
-    local tx = self.oob_tx[code]
-    if tx then
-      keep[#keep + 1] = code
-      if tx.kind == "push" and tx.state == "pending" and tx.expires_at > now and (not uid or tx.user_id == uid) then
-        out[#out + 1] = tx_view(tx)
-      end
-    end
-  end
-  self.oob_order = keep
-  return json(200, { transactions = out })
-end
-
-function methods:ctl_guardian_answer(req, code, action)
-  if action ~= "approve" and action ~= "reject" then return err(404, "not_found", "Not found") end
-  local tx = self.oob_tx[code]
-  if not tx or tx.kind ~= "push" then return err(404, "not_found", "No push transaction " .. code) end
-  if tx.state ~= "pending" then return bad("the transaction is already " .. tx.state) end
-  if tx.expires_at <= self:now() then return bad("the transaction has expired") end
-  local p = self:params(req, "bad_request") or {}
-  tx.state = action == "approve" and "approved" or "rejected"
-  if action == "approve" and tx.enrollment then
-    -- The device that scanned the enrollment QR code names the authenticator.
-    local a = find_authenticator(self, tx.user_id, tx.authenticator_id)
-    if a then a.name = type(p.name) == "string" and p.name or "Emulated Device" end
-  end
-  return json(200, { oob_code = code, state = tx.state })
 end
 
 return M

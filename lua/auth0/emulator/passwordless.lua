@@ -1,5 +1,6 @@
 --- Emulator module: `POST /passwordless/start` and the passwordless OTP grant on /oauth/token
--- (PROTOCOL.md sections 2, 3, 10).
+-- (docs/protocol.md sections "2. `POST /passwordless/start` — send code or magic link",
+-- "3. `POST /oauth/token` — passwordless OTP grant" and "10. Rate limits & attack protection").
 -- luacheck: ignore 212/self
 local util = require "auth0.emulator.util"
 
@@ -50,8 +51,9 @@ M.reset = function(self)
 end
 
 ---------------------------------------------------------------------------------------------
--- Rate limit (token bucket, PROTOCOL.md section 10): `limit` tokens, refilled at limit/window
--- per second. x-ratelimit-reset is the epoch second at which the bucket is full again.
+-- Rate limit (token bucket, docs/protocol.md "10. Rate limits & attack protection"): `limit`
+-- tokens, refilled at limit/window per second. x-ratelimit-reset is the epoch second at which
+-- the bucket is full again.
 
 --- Takes one token from bucket `key` (or only peeks when `consume` is false).
 -- @return allowed (bool), headers table
@@ -87,7 +89,7 @@ local function transaction_key(client_id, conn, identifier)
 end
 
 --- Builds the magic link: flattened authParams, then verification_code, connection, client_id
--- and email|phone_number (PROTOCOL.md 2.5).
+-- and email|phone_number (docs/protocol.md "2.5 Magic link format (for `send=link`)").
 function methods:magic_link(auth_params, code, conn, client_id, field, identifier)
   local keys = {}
   local q = {}
@@ -229,7 +231,7 @@ end
 ---------------------------------------------------------------------------------------------
 -- Client checks shared by the grants on /oauth/token.
 
---- Runs the client checks every /oauth/token grant shares (section 3.3 rows).
+--- Runs the client checks every /oauth/token grant shares (docs/protocol.md "3.3 Errors" rows).
 -- @return client | nil, error response
 function methods:token_client(req, params, grant_type)
   local client, authenticated = self:authenticate_client(req, params)
@@ -252,7 +254,8 @@ local function missing(name)
   return err(400, "invalid_request", "Missing required parameter: " .. name)
 end
 
---- The passwordless OTP grant (section 3).
+--- The passwordless OTP grant (docs/protocol.md
+-- "3. `POST /oauth/token` — passwordless OTP grant").
 function methods:grant_passwordless_otp(req, params)
   local client, cerr = self:token_client(req, params, GRANT)
   if not client then return cerr end

@@ -2,9 +2,13 @@
 -- and `make emulator`. Generates a throwaway CA plus a server certificate for 127.0.0.1 and
 -- localhost with the openssl CLI, writes nginx.conf into a prefix directory and starts nginx
 -- in the foreground (daemon off) as a child process.
---
---   local srv = assert(require("auth0.emulator.server").start{ port = nil, prefix = nil })
---   srv.base_url, srv.ca_file, srv.control_url, srv.pid; srv:stop()
+-- @module auth0.emulator.server
+-- @usage
+-- local srv = assert(require("auth0.emulator.server").start{})
+-- local client = require("auth0").new{ base_url = srv.base_url, ca_file = srv.ca_file,
+--                                      client_id = "emu-native" }
+-- -- srv.control_url is the control API (README, "Control API"); srv.pid is nginx's
+-- srv:stop()
 local _M = {}
 
 local has_socket, socket = pcall(require, "socket")

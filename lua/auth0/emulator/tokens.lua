@@ -1,5 +1,16 @@
 --- Emulator module: token issuance (RS256 access and ID tokens, refresh tokens), the refresh
--- grant, /userinfo, /oauth/revoke, discovery and JWKS (PROTOCOL.md sections 8, 9).
+-- grant, /userinfo, /oauth/revoke, discovery and JWKS (docs/protocol.md sections 8, 9).
+--
+-- Refresh tokens as Auth0 runs them with rotation on: each exchange returns a new token of
+-- the same family and retires the old one; presenting a retired token again (reuse) revokes
+-- the whole family [DOC auth0.com "Refresh Token Rotation", reuse interval 0]. Optional
+-- absolute and idle (inactivity) lifetimes, and multi-resource refresh: a client's policies
+-- name other APIs (and their scopes) that its refresh tokens may get access tokens for.
+-- Control routes of this module (JSON):
+--   POST /__emulator/refresh_tokens {absolute_lifetime?, idle_lifetime? (seconds, 0 = none),
+--        client_id?, policies? ([{audience, scope = [...]}], for client_id)}  -> the settings
+--   GET  /__emulator/refresh_tokens  -> {refreshes (refresh grants handled), active (live
+--        tokens), families, reuse_detected, absolute_lifetime, idle_lifetime}
 -- luacheck: ignore 212/self
 local core = require "auth0.core"
 local util = require "auth0.emulator.util"
@@ -20,6 +31,8 @@ M.routes = {
   { "POST", "/oauth/revoke", "oauth_revoke" },
   { "GET", "/.well-known/jwks.json", "jwks" },
   { "GET", "/.well-known/openid-configuration", "openid_configuration" },
+  { "GET", "/__emulator/refresh_tokens", "ctl_refresh_tokens" },
+  { "POST", "/__emulator/refresh_tokens", "ctl_refresh_tokens" },
 }
 M.grants = { [util.GRANT_REFRESH_TOKEN] = "grant_refresh_token" }
 
@@ -140,15 +153,23 @@ function methods:issue_tokens(user, client, login)
     body.id_token = self:sign_jwt(id)
   end
 
-  if scope_set.offline_access then
+  if scope_set.offline_access or login.other_resource then
     local old = login.refresh_token
+    local prev = old and self.refresh_tokens[old]
     if old and not client.refresh_token_rotation then
       body.refresh_token = old
+      if prev then prev.last_used_at = now end
     else
-      if old then self.refresh_tokens[old] = nil end
+      if prev then   -- (nil when it was revoked while an MFA step of its refresh went on)
+        self.refresh_tokens[old] = nil
+        self.retired_tokens[old] = prev.family   -- presenting it again is reuse
+      end
       local rt = b64url(self:random_bytes(48))
-      self.refresh_tokens[rt] = { client_id = client.client_id, user_id = user.user_id, audience = audience,
-                                  scope = login.refresh_scope or scope_list, created_at = now }
+      self.refresh_tokens[rt] = { client_id = client.client_id, user_id = user.user_id,
+                                  audience = prev and prev.audience or audience,
+                                  scope = login.refresh_scope or scope_list, created_at = now,
+                                  family = prev and prev.family or rt,
+                                  family_created_at = prev and prev.family_created_at or now }
       body.refresh_token = rt
     end
   end
@@ -165,19 +186,37 @@ function methods:grant_refresh_token(req, params)
   if type(token) ~= "string" or token == "" then
     return err(400, "invalid_request", "Missing required parameter: refresh_token")
   end
+  self.refresh_count = self.refresh_count + 1
+  local family = self.retired_tokens[token]
+  if family then
+    self:revoke_family(family)
+    self.reuse_detected = self.reuse_detected + 1
+    return err(403, "invalid_grant", "Unknown or invalid refresh token.")
+  end
   local rt = self.refresh_tokens[token]
   if not rt or rt.client_id ~= client.client_id then
     return err(403, "invalid_grant", "Unknown or invalid refresh token.")
   end
-  if params.audience ~= nil and params.audience ~= "" and params.audience ~= rt.audience then
-    -- [INF] a refresh token is bound to its audience.
+  local now, life = self:now(), self.rt_lifetimes
+  if (life.absolute and now >= rt.family_created_at + life.absolute)
+     or (life.idle and now >= (rt.last_used_at or rt.created_at) + life.idle) then
+    -- [INF] an expired refresh token reads like an unknown one.
+    self:revoke_family(rt.family)
     return err(403, "invalid_grant", "Unknown or invalid refresh token.")
+  end
+  local other
+  if params.audience ~= nil and params.audience ~= "" and params.audience ~= rt.audience then
+    -- [INF] a refresh token is bound to its audience, unless the client's multi-resource
+    -- policy names the other API.
+    other = (self.rt_policies[client.client_id] or {})[params.audience]
+    if not other then return err(403, "invalid_grant", "Unknown or invalid refresh token.") end
   end
   local user = self.users[rt.user_id]
   if not user then
     return err(403, "invalid_grant", "The refresh_token was generated for a user who doesn't exist anymore.")
   end
   if user.blocked then return err(403, "invalid_grant", "user is blocked") end
+  if other then return self:refresh_other_resource(user, client, rt, token, params, other) end
   local scope_list = rt.scope
   if type(params.scope) == "string" and not params.scope:match("^%s*$") then
     local _, original = split_scope(concat(rt.scope, " "))
@@ -197,6 +236,83 @@ function methods:grant_refresh_token(req, params)
   local gate = self:mfa_gate(user, client, login)
   if gate then return gate end
   return self:issue_tokens(user, client, login)
+end
+
+--- Removes every live token of a refresh-token family.
+function methods:revoke_family(family)
+  for t, r in pairs(self.refresh_tokens) do
+    if r.family == family then self.refresh_tokens[t] = nil end
+  end
+end
+
+--- A refresh for another API of the client's multi-resource policy: the scopes asked for
+-- must be among the policy's (all of them when none are asked for).
+function methods:refresh_other_resource(user, client, rt, token, params, policy)
+  local allowed = {}
+  for _, s in ipairs(policy.scope) do allowed[s] = true end
+  local scope_list = policy.scope
+  if type(params.scope) == "string" and not params.scope:match("^%s*$") then
+    scope_list = {}
+    for _, s in ipairs((split_scope(params.scope))) do
+      if not allowed[s] then return err(403, "invalid_scope", "Scope must be a subset of the policy's scope: " .. s) end
+      scope_list[#scope_list + 1] = s
+    end
+  end
+  local login = { grant_type = util.GRANT_REFRESH_TOKEN, audience = params.audience, granted_scope = scope_list,
+                  refresh_token = token, refresh_scope = rt.scope, other_resource = true }
+  local gate = self:mfa_gate(user, client, login)
+  if gate then return gate end
+  return self:issue_tokens(user, client, login)
+end
+
+local function seconds(v)
+  if v == nil then return false end
+  if v == util.null or v == 0 then return nil end
+  if type(v) ~= "number" or v < 0 or v ~= v then return false end
+  return math.floor(v)
+end
+
+function methods:ctl_refresh_tokens(req)
+  if req.method == "POST" then
+    local p, perr = self:params(req, "bad_request")
+    if not p then return perr end
+    for _, name in ipairs({ "absolute_lifetime", "idle_lifetime" }) do
+      if p[name] ~= nil then
+        local v = seconds(p[name])
+        if v == false then return err(400, "bad_request", name .. " must be seconds >= 0") end
+        self.rt_lifetimes[name == "absolute_lifetime" and "absolute" or "idle"] = v
+      end
+    end
+    if p.policies ~= nil then
+      if type(p.client_id) ~= "string" or type(p.policies) ~= "table" then
+        return err(400, "bad_request", "policies need client_id and a list of {audience, scope}")
+      end
+      local set = {}
+      for _, pol in ipairs(p.policies) do
+        if type(pol) ~= "table" or type(pol.audience) ~= "string" or type(pol.scope) ~= "table" then
+          return err(400, "bad_request", "each policy is {audience, scope = [...]}")
+        end
+        set[pol.audience] = { scope = pol.scope }
+      end
+      self.rt_policies[p.client_id] = set
+    end
+  end
+  local active, families = 0, {}
+  for _, r in pairs(self.refresh_tokens) do
+    active = active + 1
+    families[r.family or ""] = true
+  end
+  local nf = 0
+  for _ in pairs(families) do nf = nf + 1 end
+  return json(200, { refreshes = self.refresh_count, active = active, families = nf,
+                     reuse_detected = self.reuse_detected,
+                     absolute_lifetime = self.rt_lifetimes.absolute or util.null,
+                     idle_lifetime = self.rt_lifetimes.idle or util.null })
+end
+
+function M.reset(self)
+  self.retired_tokens, self.rt_policies, self.rt_lifetimes = {}, {}, {}
+  self.refresh_count, self.reuse_detected = 0, 0
 end
 
 ---------------------------------------------------------------------------------------------

@@ -11,14 +11,14 @@
 -- (the system CA bundle; the certificate store is nginx's, `ca_file` is not used here),
 -- `lua_ssl_verify_depth 5;`, and a `resolver` for the tenant's host name (nginx does not
 -- read /etc/hosts; "localhost" is mapped to 127.0.0.1 here).
-local type, tonumber, tostring, pairs, ipairs, error, concat, lower, find, sub, match =
-  type, tonumber, tostring, pairs, ipairs, error, table.concat, string.lower, string.find, string.sub, string.match
+local type, tonumber, tostring, pairs, ipairs, error, lower, find, match =
+  type, tonumber, tostring, pairs, ipairs, error, string.lower, string.find, string.match
 local tcp, get_phase, now, update_time = ngx.socket.tcp, ngx.get_phase, ngx.now, ngx.update_time
+
+local read_response = require("auth0.transport.http1").read_response
 
 local _M = { _VERSION = "0.1.0" }
 
-local MAX_BODY = 1024 * 1024       -- same cap as the libcurl engine
-local MAX_HEADER = 64 * 1024       -- status line plus header block
 local DEFAULT_POOL_SIZE = 64       -- idle connections kept per pool (lua_socket_pool_size is 30): a
                                    -- smaller pool than the concurrency means TLS handshakes
 local DEFAULT_IDLE = 60            -- seconds a pooled connection may stay idle
@@ -63,139 +63,6 @@ local function connect_code(err)
   if err == "timeout" then return "timeout" end
   if find(err, "resolve", 1, true) or find(err, "resolver", 1, true) then return "couldnt_resolve" end
   return "couldnt_connect"
-end
-
-local function io_code(err, default)
-  if err == "timeout" then return "timeout" end
-  return default
-end
-
--- Reads the status line and headers. Returns status, headers (lowercase names; repeated
--- fields joined with ", "), minor version | nil, code, message.
-local function read_head(sock, deadline)
-  while true do
-    sock:settimeout(left_ms(deadline))
-    local reader = sock:receiveuntil("\r\n\r\n")
-    local parts, size = {}, 0
-    while true do
-      local data, err, partial = reader(4096)
-      if not data then
-        if err then
-          if err == "timeout" then return fail("timeout", "timed out waiting for the response") end
-          if size + #(partial or "") == 0 then return fail("bad_response", "the server sent nothing", true) end
-          return fail("bad_response", "the response ended inside its headers")
-        end
-        break
-      end
-      size = size + #data
-      if size > MAX_HEADER then return fail("bad_response", "response headers larger than " .. MAX_HEADER .. " bytes") end
-      parts[#parts + 1] = data
-    end
-    local head = concat(parts)
-    local minor, status = match(head, "^HTTP/1%.([01]) (%d%d%d)[^\n]*")
-    if not status then return fail("bad_response", "no HTTP status line") end
-    status = tonumber(status)
-    local headers = {}
-    local pos = find(head, "\n", 1, true)
-    while pos do
-      local nxt = find(head, "\n", pos + 1, true)
-      local line = sub(head, pos + 1, (nxt or #head + 1) - 1)
-      if sub(line, -1) == "\r" then line = sub(line, 1, -2) end
-      if line ~= "" then
-        local name, value = match(line, "^([!#$%%&'*+%-.^_`|~%w]+):[ \t]*(.-)[ \t]*$")
-        if not name then return fail("bad_response", "malformed response header") end
-        name = lower(name)
-        local old = headers[name]
-        headers[name] = old and (old .. ", " .. value) or value
-      end
-      pos = nxt
-    end
-    if status >= 200 or status < 100 then return status, headers, tonumber(minor) end
-    -- 1xx interim answer (100 Continue, 103 Early Hints): the real one follows
-  end
-end
-
-local function read_exact(sock, n, deadline)
-  sock:settimeout(left_ms(deadline))
-  local data, err = sock:receive(n)
-  if data then return data end
-  if err == "timeout" then return fail("timeout", "timed out reading the response body") end
-  return fail("bad_response", "the response body was cut short")
-end
-
-local function read_chunked(sock, deadline)
-  local parts, size = {}, 0
-  while true do
-    sock:settimeout(left_ms(deadline))
-    local line, err = sock:receive("*l")
-    if not line then
-      return fail(io_code(err, "bad_response"), err == "timeout" and "timed out reading the response body"
-        or "the chunked response body was cut short")
-    end
-    local hex = match(line, "^%s*(%x+)%s*[;]?.-$")
-    local n = hex and #hex <= 8 and tonumber(hex, 16)
-    if not n then return fail("bad_response", "malformed chunk size") end
-    if n == 0 then
-      -- trailers (ignored) up to the empty line
-      repeat
-        sock:settimeout(left_ms(deadline))
-        line, err = sock:receive("*l")
-        if not line then return fail(io_code(err, "bad_response"), "the chunked response ended in its trailers") end
-      until line == ""
-      return concat(parts)
-    end
-    size = size + n
-    if size > MAX_BODY then return fail("too_large", "response larger than " .. MAX_BODY .. " bytes") end
-    local data, code, msg = read_exact(sock, n, deadline)
-    if not data then return nil, code, msg end
-    parts[#parts + 1] = data
-    local crlf
-    crlf, code, msg = read_exact(sock, 2, deadline)
-    if not crlf then return nil, code, msg end
-    if crlf ~= "\r\n" then return fail("bad_response", "malformed chunk") end
-  end
-end
-
--- Body delimited by the end of the connection (no Content-Length, not chunked).
-local function read_to_close(sock, deadline)
-  local parts, size = {}, 0
-  while true do
-    sock:settimeout(left_ms(deadline))
-    local data, err = sock:receiveany(MAX_BODY + 1 - size)
-    if not data then
-      if err == "closed" then return concat(parts) end
-      return fail(io_code(err, "bad_response"), err == "timeout" and "timed out reading the response body"
-        or "could not read the response body")
-    end
-    size = size + #data
-    if size > MAX_BODY then return fail("too_large", "response larger than " .. MAX_BODY .. " bytes") end
-    parts[#parts + 1] = data
-  end
-end
-
--- Reads one response. Returns resp, reusable | nil, code, message, nothing_received.
-local function read_response(sock, method, deadline)
-  local status, headers, minor, nothing = read_head(sock, deadline)
-  if not status then return nil, headers, minor, nothing end
-  local body, code, msg = "", nil, nil
-  local te, cl = headers["transfer-encoding"], headers["content-length"]
-  local conn = lower(headers.connection or "")
-  local reusable = (minor == 1 and not find(conn, "close", 1, true)) or (minor == 0 and find(conn, "keep-alive", 1, true))
-  if method == "HEAD" or status == 204 or status == 304 then
-    body = ""
-  elseif te and find(lower(te), "chunked", 1, true) then
-    body, code, msg = read_chunked(sock, deadline)
-  elseif cl then
-    local n = match(cl, "^%d+$") and #cl <= 15 and tonumber(cl)
-    if not n then return fail("bad_response", "malformed Content-Length") end
-    if n > MAX_BODY then return fail("too_large", "response larger than " .. MAX_BODY .. " bytes") end
-    if n > 0 then body, code, msg = read_exact(sock, n, deadline) end
-  else
-    body, code, msg = read_to_close(sock, deadline)
-    reusable = false
-  end
-  if not body then return nil, code, msg end
-  return { status = status, headers = headers, body = body }, reusable
 end
 
 --- Creates the transport function for one client.
@@ -292,7 +159,8 @@ function _M.new(cfg, opts)
       return nil, "network", "could not send the request to " .. hostport .. ": " .. tostring(err), reused
     end
 
-    local resp, reusable_or_code, msg, nothing = read_response(sock, req.method, deadline)
+    local resp, reusable_or_code, msg, nothing = read_response(sock, req.method,
+      function() return left_ms(deadline) end, true)
     if not resp then
       sock:close()
       return nil, reusable_or_code, msg, reused and nothing

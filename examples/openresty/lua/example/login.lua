@@ -41,7 +41,7 @@ local core = auth0.core
 
 local _M = {}
 
-local SESSION_TTL = 600      -- seconds: covers the OTP lifetime (300 s) and the mfa_token's (600 s)
+local SESSION_TTL = 600      -- seconds: covers the email/SMS code's lifetime (180 s) and the mfa_token's (600 s)
 local COOKIE = "auth0_session"
 local EMPTY_ARRAY = cjson.empty_array or {}  -- plain lua-cjson 2.1.0 has no empty_array: "{}"
 

@@ -1,0 +1,54 @@
+/* The credentials file store: private files replaced atomically, and an advisory lock so that
+ * several processes sharing one file refresh one at a time. Pure C, POSIX. */
+#ifndef A0_STORE_H
+#define A0_STORE_H
+
+#include <stddef.h>
+
+#include "a0_buf.h"
+
+#define A0_STORE_MAX (1024 * 1024)   /* a credentials file is a few KB; more is not ours */
+
+typedef enum {
+  A0_STORE_OK = 0,
+  A0_STORE_NOT_FOUND,   /* no file yet */
+  A0_STORE_INSECURE,    /* readable/writable by others, foreign owner, not a regular file */
+  A0_STORE_TOO_BIG,
+  A0_STORE_BUSY,        /* the lock is held by someone else (after the wait) */
+  A0_STORE_IO           /* any other system error; the message has errno's text */
+} a0_store_status;
+
+/* Test-only fault points, chosen by the caller (the binding reads A0_STORE_FAULT). */
+typedef enum {
+  A0_FAULT_NONE = 0,
+  A0_FAULT_STALL_BEFORE_RENAME   /* temp file written and synced, then sleep up to 60 s */
+} a0_store_fault;
+
+typedef struct {
+  char msg[256];
+} a0_store_err;
+
+/* The status as a lowercase code: "ok", "not_found", "insecure_store", "too_big", "busy", "io". */
+const char *a0_store_code(a0_store_status s);
+
+/* Creates every missing directory of `dir` with mode 0700. */
+a0_store_status a0_store_mkdirs(const char *dir, a0_store_err *e);
+
+/* Reads the whole file into `out` (appended) after checking it is a regular file of ours
+ * with no group/other permission bits. */
+a0_store_status a0_store_read(const char *path, a0_buf *out, a0_store_err *e);
+
+/* Replaces the file atomically: temp file (0600, O_EXCL) in the same directory, write, fsync,
+ * rename, fsync of the directory. Creates the directory (0700) if it is missing. */
+a0_store_status a0_store_write(const char *path, const void *data, size_t len, a0_store_fault fault,
+                               a0_store_err *e);
+
+/* Removes the file (not found is fine) and syncs the directory. */
+a0_store_status a0_store_remove(const char *path, a0_store_err *e);
+
+/* Takes an exclusive flock on `lock_path` (created 0600), waiting up to timeout_ms
+ * (0: one try). On success *fd holds the lock; a0_store_unlock releases it. */
+a0_store_status a0_store_lock(const char *lock_path, long timeout_ms, int *fd, a0_store_err *e);
+void a0_store_unlock(int fd);
+
+#endif

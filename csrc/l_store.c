@@ -1,0 +1,159 @@
+/* Binding for the credentials store (a0_store.c) and sealed envelopes (a0_seal.c).
+ * Expected failures return nil, code, message; misuse raises. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "a0_lua.h"
+#include "a0_seal.h"
+#include "a0_store.h"
+
+#define LOCK_MT "auth0.StoreLock"
+
+typedef struct {
+  int fd;   /* -1 once unlocked */
+} l_lock;
+
+static int push_fail(lua_State *L, a0_store_status s, const a0_store_err *e) {
+  lua_pushnil(L);
+  lua_pushstring(L, a0_store_code(s));
+  lua_pushstring(L, e->msg);
+  return 3;
+}
+
+/* The test-only fault point, from the environment so a spec can arm it in a child process. */
+static a0_store_fault env_fault(void) {
+  const char *f = getenv("A0_STORE_FAULT");
+  return f != NULL && strcmp(f, "stall_before_rename") == 0 ? A0_FAULT_STALL_BEFORE_RENAME : A0_FAULT_NONE;
+}
+
+static int l_store_read(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  a0_buf b = { 0 };
+  a0_store_err e;
+  a0_store_status s = a0_store_read(path, &b, &e);
+  if (s != A0_STORE_OK) { a0_buf_free(&b); return push_fail(L, s, &e); }
+  lua_pushlstring(L, b.data ? b.data : "", b.len);
+  a0_buf_free(&b);
+  return 1;
+}
+
+static int l_store_write(lua_State *L) {
+  size_t n;
+  const char *path = luaL_checkstring(L, 1);
+  const char *data = luaL_checklstring(L, 2, &n);
+  a0_store_err e;
+  a0_store_status s = a0_store_write(path, data, n, env_fault(), &e);
+  if (s != A0_STORE_OK) return push_fail(L, s, &e);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_store_remove(lua_State *L) {
+  a0_store_err e;
+  a0_store_status s = a0_store_remove(luaL_checkstring(L, 1), &e);
+  if (s != A0_STORE_OK) return push_fail(L, s, &e);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_store_lock(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  lua_Number wait = luaL_optnumber(L, 2, 0);
+  l_lock *k;
+  a0_store_err e;
+  a0_store_status s;
+  luaL_argcheck(L, wait >= 0 && wait <= 3600, 2, "wait must be seconds in 0..3600");
+  k = (l_lock *)a0c_newuserdata(L, sizeof *k);   /* before the lock: a raise cannot leak the fd */
+  k->fd = -1;
+  luaL_getmetatable(L, LOCK_MT);
+  lua_setmetatable(L, -2);
+  s = a0_store_lock(path, (long)(wait * 1000), &k->fd, &e);
+  if (s != A0_STORE_OK) return push_fail(L, s, &e);
+  return 1;
+}
+
+static int l_lock_unlock(lua_State *L) {
+  l_lock *k = (l_lock *)luaL_checkudata(L, 1, LOCK_MT);
+  int held = k->fd >= 0;
+  a0_store_unlock(k->fd);
+  k->fd = -1;
+  lua_pushboolean(L, held);
+  return 1;
+}
+
+static int l_lock_tostring(lua_State *L) {
+  l_lock *k = (l_lock *)luaL_checkudata(L, 1, LOCK_MT);
+  lua_pushstring(L, k->fd >= 0 ? "auth0.StoreLock (held)" : "auth0.StoreLock (released)");
+  return 1;
+}
+
+static const unsigned char *check_key(lua_State *L, int i) {
+  size_t n;
+  const char *k = luaL_checklstring(L, i, &n);
+  luaL_argcheck(L, n == A0_SEAL_KEY_LEN, i, "key must be 32 bytes");
+  return (const unsigned char *)k;
+}
+
+static int l_seal(lua_State *L) {
+  const unsigned char *key = check_key(L, 1);
+  size_t kid_len, n;
+  const char *kid = luaL_optlstring(L, 2, "", &kid_len);
+  const char *pt = luaL_checklstring(L, 3, &n);
+  a0_buf out = { 0 };
+  luaL_argcheck(L, kid_len <= A0_SEAL_KID_MAX, 2, "key_id must be at most 64 bytes");
+  luaL_argcheck(L, n <= A0_SEAL_MAX, 3, "plaintext must be at most 1 MiB");
+  if (a0_seal(key, kid, kid_len, pt, n, &out) != 0) { a0_buf_free(&out); return luaL_error(L, "seal failed"); }
+  lua_pushlstring(L, out.data, out.len);
+  a0_buf_free(&out);
+  return 1;
+}
+
+/* open(key | {[key_id] = key}, envelope): a table picks the key by the envelope's key id. */
+static int l_open(lua_State *L) {
+  size_t n, kid_len;
+  const char *env = luaL_checklstring(L, 2, &n), *kid, *reason = NULL;
+  const unsigned char *key;
+  a0_buf out = { 0 };
+  if (!lua_istable(L, 1)) key = check_key(L, 1);
+  else {
+    if (a0_seal_kid(env, n, &kid, &kid_len) != 0) { lua_pushnil(L); lua_pushliteral(L, "not an envelope or truncated"); return 2; }
+    lua_pushlstring(L, kid, kid_len);
+    lua_rawget(L, 1);
+    if (lua_isnil(L, -1)) { lua_pushnil(L); lua_pushliteral(L, "unknown key id"); return 2; }
+    key = check_key(L, -1);
+  }
+  if (a0_open(key, env, n, &out, &reason) != 0) { a0_buf_free(&out); lua_pushnil(L); lua_pushstring(L, reason); return 2; }
+  lua_pushlstring(L, out.data ? out.data : "", out.len);
+  a0_buf_free(&out);
+  return 1;
+}
+
+static int l_seal_key_id(lua_State *L) {
+  size_t n, kid_len;
+  const char *env = luaL_checklstring(L, 1, &n), *kid;
+  if (a0_seal_kid(env, n, &kid, &kid_len) != 0) { lua_pushnil(L); return 1; }
+  lua_pushlstring(L, kid, kid_len);
+  return 1;
+}
+
+static const luaL_Reg lock_meta[] = {
+  { "unlock", l_lock_unlock }, { "__gc", l_lock_unlock }, { "__close", l_lock_unlock },
+  { "__tostring", l_lock_tostring }, { NULL, NULL },
+};
+
+static const luaL_Reg store_funcs[] = {
+  { "store_read", l_store_read }, { "store_write", l_store_write }, { "store_remove", l_store_remove },
+  { "store_lock", l_store_lock }, { "seal", l_seal }, { "open", l_open }, { "seal_key_id", l_seal_key_id },
+  { NULL, NULL },
+};
+
+void a0l_open_store(lua_State *L) {
+  luaL_newmetatable(L, LOCK_MT);
+  a0c_setfuncs(L, lock_meta);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "__index");
+  lua_pushliteral(L, LOCK_MT);
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+  a0c_setfuncs(L, store_funcs);
+}

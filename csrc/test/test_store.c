@@ -1,0 +1,189 @@
+/* Unit test of the credentials file store (a0_store.c), no Lua. Built and run by `make ctest`.
+ * Runs as any user; the foreign-owner case needs root (chown) and is skipped otherwise.
+ * Last line: "N passed, N failed"; exit status 1 on any failure. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <dirent.h>
+#include <signal.h>
+#include <time.h>
+
+#include "a0_store.h"
+
+#include "check.h"
+
+static char root[256];
+
+static int mode_of(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
+}
+
+static void path(char *out, size_t n, const char *rel) { snprintf(out, n, "%s/%s", root, rel); }
+
+static int read_eq(const char *p, const char *want) {
+  a0_buf b = { 0 };
+  a0_store_err e;
+  int ok = a0_store_read(p, &b, &e) == A0_STORE_OK && b.len == strlen(want) && memcmp(b.data, want, b.len) == 0;
+  a0_buf_free(&b);
+  return ok;
+}
+
+static int count_tmp(const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *de;
+  int n = 0;
+  if (!d) return -1;
+  while ((de = readdir(d)) != NULL) if (strstr(de->d_name, ".tmp-")) n++;
+  closedir(d);
+  return n;
+}
+
+static void test_create_modes(tally *t) {
+  char f[512], d1[512], d2[512];
+  a0_store_err e;
+  path(f, sizeof f, "a/b/creds.json");
+  path(d1, sizeof d1, "a");
+  path(d2, sizeof d2, "a/b");
+  umask(0);   /* even with the widest umask the modes must be private */
+  CHECK(t, a0_store_write(f, "one", 3, A0_FAULT_NONE, &e) == A0_STORE_OK);
+  umask(022);
+  CHECK(t, mode_of(d1) == 0700);
+  CHECK(t, mode_of(d2) == 0700);
+  CHECK(t, mode_of(f) == 0600);
+  CHECK(t, read_eq(f, "one"));
+  CHECK(t, a0_store_write(f, "two!", 4, A0_FAULT_NONE, &e) == A0_STORE_OK);
+  CHECK(t, read_eq(f, "two!"));
+  CHECK(t, mode_of(f) == 0600);
+  CHECK(t, count_tmp(d2) == 0);
+  CHECK(t, a0_store_remove(f, &e) == A0_STORE_OK);
+  CHECK(t, a0_store_remove(f, &e) == A0_STORE_OK);   /* already gone is fine */
+  {
+    a0_buf b = { 0 };
+    CHECK(t, a0_store_read(f, &b, &e) == A0_STORE_NOT_FOUND);
+    CHECK(t, b.len == 0);
+    a0_buf_free(&b);
+  }
+}
+
+static void test_refusals(tally *t) {
+  char f[512], link[512], big[512], d[512];
+  a0_store_err e;
+  a0_buf b = { 0 };
+  int fd;
+  path(f, sizeof f, "r/creds.json");
+  CHECK(t, a0_store_write(f, "x", 1, A0_FAULT_NONE, &e) == A0_STORE_OK);
+  chmod(f, 0640);
+  CHECK(t, a0_store_read(f, &b, &e) == A0_STORE_INSECURE);
+  CHECK(t, strstr(e.msg, "mode 640") != NULL);
+  chmod(f, 0604);
+  CHECK(t, a0_store_read(f, &b, &e) == A0_STORE_INSECURE);
+  chmod(f, 0620);
+  CHECK(t, a0_store_read(f, &b, &e) == A0_STORE_INSECURE);
+  CHECK(t, b.len == 0);
+  chmod(f, 0600);
+  CHECK(t, read_eq(f, "x"));
+  if (geteuid() == 0) {
+    CHECK(t, chown(f, 65534, 65534) == 0);
+    CHECK(t, a0_store_read(f, &b, &e) == A0_STORE_INSECURE);
+    CHECK(t, strstr(e.msg, "another user") != NULL);
+    CHECK(t, chown(f, 0, 0) == 0);
+  }
+  path(link, sizeof link, "r/link.json");
+  CHECK(t, symlink(f, link) == 0);
+  CHECK(t, a0_store_read(link, &b, &e) == A0_STORE_INSECURE);
+  path(d, sizeof d, "r/dir.json");
+  mkdir(d, 0700);
+  CHECK(t, a0_store_read(d, &b, &e) == A0_STORE_INSECURE);
+  path(big, sizeof big, "r/big.json");
+  fd = open(big, O_WRONLY | O_CREAT, 0600);
+  CHECK(t, fd >= 0 && ftruncate(fd, A0_STORE_MAX + 1) == 0);
+  close(fd);
+  CHECK(t, a0_store_read(big, &b, &e) == A0_STORE_TOO_BIG);
+  CHECK(t, b.len == 0);
+  /* a directory others may write into (no sticky bit) */
+  path(d, sizeof d, "open");
+  mkdir(d, 0777);
+  chmod(d, 0777);
+  path(f, sizeof f, "open/creds.json");
+  CHECK(t, a0_store_write(f, "x", 1, A0_FAULT_NONE, &e) == A0_STORE_INSECURE);
+  CHECK(t, mode_of(f) == -1);
+  chmod(d, 01777);   /* /tmp-like: sticky, so others cannot replace our file */
+  CHECK(t, a0_store_write(f, "x", 1, A0_FAULT_NONE, &e) == A0_STORE_OK);
+  a0_buf_free(&b);
+}
+
+static void test_lock(tally *t) {
+  char l[512];
+  a0_store_err e;
+  int fd1 = -1, fd2 = -1;
+  struct timespec t0, t1;
+  path(l, sizeof l, "l/creds.lock");
+  CHECK(t, a0_store_lock(l, 0, &fd1, &e) == A0_STORE_OK);
+  CHECK(t, mode_of(l) == 0600);
+  CHECK(t, a0_store_lock(l, 0, &fd2, &e) == A0_STORE_BUSY);   /* flock conflicts across fds */
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  CHECK(t, a0_store_lock(l, 150, &fd2, &e) == A0_STORE_BUSY);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  CHECK(t, (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 >= 150);
+  {
+    pid_t pid = fork();
+    if (pid == 0) {   /* another process waits for the lock, which we release after 100 ms */
+      int fd = -1;
+      a0_store_err ce;
+      _exit(a0_store_lock(l, 5000, &fd, &ce) == A0_STORE_OK ? 0 : 1);
+    }
+    usleep(100000);
+    a0_store_unlock(fd1);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(t, WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  }
+  CHECK(t, a0_store_lock(l, 0, &fd2, &e) == A0_STORE_OK);
+  a0_store_unlock(fd2);
+}
+
+/* A process killed between the write of the temp file and the rename leaves the old file. */
+static void test_killed_before_rename(tally *t) {
+  char f[512], d[512];
+  a0_store_err e;
+  pid_t pid;
+  int st = 0, tries = 0;
+  path(f, sizeof f, "k/creds.json");
+  path(d, sizeof d, "k");
+  CHECK(t, a0_store_write(f, "old", 3, A0_FAULT_NONE, &e) == A0_STORE_OK);
+  pid = fork();
+  if (pid == 0) {
+    a0_store_err ce;
+    a0_store_write(f, "new-new", 7, A0_FAULT_STALL_BEFORE_RENAME, &ce);
+    _exit(0);
+  }
+  while (count_tmp(d) < 1 && tries++ < 500) usleep(10000);
+  CHECK(t, count_tmp(d) == 1);
+  kill(pid, SIGKILL);
+  waitpid(pid, &st, 0);
+  CHECK(t, WIFSIGNALED(st));
+  CHECK(t, read_eq(f, "old"));
+  CHECK(t, count_tmp(d) == 1);   /* the dead writer's temp file */
+  CHECK(t, a0_store_write(f, "next", 4, A0_FAULT_NONE, &e) == A0_STORE_OK);
+  CHECK(t, read_eq(f, "next"));
+  CHECK(t, count_tmp(d) == 0);   /* swept by the next write */
+}
+
+int main(void) {
+  tally t = { 0, 0 };
+  char cmd[300];
+  snprintf(root, sizeof root, "/tmp/a0-test-store-%ld", (long)getpid());
+  test_create_modes(&t);
+  test_refusals(&t);
+  test_lock(&t);
+  test_killed_before_rename(&t);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  if (system(cmd) != 0) printf("could not remove %s\n", root);
+  printf("%d passed, %d failed\n", t.passed, t.failed);
+  return t.failed ? 1 : 0;
+}

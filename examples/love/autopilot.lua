@@ -1,0 +1,85 @@
+-- luacheck: globals love
+--- The autopilot of the login screen (A0_LOVE_AUTOPILOT=1): plays the login as a person
+-- would, through LÖVE's event queue, one step per frame (a coroutine resumed from
+-- love.update). Raises on anything unexpected; main.lua then quits with status 1.
+local auth0 = require "auth0"
+
+return function(env)
+  local frame_limit = env.frames() + 60 * 60   -- a minute at 60 fps
+
+  local function step()
+    coroutine.yield()
+    assert(env.frames() < frame_limit, "the login took too long")
+    local f = env.flow()
+    assert(not f or f.state ~= "failed", f and ("the flow failed: " .. tostring(f.error)))
+  end
+
+  local function wait_for(state)
+    while not env.flow() or env.flow().state ~= state do step() end
+    return env.flow()
+  end
+
+  local function type_text(s)
+    for ch in s:gmatch(".") do love.event.push("textinput", ch) end
+    love.event.push("keypressed", "return", "return", false)
+    step()
+  end
+
+  print("autopilot: typing the e-mail address")
+  type_text(env.email)
+  wait_for("awaiting_code")
+  local code = assert(env.ctl:last_code(env.email))
+  print("autopilot: typing the code from the outbox")
+  type_text(code)
+
+  local f = wait_for("awaiting_mfa_choice")
+  assert(f.enroll_required, "the player should have to enroll")
+  print("autopilot: enrolling an authenticator app (F3)")
+  love.event.push("keypressed", "f3", "f3", false)
+  f = wait_for("awaiting_mfa_code")
+  while not env.code_img() do step() end
+  step()   -- drawn at least once
+
+  local shot
+  love.graphics.captureScreenshot(function(img) img:encode("png", "enroll.png"); shot = true end)
+  while not shot do step() end
+  local path = love.filesystem.getSaveDirectory() .. "/enroll.png"
+  local p = io.popen("zbarimg --raw -q '" .. path .. "' 2>/dev/null")
+  local decoded = p:read("*a"):gsub("\n$", "")
+  p:close()
+  assert(decoded == f.enrollment.barcode_uri, "the QR code on screen decodes to " .. ("%q"):format(decoded))
+  print("autopilot: the QR code on screen decodes to the enrollment URI (" .. #decoded .. " bytes)")
+
+  local uri = assert(auth0.parse_otpauth(decoded))
+  local now = assert(env.ctl:get("clock")).now
+  print("autopilot: typing the TOTP code of the scanned secret")
+  type_text(auth0.totp(uri.secret, { time = now }))
+  f = wait_for("done")
+  assert(f.tokens and f.tokens.access_token, "no tokens")
+  print("autopilot: logged in (token_type " .. tostring(f.tokens.token_type) .. ")")
+
+  print("autopilot: the player adds a push authenticator (Guardian) on the side, logs out (F4)")
+  assert(env.ctl:post("mfa/authenticators", { user_id = env.user_id, type = "push", name = "Player's phone" }))
+  love.event.push("keypressed", "f4", "f4", false)
+  while env.flow() do step() end
+  love.event.push("keypressed", "return", "return", false)   -- the e-mail is still in the field
+  wait_for("awaiting_code")
+  type_text(assert(env.ctl:last_code(env.email)))
+  f = wait_for("awaiting_mfa_choice")
+  local pick
+  for i, a in ipairs(f.authenticators) do
+    if a.oob_channel == "auth0" then pick = i end
+  end
+  assert(pick, "no push authenticator in the choice list")
+  print(("autopilot: %d authenticators offered; choosing push (key %d)"):format(#f.authenticators, pick))
+  love.event.push("keypressed", tostring(pick), tostring(pick), false)
+  wait_for("awaiting_push")
+  local sent = love.timer.getTime()
+  while love.timer.getTime() - sent < 2 do step() end   -- the player reaches for the phone
+  local pending = assert(env.ctl:get("guardian", { user_id = env.user_id })).transactions
+  assert(pending[1], "no pending push")
+  assert(env.ctl:post("guardian/" .. pending[1].oob_code .. "/approve", { name = "Player's phone" }))
+  wait_for("done")
+  print(("autopilot: push approved, logged in again (%.1f s after the push was sent)"):format(love.timer.getTime() - sent))
+  love.event.quit(0)
+end

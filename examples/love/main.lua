@@ -1,0 +1,276 @@
+-- luacheck: globals love
+--- A LÖVE 11.4 login screen over `auth0.flow`: an e-mail code, then the enrollment of an
+-- authenticator app, its QR code drawn from `auth0.qr`'s matrix, and the code it shows.
+-- The network runs on the client's I/O thread (`io_thread`); each frame polls once within a
+-- budget and steps the collector once.
+--   make love-demo                 (a display: you play; none: the autopilot under Xvfb)
+--   love examples/love             (from the checkout, after `make luajit`)
+-- It starts the bundled emulator (nginx), with a player whose account requires MFA and has
+-- no authenticator yet: read the e-mail code in the panel on the right (the emulator's
+-- outbox), then scan the QR code with an authenticator app, or read the secret below it.
+--
+-- A0_LOVE_AUTOPILOT=1 drives the real screen through LÖVE's event queue (text input, key
+-- presses), reads the code from the outbox, decodes the QR code from a screenshot with
+-- zbarimg, checks it equals the enrollment URI, types the TOTP code, prints the per-frame
+-- figures and quits with status 0 (1 on any failure).
+
+io.stdout:setvbuf("line")
+
+-- The autopilot runs unattended: an error prints and quits instead of LÖVE's error screen.
+if os.getenv("A0_LOVE_AUTOPILOT") == "1" then
+  function love.errorhandler(msg)
+    print("autopilot: FAILED: " .. debug.traceback(tostring(msg), 2))
+    return function() return 1 end
+  end
+end
+
+-- This checkout's modules: A0_ROOT (make love-demo sets it), else two folders up.
+local function checkout_root()
+  local root = os.getenv("A0_ROOT")
+  if root then return root end
+  local base = love.filesystem.getSourceBaseDirectory()   -- examples/
+  if base:sub(1, 1) ~= "/" then base = (os.getenv("PWD") or ".") .. "/" .. base end
+  return base .. "/.."
+end
+local ROOT = checkout_root()
+package.path = ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;" .. package.path
+package.cpath = ROOT .. "/build/luajit/?.so;" .. package.cpath   -- LÖVE is LuaJIT
+
+local auth0 = require "auth0"
+local flow = require "auth0.flow"
+local qr = require "auth0.qr"
+local control = require "auth0.emulator.client"
+
+local cpu = auth0.core.thread_cpu
+local AUTOPILOT = os.getenv("A0_LOVE_AUTOPILOT") == "1"
+local EMAIL = "player@example.com"
+local RESEND_COOLDOWN = 30   -- seconds before "resend" is offered again
+local POLL_BUDGET_MS = 0.15
+
+local srv, ctl, client, f, user
+local push_since                   -- when the push was sent (for the elapsed time shown)
+local input, message = "", nil     -- the text field, and a line of help or error
+local resend_at = 0
+local code_img                      -- { uri = ..., m = auth0.QR, image = love Image } being shown
+local frame_work, frames = {}, 0   -- per frame: the library's own CPU time (ms)
+local frame_state = {}             -- per frame: the flow's state after the poll
+local qr_ms                        -- what building the QR code cost (ms)
+local update_worst = 0
+local autopilot                    -- the autopilot's coroutine
+
+local function field_label()
+  if not f then return "e-mail" end
+  if f.state == "awaiting_code" then return "code from the e-mail" end
+  if f.state == "awaiting_mfa_code" then return f.enrollment and "6-digit code from the app" or "code" end
+  return nil
+end
+
+-- What the player sees of an error: the message in words, never the raw table.
+local function say_error(err) message = err and ("error: " .. (err.message ~= "" and err.message or err.code)) or nil end
+
+local function own_pid()
+  local fh = io.open("/proc/self/stat")
+  local pid = fh and tonumber(fh:read("*l"):match("^(%d+)"))
+  if fh then fh:close() end
+  return pid
+end
+
+function love.load()
+  collectgarbage("stop")   -- stepped once per frame in love.update
+  srv = assert(require("auth0.emulator.server").start { owner_pid = own_pid() })
+  ctl = control.new { base_url = srv.base_url, ca_file = srv.ca_file }
+  -- the player: MFA required, nothing enrolled (so the login asks to enroll an app)
+  user = assert(ctl:post("users", { connection = "email", email = EMAIL, mfa = { "otp", "push-notification" } }))
+  assert(ctl:post("mfa", { poll_min_interval = 1 }))   -- push answers polled every second
+  client = auth0.new { base_url = srv.base_url, ca_file = srv.ca_file, client_id = "emu-native",
+    io_thread = true, poll_budget_ms = POLL_BUDGET_MS }
+  client:jwks(function() end)   -- the TLS handshake happens now, on the I/O thread
+  -- warm-up during loading: libqrencode's first codes build its tables (cold, 2-3x slower)
+  for _ = 1, 3 do qr.encode("otpauth://totp/x:y?secret=" .. ("A"):rep(32) .. ("&issuer=x"):rep(10)) end
+  love.keyboard.setKeyRepeat(true)
+  input = AUTOPILOT and "" or EMAIL
+  if AUTOPILOT then autopilot = coroutine.create(require("autopilot")) end
+end
+
+local function start_login()
+  f = flow.login(client, { connection = "email", email = input, scope = "openid profile email offline_access",
+    push_interval = 1, on_state = function(fl)
+    say_error(fl.error)
+    push_since = fl.state == "awaiting_push" and (push_since or love.timer.getTime()) or nil
+    if fl.state == "awaiting_code" or fl.state == "awaiting_mfa_code" then input = "" end
+  end })
+  resend_at = love.timer.getTime() + RESEND_COOLDOWN
+end
+
+-- Enter in the text field: what it means depends on the state.
+local function submit()
+  if not f or f.state == "failed" or f.state == "cancelled" then
+    if input:find("^[^@%s]+@[^@%s]+$") then start_login() else message = "error: that is not an e-mail address" end
+  elseif f.state == "awaiting_code" then
+    if f.must_resend then message = "error: that code expired: press F2 for a new one"
+    elseif input:find("^%d+$") then f:submit_code(input) else message = "error: the code is digits only" end
+  elseif f.state == "awaiting_mfa_code" then
+    if input:find("^%d%d%d%d%d%d$") then f:submit_mfa_code(input) else message = "error: the code has 6 digits" end
+  end
+end
+
+function love.textinput(t)
+  if field_label() and #input < 64 then input = input .. t end
+end
+
+function love.keypressed(key)
+  if key == "backspace" then input = input:sub(1, -2)
+  elseif key == "return" or key == "kpenter" then submit()
+  elseif key == "f2" and f and f.state == "awaiting_code" and love.timer.getTime() >= resend_at then
+    f:resend_code()
+    resend_at = love.timer.getTime() + RESEND_COOLDOWN
+  elseif key == "f3" and f and f.state == "awaiting_mfa_choice" then
+    f:enroll { authenticator_types = { "otp" } }
+  elseif key:find("^%d$") and f and f.state == "awaiting_mfa_choice" then   -- the choice list (no text field)
+    local a = f.authenticators[tonumber(key)]
+    if a then f:choose_authenticator(a) end
+  elseif key == "f4" and f and f.state == "done" then   -- log out: revoke the refresh token, forget the rest
+    if f.tokens.refresh_token then client:revoke(f.tokens.refresh_token, function() end) end
+    f, code_img, input, message = nil, nil, EMAIL, "logged out"
+  elseif key == "f1" then   -- the emulator's outbox stands in for the player's mailbox
+    local code = ctl:last_code(EMAIL)
+    message = code and ("outbox: the last code sent is " .. code) or "outbox: empty"
+  elseif key == "escape" then
+    if f and f.state ~= "done" then f:cancel() else love.event.quit() end
+  end
+end
+
+-- The QR code as an image made once: one pixel per module, light, with a quiet zone of 4
+-- modules, drawn scaled up without smoothing (per-module rectangles every frame cost more).
+local function qr_image(m)
+  local side = m.size + 8
+  local data = love.image.newImageData(side, side)
+  data:mapPixel(function() return 1, 1, 1, 1 end)
+  for y, row in ipairs(m:rows()) do
+    for x = 1, m.size do
+      if row:byte(x) == 49 then data:setPixel(x + 3, y + 3, 0, 0, 0, 1) end   -- "1": dark
+    end
+  end
+  local image = love.graphics.newImage(data)
+  image:setFilter("nearest", "nearest")
+  return image
+end
+
+function love.update()
+  local t0, auto = love.timer.getTime(), 0
+  local c0 = cpu()
+  assert(client:poll(0))
+  -- the enrollment QR code is built once, in the frame its URI arrives
+  if f and f.enrollment and f.enrollment.barcode_uri and (not code_img or code_img.uri ~= f.enrollment.barcode_uri) then
+    local q0 = cpu()
+    code_img = { uri = f.enrollment.barcode_uri, m = assert(qr.encode(f.enrollment.barcode_uri)) }
+    qr_ms = (cpu() - q0) * 1000
+  end
+  frames = frames + 1
+  frame_work[frames] = (cpu() - c0) * 1000
+  if code_img and not code_img.image then code_img.image = qr_image(code_img.m) end   -- the game's work
+  frame_state[frames] = f and f.state or "start"
+  if autopilot then   -- the player, not the game: its time is left out of the figures
+    local a0 = love.timer.getTime()
+    local ok, err = coroutine.resume(autopilot, { flow = function() return f end, ctl = ctl, email = EMAIL,
+      code_img = function() return code_img end, srv = srv, frames = function() return frames end,
+      user_id = user.user_id })
+    if not ok then
+      print("autopilot: FAILED: " .. tostring(err))
+      love.event.quit(1)
+      autopilot = nil
+    elseif coroutine.status(autopilot) == "dead" then
+      autopilot = nil
+    end
+    auto = love.timer.getTime() - a0
+  end
+  collectgarbage("step", 0)
+  collectgarbage("stop")   -- LuaJIT's step restarts the collector
+  update_worst = math.max(update_worst, (love.timer.getTime() - t0 - auto) * 1000)
+end
+
+--- The per-frame figures: the library's own work (poll, its callbacks, QR building).
+local function frame_report()
+  local t, worst = {}, 1
+  for i = 1, frames do
+    t[i] = frame_work[i]
+    if frame_work[i] > frame_work[worst] then worst = i end
+  end
+  table.sort(t)
+  return ("%d frames: library work per frame (thread CPU) worst %.3f ms (frame %d, %s), p99 %.3f ms, median %.3f ms;" ..
+    " of it building the QR code %s; love.update worst %.3f ms (wall, without the autopilot)")
+    :format(frames, t[#t] or 0, worst, frame_state[worst] or "-", t[math.max(1, math.ceil(#t * 0.99))] or 0,
+      t[math.max(1, math.ceil(#t / 2))] or 0, qr_ms and ("%.3f ms"):format(qr_ms) or "-", update_worst)
+end
+
+function love.quit()
+  print(frame_report())
+  if client then client:close() end
+  if ctl then ctl:close() end
+  if srv then srv:stop() end
+end
+
+local STATE_TEXT = {
+  sending_code = "sending the code...", awaiting_code = "we sent a code to your e-mail",
+  verifying = "checking...", awaiting_mfa_choice = "this account needs a second factor",
+  mfa_challenging = "asking the server...", awaiting_mfa_code = "enter the code from your app",
+  awaiting_push = "approve the login on your phone", done = "logged in", failed = "the login failed",
+  cancelled = "cancelled",
+}
+
+function love.draw()
+  local g = love.graphics
+  g.clear(0.12, 0.13, 0.16)
+  g.setColor(1, 1, 1)
+  g.print("lua-auth0 login (state: " .. (f and f.state or "start") .. ")", 20, 20)
+  g.print(f and STATE_TEXT[f.state] or "enter your e-mail and press Enter", 20, 45)
+  local label = field_label()
+  if label then
+    g.print(label .. ":", 20, 80)
+    g.rectangle("line", 20, 100, 360, 26)
+    g.print(input .. ((love.timer.getTime() % 1 < 0.5) and "_" or ""), 26, 105)
+  end
+  local y = 140
+  if f and f.state == "awaiting_code" then
+    local wait = resend_at - love.timer.getTime()
+    g.print(wait > 0 and ("resend in %d s"):format(math.ceil(wait)) or "F2: send a new code", 20, y)
+    y = y + 25
+  elseif f and f.state == "awaiting_mfa_choice" then
+    for i, a in ipairs(f.authenticators) do
+      if i > 9 then break end
+      local kind = a.authenticator_type == "otp" and "authenticator app" or
+        (a.oob_channel == "auth0" and "push to " or (a.oob_channel or "") .. " to ") .. (a.name or a.id)
+      g.print(("%d: %s"):format(i, kind), 20, y)
+      y = y + 20
+    end
+    g.print(f.enroll_required and "F3: set up an authenticator app" or "F3: add an authenticator app", 20, y)
+    y = y + 25
+  elseif f and f.state == "awaiting_push" then
+    local t = love.timer.getTime()
+    g.arc("line", "open", 34, y + 12, 10, t * 6, t * 6 + 4.5)   -- a spinner: the frame goes on
+    g.print(("waiting for your phone: %.1f s"):format(t - (push_since or t)), 54, y + 4)
+    y = y + 35
+  elseif f and f.state == "done" then
+    g.print("welcome! token type " .. tostring(f.tokens.token_type) .. "; F4 logs out, Esc quits", 20, y)
+    y = y + 25
+  end
+  if f and f.recovery_code and f.state ~= "done" then
+    g.printf("recovery code (write it down, it is shown once): " .. f.recovery_code, 20, y, 380)
+    y = y + 45
+  end
+  if message then
+    g.setColor(1, 0.5, 0.5)
+    g.printf(message, 20, y, 760)
+    g.setColor(1, 1, 1)
+  end
+  if code_img and f and f.state == "awaiting_mfa_code" then
+    local scale = 6
+    g.setColor(1, 1, 1)
+    g.draw(code_img.image, 420, 80, 0, scale, scale)
+    local side = code_img.image:getWidth() * scale
+    g.print("scan it with your authenticator app", 420, 90 + side)
+    if f.enrollment.secret then g.print("or type the key " .. f.enrollment.secret, 420, 110 + side) end
+  end
+  g.setColor(0.6, 0.6, 0.6)
+  g.print("emulator outbox: F1 shows the last code sent (demo only)", 20, 570)
+end

@@ -1,0 +1,140 @@
+--- Argument checks of the public API: meaning only (an email's shape, "exactly one of", an
+-- enum, a range). Wire invariants (size caps, NUL, UTF-8, CR/LF) belong to the C core, which
+-- checks every value it encodes once (docs/protocol.md, "Limits").
+-- Misuse raises in the form of luaL_argerror, at the caller of the public function:
+-- `bad argument #1 to 'passwordless_start' (email is malformed)`.
+local core = require "auth0.core"
+
+local type, error, tostring, getinfo = type, error, tostring, debug.getinfo
+
+local M = {}
+
+-- The first stack level outside the library's own files: where the misuse is.
+local function user_level()
+  local level = 3
+  while true do
+    local info = getinfo(level, "S")
+    if not info then return 0 end
+    if not info.source:find("[/\\]auth0[/\\][%w_/\\]*%.lua$") then return level - 1 end
+    level = level + 1
+  end
+end
+
+--- Raises `bad argument #narg to 'fn' (msg)` at the first caller outside auth0.
+-- @tparam string fn public function name
+-- @tparam number narg argument position (methods count from their first argument after self)
+-- @tparam string msg what is wrong
+function M.argerror(fn, narg, msg)
+  error(("bad argument #%d to '%s' (%s)"):format(narg, fn, msg), user_level())
+end
+
+--- A place to report misuse: `check.at("passwordless_start", 1)`; its `fail(msg)` raises.
+local At = {}
+At.__index = At
+function At:fail(msg) M.argerror(self.fn, self.narg, msg) end
+function M.at(fn, narg) return setmetatable({ fn = fn, narg = narg or 1 }, At) end
+
+--- A user's value in a message: short printable values only, never a long or binary one.
+function M.show(v)
+  if type(v) ~= "string" then return type(v) end
+  if #v > 32 or v:find("[%c\128-\255]") then return "a " .. #v .. "-byte string" end
+  return ("%q"):format(v)
+end
+
+M.MAX_VALUE = core.limits and core.limits.field or 65536
+
+-- Wire checks the C core repeats for the values it encodes; kept here only for values that
+-- never reach its encoder (client options, header values).
+local function wire(at, v, name)
+  if #v > M.MAX_VALUE then at:fail(name .. " is longer than " .. M.MAX_VALUE .. " bytes") end
+  if v:find("%z") then at:fail(name .. " contains a NUL byte") end
+  if not core.utf8_valid(v) then at:fail(name .. " is not valid UTF-8") end
+end
+M.wire = wire
+
+--- A non-empty string (or nil when `optional`); returns it.
+function M.string(at, v, name, optional)
+  if v == nil and optional then return nil end
+  if type(v) ~= "string" then at:fail(name .. " must be a string, got " .. type(v)) end
+  if v == "" then at:fail(name .. " must not be empty") end
+  return v
+end
+
+--- A string headed for an HTTP header or a client option: also the wire checks and no CR/LF.
+function M.header(at, v, name, optional)
+  if M.string(at, v, name, optional) == nil then return nil end
+  wire(at, v, name)
+  if v:find("[\r\n]") then at:fail(name .. " contains CR, LF or NUL") end
+  return v
+end
+
+--- An email address's shape (one @, a dot in the domain, no space or control character).
+function M.email(at, v, name)
+  name = name or "email"
+  M.string(at, v, name)
+  if #v > 254 or v:find("[%c%s]") or not v:find("^[^@]+@[^@]+%.[^@%.]+$") then at:fail(name .. " is malformed") end
+  return v
+end
+
+--- An E.164 phone number: `^\+[0-9]{1,15}$`.
+function M.phone(at, v, name)
+  name = name or "phone_number"
+  M.string(at, v, name)
+  if #v > 16 or not v:find("^%+%d+$") then at:fail(name .. " must match ^\\+[0-9]{1,15}$") end
+  return v
+end
+
+--- One of the keys of `set` (or nil when `optional`).
+function M.enum(at, v, name, set, optional)
+  if v == nil and optional then return nil end
+  if set[v] == nil then
+    local names = {}
+    for k in pairs(set) do names[#names + 1] = tostring(k) end
+    table.sort(names)
+    at:fail(name .. " must be one of " .. table.concat(names, ", ") .. ", got " .. M.show(v))
+  end
+  return v
+end
+
+--- A number in (0, max] (NaN and inf are misuse), or `default` when nil.
+function M.seconds(at, v, name, default, max, unit)
+  if v == nil then return default end
+  max = max or 86400
+  if type(v) ~= "number" or not (v > 0 and v <= max) then
+    at:fail(name .. " must be a number of " .. (unit or "seconds") .. " in (0, " .. max .. "]")
+  end
+  return v
+end
+
+--- A function (or nil when `optional`).
+function M.func(at, v, name, optional)
+  if v == nil and optional then return nil end
+  if type(v) ~= "function" then at:fail(name .. " must be a function") end
+  return v
+end
+
+--- A table argument.
+function M.table(at, v, what)
+  if type(v) ~= "table" then at:fail(at.fn .. " expects " .. (what or "a table") .. ", got " .. type(v)) end
+  return v
+end
+
+--- Exactly one of the fields `names` of t is set; returns its name.
+function M.one_of(at, t, names)
+  local found
+  for _, n in ipairs(names) do
+    if t[n] ~= nil then
+      if found then found = false; break end
+      found = n
+    end
+  end
+  if not found then at:fail("give exactly one of " .. table.concat(names, ", ")) end
+  return found
+end
+
+-- Kept for callers of the first version (flow.lua): check_string(v, name, level, optional).
+function M.check_string(v, name, _, optional) return M.string(M.at("auth0", 1), v, name, optional) end
+function M.check_email(v) return M.email(M.at("auth0", 1), v) end
+function M.check_phone(v) return M.phone(M.at("auth0", 1), v) end
+
+return M

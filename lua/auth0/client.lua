@@ -1,0 +1,354 @@
+--- auth0.Client: options, the call path (blocking, or with a callback through the scheduler),
+-- retries, and the passwordless, token and user methods. The MFA methods are in auth0.mfa.
+-- Every network method blocks and returns `result` or `nil, err`; given a trailing callback
+-- `function(result, err)` it returns at once a request object instead and the callback runs
+-- later from `client:poll(ms)` (lua/auth0/sched.lua says what a callback may call).
+local core = require "auth0.core"
+local errors = require "auth0.error"
+local check = require "auth0.check"
+local retry = require "auth0.retry"
+local sched = require "auth0.sched"
+local cjson = require("cjson.safe").new()
+
+local type, pairs, tostring, tonumber, setmetatable, pcall, max =
+  type, pairs, tostring, tonumber, setmetatable, pcall, math.max
+local now, sleep = core.now, core.sleep
+local new_error, from_response = errors.new, errors.from_response
+local at = check.at
+
+local M = {}
+
+local Client = { __name = "auth0.Client" }
+Client.__index = Client
+M.Client = Client
+
+local LOOPBACK = { ["127.0.0.1"] = true, ["localhost"] = true, ["[::1]"] = true }
+
+-- The core's captured headers by wire name: the core exports its map (one owner).
+local HEADER_FIELDS = core.header_fields or {
+  ["retry-after"] = "retry_after", ["x-ratelimit-limit"] = "ratelimit_limit",
+  ["x-ratelimit-remaining"] = "ratelimit_remaining", ["x-ratelimit-reset"] = "ratelimit_reset",
+  ["x-auth0-requestid"] = "request_id", ["content-type"] = "content_type", ["location"] = "location",
+}
+
+local VALID_OPTS = {
+  domain = true, base_url = true, client_id = true, client_secret = true, audience = true, scope = true,
+  timeout = true, connect_timeout = true, ca_file = true, language = true, telemetry = true,
+  on_log = true, on_callback_error = true, transport = true, insecure_skip_verify = true,
+  retries = true, max_retry_wait = true, sleep = true,
+  -- the "ngx" transport's own options (see lua/auth0/transport/ngx.lua)
+  pool_size = true, keepalive_timeout = true, server_name = true, pool = true,
+  poll_budget_ms = true, io_thread = true,
+}
+
+local NEW = at("new", 1)
+
+-- Returns base_url without a trailing slash and the host, or raises.
+local function parse_base(opts)
+  local url
+  if opts.base_url ~= nil then
+    url = check.header(NEW, opts.base_url, "base_url")
+  elseif opts.domain ~= nil then
+    local d = check.header(NEW, opts.domain, "domain")
+    if d:find("[/:@%s]") and not d:find("^[%w%.%-]+:%d+$") then NEW:fail("domain must be a host name, got a URL") end
+    url = "https://" .. d
+  else
+    NEW:fail("domain or base_url is required")
+  end
+  url = url:gsub("/+$", "")
+  local scheme, hostport = url:match("^(https?)://([^/?#]+)$")
+  if not scheme then NEW:fail("base_url must be scheme://host[:port] with no path, query or user info") end
+  if hostport:find("@", 1, true) then NEW:fail("base_url must not carry user:password@") end
+  local host = hostport:match("^(%[[^%]]+%])") or hostport:match("^([^:]+)")
+  local port = hostport:match(":(%d+)$")
+  if hostport:find(":", #host + 1, true) and not port then NEW:fail("base_url has an invalid port") end
+  if port and (tonumber(port) < 1 or tonumber(port) > 65535) then NEW:fail("base_url has an invalid port") end
+  if scheme == "http" and not LOOPBACK[host:lower()] then
+    NEW:fail("http:// is only allowed for loopback hosts (127.0.0.1, localhost, [::1])")
+  end
+  return url, host
+end
+
+local function lua_env()
+  if type(jit) == "table" then return { luajit = jit.version } end -- luacheck: ignore 113
+  return { lua = _VERSION:match("%d+%.%d+") }
+end
+
+local function check_options(opts)
+  check.table(NEW, opts, "an options table")
+  for k in pairs(opts) do
+    if not VALID_OPTS[k] then NEW:fail("unknown option " .. check.show(k)) end
+  end
+  local base_url, host = parse_base(opts)
+  local cfg = {
+    base_url = base_url, host = host, issuer = base_url .. "/",
+    client_id = check.header(NEW, opts.client_id, "client_id"),
+    client_secret = check.header(NEW, opts.client_secret, "client_secret", true),
+    audience = check.header(NEW, opts.audience, "audience", true),
+    scope = check.header(NEW, opts.scope, "scope", true) or "openid profile email",
+    language = check.header(NEW, opts.language, "language", true),
+    timeout = check.seconds(NEW, opts.timeout, "timeout", 10),
+    connect_timeout = check.seconds(NEW, opts.connect_timeout, "connect_timeout", 5),
+    ca_file = check.header(NEW, opts.ca_file, "ca_file", true),
+    retries = opts.retries == nil and 2 or opts.retries,
+    max_retry_wait = check.seconds(NEW, opts.max_retry_wait, "max_retry_wait", 10),
+    poll_budget = check.seconds(NEW, opts.poll_budget_ms, "poll_budget_ms", nil, 1000, "milliseconds"),
+    io_thread = opts.io_thread,
+  }
+  if cfg.io_thread ~= nil and type(cfg.io_thread) ~= "boolean" then NEW:fail("io_thread must be a boolean") end
+  if type(cfg.retries) ~= "number" or not (cfg.retries >= 0 and cfg.retries <= 10) or cfg.retries % 1 ~= 0 then
+    NEW:fail("retries must be an integer in 0..10")
+  end
+  for _, f in ipairs({ "on_log", "on_callback_error", "sleep" }) do check.func(NEW, opts[f], f, true) end
+  if opts.transport ~= nil and opts.transport ~= "ngx" and type(opts.transport) ~= "function" then
+    NEW:fail("transport must be a function or \"ngx\"")
+  end
+  if opts.insecure_skip_verify and not LOOPBACK[host:lower()] then
+    NEW:fail("insecure_skip_verify is only allowed for loopback hosts")
+  end
+  return cfg
+end
+
+local function map_headers(h)
+  local out = {}
+  if type(h) == "table" then
+    for k, v in pairs(h) do
+      local f = type(k) == "string" and HEADER_FIELDS[k:lower()]
+      if f then out[f] = type(v) == "table" and tostring(v[1]) or tostring(v) end
+    end
+  end
+  return out
+end
+
+-- One round trip through a transport function: (status, body, hdrs) | (nil, code, msg).
+local function via_transport(self, ep, fields, opts)
+  local req = self._core:build(ep, fields, opts)
+  req.timeout = req.timeout or self._cfg.timeout
+  local ok, resp, code, msg = pcall(self._transport, req)
+  if not ok then return nil, "transport", "transport failed: " .. tostring(resp) end
+  if resp == nil then return nil, code or "transport", msg or "transport failed" end
+  if type(resp) ~= "table" or type(resp.status) ~= "number" then
+    return nil, "bad_response", "transport returned no status"
+  end
+  return resp.status, type(resp.body) == "string" and resp.body or "", map_headers(resp.headers)
+end
+
+--- Creates a client (README "auth0.new"); raises on misuse.
+-- @tparam table opts see README: `domain` or `base_url`, `client_id`, `client_secret`,
+-- `audience`, `scope`, `timeout`, `connect_timeout`, `ca_file`, `language`, `telemetry`,
+-- `on_log`, `on_callback_error`, `transport`, `retries`, `max_retry_wait`, `sleep`,
+-- `insecure_skip_verify`, `poll_budget_ms`, `io_thread`, and the "ngx" transport's options
+-- @return the client
+function M.new(opts)
+  local cfg = check_options(opts)
+  local self = setmetatable({ _cfg = cfg, _on_log = opts.on_log, _sleep = opts.sleep or sleep }, Client)
+  local headers = { "Accept: application/json", "Expect:", "User-Agent: lua-auth0/" .. core.version }
+  if opts.telemetry ~= false then
+    local info = cjson.encode({ name = "lua-auth0", version = core.version, env = lua_env() })
+    headers[#headers + 1] = "Auth0-Client: " .. core.b64_encode(info)
+  end
+  local transport = opts.transport
+  if transport == nil and type(ngx) == "table" and ngx.get_phase then -- luacheck: ignore 113
+    transport = "ngx"   -- inside nginx: never block a worker with libcurl
+  end
+  if transport == "ngx" then
+    transport = require("auth0.transport.ngx").new(cfg, opts)
+    if not opts.sleep then self._sleep = ngx.sleep end -- luacheck: ignore 113
+    if cfg.ca_file then
+      self:_log("warn", "ca_file is ignored by the ngx transport: nginx's lua_ssl_trusted_certificate is the trust store")
+    end
+  end
+  self._transport = transport
+  self._on_cb_error = opts.on_callback_error or function(msg)
+    self:_log("warn", "error in a callback", { error = msg })
+  end
+  self._core = core.client {
+    base_url = cfg.base_url, timeout = cfg.timeout, connect_timeout = cfg.connect_timeout,
+    ca_file = cfg.ca_file, insecure = opts.insecure_skip_verify == true, headers = headers,
+    threaded = cfg.io_thread == true and transport == nil,
+  }
+  self._sched = sched.new(self._core, {
+    budget = cfg.poll_budget, threaded = cfg.io_thread == true and transport == nil,
+    on_error = function(msg) self._on_cb_error(msg) end,
+    transport = transport and function(ep, fields, o) return via_transport(self, ep, fields, o) end,
+    -- a transport's or the caller's sleep waits for timers; otherwise the engine, which wakeup() ends
+    sleep = (transport or opts.sleep) and function(s) self._sleep(s) end or nil,
+  })
+  self._insecure = opts.insecure_skip_verify == true or nil
+  return self
+end
+
+function Client:__tostring()
+  if self._sched.closed then return "auth0.Client (closed)" end
+  return "auth0.Client (" .. self._cfg.base_url .. ")"
+end
+
+function Client:_log(level, message, fields)
+  local fn = self._on_log
+  if fn then pcall(fn, level, message, fields or {}) end
+end
+-- Hot paths test self._on_log first so that no fields table is built when nobody listens.
+
+---------------------------------------------------------------------------------------
+-- The call path
+
+-- Turns the core's answer into (value) or (nil, err); `fit` (a shape) checks a 2xx body.
+local function finish(self, ep, fit, status, body, hdrs)
+  if status == nil then
+    -- body, hdrs are the core's code and message here
+    local reached = retry.not_sent[body] or body == "tls" or body == "timeout"
+    local e = new_error(body, hdrs, { context = (reached and "could not reach " or "bad answer from ") .. self._cfg.host })
+    if self._on_log then self:_log("info", "request failed", { endpoint = ep, code = e.code }) end
+    return nil, e
+  end
+  if self._on_log then
+    self:_log("debug", "response", { endpoint = ep, status = status, request_id = hdrs and hdrs.request_id })
+  end
+  if status >= 200 and status < 300 then
+    local decoded = true
+    if body ~= "" and not body:find("^%s*$") then
+      decoded = cjson.decode(body)
+      if decoded == nil then
+        return nil, errors.add_headers(new_error("bad_response", "the server sent invalid JSON",
+          { status = status, context = ep }), hdrs)
+      end
+      -- old servers answer authorization_pending with 200 (docs/protocol.md, "MFA push"): an
+      -- error body is an error whatever the status
+      if type(decoded) == "table" and type(decoded.error) == "string" and decoded.access_token == nil then
+        local e = from_response(status, body, hdrs, ep)
+        if self._on_log then self:_log("info", "request failed", { endpoint = ep, status = status, code = e.code }) end
+        return nil, e
+      end
+    end
+    if not fit then return decoded end
+    local v, msg = fit(decoded, self)
+    if v == nil then
+      return nil, errors.add_headers(new_error("bad_response", msg, { status = status, context = ep }), hdrs)
+    end
+    return v
+  end
+  local e = from_response(status, body, hdrs, ep)
+  if self._on_log then
+    self:_log("info", "request failed", { endpoint = ep, status = status, code = e.code, request_id = e.request_id })
+  end
+  return nil, e
+end
+
+-- A retry only gets what is left of the call's timeout.
+local function remaining(opts, left)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.timeout = max(left, 0.001)
+  return o
+end
+
+function Client:_timeout(opts) return (opts and opts.timeout) or self._cfg.timeout end
+
+-- One blocking call, retries included.
+function Client:_call_blocking(ep, fields, opts, fit)
+  local cfg, timeout = self._cfg, self:_timeout(opts)
+  local deadline = now() + timeout
+  local attempt, o = 0, opts
+  while true do
+    attempt = attempt + 1
+    if attempt > 1 then o = remaining(opts, deadline - now()) end
+    local status, body, hdrs
+    if self._transport then status, body, hdrs = via_transport(self, ep, fields, o)
+    else status, body, hdrs = self._core:request(ep, fields, o) end
+    local wait = retry.wait(cfg, ep, attempt, status, body, hdrs, deadline - now(), timeout)
+    if not wait then return finish(self, ep, fit, status, body, hdrs) end
+    self:_log("info", "retrying", { endpoint = ep, attempt = attempt, wait = wait })
+    self._sleep(wait)
+  end
+end
+
+--- The one task helper of requests: sends `ep` for `req`, retries by the policy (each retry
+-- a timer task, then a transfer), and hands the outcome to `on_result(value, err)`.
+-- @return true, or nil, err when the first transfer could not be started
+function Client:_attempts(req, ep, fields, opts, fit, on_result)
+  local s, cfg, timeout = self._sched, self._cfg, self:_timeout(opts)
+  local deadline = now() + timeout
+  local attempt, send = 1, nil
+  local function answer(status, body, hdrs)
+    local wait = retry.wait(cfg, ep, attempt, status, body, hdrs, deadline - now(), timeout)
+    if not wait then return on_result(finish(self, ep, fit, status, body, hdrs)) end
+    if self._on_log then self:_log("info", "retrying", { endpoint = ep, attempt = attempt, wait = wait }) end
+    attempt = attempt + 1
+    s:wait(req, wait, function()
+      -- a late timer (a busy machine, rare polls) must not retry with almost no time left:
+      -- that would end in `timeout` and hide the answer that made it retry
+      local left = deadline - now()
+      if left < retry.min_left(timeout) then return on_result(finish(self, ep, fit, status, body, hdrs)) end
+      send(remaining(opts, left))
+    end)
+  end
+  send = function(o)
+    local ok, code, msg = s:send(req, ep, fields, o, answer)
+    if not ok then answer(nil, code, msg) end
+  end
+  local ok, code, msg = s:send(req, ep, fields, opts, answer)
+  if not ok then return finish(self, ep, fit, nil, code, msg) end
+  return true
+end
+
+-- Performs one endpoint call, blocking (cb == nil) or not; `where` names the public function.
+function Client:_call(where, ep, fields, opts, cb, fit)
+  if self._sched.closed then where:fail("attempt to use a closed auth0.Client") end
+  if self._insecure then
+    self:_log("warn", "TLS certificate verification is OFF (insecure_skip_verify)", { endpoint = ep })
+  end
+  if self._on_log then self:_log("debug", "request", { endpoint = ep }) end
+  if cb == nil then return self:_call_blocking(ep, fields, opts, fit) end
+  if type(cb) ~= "function" then where:fail("callback must be a function") end
+  local req = self._sched:request(ep, cb)
+  local ok, err = self:_attempts(req, ep, fields, opts, fit, function(...) req:finish(...) end)
+  if not ok then return nil, err end
+  return req
+end
+
+---------------------------------------------------------------------------------------
+-- Polling and lifetime
+
+local POLL = at("poll", 1)
+
+--- Advances every request and runs what is due: callbacks, retries, resumed coroutines.
+-- `poll(0)` never blocks; `poll(ms)` waits up to ms for activity.
+-- @return the number of requests and timers still pending, or `nil, err` (code `reentrant`
+-- inside a callback, or `network` when the engine failed)
+function Client:poll(ms)
+  local s = self._sched
+  if s.closed then POLL:fail("attempt to use a closed auth0.Client") end
+  ms = ms or 0
+  if type(ms) ~= "number" or not (ms >= 0 and ms <= 3600000) then POLL:fail("poll expects milliseconds in 0..3600000") end
+  local n, code, msg = s:poll(math.ceil(ms))   -- poll(16.6) from a frame timer: whole milliseconds
+  if n == nil then return nil, new_error(code, msg, { context = "poll" }) end
+  return n
+end
+
+--- Number of requests and timers still pending.
+function Client:pending() return self._sched:pending() end
+
+--- Interrupts a poll(ms) that is waiting (safe from another coroutine's callback).
+function Client:wakeup() if not self._sched.closed then self._core:wakeup() end end
+
+--- Connection and request counters: { connects, requests, inflight }.
+function Client:stats() return self._core:stats() end
+
+--- Cancels everything pending (each callback runs once with code "cancelled", message
+-- "client closed") and releases the connections. Idempotent.
+-- @return true
+function Client:close()
+  self._sched:close()
+  return true
+end
+Client.__close = Client.close
+Client.__gc = Client.close
+
+-- Timers of the client's own (tests, flows): `fn` runs from poll after `seconds`.
+function Client:_after(seconds, fn) return self._sched:wait(nil, seconds, fn) end
+function Client:_cancel_timer(t) self._sched:cancel_timer(t) end
+
+-- Runs a callback of the user's as callbacks run (errors go to on_callback_error).
+function Client:_deliver(cb, ...) self._sched:call(cb, ...) end
+
+return M

@@ -1,0 +1,199 @@
+--- Stay logged in: stored tokens that renew themselves, one refresh at a time.
+--
+--    local credentials = require "auth0.credentials"
+--    local cm = credentials.new(client, { store = credentials.file_store { app = "mygame" } })
+--    cm:save(tokens)                 -- after a login
+--    local t, err = cm:credentials() -- later: a valid access token, renewed when needed
+--
+-- Every method that may touch the network blocks and returns `result` or `nil, err`; given
+-- a trailing callback `function(result, err)` it returns `true` at once and the callback runs
+-- later from `client:poll()` (or before the call returns when nothing needs the network:
+-- a valid stored token); inside a coroutine `auth0.await(cm, "credentials")` works too.
+--
+-- Concurrent calls make one refresh: callbacks and coroutines of one manager join the
+-- refresh in flight; processes sharing a file store, and nginx workers sharing an
+-- `ngx_store`, take the store's lock and reread the store before refreshing, so the
+-- second one finds the first one's tokens.
+-- @module auth0.credentials
+local stores = require "auth0.credentials.stores"
+local errors = require "auth0.error"
+
+local type, pairs, tostring, setmetatable, error, xpcall, pcall = type, pairs, tostring, setmetatable, error, xpcall, pcall
+local traceback = debug.traceback
+local new_error, copy = errors.new, stores.copy
+
+local _M = {
+  memory_store = stores.memory_store,
+  file_store = stores.file_store,
+  ngx_store = stores.ngx_store,
+  default_path = stores.default_path,
+}
+
+local Manager = { __name = "auth0.Credentials" }
+Manager.__index = Manager
+_M.Manager = Manager
+
+local function raise(msg, level) error("auth0.credentials: " .. msg, (level or 2) + 1) end
+
+local function check_ttl(v, name, level)
+  if type(v) ~= "number" or not (v >= 0 and v < 1e9) then raise(name .. " must be seconds >= 0", level + 1) end
+  return v
+end
+
+local NEW_OPTS = { store = true, min_ttl = true, on_change = true, now = true }
+
+--- A credentials manager for `client` (an `auth0.Client`; only its public methods are used).
+-- @tparam table client
+-- @tparam[opt] table opts `store` (default `memory_store()`), `min_ttl` (seconds an access
+--   token must still be valid, default 60), `on_change(event, info)` (called after the store
+--   changed: "saved", "renewed", "cleared"; `info` never holds a token), `now` (a clock
+--   returning epoch seconds, default `os.time`, for tests)
+-- @return manager
+-- @raise on a wrong argument or option
+function _M.new(client, opts)
+  if type(client) ~= "table" or type(client.refresh) ~= "function" then raise("client must be an auth0.Client") end
+  opts = opts or {}
+  if type(opts) ~= "table" then raise("options must be a table") end
+  for k in pairs(opts) do if not NEW_OPTS[k] then raise("unknown option " .. tostring(k)) end end
+  local store = opts.store or stores.memory_store()
+  if type(store) ~= "table" or type(store.load) ~= "function" or type(store.save) ~= "function"
+     or type(store.clear) ~= "function" then
+    raise("store must have load, save and clear functions")
+  end
+  if opts.on_change ~= nil and type(opts.on_change) ~= "function" then raise("on_change must be a function") end
+  if opts.now ~= nil and type(opts.now) ~= "function" then raise("now must be a function") end
+  return setmetatable({
+    _client = client, _store = store, _min_ttl = check_ttl(opts.min_ttl or 60, "min_ttl", 2),
+    _on_change = opts.on_change, _now = opts.now or os.time,
+    _data = nil,          -- cached store content; false = known empty; nil = not read yet
+    _flight = nil,        -- the refresh in flight: { key, waiters, lock }
+    _queued = {},         -- calls for another audience, waiting for the flight to land
+  }, Manager)
+end
+
+function Manager:__tostring()
+  local d = self._data
+  local state = d == nil and "not loaded" or (d and (d.refresh_token and "refresh token stored" or "access token only"))
+                or "empty"
+  return "auth0.Credentials (" .. (self._store.kind or "custom") .. " store, " .. state .. ")"
+end
+
+-- The store's content (cached): data | false, or nil, err.
+function Manager:_current()
+  if self._data == nil then
+    local d, err = self._store.load()
+    if err then return nil, err end
+    self._data = d or false
+  end
+  return self._data
+end
+
+local function api_key(audience, scope) return audience .. "\0" .. (scope or "") end
+
+local function entry_of(d, key)
+  if not d then return nil end
+  if key then return d.apis and d.apis[key] end
+  return d
+end
+
+local function fresh(e, now, min_ttl)
+  return e ~= nil and e.access_token ~= nil and type(e.expires_at) == "number" and e.expires_at - now >= min_ttl
+end
+
+-- What callers get: never the refresh token (the manager owns it).
+local function view(e, d, now, key)
+  return { access_token = e.access_token, token_type = e.token_type or "Bearer", expires_at = e.expires_at,
+           expires_in = e.expires_at - now, scope = e.scope, id_token = not key and d.id_token or nil }
+end
+
+local function changed(self, event, info)
+  if self._on_change then self._on_change(event, info or {}) end
+end
+
+local function deliver(cb, ...)
+  if cb then cb(...); return true end
+  return ...
+end
+
+local function login_required(cause)
+  local msg = cause and ("the refresh token was refused (" .. tostring(cause.message or cause.code) .. "): log in again")
+              or "no refresh token is stored: log in"
+  return new_error("login_required", msg, { status = cause and cause.status or nil, cause = cause and cause.code or nil })
+end
+
+local function entry_from(res, now)
+  local ttl = type(res.expires_in) == "number" and res.expires_in or 0
+  return { access_token = res.access_token, token_type = res.token_type, scope = res.scope, expires_at = now + ttl }
+end
+
+-- ------------------------------------------------------------------------------------
+-- Saving after a login
+
+local function build(self, tokens, claims)
+  local now = self._now()
+  local d = entry_from(tokens, now)
+  d.v, d.id_token, d.refresh_token, d.user, d.apis = 1, tokens.id_token, tokens.refresh_token, claims, {}
+  return d
+end
+
+local function store_new(self, d, event)
+  local ok, err = self._store.save(d)
+  self._data = d   -- kept in memory even when the store failed: a rotated token must not be lost
+  if not ok then return nil, err end
+  changed(self, event, { expires_at = d.expires_at })
+  return true
+end
+
+--- Stores the tokens of a login (flow's `f.tokens`, `passwordless_login`'s result, an MFA
+-- grant's result), replacing what was stored. The ID token, when present, is verified
+-- first (fetching the JWKS if needed) and its claims kept for `user()`.
+-- @tparam table tokens with `access_token`, `expires_in`, and usually `refresh_token`, `id_token`
+-- @param[opt] cb callback(true | nil, err)
+-- @return true or nil, err (`invalid_id_token`, a network error, a store error)
+-- @raise when tokens has no access_token
+function Manager:save(tokens, cb)
+  if type(tokens) ~= "table" or type(tokens.access_token) ~= "string" then raise("tokens must have an access_token") end
+  if cb ~= nil and type(cb) ~= "function" then raise("callback must be a function") end
+  local client = self._client
+  local function verified(claims, err)
+    if err then return deliver(cb, nil, err) end
+    return deliver(cb, store_new(self, build(self, tokens, claims), "saved"))
+  end
+  if type(tokens.id_token) ~= "string" then return verified(nil) end
+  local function check() return client:verify_id_token(tokens.id_token, { now = self._now() }) end
+  if not cb then return verified(check()) end
+  client:jwks(function(_, err)
+    if err then return verified(nil, err) end
+    verified(check())
+  end)
+  return true
+end
+
+-- ------------------------------------------------------------------------------------
+-- Reading
+
+--- True when an access token with at least `min_ttl` seconds left, or a refresh token, is
+-- stored. Reads the store (no network).
+-- @tparam[opt] number min_ttl seconds (default: the manager's)
+-- @treturn boolean
+function Manager:has_valid(min_ttl)
+  min_ttl = min_ttl == nil and self._min_ttl or check_ttl(min_ttl, "min_ttl", 2)
+  local d = self:_current()
+  if not d then return false end
+  return d.refresh_token ~= nil or fresh(d, self._now(), min_ttl)
+end
+
+--- The stored ID token's claims (verified when it was saved or renewed).
+-- @treturn table|nil the claims
+function Manager:user()
+  local d = self:_current()
+  return d and copy(d.user) or nil
+end
+
+require("auth0.credentials.renew")(Manager, {
+  raise = raise, check_ttl = check_ttl, api_key = api_key, entry_of = entry_of, fresh = fresh, view = view,
+  deliver = deliver, changed = changed, login_required = login_required, entry_from = entry_from,
+  store_new = store_new, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
+})
+
+return _M

@@ -1,0 +1,227 @@
+--- auth0.credentials, part two: getting valid tokens, renewing them one refresh at a time,
+-- and clearing. Installed into the manager's class by lua/auth0/credentials.lua.
+-- @submodule auth0.credentials
+local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
+
+return function(Manager, h)
+  local raise, check_ttl, api_key, entry_of, fresh, view = h.raise, h.check_ttl, h.api_key, h.entry_of, h.fresh, h.view
+  local deliver, changed, login_required, entry_from, store_new = h.deliver, h.changed, h.login_required,
+    h.entry_from, h.store_new
+  local xpcall, pcall, traceback, copy = h.xpcall, h.pcall, h.traceback, h.copy
+
+  -- The store's lock, when it has one (file: flock; ngx.shared: add with a TTL).
+  local function lock(self)
+    if not self._store.lock then return true end
+    return self._store.lock()
+  end
+  local function unlock(self, l)
+    if l ~= nil and l ~= true then self._store.unlock(l) end
+  end
+
+  -- Applies a refresh answer to `d` (the store content the refresh started from).
+  -- Rotation: the new refresh token is saved before anyone sees the new access token.
+  local function settle(self, d, key, res, err, claims)
+    if err then
+      if err.code == "invalid_grant" then
+        self._store.clear()
+        self._data = false
+        changed(self, "cleared", { reason = "invalid_grant" })
+        return nil, login_required(err)
+      end
+      return nil, err   -- mfa_required (with its mfa_token), network, 5xx: the store is kept
+    end
+    local now = self._now()
+    local nd = copy(d)
+    local e = entry_from(res, now)
+    if key then
+      nd.apis = nd.apis or {}
+      nd.apis[key] = e
+    else
+      for k, v in pairs(e) do nd[k] = v end
+      if claims then nd.id_token, nd.user = res.id_token, claims end
+    end
+    if res.refresh_token then nd.refresh_token = res.refresh_token end
+    local ok, serr = store_new(self, nd, "renewed")
+    if not ok then return nil, serr end
+    return view(e, nd, now, key)
+  end
+
+  local function refresh_fields(d, req)
+    return { refresh_token = d.refresh_token, audience = req.audience, scope = req.scope }
+  end
+
+  -- Reloads the store under the lock: another process may have renewed already.
+  local function reread(self, key, min_ttl, force)
+    self._data = nil
+    local d, err = self:_current()
+    if err then return nil, nil, err end
+    local now = self._now()
+    local e = entry_of(d, key)
+    if not force and fresh(e, now, min_ttl) then return d, view(e, d, now, key) end
+    if not d or not d.refresh_token then return nil, nil, login_required() end
+    return d
+  end
+
+  local function blocking_refresh(self, key, req, min_ttl, force)
+    local l, lerr = lock(self)
+    if not l then return nil, lerr end
+    -- pcall, not xpcall: a misuse raised inside is raised again unchanged, after the unlock
+    local ok, res, err = pcall(function()
+      local d, done, rerr = reread(self, key, min_ttl, force)
+      if not d or done then return done, rerr end
+      local client = self._client
+      local t, terr = client:refresh(refresh_fields(d, req))
+      local claims
+      if t and not key and type(t.id_token) == "string" then
+        claims = client:verify_id_token(t.id_token, { now = self._now() })
+      end
+      return settle(self, d, key, t, terr, claims)
+    end)
+    unlock(self, l)
+    if not ok then error(res, 0) end
+    return res, err
+  end
+
+  -- Delivers the flight's result to every waiter, then starts the calls queued behind it.
+  local function land(self, f, res, err)
+    unlock(self, f.lock)
+    self._flight = nil
+    local first
+    for _, cb in ipairs(f.waiters) do
+      local ok, msg = xpcall(cb, traceback, res and copy(res), err)
+      if not ok and not first then first = msg end
+    end
+    local q = self._queued
+    self._queued = {}
+    for _, fn in ipairs(q) do fn() end
+    if first then error(first, 0) end
+  end
+
+  local function async_refresh(self, key, req, min_ttl, force, cb)
+    local f = self._flight
+    if f then
+      if f.key == key then f.waiters[#f.waiters + 1] = cb
+      else self._queued[#self._queued + 1] = function() self:_get(key, req, min_ttl, force, cb) end end
+      return true
+    end
+    f = { key = key, waiters = { cb } }
+    self._flight = f
+    local l, lerr = lock(self)
+    if not l then land(self, f, nil, lerr); return true end
+    f.lock = l
+    local d, done, rerr = reread(self, key, min_ttl, force)
+    if not d or done then land(self, f, done, rerr); return true end
+    local client = self._client
+    local ok, msg = pcall(client.refresh, client, refresh_fields(d, req), function(t, terr)
+      if not t or key or type(t.id_token) ~= "string" then return land(self, f, settle(self, d, key, t, terr)) end
+      client:jwks(function(jwks)   -- a JWKS failure only means the old claims stay
+        local claims = jwks and client:verify_id_token(t.id_token, { now = self._now() }) or nil
+        land(self, f, settle(self, d, key, t, nil, claims))
+      end)
+    end)
+    if not ok then
+      self._flight = nil
+      unlock(self, l)
+      error(msg, 0)
+    end
+    return true
+  end
+
+  function Manager:_get(key, req, min_ttl, force, cb)
+    local d, err = self:_current()
+    if err then return deliver(cb, nil, err) end
+    if not force then
+      local now = self._now()
+      local e = entry_of(d, key)
+      if fresh(e, now, min_ttl) then return deliver(cb, view(e, d, now, key)) end
+    end
+    if cb then return async_refresh(self, key, req, min_ttl, force, cb) end
+    if self._flight then   -- a callback refresh is in flight: wait for it through the client
+      local res, rerr, done
+      async_refresh(self, key, req, min_ttl, force, function(r, e2) res, rerr, done = r, e2, true end)
+      while not done do self._client:poll(10) end
+      return res, rerr
+    end
+    return blocking_refresh(self, key, req, min_ttl, force)
+  end
+
+  local function args(opts, cb, level)
+    if type(opts) == "function" and cb == nil then opts, cb = nil, opts end
+    if opts ~= nil and type(opts) ~= "table" then raise("options must be a table", level + 1) end
+    if cb ~= nil and type(cb) ~= "function" then raise("callback must be a function", level + 1) end
+    return opts or {}, cb
+  end
+
+  --- Tokens whose access token is valid for at least `min_ttl` seconds, renewed with the
+  -- stored refresh token when it is not (one refresh for any number of concurrent calls).
+  -- @tparam[opt] table opts `min_ttl` (overrides the manager's)
+  -- @param[opt] cb callback(tokens, err)
+  -- @return `{access_token, token_type, expires_at, expires_in, scope, id_token}` or nil, err:
+  --   `login_required` (nothing stored, or the refresh token was refused: the store is now
+  --   empty), `mfa_required` (with `mfa_token`, `mfa_requirements`; complete it with
+  --   `flow.mfa` and `save` the result), network and server errors (the store is kept),
+  --   `insecure_store`, `store_corrupt`, `store_busy`, `store_error`
+  function Manager:credentials(opts, cb)
+    local d = self._data
+    if opts == nil and cb == nil and d then   -- the hot path: a cached token still valid
+      local now = self._now()
+      if fresh(d, now, self._min_ttl) then return view(d, d, now) end
+    end
+    opts, cb = args(opts, cb, 2)
+    for k in pairs(opts) do if k ~= "min_ttl" then raise("unknown option " .. tostring(k)) end end
+    local min_ttl = opts.min_ttl == nil and self._min_ttl or check_ttl(opts.min_ttl, "min_ttl", 2)
+    return self:_get(nil, {}, min_ttl, false, cb)
+  end
+
+  --- An access token for another API (`audience`) from the same refresh token, cached per
+  -- audience and scope and renewed like `credentials`.
+  -- @tparam string audience the API identifier
+  -- @tparam[opt] table opts `scope` (the API's scopes to ask for), `min_ttl`
+  -- @param[opt] cb callback(tokens, err)
+  -- @return `{access_token, token_type, expires_at, expires_in, scope}` or nil, err (as credentials)
+  function Manager:api_credentials(audience, opts, cb)
+    if type(audience) ~= "string" or audience == "" then raise("audience must be a non-empty string") end
+    opts, cb = args(opts, cb, 2)
+    for k in pairs(opts) do if k ~= "min_ttl" and k ~= "scope" then raise("unknown option " .. tostring(k)) end end
+    if opts.scope ~= nil and type(opts.scope) ~= "string" then raise("scope must be a string") end
+    local min_ttl = opts.min_ttl == nil and self._min_ttl or check_ttl(opts.min_ttl, "min_ttl", 2)
+    return self:_get(api_key(audience, opts.scope), { audience = audience, scope = opts.scope }, min_ttl, false, cb)
+  end
+
+  --- Renews now with the stored refresh token, whatever the access token's expiry.
+  -- @param[opt] cb callback(tokens, err) @return tokens or nil, err (as credentials)
+  function Manager:renew(cb)
+    if cb ~= nil and type(cb) ~= "function" then raise("callback must be a function") end
+    return self:_get(nil, {}, self._min_ttl, true, cb)
+  end
+
+  --- Logs out: with `revoke` (default true) revokes the refresh token at Auth0, then empties
+  -- the store. A failed revocation keeps the store (so that it can be retried) and returns
+  -- the error. @tparam[opt] table opts `revoke` @param[opt] cb callback(true | nil, err)
+  -- @return true or nil, err
+  function Manager:clear(opts, cb)
+    opts, cb = args(opts, cb, 2)
+    for k in pairs(opts) do if k ~= "revoke" then raise("unknown option " .. tostring(k)) end end
+    local d, err = self:_current()
+    if err and opts.revoke == false then d = nil elseif err then return deliver(cb, nil, err) end
+    local function empty()
+      local ok, cerr = self._store.clear()
+      if not ok then return deliver(cb, nil, cerr) end
+      self._data = false
+      changed(self, "cleared", { reason = "clear" })
+      return deliver(cb, true)
+    end
+    if opts.revoke == false or not d or not d.refresh_token then return empty() end
+    local client = self._client
+    if not cb then
+      local ok, rerr = client:revoke(d.refresh_token)
+      if not ok then return nil, rerr end
+      return empty()
+    end
+    client:revoke(d.refresh_token, function(ok, rerr)
+      if not ok then return cb(nil, rerr) end
+      empty()
+    end)
+    return true
+  end
+end

@@ -1,0 +1,207 @@
+--- Credential stores for `auth0.credentials`: where the tokens live between runs.
+-- A store is any table with `load() -> data | nil, err` (nil, nil when empty),
+-- `save(data) -> true | nil, err` and `clear() -> true | nil, err`; optionally
+-- `lock(wait) -> handle | nil, err` and `unlock(handle)` so that several processes
+-- (or nginx workers) sharing it refresh one at a time, and `kind` (a name for tostring).
+-- @module auth0.credentials.stores
+local core = require "auth0.core"
+local errors = require "auth0.error"
+local cjson = require("cjson.safe").new()
+
+local type, pairs, tostring, setmetatable, error = type, pairs, tostring, setmetatable, error
+local new_error = errors.new
+
+local _M = {}
+
+local function raise(msg) error("auth0.credentials: " .. msg, 3) end
+
+-- Store errors name the file, never its content.
+local function store_error(code, message)
+  if code == "insecure_store" then return new_error("insecure_store", message) end
+  if code == "busy" then return new_error("store_busy", message) end
+  return new_error("store_error", message, { store_status = code })
+end
+
+local function copy(t)
+  if type(t) ~= "table" then return t end
+  local o = {}
+  for k, v in pairs(t) do o[k] = copy(v) end
+  return o
+end
+
+-- ------------------------------------------------------------------------------------
+-- Memory
+
+--- A store in this Lua state only (lost when the process ends): for tests and for apps
+-- that keep their own persistence.
+-- @treturn table store
+function _M.memory_store()
+  local data
+  return {
+    kind = "memory",
+    load = function() return copy(data) end,
+    save = function(d) data = copy(d); return true end,
+    clear = function() data = nil; return true end,
+  }
+end
+
+-- ------------------------------------------------------------------------------------
+-- File
+
+local function check_key(key, name)
+  if type(key) ~= "string" or #key ~= 32 then raise(name .. " must be a string of 32 bytes") end
+end
+
+--- The default file: `$XDG_STATE_HOME/<app>/credentials` (XDG_STATE_HOME defaults to
+-- `~/.local/state`).
+-- @tparam string app
+-- @treturn string|nil the path, nil when HOME is unset too
+function _M.default_path(app)
+  local base = os.getenv("XDG_STATE_HOME")
+  if not base or base == "" then
+    local home = os.getenv("HOME")
+    if not home or home == "" then return nil end
+    base = home .. "/.local/state"
+  end
+  return base .. "/" .. app .. "/credentials"
+end
+
+local FILE_OPTS = { path = true, app = true, key = true, key_id = true, old_keys = true, lock_wait = true }
+
+--- A private file, replaced atomically on every save (temporary file, fsync, rename).
+-- The directory is created 0700 and the file 0600; a file accessible to group or others,
+-- owned by another user or a symbolic link is refused with `insecure_store`. With `key`
+-- the file is AES-256-GCM sealed (format version, key id and nonce in its header); a
+-- truncated, corrupted or tampered file is `store_corrupt`.
+-- @tparam table opts `path` (default `default_path(app)`), `app` ("lua-auth0"),
+--   `key` (32 bytes, optional), `key_id` (string up to 64 bytes, default "1"),
+--   `old_keys` ({[key_id] = key} still accepted when reading, for key rotation),
+--   `lock_wait` (seconds to wait for another process's refresh, default 30)
+-- @return store
+-- @raise on a wrong option
+function _M.file_store(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then raise("file_store expects a table") end
+  for k in pairs(opts) do if not FILE_OPTS[k] then raise("unknown option " .. tostring(k)) end end
+  local app = opts.app or "lua-auth0"
+  if type(app) ~= "string" or app == "" or app:find("/", 1, true) then raise("app must be a name without /") end
+  local path = opts.path or _M.default_path(app)
+  if type(path) ~= "string" or path == "" then raise("path is required (HOME and XDG_STATE_HOME are unset)") end
+  local key, key_id = opts.key, opts.key_id or "1"
+  local keys
+  if key ~= nil then
+    check_key(key, "key")
+    if type(key_id) ~= "string" or #key_id > 64 then raise("key_id must be a string of at most 64 bytes") end
+    keys = { [key_id] = key }
+    if opts.old_keys ~= nil then
+      if type(opts.old_keys) ~= "table" then raise("old_keys must be a table") end
+      for id, k in pairs(opts.old_keys) do
+        if type(id) ~= "string" then raise("old_keys must map key ids to keys") end
+        check_key(k, "old_keys[" .. id .. "]")
+        if keys[id] == nil then keys[id] = k end
+      end
+    end
+  elseif opts.old_keys ~= nil then
+    raise("old_keys needs key")
+  end
+  local wait = opts.lock_wait or 30
+  if type(wait) ~= "number" or not (wait >= 0 and wait <= 3600) then raise("lock_wait must be seconds in 0..3600") end
+
+  local store = { kind = key and "encrypted file" or "file", path = path }
+  function store.load()
+    local raw, code, msg = core.store_read(path)
+    if not raw then
+      if code == "not_found" then return nil end
+      return nil, store_error(code, msg)
+    end
+    if keys then
+      if raw:sub(1, 3) ~= "A0S" then
+        return nil, new_error("store_corrupt", path .. " is not an encrypted credentials file")
+      end
+      local plain, why = core.open(keys, raw)
+      if not plain then return nil, new_error("store_corrupt", path .. ": " .. why) end
+      raw = plain
+    elseif raw:sub(1, 3) == "A0S" then
+      return nil, new_error("store_corrupt", path .. " is encrypted: give file_store its key")
+    end
+    local data = cjson.decode(raw)
+    if type(data) ~= "table" or data.v ~= 1 then return nil, new_error("store_corrupt", path .. " is not a credentials file") end
+    return data
+  end
+  function store.save(data)
+    local text = assert(cjson.encode(data))
+    if keys then text = core.seal(key, key_id, text) end
+    local ok, code, msg = core.store_write(path, text)
+    if not ok then return nil, store_error(code, msg) end
+    return true
+  end
+  function store.clear()
+    local ok, code, msg = core.store_remove(path)
+    if not ok then return nil, store_error(code, msg) end
+    return true
+  end
+  function store.lock(w)
+    local l, code, msg = core.store_lock(path .. ".lock", w or wait)
+    if not l then return nil, store_error(code, msg) end
+    return l
+  end
+  function store.unlock(l) l:unlock() end
+  return store
+end
+
+-- ------------------------------------------------------------------------------------
+-- ngx.shared (OpenResty)
+
+--- Tokens in an `ngx.shared` dictionary, shared by every nginx worker; the refresh lock is
+-- an `add` of `<key>:lock` with a TTL, polled with `ngx.sleep`.
+-- @tparam table opts `dict` (name of a `lua_shared_dict`), `key` (e.g. "user:" .. id),
+--   `seal_key`/`key_id` (optional 32-byte key: values sealed with AES-256-GCM),
+--   `lock_ttl` (seconds a crashed worker's lock lasts, default 30)
+-- @return store
+function _M.ngx_store(opts)
+  local ngx = rawget(_G, "ngx")
+  if type(opts) ~= "table" then raise("ngx_store expects a table") end
+  if not ngx or not ngx.shared then raise("ngx_store needs OpenResty (ngx.shared)") end
+  local dict = type(opts.dict) == "string" and ngx.shared[opts.dict]
+  if not dict then raise("dict must name a lua_shared_dict") end
+  if type(opts.key) ~= "string" or opts.key == "" then raise("key is required") end
+  if opts.seal_key ~= nil then check_key(opts.seal_key, "seal_key") end
+  local k, skey, kid, ttl = opts.key, opts.seal_key, opts.key_id or "1", opts.lock_ttl or 30
+  local store = { kind = "ngx.shared" }
+  function store.load()
+    local raw = dict:get(k)
+    if raw == nil then return nil end
+    if skey then
+      local plain, why = core.open(skey, raw)
+      if not plain then return nil, new_error("store_corrupt", "ngx.shared " .. opts.dict .. ": " .. why) end
+      raw = plain
+    end
+    local data = cjson.decode(raw)
+    if type(data) ~= "table" or data.v ~= 1 then return nil, new_error("store_corrupt", "not a credentials value") end
+    return data
+  end
+  function store.save(data)
+    local text = assert(cjson.encode(data))
+    if skey then text = core.seal(skey, kid, text) end
+    local ok, err = dict:set(k, text)
+    if not ok then return nil, new_error("store_error", "ngx.shared set failed: " .. tostring(err)) end
+    return true
+  end
+  function store.clear() dict:delete(k); return true end
+  function store.lock(wait)
+    local deadline = ngx.now() + (wait or ttl)
+    local lk = k .. ":lock"
+    while true do
+      local ok, err = dict:add(lk, true, ttl)
+      if ok then return lk end
+      if err ~= "exists" then return nil, new_error("store_error", "ngx.shared lock failed: " .. tostring(err)) end
+      if ngx.now() >= deadline then return nil, new_error("store_busy", "another worker holds the refresh lock") end
+      ngx.sleep(0.005)
+    end
+  end
+  function store.unlock(lk) dict:delete(lk) end
+  return store
+end
+
+_M.copy = copy
+return setmetatable(_M, { __name = "auth0.credentials.stores" })
