@@ -66,7 +66,7 @@ local function start(args, opts)
   end
   -- the auth0 process itself (lua5.4 under the shell, or under script)
   function h.lua_pid()
-    local p = io.popen("pgrep -f 'bin/auth0 " .. args:gsub("'", "") .. "' | tail -n 1"):read("l")
+    local p = io.popen("pgrep -f '^lua5.4 bin/auth0 " .. args:gsub("'", "") .. "$'"):read("l")
     return tonumber(p)
   end
   return h
@@ -90,8 +90,11 @@ local function codes(to)
 end
 
 local function stored()
-  return cjson.decode(read(work .. "/state/lua-auth0/default/credentials") or "null")
+  local text = read(work .. "/state/lua-auth0/default/credentials")
+  return text and cjson.decode(text)
 end
+
+local function refreshes() return emu.control("GET", "/refresh_tokens").refreshes end
 
 describe("the auth0 command", function()
   setup(function()
@@ -159,16 +162,22 @@ describe("the auth0 command", function()
     assert.equal(at, j.access_token .. "\n")
     assert.is_nil(j.refresh_token)
     assert.is_number(j.expires_at)
-    -- past expiry: exactly one refresh, the rotated refresh token stored
+    -- past expiry (the emulator's clock) and asked for more than is left: exactly one refresh,
+    -- the rotated refresh token stored, and the new access token accepted
+    auth0.core.sleep(1.05)   -- a second boundary: the token has less than its lifetime left
     emu.control("POST", "/clock", { advance = 86400 + 60 })
-    local old_rt = saved.refresh_token
+    local old_rt, before = saved.refresh_token, refreshes()
     local at2
-    status, at2 = run("token")
+    status, at2 = run("token --min-ttl 86400")
     assert.equal(0, status)
     assert.not_equal(at, at2)
     assert.not_equal(old_rt, stored().refresh_token)
     status, out = run("token")   -- valid now: no second refresh
     assert.same({ 0, at2 }, { status, out })
+    assert.equal(before + 1, refreshes())
+    status, out = run("userinfo --json")
+    assert.equal(0, status)
+    assert.equal(email, cjson.decode(out).email)
     -- whoami: the ID token's claims
     status, out = run("whoami --json")
     assert.equal(0, status)
@@ -274,8 +283,8 @@ describe("the auth0 command", function()
     assert.equal(0, (p:wait()))
     emu.control("POST", "/users", { connection = "email", email = email,
       mfa = { factors = { "otp" }, requirements = true, refresh = true } })
-    emu.control("POST", "/clock", { advance = 86400 + 60 })
-    local status, out, err = run("token")
+    auth0.core.sleep(1.05)
+    local status, out, err = run("token --min-ttl 86400")
     assert.same({ 4, "" }, { status, out })
     assert.matches("^auth0: .*mfa_required", err)
     assert.is_nil(err:find("mfa_token", 1, true) and err:find("eyJ", 1, true))
