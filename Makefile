@@ -34,11 +34,15 @@ MODULE      := $(BUILD)/auth0/core.so
 # QR codes (libqrencode; zbarimg and ImageMagick decode them in spec/qr_spec.lua), LÖVE
 # and Xvfb for examples/love
 PKGS += libqrencode-dev zbar-tools imagemagick love xvfb
+PKGS += lua-argparse bsdutils
 
 INST_PREFIX ?= /usr/local
 # LuaJIT (LÖVE, OpenResty) loads modules from the Lua 5.1 directories
 INST_LIBDIR ?= $(INST_PREFIX)/lib/lua/$(if $(filter luajit,$(LUA)),5.1,5.4)
 INST_LUADIR ?= $(INST_PREFIX)/share/lua/$(if $(filter luajit,$(LUA)),5.1,5.4)
+# the `auth0` command runs on Lua 5.4: installed with the Lua 5.4 module only
+INST_BINDIR ?= $(INST_PREFIX)/bin
+INST_COMPDIR ?= $(INST_PREFIX)/share/bash-completion/completions
 
 .PHONY: all luajit asan-build deps test demo emulator lint asan valgrind install clean bench fuzz ctest
 
@@ -103,6 +107,12 @@ install: all
 	install -d $(DESTDIR)$(INST_LIBDIR)/auth0 $(DESTDIR)$(INST_LUADIR)/auth0
 	install -m 0755 $(MODULE) $(DESTDIR)$(INST_LIBDIR)/auth0/core.so
 	cd lua && find auth0 -name '*.lua' -exec install -D -m 0644 {} $(DESTDIR)$(INST_LUADIR)/{} \;
+ifneq ($(LUA),luajit)
+	install -d $(DESTDIR)$(INST_BINDIR) $(DESTDIR)$(INST_COMPDIR)
+	install -m 0755 bin/auth0 $(DESTDIR)$(INST_BINDIR)/auth0
+	LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" lua5.4 -e 'io.write(require("auth0.cli").parser():get_bash_complete())' \
+	  > $(DESTDIR)$(INST_COMPDIR)/auth0
+endif
 
 .PHONY: install-luajit
 install-luajit:

@@ -43,13 +43,17 @@ describe("make install", function()
   local function expect_tree(dest, v)
     local got = files(dest)
     assert.is_true(#got > 10)
-    local so = 0
+    local so, cmd = 0, {}
     for _, f in ipairs(got) do
+      -- the auth0 command and its bash completion come with the Lua 5.4 install only
+      local is_cmd = v == "5.4" and (f == "./usr/local/bin/auth0" or f == "./usr/local/share/bash-completion/completions/auth0")
       assert.truthy(f:match("^%./usr/local/share/lua/" .. v:gsub("%.", "%%.") .. "/auth0/.+%.lua$") or
-        f == "./usr/local/lib/lua/" .. v .. "/auth0/core.so", f)
+        f == "./usr/local/lib/lua/" .. v .. "/auth0/core.so" or is_cmd, f)
       if f:match("core%.so$") then so = so + 1 end
+      if is_cmd then cmd[#cmd + 1] = f end
     end
     assert.equal(1, so)
+    assert.equal(v == "5.4" and 2 or 0, #cmd)
     local lua_files = {}
     for _, f in ipairs(got) do lua_files[#lua_files + 1] = f:match("/auth0/.+%.lua$") end
     return lua_files
@@ -65,6 +69,11 @@ describe("make install", function()
     assert(ok, out)
     local p = dest .. "/usr/local"
     assert.equal("0.1.0 29 " .. p .. "/lib/lua/5.4/auth0/core.so " .. p .. "/share/lua/5.4/auth0/qr.lua", out)
+    -- the installed command runs from the installed tree
+    ok, out = run(("env LUA_PATH='%s/share/lua/5.4/?.lua;%s/share/lua/5.4/?/init.lua;;' LUA_CPATH='%s/lib/lua/5.4/?.so;;' "
+      .. "%s/bin/auth0 --version"):format(p, p, p, p))
+    assert(ok, out)
+    assert.equal("auth0 (lua-auth0) 0.1.0", out)
   end)
 
   it("installs the LuaJIT build into lib/lua/5.1 and share/lua/5.1 with LUA=luajit and install-luajit", function()

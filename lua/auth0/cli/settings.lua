@@ -1,0 +1,118 @@
+--- Settings of the `auth0` command, in this order: command-line flags, then the environment
+-- (`AUTH0_DOMAIN`, `AUTH0_BASE_URL`, `AUTH0_CLIENT_ID`, `AUTH0_CLIENT_SECRET`,
+-- `AUTH0_CA_FILE`, `AUTH0_AUDIENCE`, `AUTH0_SCOPE`, `AUTH0_CONNECTION`), then the profile file
+-- `$XDG_CONFIG_HOME/lua-auth0/<profile>.conf` (`key = value` lines, `#` comments; the keys
+-- are the flag names: domain, base_url, client_id, client_secret_file, ca_file, audience,
+-- scope, connection). A client secret is read from a file or the environment only: on the
+-- command line it would show in `ps`.
+local _M = {}
+
+local KEYS = { "domain", "base_url", "client_id", "client_secret_file", "ca_file", "audience", "scope", "connection" }
+_M.KEYS = KEYS
+
+local function home(env) return env("HOME") or "/root" end
+
+--- `$XDG_CONFIG_HOME/lua-auth0` (default ~/.config/lua-auth0).
+function _M.config_dir(env)
+  local base = env("XDG_CONFIG_HOME")
+  if not base or base == "" then base = home(env) .. "/.config" end
+  return base .. "/lua-auth0"
+end
+
+--- `$XDG_STATE_HOME/lua-auth0/<profile>` (default ~/.local/state/lua-auth0/<profile>).
+function _M.state_dir(env, profile)
+  local base = env("XDG_STATE_HOME")
+  if not base or base == "" then base = home(env) .. "/.local/state" end
+  return base .. "/lua-auth0/" .. profile
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+_M.read_file = read_file
+
+--- Parses a profile file. Returns table | nil, message.
+function _M.parse_profile(text, path)
+  local t, n = {}, 0
+  local known = {}
+  for _, k in ipairs(KEYS) do known[k] = true end
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    line = line:gsub("^%s+", ""):gsub("%s+$", "")
+    if line ~= "" and line:sub(1, 1) ~= "#" then
+      local k, v = line:match("^([%w_]+)%s*=%s*(.-)$")
+      if not k then return nil, ("%s:%d: expected key = value"):format(path, n) end
+      if not known[k] then return nil, ("%s:%d: unknown key %q"):format(path, n, k) end
+      t[k] = v
+    end
+  end
+  return t
+end
+
+local ENV = {
+  domain = "AUTH0_DOMAIN", base_url = "AUTH0_BASE_URL", client_id = "AUTH0_CLIENT_ID", ca_file = "AUTH0_CA_FILE",
+  audience = "AUTH0_AUDIENCE", scope = "AUTH0_SCOPE", connection = "AUTH0_CONNECTION",
+}
+
+--- Resolves the settings. `args` are the parsed flags (underscored names), `env` a getenv.
+-- Returns settings | nil, message (a usage error).
+function _M.resolve(args, env)
+  local profile = args.profile or env("AUTH0_PROFILE") or "default"
+  if not profile:match("^[%w_.-]+$") or profile:match("^%.") then
+    return nil, "profile names are letters, digits, '.', '_' and '-'"
+  end
+  local path = _M.config_dir(env) .. "/" .. profile .. ".conf"
+  local file = {}
+  local text = read_file(path)
+  if text then
+    local t, err = _M.parse_profile(text, path)
+    if not t then return nil, err end
+    file = t
+  elseif args.profile then
+    return nil, "no profile " .. profile .. " (" .. path .. ")"
+  end
+  local s = { profile = profile, profile_path = path }
+  for _, k in ipairs(KEYS) do
+    local v = args[k]
+    if v == nil and ENV[k] then v = env(ENV[k]) end
+    if v == nil or v == "" then v = file[k] end
+    if v == "" then v = nil end
+    s[k] = v
+  end
+  if s.client_secret_file then
+    local secret = read_file(s.client_secret_file)
+    if not secret then return nil, "cannot read the client secret file " .. s.client_secret_file end
+    s.client_secret = secret:gsub("%s+$", "")
+  else
+    local secret = env("AUTH0_CLIENT_SECRET")
+    if secret and secret ~= "" then s.client_secret = secret end
+  end
+  s.state_dir = _M.state_dir(env, profile)
+  s.store_path = s.state_dir .. "/credentials"
+  return s
+end
+
+--- Writes a profile file (0600) with the given settings; used by `auth0 emulator`.
+function _M.write_profile(env, profile, t)
+  local dir = _M.config_dir(env)
+  os.execute("mkdir -p '" .. dir .. "' && chmod 0700 '" .. dir .. "'")
+  local lines = { "# written by `auth0 emulator`; removed when it stops" }
+  for _, k in ipairs(KEYS) do
+    if t[k] then lines[#lines + 1] = k .. " = " .. t[k] end
+  end
+  local path = dir .. "/" .. profile .. ".conf"
+  local old = io.open(path, "rb")
+  if old then old:close() end
+  local f = io.open(path, "wb")
+  if not f then return nil, "cannot write " .. path end
+  f:write(table.concat(lines, "\n"), "\n")
+  f:close()
+  os.execute("chmod 0600 '" .. path .. "'")
+  return path
+end
+
+return _M

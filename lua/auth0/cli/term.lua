@@ -1,0 +1,67 @@
+--- Terminal helpers of the `auth0` command: is this a terminal, colour, prompts without
+-- echo, a spinner. Plain Lua 5.4 over the POSIX shell tools (`test -t`, `stty`), since the
+-- command runs on the stock interpreter with no terminal library.
+local _M = {}
+
+local function sh_ok(cmd)
+  local ok, _, code = os.execute(cmd)
+  return ok == true or ok == 0 or code == 0
+end
+
+--- True when file descriptor `fd` (0, 1 or 2) is a terminal.
+function _M.isatty(fd) return sh_ok("test -t " .. fd) end
+
+--- An output context: `tty` (stdout is a terminal), `color` (and NO_COLOR is unset),
+-- `interactive` (stdin is a terminal).
+function _M.new(env)
+  env = env or os.getenv
+  local t = { interactive = _M.isatty(0), tty = _M.isatty(1), err_tty = _M.isatty(2) }
+  local no_color = env("NO_COLOR")
+  t.color = t.tty and (no_color == nil or no_color == "") and env("TERM") ~= "dumb"
+  return setmetatable(t, { __index = _M })
+end
+
+local CODES = { bold = "1", dim = "2", red = "31", green = "32", yellow = "33", cyan = "36" }
+
+--- `s` in a colour when colour is on.
+function _M:paint(style, s)
+  if not self.color then return s end
+  return "\27[" .. CODES[style] .. "m" .. s .. "\27[0m"
+end
+
+--- Writes `...` to stderr: prompts, progress and errors never mix with stdout's data.
+function _M.say(...)
+  io.stderr:write(...)
+  io.stderr:flush()
+end
+
+--- Reads one line from stdin (nil at the end of input), after printing `prompt` to stderr.
+-- With `secret` on a terminal the answer is not echoed.
+function _M:ask(prompt, secret)
+  if self.interactive then _M.say(prompt) end
+  local hide = secret and self.interactive
+  if hide then os.execute("stty -echo 2>/dev/null") end
+  local ok, line = pcall(io.read, "l")
+  if hide then
+    os.execute("stty echo 2>/dev/null")
+    _M.say("\n")
+  end
+  if not ok then error(line, 0) end   -- Ctrl-C while reading: the caller's interrupt path
+  if line then line = line:gsub("^%s+", ""):gsub("%s+$", "") end
+  return line
+end
+
+local SPIN = { "|", "/", "-", "\\" }
+
+--- One frame of a spinner line on stderr ("| waiting for approval 12 s"), terminals only.
+function _M:spin(n, text)
+  if not self.err_tty then return end
+  _M.say("\r", SPIN[n % #SPIN + 1], " ", text, "\27[K")
+end
+
+--- Ends a spinner line.
+function _M:spin_done()
+  if self.err_tty then _M.say("\r\27[K") end
+end
+
+return _M
