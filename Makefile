@@ -41,6 +41,7 @@ INST_PREFIX ?= /usr/local
 INST_LIBDIR ?= $(INST_PREFIX)/lib/lua/$(if $(filter luajit,$(LUA)),5.1,5.4)
 INST_LUADIR ?= $(INST_PREFIX)/share/lua/$(if $(filter luajit,$(LUA)),5.1,5.4)
 # the `auth0` command runs on Lua 5.4: installed with the Lua 5.4 module only
+INSTALL_CLI ?= $(if $(filter luajit,$(LUA)),no,yes)
 INST_BINDIR ?= $(INST_PREFIX)/bin
 INST_COMPDIR ?= $(INST_PREFIX)/share/bash-completion/completions
 
@@ -107,7 +108,7 @@ install: all
 	install -d $(DESTDIR)$(INST_LIBDIR)/auth0 $(DESTDIR)$(INST_LUADIR)/auth0
 	install -m 0755 $(MODULE) $(DESTDIR)$(INST_LIBDIR)/auth0/core.so
 	cd lua && find auth0 -name '*.lua' -exec install -D -m 0644 {} $(DESTDIR)$(INST_LUADIR)/{} \;
-ifneq ($(LUA),luajit)
+ifeq ($(INSTALL_CLI),yes)
 	install -d $(DESTDIR)$(INST_BINDIR) $(DESTDIR)$(INST_COMPDIR)
 	install -m 0755 bin/auth0 $(DESTDIR)$(INST_BINDIR)/auth0
 	LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" lua5.4 -e 'io.write(require("auth0.cli").parser():get_bash_complete())' \
@@ -150,4 +151,5 @@ rock:
 	rm -rf $(ROCK_BUILD)
 	$(MAKE) all BUILD=$(ROCK_BUILD)
 rock-install:
-	$(MAKE) install BUILD=$(ROCK_BUILD)
+	$(MAKE) install BUILD=$(ROCK_BUILD) \
+	  INSTALL_CLI=$(if $(shell grep -qs 'define LUA_VERSION_NUM.*504' $(LUA_INCDIR)/lua.h && echo y),yes,no)

@@ -28,6 +28,8 @@ build = {
   install_target = "rock-install",
   install_variables = {
     LUA_INCDIR = "$(LUA_INCDIR)", INST_LIBDIR = "$(LIBDIR)", INST_LUADIR = "$(LUADIR)",
+    -- the auth0 command (Lua 5.4 rocks only) and its bash completion, inside the rock
+    INST_BINDIR = "$(BINDIR)", INST_COMPDIR = "$(PREFIX)/completions",
   },
 }
 test = { type = "command", command = "make test" }
