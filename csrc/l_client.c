@@ -28,7 +28,8 @@ typedef struct {
   l_req *inflight;          /* doubly linked */
   int ninflight;
   int closed;
-  int fail_run;             /* test hook: the next poll sees a multi failure */
+  int fail_run, fail_start; /* test hooks: the next poll sees a multi failure, the next
+                               start fails to start */
   long requests;
 } l_client;
 
@@ -514,7 +515,8 @@ static int l_client_build(lua_State *L) {
 /* Starts the filled transfer of r: 0, or -1 with r retired and nil, "network", message pushed. */
 static int launch(lua_State *L, l_client *c, l_req *r) {
   c->requests++;
-  if (a0_xfer_start(c->eng, r->x) != 0) {
+  if (c->fail_start || a0_xfer_start(c->eng, r->x) != 0) {
+    c->fail_start = 0;
     retire(L, r, 0);
     lua_pushnil(L);
     lua_pushliteral(L, "network");
@@ -609,9 +611,11 @@ static int l_client_take(lua_State *L) {
   return 4;
 }
 
-/* client:_fail_next_poll(): test hook, the next poll reports a multi failure. */
-static int l_client_fail_next_poll(lua_State *L) {
-  check_client(L, 1)->fail_run = 1;
+/* client:_fail_next("poll" | "start"): test hook, the next one fails as a libcurl failure would. */
+static int l_client_fail_next(lua_State *L) {
+  static const char *const what[] = { "poll", "start", NULL };
+  l_client *c = check_client(L, 1);
+  if (luaL_checkoption(L, 2, NULL, what) == 0) c->fail_run = 1; else c->fail_start = 1;
   return 0;
 }
 
@@ -677,7 +681,7 @@ static int l_client_gc(lua_State *L) {
 static const luaL_Reg client_methods[] = {
   {"request", l_client_request}, {"start", l_client_start}, {"build", l_client_build},
   {"poll", l_client_poll}, {"take", l_client_take}, {"launch", l_client_launch}, {"idle", l_client_idle}, {"wakeup", l_client_wakeup},
-  {"stats", l_client_stats}, {"close", l_client_close}, {"_fail_next_poll", l_client_fail_next_poll},
+  {"stats", l_client_stats}, {"close", l_client_close}, {"_fail_next", l_client_fail_next},
   {NULL, NULL}
 };
 static const luaL_Reg client_meta[] = {

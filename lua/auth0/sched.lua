@@ -253,8 +253,8 @@ function Sched:poll(ms)
   end
   local n, code, msg = 0, nil, nil
   if not self.closed then
-    if self.transport then
-      if wait > 0 then (self.sleep or core.sleep)(wait / 1000) end
+    if self.transport then   -- nothing of the C engine's is in flight: only timers to wait for
+      if wait > 0 and #self.timers > 0 then (self.sleep or core.sleep)(wait / 1000) end
     else
       n, code, msg = self.core:poll(wait)
       if n == 0 and wait > 0 and #self.timers > 0 and self.qh > self.qt then

@@ -105,7 +105,8 @@ end
 -- The client raises on misuse (a malformed email, ...): that is the user's input here.
 local function call(method, ...)
   local ok, res, err = pcall(client[method], client, ...)
-  if not ok then return nil, nil, (tostring(res):gsub("^.-auth0: ", "")) end
+  -- "bad argument #1 to 'passwordless_start' (email is malformed)": the part in parentheses
+  if not ok then return nil, nil, tostring(res):match("^.-bad argument #%d+ to '[^']*' %((.*)%)$") or tostring(res) end
   return res, err
 end
 
