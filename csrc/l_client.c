@@ -159,6 +159,8 @@ static int l_client_new(lua_State *L) {
   c->eng = a0_engine_new(&o, err, sizeof err);
   if (c->eng == NULL) return luaL_error(L, "could not create the HTTP engine: %s", err);
   c->closed = 0;
+  lua_newtable(L);   /* user value: what registers on the client (register_endpoint) */
+  a0c_setuservalue(L, -2);
   return 1;
 }
 
@@ -280,6 +282,21 @@ static int launch(lua_State *L, l_client *c, l_req *r) {
   return 0;
 }
 
+/* A new handle for a transfer to `what`, on the stack and anchored (unreachable from Lua
+ * until client:take hands it over): the only allocations of a start that can raise. */
+static l_req *new_handle(lua_State *L, l_client *c, const char *what) {
+  l_req *r = a0c_newuserdata(L, sizeof *r);
+  memset(r, 0, sizeof *r);
+  r->self_ref = LUA_NOREF;
+  r->done = 1;
+  r->c = c;
+  r->what = what;
+  luaL_setmetatable(L, HANDLE_MT);
+  lua_pushvalue(L, -1);
+  r->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return r;
+}
+
 /* client:start(endpoint, fields, opts[, hold]) -> handle | nil, "network", message
  * With hold, the request is checked and filled now and sent by client:launch later. */
 static int l_client_start(lua_State *L) {
@@ -289,15 +306,7 @@ static int l_client_start(lua_State *L) {
   a0_xfer *x;
   lua_settop(L, 5);
   check_call(L, &a, 2, 3, 4);
-  r = a0c_newuserdata(L, sizeof *r);   /* the only allocation here that can raise */
-  memset(r, 0, sizeof *r);
-  r->self_ref = LUA_NOREF;
-  r->done = 1;
-  r->c = c;
-  r->what = a.ep->name;
-  luaL_setmetatable(L, HANDLE_MT);
-  lua_pushvalue(L, -1);
-  r->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* may raise: nothing to free yet */
+  r = new_handle(L, c, a.ep->name);
   x = take_xfer(c);
   if (x == NULL || fill(L, c, x, &a) != 0) {
     if (x != NULL) give_xfer(c, x);
