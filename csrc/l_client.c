@@ -1,5 +1,6 @@
 /* Binding of the HTTP engine: auth0.Client (one engine, one connection pool) and
- * auth0.Request (a transfer started with a callback, finished by client:poll). */
+ * auth0.Request (a transfer started with a callback, finished by client:poll). Request
+ * building and its argument checks (the contract with the Lua front) are in l_call.c. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
