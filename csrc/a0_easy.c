@@ -43,6 +43,8 @@ void a0__wipe_request(xfer *x) {
 }
 
 void a0__clear_results(xfer *x) {
+  /* a pooled transfer does not keep the pages of a large answer */
+  if (x->pub.resp.cap >= A0_BUF_MAP) a0_buf_free(&x->pub.resp);
   a0_buf_reset(&x->pub.resp);
   if (x->hdr != NULL) memset(x->hdr, 0, (size_t)A0_NHDR * A0_HDR_MAX);
   x->pub.errmsg[0] = '\0';

@@ -8,7 +8,8 @@
  * with timeout 0), a0_engine_pop_done pops them. The caller
  * never runs libcurl code then, so TLS handshakes and bursts of answers never cost its
  * thread anything. Either way the engine API is used from one thread only (except
- * a0_engine_wakeup, callable from any thread). */
+ * a0_engine_wakeup, callable from any thread). A transfer's lifecycle (its states, who owns
+ * it in each, which thread moves it) is documented at the top of a0_http.c. */
 #ifndef A0_HTTP_H
 #define A0_HTTP_H
 

@@ -1,7 +1,8 @@
 /* Binding of the HTTP engine: the core client (one engine, one connection pool) and its
  * transfer handles. C hands over completions and nothing else: client:start returns a
  * handle, client:poll drives the engine without running Lua, client:take hands over one
- * finished transfer; lua/auth0/sched.lua owns callbacks, budgets and timers. */
+ * finished transfer; lua/auth0/sched.lua owns callbacks, budgets and timers. Request
+ * building and its argument checks (the contract with the Lua front) are in l_call.c. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
