@@ -60,7 +60,7 @@ local ok, err = pcall(function()
     end
   end
 
-  local worst, total, last_waited, worst_frame, worst_state = 0, 0, 0, 0, nil
+  local worst, total, last_polls, worst_frame, worst_state = 0, 0, 0, 0, nil
   local start = now()
   local next_frame = start
   while f.state ~= "done" and f.state ~= "failed" and f.state ~= "cancelled" do
@@ -70,8 +70,9 @@ local ok, err = pcall(function()
     local spent = now() - t0
     total = total + spent
     if spent > worst then worst, worst_frame, worst_state = spent, frame, f.state end
-    if f.state == "awaiting_push" and f.push_waited ~= last_waited then
-      last_waited = f.push_waited
+    -- push_waited moves every frame; push_polls once per answer from Auth0
+    if f.state == "awaiting_push" and f.push_polls ~= last_polls then
+      last_polls = f.push_polls
       print(("frame %5d  push still pending after %.1f s"):format(frame, f.push_waited))
     end
     play()

@@ -38,6 +38,8 @@
 -- | invalid_id_token    | an ID token failed verification                                  |
 -- | unknown_kid         | the ID token's key id is not in the JWKS                         |
 -- | malformed           | a value given to a helper does not parse (jwt.decode, parse_otpauth) |
+-- | store               | the credentials store cannot be used: `insecure_store`,          |
+-- |                     | `store_corrupt`, `store_busy`, `store_error` (auth0.credentials) |
 -- | timeout, network, tls, bad_response, cancelled | no usable answer (ours)               |
 -- | unknown             | anything else (a code this version does not know)                |
 local cjson = require("cjson.safe").new()
@@ -69,6 +71,7 @@ local BY_CODE = {
   transport = "network", tls = "tls", bad_response = "bad_response", too_large = "bad_response",
   cancelled = "cancelled", invalid_id_token = "invalid_id_token", unknown_kid = "unknown_kid",
   invalid_jwt = "malformed", invalid_otpauth = "malformed",
+  insecure_store = "store", store_corrupt = "store", store_busy = "store", store_error = "store",
   login_required = "login_required",
   -- docs/protocol.md "4.1 Shape": match on `error` only, the text varies
   mfa_required = "mfa_required",

@@ -19,6 +19,7 @@ local otp = require "auth0.otp"
 _M.totp = otp.totp
 _M.hotp = otp.hotp
 _M.parse_otpauth = otp.parse_otpauth
+_M.qr = require("auth0.qr").encode
 
 local AWAIT = check.at("await", 2)
 

@@ -114,10 +114,6 @@ function Client:mfa_verify(p, cb)
     O_VERIFY, cb, shape.tokens)
 end
 
--- A rejected push: access_denied (real server) or invalid_grant "MFA Authorization rejected." (docs).
-local function is_rejection(e)
-  return e.code == "access_denied" or (e.code == "invalid_grant" and (e.message or ""):find("rejected", 1, true))
-end
 
 --- Waits for a push approval by polling the mfa-oob grant.
 -- @tparam table p `mfa_token`, `oob_code`, `interval` (5 s), `timeout` (300 s),
@@ -137,9 +133,10 @@ function Client:mfa_poll(p, cb)
   -- one step of the state machine: returns "wait", seconds | "done", tokens, err
   local function step(tokens, err)
     if tokens then return "done", tokens end
-    local code = err.code
-    if code == "authorization_pending" or code == "slow_down" then
-      if code == "slow_down" then interval = interval + 5 end
+    -- err.reason, not Auth0's wording (lua/auth0/error.lua derives it once)
+    local reason = err.reason
+    if reason == "push_pending" or reason == "slow_down" then
+      if reason == "slow_down" then interval = interval + 5 end
       -- the waits asked for count even when a custom `sleep` does not really sleep
       local waited = max(now() - started, slept)
       if on_pending then self._sched:call(on_pending, waited) end
@@ -149,7 +146,8 @@ function Client:mfa_poll(p, cb)
       end
       return "wait", interval
     end
-    if is_rejection(err) then err.code = "access_denied" end
+    -- a rejection keeps the documented code whichever way the server spelled it
+    if err.reason == "push_rejected" then err.code = "access_denied" end
     return "done", nil, err
   end
 
