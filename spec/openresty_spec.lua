@@ -116,6 +116,16 @@ local function http_post(base, path, body, headers)
   return status, cjson.decode(text) or text, rh
 end
 
+-- The login state travels in the sealed auth0_session cookie only.
+local COOKIE_ATTRS = "; Path=/login; Max-Age=600; Secure; HttpOnly; SameSite=Strict"
+local CLEARED = "auth0_session=; Path=/login; Max-Age=0; Secure; HttpOnly; SameSite=Strict"
+local function session_of(headers)
+  local v = (headers or {})["set-cookie"]
+  return v and v:match("^auth0_session=([^;]+)" .. COOKIE_ATTRS:gsub("%p", "%%%0") .. "$")
+end
+local function with(sid) return { cookie = "auth0_session=" .. sid } end
+local INVALID = { error = "invalid_session", error_description = "no valid login in progress; start again" }
+
 local function http_get(url)
   local text, status = http.request(url)
   assert(text, "request to " .. url .. " failed: " .. tostring(status))
@@ -146,8 +156,9 @@ local function post_many(port, reqs)
     local s = assert(socket.tcp())
     s:settimeout(5)
     assert(s:connect("127.0.0.1", port))
-    assert(s:send(("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-      .. "Content-Length: %d\r\nConnection: close\r\n\r\n%s"):format(r.path, #data, data)))
+    assert(s:send(("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n%s"
+      .. "Content-Length: %d\r\nConnection: close\r\n\r\n%s"):format(r.path,
+        r.sid and ("Cookie: auth0_session=" .. r.sid .. "\r\n") or "", #data, data)))
     s:settimeout(0)
     conns[i] = { sock = s, parts = {} }
     by_sock[s] = conns[i]
@@ -172,7 +183,9 @@ local function post_many(port, reqs)
     if not c.done then c.sock:close() end
     local text = table.concat(c.parts)
     local status = tonumber(text:match("^HTTP/1%.%d (%d+)"))
-    out[i] = { status = status, body = cjson.decode(text:match("\r\n\r\n(.*)$") or "") }
+    local head = text:match("^(.-)\r\n\r\n") or ""
+    out[i] = { status = status, body = cjson.decode(text:match("\r\n\r\n(.*)$") or ""),
+      sid = head:match("\r\n[Ss]et%-[Cc]ookie: auth0_session=([^;\r]+)") }
   end
   return out
 end
@@ -195,6 +208,7 @@ describe("OpenResty transport and example", function()
     -- server with the emulator's own certificate that sleeps DELAY s (ngx.sleep, so it never
     -- serializes requests itself) and then proxy_passes to the emulator.
     local http_extra = ([[
+  lua_shared_dict auth0_sessions 1m;   # the test locations' results (the example keeps no state)
   server {
     listen 127.0.0.1:%d;
     location / { content_by_lua_file %s/fake.lua; }
@@ -236,10 +250,13 @@ describe("OpenResty transport and example", function()
     ngx.shared.auth0_sessions:set("test:init_worker", dofile("%s/phase.lua"))
 ]]):format(work)
     local err
+    -- every login here comes from 127.0.0.1: the gateway's limits (spec/gateway_spec.lua) are off
+    local no_limits = "limit_ip = false, limit_identifier = false, limit_global = false, limit_verify = false,"
     api, err = launch.start { base_url = "https://localhost:" .. srv.port, ca_file = srv.ca_file,
-      owner_pid = me, http = http_extra, server = server_extra, init_worker = init_worker }
+      owner_pid = me, http = http_extra, server = server_extra, init_worker = init_worker, options = no_limits }
     assert(api, err)
-    slow, err = launch.start { base_url = "https://localhost:" .. slow_port, ca_file = srv.ca_file, owner_pid = me }
+    slow, err = launch.start { base_url = "https://localhost:" .. slow_port, ca_file = srv.ca_file, owner_pid = me,
+      options = no_limits }
     assert(slow, err)
   end)
 
@@ -258,13 +275,14 @@ describe("OpenResty transport and example", function()
     it("logs in with an email code", function()
       local status, r, headers = http_post(api.url, "/login/start", { email = "alice@example.com" })
       assert.equal(200, status)
-      assert.matches("^[%w_-]+$", r.session)
-      assert.equal(32, #r.session)
-      assert.equal("auth0_session=" .. r.session .. "; Path=/login; HttpOnly; SameSite=Strict", headers["set-cookie"])
+      assert.same({ code_sent = true }, r)   -- the session is in the cookie only
+      local sid = session_of(headers)
+      assert.matches("^[%w_-]+$", sid)
       local code = last_code("alice@example.com")
       assert.matches("^%d%d%d%d%d%d$", code)
-      local vstatus, tokens = http_post(api.url, "/login/verify", { session = r.session, code = code })
+      local vstatus, tokens, vh = http_post(api.url, "/login/verify", { code = code }, with(sid))
       assert.equal(200, vstatus)
+      assert.equal(CLEARED, vh["set-cookie"])
       assert.equal("Bearer", tokens.token_type)
       assert.equal(86400, tokens.expires_in)
       assert.equal("openid profile email", tokens.scope)
@@ -274,23 +292,25 @@ describe("OpenResty transport and example", function()
       local claims = assert(c:verify_id_token(tokens.id_token))
       assert.equal("alice@example.com", claims.email)
       c:close()
-      -- the session is gone once used
-      local again = http_post(api.url, "/login/verify", { session = r.session, code = code })
-      assert.equal(401, again)
+      -- the session is gone once used (this node remembers it was replaced)
+      local again, e = http_post(api.url, "/login/verify", { code = code }, with(sid))
+      assert.equal(400, again)
+      assert.same(INVALID, e)
     end)
 
     it("logs in with an SMS code, the session taken from the cookie", function()
-      local status, r = http_post(api.url, "/login/start", { phone_number = "+15551234567" })
+      local status, _, h = http_post(api.url, "/login/start", { phone_number = "+15551234567" })
       assert.equal(200, status)
       local vstatus, tokens = http_post(api.url, "/login/verify", { code = last_code("+15551234567") },
-        { cookie = "auth0_session=" .. r.session })
+        with(session_of(h)))
       assert.equal(200, vstatus)
       assert.is_string(tokens.id_token)
     end)
 
     it("passes Auth0's errors and rejects bad input", function()
-      local _, r = http_post(api.url, "/login/start", { email = "bob@example.com" })
-      local status, e = http_post(api.url, "/login/verify", { session = r.session, code = "000000" })
+      local _, _, h = http_post(api.url, "/login/start", { email = "bob@example.com" })
+      local sid = session_of(h)
+      local status, e = http_post(api.url, "/login/verify", { code = "000000" }, with(sid))
       assert.equal(403, status)
       assert.equal("invalid_grant", e.error)
       assert.equal("Wrong email or verification code.", e.error_description)
@@ -300,12 +320,12 @@ describe("OpenResty transport and example", function()
       status, e = http_post(api.url, "/login/start", "{")
       assert.equal(400, status)
       assert.equal("the body must be a JSON object", e.error_description)
-      status, e = http_post(api.url, "/login/verify", { session = "nope", code = "1" })
-      assert.equal(401, status)
-      assert.equal("invalid_session", e.error)
-      status, e = http_post(api.url, "/login/mfa", { session = r.session, code = "123456" })
+      status, e = http_post(api.url, "/login/verify", { code = "1" }, with("nope"))
       assert.equal(400, status)
-      assert.equal("no multi-factor step is pending for this session", e.error_description)
+      assert.same(INVALID, e)
+      status, e = http_post(api.url, "/login/mfa", { code = "123456" }, with(sid))
+      assert.equal(400, status)
+      assert.equal("no multi-factor step is pending for this login", e.error_description)
     end)
 
     -- the user has MFA on; returns the session after /login/verify and its answer
@@ -318,13 +338,15 @@ describe("OpenResty transport and example", function()
         assert.equal(200, st)
         enrolled[#enrolled + 1] = r
       end
-      local _, r = http_post(api.url, "/login/start", { email = email })
-      local status, v = http_post(api.url, "/login/verify", { session = r.session, code = last_code(email) })
+      local _, _, h = http_post(api.url, "/login/start", { email = email })
+      local status, v, vh = http_post(api.url, "/login/verify", { code = last_code(email) }, with(session_of(h)))
       assert.equal(200, status)
       assert.is_true(v.mfa_required)
-      assert.equal(r.session, v.session)
-      assert.is_nil(v.mfa_token)   -- the secret stays on the server
-      return r.session, v, enrolled
+      assert.is_nil(v.session)
+      assert.is_nil(v.mfa_token)   -- the secret is only inside the sealed cookie
+      local sid = session_of(vh)   -- the state moved on: a new cookie replaces the old one
+      assert.is_string(sid)
+      return sid, v, enrolled
     end
 
     local function find_type(list, t)
@@ -335,38 +357,41 @@ describe("OpenResty transport and example", function()
       local sid, v, enrolled = mfa_login("totp@example.com", { { type = "otp" } })
       local otp = find_type(v.authenticators, "otp")
       assert.equal(enrolled[1].authenticator.id, otp.id)
-      local status, ch = http_post(api.url, "/login/mfa", { session = sid, authenticator_id = otp.id })
+      local status, ch, ch_h = http_post(api.url, "/login/mfa", { authenticator_id = otp.id }, with(sid))
       assert.equal(200, status)
       assert.same({ challenge_type = "otp" }, ch)
-      status = http_post(api.url, "/login/mfa", { session = sid, code = "000000" })
+      sid = session_of(ch_h) or sid
+      status = http_post(api.url, "/login/mfa", { code = "000000" }, with(sid))
       assert.equal(403, status)
       local tokens
-      status, tokens = http_post(api.url, "/login/mfa", { session = sid,
-        code = auth0.totp(enrolled[1].authenticator.secret) })
+      status, tokens = http_post(api.url, "/login/mfa", { code = auth0.totp(enrolled[1].authenticator.secret) },
+        with(sid))
       assert.equal(200, status)
       assert.is_string(tokens.access_token)
-      assert.equal(401, (http_post(api.url, "/login/mfa", { session = sid, code = "1" })))
+      local again, e = http_post(api.url, "/login/mfa", { code = "1" }, with(sid))
+      assert.same({ 400, INVALID }, { again, e })
     end)
 
     it("completes an MFA login with an SMS code and with a recovery code", function()
       local sid, v = mfa_login("sms@example.com", { { type = "sms", phone_number = "+15550001111" } })
       local sms = find_type(v.authenticators, "oob")
       assert.equal("sms", sms.oob_channel)
-      local status, ch = http_post(api.url, "/login/mfa", { session = sid, authenticator_id = sms.id })
+      local status, ch, ch_h = http_post(api.url, "/login/mfa", { authenticator_id = sms.id }, with(sid))
       assert.equal(200, status)
       assert.same({ challenge_type = "oob", binding_method = "prompt" }, ch)
+      sid = session_of(ch_h) or sid
       local out = emu.control("GET", "/outbox?to=" .. auth0.core.pct_escape("+15550001111"))
       local msg = out.messages[#out.messages]
       local tokens
-      status, tokens = http_post(api.url, "/login/mfa", { session = sid, code = msg.binding_code or msg.code })
+      status, tokens = http_post(api.url, "/login/mfa", { code = msg.binding_code or msg.code }, with(sid))
       assert.equal(200, status)
       assert.is_string(tokens.access_token)
 
       local sid2, v2, enrolled = mfa_login("rc@example.com", { { type = "otp" } })
       local rc = find_type(v2.authenticators, "recovery-code")
       assert.is_table(rc, "no recovery-code authenticator listed")
-      status, tokens = http_post(api.url, "/login/mfa", { session = sid2, authenticator_id = rc.id,
-        code = enrolled[1].recovery_code })
+      status, tokens = http_post(api.url, "/login/mfa", { authenticator_id = rc.id,
+        code = enrolled[1].recovery_code }, with(sid2))
       assert.equal(200, status)
       assert.is_string(tokens.recovery_code)
     end)
@@ -384,8 +409,7 @@ describe("OpenResty transport and example", function()
       for _, m in ipairs(out.messages) do codes[m.to] = m.code end
       for i = 1, LOGINS do
         assert.equal(200, started[i].status)
-        reqs[i] = { path = "/login/verify", body = { session = started[i].body.session,
-          code = codes["u" .. i .. "@example.com"] } }
+        reqs[i] = { path = "/login/verify", sid = started[i].sid, body = { code = codes["u" .. i .. "@example.com"] } }
       end
       local t2 = socket.gettime()
       local verified = post_many(slow.port, reqs)
