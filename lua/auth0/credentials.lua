@@ -193,7 +193,7 @@ end
 require("auth0.credentials.renew")(Manager, {
   raise = raise, check_ttl = check_ttl, api_key = api_key, entry_of = entry_of, fresh = fresh, view = view,
   deliver = deliver, changed = changed, login_required = login_required, entry_from = entry_from,
-  store_new = store_new, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
+  store_new = store_new, new_error = new_error, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
 })
 
 return _M

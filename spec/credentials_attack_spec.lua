@@ -1,0 +1,112 @@
+-- auth0.credentials under attack (the hostile review of issue 12): errors raised from the
+-- user's own callbacks while a refresh is in flight, hostile refresh answers, stores whose
+-- directory belongs to someone else, and store contents of the wrong types.
+local auth0 = require "auth0"
+local credentials = require "auth0.credentials"
+local emu = require "spec.support.emulator"
+
+local server
+local offset = 0
+local function now() return os.time() + offset end
+local function advance(s)
+  offset = offset + s
+  emu.control("POST", "/clock", { advance = s })
+end
+
+local function client(opts)
+  local o = { base_url = server.base_url, ca_file = server.ca_file, client_id = "emu-native", timeout = 10,
+              on_callback_error = function() end }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return auth0.new(o)
+end
+
+local function refreshes() return emu.control("GET", "/refresh_tokens").refreshes end
+
+local function login(c, email)
+  assert(c:passwordless_start { connection = "email", email = email })
+  local out = emu.control("GET", "/outbox?to=" .. auth0.core.pct_escape(email)).messages
+  return assert(c:passwordless_login { realm = "email", username = email, otp = out[#out].code,
+    scope = "openid profile email offline_access", audience = "https://api.example.com" })
+end
+
+local function sh(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+local tmp
+local function tmpdir()
+  tmp = sh("mktemp -d /tmp/a0-creds-attack.XXXXXX"):match("%S+")
+  return tmp
+end
+
+local function poll_until(c, pred, secs)
+  local deadline = os.time() + (secs or 20)
+  while not pred() do
+    if os.time() >= deadline then return false end
+    c:poll(20)
+  end
+  return true
+end
+
+describe("auth0.credentials attacked", function()
+  setup(function() server = emu.start() end)
+  before_each(function()
+    emu.reset()
+    offset = 0
+  end)
+  after_each(function()
+    if tmp then os.execute("rm -rf '" .. tmp .. "'"); tmp = nil end
+  end)
+
+  it("an error raised by on_change during a callback refresh neither wedges the manager nor keeps the lock", function()
+    local path = tmpdir() .. "/creds"
+    local boom = true
+    local c = client()
+    local cm = credentials.new(c, { store = credentials.file_store { path = path, lock_wait = 1 }, now = now,
+      on_change = function(ev) if ev == "renewed" and boom then error("on_change failed") end end })
+    assert(cm:save(login(c, "wedge@example.com")))
+    advance(86400 + 10)
+    local got, gerr, called
+    assert.is_true(cm:credentials(function(t, err) got, gerr, called = t, err, true end))
+    -- the first caller hears of the refresh (with an error or the tokens), never silence
+    assert.is_true(poll_until(c, function() return called end, 15), "the first callback never ran")
+    assert.is_true(got ~= nil or gerr ~= nil)
+    boom = false
+    -- a second manager on the same file must get the lock (the first one's is released)
+    local cm2 = credentials.new(client(), { store = credentials.file_store { path = path, lock_wait = 1 }, now = now })
+    advance(86400 + 10)
+    local t2, err2 = cm2:credentials()
+    assert.is_nil(err2)
+    assert.is_string(t2.access_token)
+    -- and the first manager still works, in both forms
+    local t3, called3
+    assert.is_true(cm:credentials(function(t) t3, called3 = t, true end))
+    assert.is_true(poll_until(c, function() return called3 end, 15), "the manager is wedged")
+    assert.is_string(t3.access_token)
+    assert.is_string(cm:credentials().access_token)
+  end)
+
+  it("a custom store raising in load or save during a callback refresh does not wedge the manager", function()
+    local inner = credentials.memory_store()
+    local fail_load = false
+    local store = { kind = "flaky",
+      load = function() if fail_load then error("load exploded") end return inner.load() end,
+      save = inner.save, clear = inner.clear,
+      lock = function() return "held" end, unlock = function() end }
+    local c = client()
+    local cm = credentials.new(c, { store = store, now = now })
+    assert(cm:save(login(c, "flaky@example.com")))
+    advance(86400 + 10)
+    fail_load = true
+    assert.has_error(function() cm:credentials(function() end) end, "load exploded")
+    fail_load = false
+    local got, called
+    assert.is_true(cm:credentials(function(t) got, called = t, true end))
+    assert.is_true(poll_until(c, function() return called end, 15), "the manager is wedged")
+    assert.is_string(got.access_token)
+    assert.equal(1, refreshes())
+  end)
+end)
