@@ -79,11 +79,14 @@ static a0_store_status check_private(int fd, const char *path, a0_store_err *e) 
   return A0_STORE_OK;
 }
 
-/* A directory others could write into (without the sticky bit) lets them swap our file. */
+/* A directory others could write into (without the sticky bit), or that another user owns
+ * (and may chmod at will), lets them swap our file or roll it back to a rotated-out token. */
 static a0_store_status check_dir(const char *dir, a0_store_err *e) {
   struct stat st;
   if (stat(dir, &st) != 0) return sys_fail(e, "cannot stat", dir);
   if (!S_ISDIR(st.st_mode)) return fail(e, A0_STORE_IO, "%s is not a directory", dir);
+  if (st.st_uid != geteuid() && st.st_uid != 0)
+    return fail(e, A0_STORE_INSECURE, "directory %s is owned by another user", dir);
   if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX))
     return fail(e, A0_STORE_INSECURE, "directory %s is writable by group or others", dir);
   return A0_STORE_OK;
@@ -110,7 +113,11 @@ a0_store_status a0_store_read(const char *path, a0_buf *out, a0_store_err *e) {
   a0_store_status s;
   char chunk[4096];
   size_t start = out->len;
-  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  char dir[4096];
+  int fd;
+  if (dir_of(path, dir, sizeof dir) != 0) return fail(e, A0_STORE_IO, "path too long");
+  if ((s = check_dir(dir, e)) != A0_STORE_OK) return s;
+  fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return sys_fail(e, "cannot open", path);
   s = check_private(fd, path, e);
   while (s == A0_STORE_OK) {
@@ -219,6 +226,7 @@ a0_store_status a0_store_lock(const char *lock_path, long timeout_ms, int *fd, a
   int f;
   if (dir_of(lock_path, dir, sizeof dir) != 0) return fail(e, A0_STORE_IO, "path too long");
   if ((s = a0_store_mkdirs(dir, e)) != A0_STORE_OK) return s;
+  if ((s = check_dir(dir, e)) != A0_STORE_OK) return s;
   f = open(lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (f < 0) return sys_fail(e, "cannot open lock", lock_path);
   if ((s = check_private(f, lock_path, e)) != A0_STORE_OK) { close(f); return s; }

@@ -109,4 +109,31 @@ describe("auth0.credentials attacked", function()
     assert.is_string(got.access_token)
     assert.equal(1, refreshes())
   end)
+
+  it("refuses a store directory owned by another user (who could swap or roll back the file)", function()
+    local dir = tmpdir() .. "/theirs"
+    os.execute("mkdir -m 0755 " .. dir)
+    local path = dir .. "/credentials"
+    local c = client()
+    local tokens = login(c, "theirs@example.com")
+    -- our own file, written while the directory was still ours
+    assert(credentials.new(c, { store = credentials.file_store { path = path }, now = now }):save(tokens))
+    os.execute("chown nobody " .. dir)
+    local store = credentials.file_store { path = path, lock_wait = 0 }
+    local cm = credentials.new(c, { store = store, now = now })
+    local t, err = cm:credentials()
+    assert.is_nil(t and "tokens")   -- never print them on failure
+    assert.equal("insecure_store", err.code)
+    assert.matches("owned by another user", err.message)
+    local ok, werr = store.save({ v = 1 })
+    assert.is_nil(ok)
+    assert.equal("insecure_store", werr.code)
+    local l, lerr = store.lock(0)
+    assert.is_nil(l)
+    assert.equal("insecure_store", lerr.code)
+    -- a directory of root's (not writable by others) stays fine: that is where /tmp-like parents live
+    os.execute("chown root " .. dir)
+    assert.is_string(credentials.new(c, { store = store, now = now }):credentials().access_token)
+    c:close()
+  end)
 end)
