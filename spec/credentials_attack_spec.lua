@@ -136,4 +136,53 @@ describe("auth0.credentials attacked", function()
     assert.is_string(credentials.new(c, { store = store, now = now }):credentials().access_token)
     c:close()
   end)
+
+  it("bounds a refresh answer's expires_in: huge is capped, so the token is renewed again", function()
+    emu.control("POST", "/apis", { identifier = "https://api.example.com", token_lifetime = 1e300 })
+    local c = client()
+    local store = credentials.file_store { path = tmpdir() .. "/creds" }
+    local cm = credentials.new(c, { store = store, now = now })
+    assert(cm:save(login(c, "forever@example.com")))
+    advance(40 * 86400)
+    local t, err = cm:credentials()
+    assert.is_nil(err)
+    assert.is_true(t.expires_in <= 30 * 86400)
+    assert.equal(1, refreshes())
+    c:close()
+  end)
+
+  it("never raises nor stores a non-finite expiry when a client hands back NaN or inf", function()
+    -- a client object of the app's own (any table with refresh works): the values a JSON
+    -- decoder that accepts 1e999 or NaN would produce
+    for _, bad in ipairs({ 0 / 0, math.huge, -math.huge, -5, "soon" }) do
+      local n = 0
+      local stub = { refresh = function(_, p)
+        n = n + 1
+        assert.equal("rt-" .. n, p.refresh_token)
+        return { access_token = "at-" .. n, refresh_token = "rt-" .. (n + 1), expires_in = bad }
+      end }
+      local path = tmpdir() .. "/creds"
+      local cm = credentials.new(stub, { store = credentials.file_store { path = path }, now = os.time })
+      assert(cm:save({ access_token = "at-0", refresh_token = "rt-1", expires_in = 0 }))
+      local t, err = cm:credentials()
+      assert.is_nil(err)
+      assert.equal("at-1", t.access_token)
+      assert.is_true(t.expires_at == t.expires_at and t.expires_at < math.huge)
+      -- the rotated refresh token reached the file
+      local again = credentials.new(stub, { store = credentials.file_store { path = path }, now = os.time })
+      assert.equal("at-2", again:renew().access_token)   -- the stub checks it sends rt-2
+      os.execute("rm -rf '" .. tmp .. "'"); tmp = nil
+    end
+  end)
+
+  it("raises when the now option returns NaN or inf (misuse), instead of trusting every token", function()
+    for _, bad in ipairs({ 0 / 0, math.huge, -math.huge, "12" }) do
+      local cm = credentials.new({ refresh = function() error("no refresh expected") end },
+        { now = function() return bad end })
+      assert.has_error(function()
+        cm:save({ access_token = "at", refresh_token = "rt", expires_in = 100 })
+        cm:credentials()
+      end)
+    end
+  end)
 end)

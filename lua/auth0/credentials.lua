@@ -62,9 +62,18 @@ function _M.new(client, opts)
   end
   if opts.on_change ~= nil and type(opts.on_change) ~= "function" then raise("on_change must be a function") end
   if opts.now ~= nil and type(opts.now) ~= "function" then raise("now must be a function") end
+  local now = os.time
+  if opts.now then
+    local user_now = opts.now
+    now = function()   -- a NaN or infinite clock would make every token look valid
+      local t = user_now()
+      if type(t) ~= "number" or not (t > -1e15 and t < 1e15) then raise("now() must return finite epoch seconds", 2) end
+      return t
+    end
+  end
   return setmetatable({
     _client = client, _store = store, _min_ttl = check_ttl(opts.min_ttl or 60, "min_ttl", 2),
-    _on_change = opts.on_change, _now = opts.now or os.time,
+    _on_change = opts.on_change, _now = now,
     _data = nil,          -- cached store content; false = known empty; nil = not read yet
     _flight = nil,        -- the refresh in flight: { key, waiters, lock }
     _queued = {},         -- calls for another audience, waiting for the flight to land
@@ -121,8 +130,13 @@ local function login_required(cause)
   return new_error("login_required", msg, { status = cause and cause.status or nil, cause = cause and cause.code or nil })
 end
 
+-- Auth0 issues access tokens for at most 30 days: a longer (or infinite) expires_in is not
+-- believed, and a NaN, negative or non-number one means "renew next time".
+local MAX_TTL = 30 * 86400
+
 local function entry_from(res, now)
-  local ttl = type(res.expires_in) == "number" and res.expires_in or 0
+  local ttl = res.expires_in
+  if type(ttl) ~= "number" or not (ttl > 0) then ttl = 0 elseif ttl > MAX_TTL then ttl = MAX_TTL end
   return { access_token = res.access_token, token_type = res.token_type, scope = res.scope, expires_at = now + ttl }
 end
 
