@@ -136,7 +136,7 @@ local MAX_TTL = 30 * 86400
 
 local function entry_from(res, now)
   local ttl = res.expires_in
-  if type(ttl) ~= "number" or not (ttl > 0) then ttl = 0 elseif ttl > MAX_TTL then ttl = MAX_TTL end
+  if type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 then ttl = 0 elseif ttl > MAX_TTL then ttl = MAX_TTL end
   return { access_token = res.access_token, token_type = res.token_type, scope = res.scope, expires_at = now + ttl }
 end
 
