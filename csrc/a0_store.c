@@ -109,7 +109,20 @@ a0_store_status a0_store_mkdirs(const char *dir, a0_store_err *e) {
   return A0_STORE_OK;
 }
 
-a0_store_status a0_store_read(const char *path, a0_buf *out, a0_store_err *e) {
+/* A settings file nobody else can change. */
+static a0_store_status check_config(int fd, const char *path, a0_store_err *e) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return sys_fail(e, "cannot stat", path);
+  if (!S_ISREG(st.st_mode)) return fail(e, A0_STORE_INSECURE, "%s is not a regular file", path);
+  if (st.st_uid != geteuid() && st.st_uid != 0)
+    return fail(e, A0_STORE_INSECURE, "%s is owned by another user", path);
+  if (st.st_mode & 022)
+    return fail(e, A0_STORE_INSECURE, "%s is writable by group or others (mode %03o)", path,
+                (unsigned)(st.st_mode & 0777));
+  return A0_STORE_OK;
+}
+
+static a0_store_status read_checked(const char *path, int config, a0_buf *out, a0_store_err *e) {
   a0_store_status s;
   char chunk[4096];
   size_t start = out->len;
@@ -117,9 +130,9 @@ a0_store_status a0_store_read(const char *path, a0_buf *out, a0_store_err *e) {
   int fd;
   if (dir_of(path, dir, sizeof dir) != 0) return fail(e, A0_STORE_IO, "path too long");
   if ((s = check_dir(dir, e)) != A0_STORE_OK) return s;
-  fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  fd = open(path, O_RDONLY | (config ? 0 : O_NOFOLLOW) | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return sys_fail(e, "cannot open", path);
-  s = check_private(fd, path, e);
+  s = config ? check_config(fd, path, e) : check_private(fd, path, e);
   while (s == A0_STORE_OK) {
     ssize_t n = read(fd, chunk, sizeof chunk);
     if (n < 0 && errno == EINTR) continue;
@@ -135,6 +148,14 @@ a0_store_status a0_store_read(const char *path, a0_buf *out, a0_store_err *e) {
     out->len = start;
   }
   return s;
+}
+
+a0_store_status a0_store_read(const char *path, a0_buf *out, a0_store_err *e) {
+  return read_checked(path, 0, out, e);
+}
+
+a0_store_status a0_store_read_config(const char *path, a0_buf *out, a0_store_err *e) {
+  return read_checked(path, 1, out, e);
 }
 
 static int write_all(int fd, const char *p, size_t n) {

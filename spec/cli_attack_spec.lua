@@ -1,0 +1,89 @@
+-- The `auth0` command under attack (the hostile review of issue 13): settings files another
+-- user can change. Whoever can edit a profile can point base_url (or ca_file) at a server of
+-- theirs and receive the refresh token on the next `auth0 token`; so a profile or client
+-- secret file owned by someone else, writable by group or others, or in a directory someone
+-- else controls, is refused (exit 2) before anything is read from it.
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function sh(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+local function write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+local work
+
+-- Runs `auth0 args` with a clean environment; returns status, stdout, stderr.
+local function run(args, env)
+  local e = { HOME = work, XDG_CONFIG_HOME = work .. "/config", XDG_STATE_HOME = work .. "/state",
+    NO_COLOR = "1", LUA_PATH = os.getenv("LUA_PATH"), LUA_CPATH = os.getenv("LUA_CPATH") }
+  for k, v in pairs(env or {}) do e[k] = v end
+  local parts = { "env -i PATH=" .. q(os.getenv("PATH")) }
+  for k, v in pairs(e) do parts[#parts + 1] = k .. "=" .. q(v) end
+  local base = work .. "/run"
+  os.execute(("%s bin/auth0 %s </dev/null >%s.out 2>%s.err; echo $? >%s.rc"):format(table.concat(parts, " "), args,
+    base, base, base))
+  local function read(p) local f = io.open(p, "rb"); local s = f:read("a"); f:close(); return s end
+  return tonumber(read(base .. ".rc")), read(base .. ".out"), read(base .. ".err")
+end
+
+local PROFILE = "base_url = https://127.0.0.1:9\nclient_id = emu-native\n"
+
+describe("auth0 command attacked: settings files", function()
+  before_each(function()
+    work = sh("mktemp -d /tmp/a0-cli-attack.XXXXXX"):match("%S+")
+    os.execute("mkdir -m 0700 " .. q(work .. "/config") .. " && mkdir -m 0700 " .. q(work .. "/config/lua-auth0"))
+  end)
+  after_each(function() os.execute("rm -rf " .. q(work)) end)
+
+  it("reads a profile of ours that only we can write (0644 is fine)", function()
+    local path = work .. "/config/lua-auth0/mine.conf"
+    write(path, PROFILE)
+    os.execute("chmod 0644 " .. q(path))
+    local st, _, err = run("whoami --profile mine")
+    assert.equal(3, st)   -- not logged in: the profile was read
+    assert.matches("not logged in", err)
+  end)
+
+  it("refuses a profile writable by group or others", function()
+    local path = work .. "/config/lua-auth0/shared.conf"
+    write(path, PROFILE)
+    for _, m in ipairs({ "0664", "0646", "0666" }) do
+      os.execute("chmod " .. m .. " " .. q(path))
+      local st, _, err = run("whoami --profile shared")
+      assert.equal(2, st)
+      assert.matches("refusing the profile: .*writable by group or others", err)
+    end
+  end)
+
+  it("refuses a profile owned by another user, or in a directory another user owns", function()
+    local path = work .. "/config/lua-auth0/theirs.conf"
+    write(path, PROFILE)
+    os.execute("chmod 0644 " .. q(path) .. " && chown nobody " .. q(path))
+    local st, _, err = run("whoami --profile theirs")
+    assert.equal(2, st)
+    assert.matches("owned by another user", err)
+    os.execute("chown root " .. q(path) .. " && chown nobody " .. q(work .. "/config/lua-auth0"))
+    st, _, err = run("whoami --profile theirs")
+    assert.equal(2, st)
+    assert.matches("directory .* is owned by another user", err)
+  end)
+
+  it("refuses a client secret file others can write, and says nothing of its content", function()
+    local path = work .. "/secret"
+    write(path, "s3cr3t-client-secret\n")
+    os.execute("chmod 0666 " .. q(path))
+    local st, out, err = run("whoami --client-secret-file " .. q(path),
+      { AUTH0_BASE_URL = "https://127.0.0.1:9", AUTH0_CLIENT_ID = "emu-native" })
+    assert.equal(2, st)
+    assert.matches("refusing the client secret file", err)
+    assert.is_nil((out .. err):find("s3cr3t", 1, true))
+  end)
+end)
