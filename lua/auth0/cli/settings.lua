@@ -96,8 +96,8 @@ function _M.resolve(args, env)
     s[k] = v
   end
   if s.client_secret_file then
-    local secret, ferr = read_setting_file(s.client_secret_file)
-    if ferr then return nil, "refusing the client secret file: " .. ferr end
+    local secret, serr = read_setting_file(s.client_secret_file)
+    if serr then return nil, "refusing the client secret file: " .. serr end
     if not secret then return nil, "cannot read the client secret file " .. s.client_secret_file end
     s.client_secret = secret:gsub("%s+$", "")
   else
