@@ -247,7 +247,7 @@ local function check_limit(key, spec)
 end
 
 local function load_state()
-  local ok, wait = check_limit("verify|" .. ngx.var.remote_addr, config.limit_verify)
+  local ok, wait = check_limit("verify|" .. limit.addr_key(ngx.var.remote_addr), config.limit_verify)
   if not ok then return nil, too_many(wait, "attempts from this address") end
   local state, why = sealer:open(ngx.var["cookie_" .. COOKIE])
   if not state then return nil, bad_session(why or "no cookie") end
@@ -272,9 +272,9 @@ function _M.start()
   if email and phone then return bad_request("give email or phone_number, not both") end
   if not email and not phone then return bad_request("email or phone_number is required") end
   local addr = ngx.var.remote_addr
-  local ok, wait = check_limit("ip|" .. addr, config.limit_ip)
+  local ok, wait = check_limit("ip|" .. limit.addr_key(addr), config.limit_ip)
   if not ok then return too_many(wait, "logins from this address") end
-  ok, wait = check_limit("id|" .. (email and email:lower() or phone), config.limit_identifier)
+  ok, wait = check_limit("id|" .. (email and limit.email_key(email) or phone), config.limit_identifier)
   if not ok then return too_many(wait, "logins for this " .. (email and "email" or "phone number")) end
   ok, wait = check_limit("all", config.limit_global)
   if not ok then return too_many(wait, "logins on this server") end
