@@ -185,4 +185,30 @@ describe("auth0.credentials attacked", function()
       end)
     end
   end)
+
+  it("reads a store whose fields have the wrong types as store_corrupt, never a raise", function()
+    local c = client()
+    local bad = {
+      '{"v":1,"refresh_token":{"x":1},"access_token":"a","expires_at":1}',
+      '{"v":1,"refresh_token":"r","access_token":5,"expires_at":1}',
+      '{"v":1,"refresh_token":"r","access_token":"a","expires_at":"tomorrow"}',
+      '{"v":1,"refresh_token":"r","access_token":"a","expires_at":1,"apis":[1,2]}',
+      '{"v":1,"refresh_token":"r","access_token":"a","expires_at":1,"apis":{"x":{"access_token":{}}}}',
+      '{"v":1,"refresh_token":"r","access_token":"a","expires_at":1,"user":"me"}',
+    }
+    for _, text in ipairs(bad) do
+      local path = tmpdir() .. "/creds"
+      assert(auth0.core.store_write(path, text))
+      local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = now })
+      local ok, t, err = pcall(cm.credentials, cm)
+      assert.is_true(ok, tostring(t))
+      assert.is_nil(t)
+      assert.equal("store_corrupt", err.code, text)
+      ok, t, err = pcall(cm.api_credentials, cm, "https://api.example.com")
+      assert.is_true(ok, tostring(t))
+      assert.equal("store_corrupt", err.code, text)
+      os.execute("rm -rf '" .. tmp .. "'"); tmp = nil
+    end
+    c:close()
+  end)
 end)

@@ -18,7 +18,8 @@
 local stores = require "auth0.credentials.stores"
 local errors = require "auth0.error"
 
-local type, pairs, tostring, setmetatable, error, xpcall, pcall = type, pairs, tostring, setmetatable, error, xpcall, pcall
+local type, pairs, ipairs, tostring, setmetatable, error, xpcall, pcall = type, pairs, ipairs, tostring, setmetatable,
+  error, xpcall, pcall
 local traceback = debug.traceback
 local new_error, copy = errors.new, stores.copy
 
@@ -87,11 +88,40 @@ function Manager:__tostring()
   return "auth0.Credentials (" .. (self._store.kind or "custom") .. " store, " .. state .. ")"
 end
 
+-- Field by field: a store edited by hand (or by another program) must not reach the client
+-- as a table where a token belongs, nor make an access token look valid for ever.
+local function entry_ok(e)
+  if type(e) ~= "table" then return false end
+  for _, k in ipairs({ "access_token", "token_type", "scope" }) do
+    if e[k] ~= nil and type(e[k]) ~= "string" then return false end
+  end
+  local x = e.expires_at
+  return x == nil or (type(x) == "number" and x > -1e15 and x < 1e15)
+end
+
+local function data_ok(d)
+  if not entry_ok(d) then return false end
+  for _, k in ipairs({ "refresh_token", "id_token" }) do
+    if d[k] ~= nil and type(d[k]) ~= "string" then return false end
+  end
+  if d.user ~= nil and type(d.user) ~= "table" then return false end
+  if d.apis ~= nil then
+    if type(d.apis) ~= "table" then return false end
+    for k, e in pairs(d.apis) do
+      if type(k) ~= "string" or not entry_ok(e) then return false end
+    end
+  end
+  return true
+end
+
 -- The store's content (cached): data | false, or nil, err.
 function Manager:_current()
   if self._data == nil then
     local d, err = self._store.load()
     if err then return nil, err end
+    if d and not data_ok(d) then
+      return nil, new_error("store_corrupt", "the stored credentials have fields of the wrong type")
+    end
     self._data = d or false
   end
   return self._data
