@@ -211,4 +211,30 @@ describe("auth0.credentials attacked", function()
     end
     c:close()
   end)
+
+  it("ngx_store refuses NaN, inf, negative lock_ttl, a bad key_id and unknown options (NaN looped for ever)", function()
+    local dict = { get = function() end, set = function() return true end, delete = function() end,
+                   add = function() return nil, "exists" end }
+    local sleeps, clock = 0, 1000
+    _G.ngx = { shared = { auth0 = dict }, now = function() return clock end,
+               sleep = function(s)
+                 clock, sleeps = clock + s, sleeps + 1
+                 if sleeps > 1000 then error("lock wait never ends") end
+               end }
+    finally(function() _G.ngx = nil end)
+    local key = string.rep("k", 32)
+    for _, bad in ipairs({ 0 / 0, math.huge, -math.huge, -1, 0, "30" }) do
+      assert.has_error(function() credentials.ngx_store { dict = "auth0", key = "u", lock_ttl = bad } end)
+    end
+    assert.has_error(function() credentials.ngx_store { dict = "auth0", key = "u", seal_key = key, key_id = 7 } end)
+    assert.has_error(function()
+      credentials.ngx_store { dict = "auth0", key = "u", seal_key = key, key_id = string.rep("i", 65) }
+    end)
+    assert.has_error(function() credentials.ngx_store { dict = "auth0", key = "u", lock_wait = 5 } end)
+    -- a good one still waits a bounded time for a held lock
+    local store = credentials.ngx_store { dict = "auth0", key = "u", lock_ttl = 0.05 }
+    local l, err = store.lock()
+    assert.is_nil(l)
+    assert.equal("store_busy", err.code)
+  end)
 end)
