@@ -87,3 +87,37 @@ describe("auth0 command attacked: settings files", function()
     assert.is_nil((out .. err):find("s3cr3t", 1, true))
   end)
 end)
+
+describe("auth0 command attacked: what the server or the IdP says", function()
+  before_each(function()
+    work = sh("mktemp -d /tmp/a0-cli-attack.XXXXXX"):match("%S+")
+  end)
+  after_each(function() os.execute("rm -rf " .. q(work)) end)
+
+  it("never writes a control character from a claim to the terminal (escape-sequence injection)", function()
+    -- claims as an IdP would issue them for a user who chose this name (social profiles do)
+    local cjson = require("cjson.safe").new()
+    local core = require "auth0.core"
+    local evil = "Mallory\27]0;owned\7\27[2J\27[31m\194\155"
+    assert(core.store_write(work .. "/state/lua-auth0/default/credentials", assert(cjson.encode {
+      v = 1, access_token = "at", expires_at = os.time() + 3600, refresh_token = "rt",
+      user = { name = evil, ["nick\27[1m"] = "x", sub = "email|1" } })))
+    local st, out, err = run("whoami", { AUTH0_BASE_URL = "https://127.0.0.1:9", AUTH0_CLIENT_ID = "emu-native" })
+    assert.equal(0, st, err)
+    assert.is_nil((out:gsub("\n", "")):find("[%c\127]"))
+    assert.is_nil(out:find("\194\155", 1, true))
+    assert.matches("Mallory", out)
+    -- --json keeps the value exactly (escaped by the JSON encoder)
+    st, out = run("whoami --json", { AUTH0_BASE_URL = "https://127.0.0.1:9", AUTH0_CLIENT_ID = "emu-native" })
+    assert.equal(0, st)
+    assert.equal(evil, cjson.decode(out).name)
+  end)
+
+  it("refuses an otpauth URI (it holds the TOTP secret) as a bare argument of qr", function()
+    local st, out, err = run("qr " .. q("otpauth://totp/x?secret=JBSWY3DPEHPK3PXP"))
+    assert.equal(2, st)
+    assert.equal("", out)
+    assert.matches("not accepted on the command line", err)
+    assert.is_nil(err:find("JBSWY3DPEHPK3PXP", 1, true))
+  end)
+end)

@@ -42,7 +42,7 @@ local function print_table(t, as_json)
   for _, k in ipairs(keys) do
     local v = t[k]
     if type(v) == "table" then v = json_text(v) end
-    io.write(("%-16s %s\n"):format(k, tostring(v)))
+    io.write(("%-16s %s\n"):format(term.clean(k), term.clean(v)))
   end
 end
 
@@ -122,8 +122,8 @@ function _M.mfa(s, args, t)
     local list = check(c:mfa_authenticators(token))
     if args.json then cli.print_json(list) else
       for _, a in ipairs(list) do
-        io.write(("%-40s %-10s %-8s %s\n"):format(a.id, a.authenticator_type, tostring(a.active),
-          a.oob_channel or a.name or ""))
+        io.write(("%-40s %-10s %-8s %s\n"):format(term.clean(a.id), term.clean(a.authenticator_type),
+          tostring(a.active), term.clean(a.oob_channel or a.name or "")))
       end
     end
   elseif args.mfa_command == "delete" then
@@ -187,6 +187,10 @@ end
 
 --- auth0 qr TEXT | -
 function _M.qr(_, args)
+  if args.text ~= "-" and args.text:lower():find("^otpauth:") then
+    error(fail(EXIT.usage, "an otpauth URI (it holds the TOTP secret) is not accepted on the command line"
+      .. " (it would show in ps): give '-' and pipe it in"), 0)
+  end
   local text = args.text == "-" and (io.read("a") or ""):gsub("\n$", "") or args.text
   local qr = require "auth0.qr"
   local m, err = qr(text)
