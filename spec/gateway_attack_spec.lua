@@ -78,4 +78,22 @@ describe("the OpenResty gateway attacked: limiter keys", function()
     assert.equal(200, post(g.port, "/login/start", { email = "bystander@example.com" },
       { ["X-Forwarded-For"] = "203.0.113.10" }).status)
   end)
+
+  it("tells the end user that Auth0 is unreachable without the upstream's address or the TLS details", function()
+    local dead = launch.free_port()
+    local g2, err = launch.start { base_url = "https://localhost:" .. dead, ca_file = srv.ca_file,
+      owner_pid = server.self_pid(), client_id = "emu-confidential", workers = 1,
+      env = { AUTH0_CLIENT_SECRET = "emu-confidential-secret",
+              AUTH0_GATEWAY_KEYS = "k1:" .. core.b64url_encode(core.random_bytes(32)) } }
+    assert(g2, err)
+    finally(function() g2:stop() end)
+    local r = post(g2.port, "/login/start", { email = "down@example.com" }, { ["X-Forwarded-For"] = "192.0.2.200" })
+    assert.equal(502, r.status)
+    local text = require("cjson").encode(r.body)
+    assert.is_nil(text:find(tostring(dead), 1, true), text)
+    assert.is_nil(text:find("localhost", 1, true), text)
+    assert.is_nil(text:lower():find("refused", 1, true), text)
+    -- the operator still has the details in the log (code, status, request id)
+    assert.matches("auth0 failure: step=start code=", g2:log())
+  end)
 end)

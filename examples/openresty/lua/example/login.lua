@@ -157,8 +157,11 @@ local function fail(err, step)
   if not status then status = GATEWAY[err.code] or 502
   elseif status >= 500 then status = 502 end
   local rid = err.request_id or "-"
+  -- a transport failure's message names the upstream and the TLS problem: the log has it, the
+  -- end user gets a generic description
+  local network = not err.status
   ngx.log(ngx.WARN, "auth0 failure: step=", step, " code=", tostring(err.code), " status=", tostring(err.status),
-    " request_id=", tostring(rid))
+    " request_id=", tostring(rid), network and (" cause=" .. tostring(err.message)) or "")
   if ngx.var.auth0_failure then ngx.var.auth0_failure = tostring(err.code) .. "/" .. tostring(rid) end -- luacheck: ignore 122
   local headers
   if status == 429 then
@@ -166,7 +169,8 @@ local function fail(err, step)
     if not wait and err.rate_limit and err.rate_limit.reset then wait = err.rate_limit.reset - ngx.time() end
     headers = { ["retry-after"] = tostring(math.max(1, math.floor(tonumber(wait) or 60))) }
   end
-  return reply(status, { error = err.code, error_description = err.message }, headers)
+  local description = (network or status >= 500) and "the login service is unavailable; retry later" or err.message
+  return reply(status, { error = err.code, error_description = description }, headers)
 end
 
 local function read_body()
