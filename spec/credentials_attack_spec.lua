@@ -237,4 +237,56 @@ describe("auth0.credentials attacked", function()
     assert.is_nil(l)
     assert.equal("store_busy", err.code)
   end)
+
+  it("logout revokes the refresh token the store holds now, not a rotated-out one cached earlier", function()
+    local path = tmpdir() .. "/creds"
+    local c = client()
+    local a = credentials.new(c, { store = credentials.file_store { path = path, lock_wait = 2 }, now = now })
+    assert(a:save(login(c, "logout@example.com")))
+    assert.is_true(a:has_valid())   -- a now caches the first refresh token
+    -- another process (a cron job) renews: rotation, the file now holds the second token
+    local b = credentials.new(client(), { store = credentials.file_store { path = path }, now = now })
+    assert(b:renew())
+    local text = auth0.core.store_read(path)
+    local current = require("cjson").decode(text).refresh_token
+    assert(a:clear())
+    -- the token the store held must be dead at Auth0, or the logout left a live session behind
+    local t, err = c:refresh { refresh_token = current }
+    assert.is_nil(t and "tokens")
+    assert.equal("invalid_grant", err.code)
+    assert.is_false(a:has_valid())
+    c:close()
+  end)
+
+  it("logout waits for a refresh in another process (the lock) instead of racing it", function()
+    local path = tmpdir() .. "/creds"
+    local c = client()
+    local cm = credentials.new(c, { store = credentials.file_store { path = path, lock_wait = 0.3 }, now = now })
+    assert(cm:save(login(c, "race@example.com")))
+    local held = assert(auth0.core.store_lock(path .. ".lock", 0))   -- another process refreshing
+    local ok, err = cm:clear()
+    assert.is_nil(ok)
+    assert.equal("store_busy", err.code)
+    assert.is_true(cm:has_valid())   -- nothing was revoked nor cleared
+    held:unlock()
+    assert.is_true(cm:clear())
+    assert.is_false(cm:has_valid())
+    c:close()
+  end)
+
+  it("logout during our own callback refresh waits for it, then revokes the rotated token", function()
+    local path = tmpdir() .. "/creds"
+    local c = client()
+    local cm = credentials.new(c, { store = credentials.file_store { path = path, lock_wait = 1 }, now = now })
+    assert(cm:save(login(c, "inflight@example.com")))
+    local renewed, cleared
+    assert.is_true(cm:renew(function(t) renewed = t end))
+    assert.is_true(cm:clear(function(ok, err) cleared = { ok, err } end))
+    assert.is_true(poll_until(c, function() return cleared ~= nil end, 15))
+    assert.is_string(renewed.access_token)
+    assert.is_true(cleared[1], tostring(cleared[2]))
+    assert.is_false(cm:has_valid())
+    assert.equal(0, emu.control("GET", "/refresh_tokens").active)   -- the rotated token was revoked
+    c:close()
+  end)
 end)

@@ -219,31 +219,63 @@ return function(Manager, h)
 
   --- Logs out: with `revoke` (default true) revokes the refresh token at Auth0, then empties
   -- the store. A failed revocation keeps the store (so that it can be retried) and returns
-  -- the error. @tparam[opt] table opts `revoke` @param[opt] cb callback(true | nil, err)
+  -- the error. It holds the store's lock throughout and revokes the token the store holds
+  -- then (another process may have rotated it), so a concurrent refresh cannot bring the
+  -- session back. @tparam[opt] table opts `revoke` @param[opt] cb callback(true | nil, err)
   -- @return true or nil, err
   function Manager:clear(opts, cb)
     opts, cb = args(opts, cb, 2)
     for k in pairs(opts) do if k ~= "revoke" then raise("unknown option " .. tostring(k)) end end
-    local d, err = self:_current()
-    if err and opts.revoke == false then d = nil elseif err then return deliver(cb, nil, err) end
+    if self._flight then   -- our own refresh holds the lock: clear once it has landed
+      if cb then
+        self._queued[#self._queued + 1] = function() self:clear(opts, cb) end
+        return true
+      end
+      while self._flight do self._client:poll(10) end
+    end
+    local l, lerr = lock(self)
+    if not l then return deliver(cb, nil, lerr) end
+    local held = true
+    local function release() if held then held = false; unlock(self, l) end end
     local function empty()
       local ok, cerr = self._store.clear()
-      if not ok then return deliver(cb, nil, cerr) end
+      if not ok then return nil, cerr end
       self._data = false
       changed(self, "cleared", { reason = "clear" })
-      return deliver(cb, true)
+      return true
     end
-    if opts.revoke == false or not d or not d.refresh_token then return empty() end
-    local client = self._client
-    if not cb then
-      local ok, rerr = client:revoke(d.refresh_token)
-      if not ok then return nil, rerr end
-      return empty()
+    -- fn under the lock, then the lock released; a raise goes on unchanged after the release
+    local function finally(fn)
+      local ok, a, b = pcall(fn)
+      release()
+      if not ok then error(a, 0) end
+      return a, b
     end
-    client:revoke(d.refresh_token, function(ok, rerr)
-      if not ok then return cb(nil, rerr) end
-      empty()
+    local PENDING = {}
+    local ok, a, b = pcall(function()
+      self._data = nil   -- reread: another process may have rotated the token
+      local d, rerr = self:_current()
+      if rerr and opts.revoke ~= false then return nil, rerr end
+      local token = opts.revoke ~= false and not rerr and d and d.refresh_token
+      if not token then return empty() end
+      local client = self._client
+      if not cb then
+        local rok, rerr2 = client:revoke(token)
+        if not rok then return nil, rerr2 end
+        return empty()
+      end
+      client:revoke(token, function(rok, rerr2)
+        local r1, r2 = finally(function()
+          if not rok then return nil, rerr2 end
+          return empty()
+        end)
+        cb(r1, r2)
+      end)
+      return PENDING   -- the revocation's callback releases the lock
     end)
-    return true
+    if not ok then release(); error(a, 0) end
+    if a == PENDING then return true end
+    release()
+    return deliver(cb, a, b)
   end
 end
