@@ -102,7 +102,13 @@ a0_store_status a0_store_mkdirs(const char *dir, a0_store_err *e) {
     if (buf[i] == '/' || buf[i] == '\0') {
       char c = buf[i];
       buf[i] = '\0';
-      if (mkdir(buf, 0700) != 0 && errno != EEXIST) return sys_fail(e, "cannot create directory", buf);
+      /* the mode is set, not left to the umask: a restrictive one (0377) would leave a
+       * directory we cannot write into */
+      if (mkdir(buf, 0700) == 0) {
+        if (chmod(buf, 0700) != 0) return sys_fail(e, "cannot set the mode of", buf);
+      } else if (errno != EEXIST) {
+        return sys_fail(e, "cannot create directory", buf);
+      }
       buf[i] = c;
     }
   }
@@ -218,6 +224,7 @@ a0_store_status a0_store_write(const char *path, const void *data, size_t len, a
            r[0], r[1], r[2], r[3], r[4], r[5]);
   fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return sys_fail(e, "cannot create", tmp);
+  if (fchmod(fd, 0600) != 0) { s = sys_fail(e, "cannot set the mode of", tmp); close(fd); unlink(tmp); return s; }
   if (write_all(fd, data, len) != 0 || fsync(fd) != 0) {
     s = sys_fail(e, "cannot write", tmp);
     close(fd);
@@ -251,6 +258,7 @@ a0_store_status a0_store_lock(const char *lock_path, long timeout_ms, int *fd, a
   f = open(lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (f < 0) return sys_fail(e, "cannot open lock", lock_path);
   if ((s = check_private(f, lock_path, e)) != A0_STORE_OK) { close(f); return s; }
+  if (fchmod(f, 0600) != 0) { s = sys_fail(e, "cannot set the mode of", lock_path); close(f); return s; }
   for (;;) {
     if (flock(f, LOCK_EX | LOCK_NB) == 0) { *fd = f; return A0_STORE_OK; }
     if (errno != EWOULDBLOCK && errno != EINTR) { s = sys_fail(e, "cannot lock", lock_path); break; }

@@ -289,4 +289,32 @@ describe("auth0.credentials attacked", function()
     assert.equal(0, emu.control("GET", "/refresh_tokens").active)   -- the rotated token was revoked
     c:close()
   end)
+
+  it("works under a restrictive umask (0377): the modes are set, not left to the umask", function()
+    local dir = tmpdir()
+    os.execute("chown nobody " .. dir)
+    local lua = rawget(_G, "jit") and "luajit" or "lua5.4"
+    local script = dir .. "/umask.lua"
+    local f = assert(io.open(script, "w"))
+    f:write([[
+      local core = require "auth0.core"
+      local p = arg[1] .. "/state/app/creds"
+      local ok, code, msg = core.store_write(p, "{}")
+      if not ok then print("write", code, msg) return end
+      if not core.store_read(p) then print("read", select(2, core.store_read(p))) return end
+      local l, lcode, lmsg = core.store_lock(p .. ".lock", 0)
+      if not l then print("lock", lcode, lmsg) return end
+      l:unlock()
+      local again = core.store_lock(p .. ".lock", 0)   -- a lock file we created opens again
+      if not again then print("relock", select(2, core.store_lock(p .. ".lock", 0))) return end
+      print("ok")
+    ]])
+    f:close()
+    local out = sh(("runuser -u nobody -- sh -c %q"):format(("umask 0377; LUA_PATH='%s' LUA_CPATH='%s' %s %s %s")
+      :format(package.path, package.cpath, lua, script, dir)))
+    assert.equal("ok\n", out)
+    assert.equal("700", sh("stat -c %a " .. dir .. "/state/app"):match("%d+"))
+    assert.equal("600", sh("stat -c %a " .. dir .. "/state/app/creds"):match("%d+"))
+    assert.equal("600", sh("stat -c %a " .. dir .. "/state/app/creds.lock"):match("%d+"))
+  end)
 end)
