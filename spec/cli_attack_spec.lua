@@ -78,6 +78,19 @@ describe("auth0 command attacked: settings files", function()
     assert.matches("directory .* is owned by another user", err)
   end)
 
+  it("refuses a CA file others can write (they could add their CA and read the tokens on the wire)", function()
+    local path = work .. "/ca.pem"
+    write(path, "-----BEGIN CERTIFICATE-----\n")
+    os.execute("chmod 0666 " .. q(path))
+    local st, _, err = run("whoami", { AUTH0_BASE_URL = "https://127.0.0.1:9", AUTH0_CLIENT_ID = "emu-native",
+      AUTH0_CA_FILE = path })
+    assert.equal(2, st)
+    assert.matches("refusing the CA file: .*writable by group or others", err)
+    os.execute("chmod 0644 " .. q(path))
+    st = run("whoami", { AUTH0_BASE_URL = "https://127.0.0.1:9", AUTH0_CLIENT_ID = "emu-native", AUTH0_CA_FILE = path })
+    assert.equal(3, st)   -- read, then: not logged in
+  end)
+
   it("refuses a client secret file others can write, and says nothing of its content", function()
     local path = work .. "/secret"
     write(path, "s3cr3t-client-secret\n")

@@ -104,6 +104,11 @@ function _M.resolve(args, env)
     local secret = env("AUTH0_CLIENT_SECRET")
     if secret and secret ~= "" then s.client_secret = secret end
   end
+  if s.ca_file then   -- whoever can add a CA to it can read our tokens on the wire
+    local ca, cerr = read_setting_file(s.ca_file)
+    if cerr then return nil, "refusing the CA file: " .. cerr end
+    if not ca then return nil, "cannot read the CA file " .. s.ca_file end
+  end
   s.state_dir = _M.state_dir(env, profile)
   s.store_path = s.state_dir .. "/credentials"
   return s
