@@ -317,4 +317,33 @@ describe("auth0.credentials attacked", function()
     assert.equal("600", sh("stat -c %a " .. dir .. "/state/app/creds"):match("%d+"))
     assert.equal("600", sh("stat -c %a " .. dir .. "/state/app/creds.lock"):match("%d+"))
   end)
+
+  it("ngx_store: a worker whose lock expired does not release the lock another worker took since", function()
+    local clock, data = 1000, {}
+    local dict = {
+      get = function(_, k) local e = data[k]; if e and (not e.exp or e.exp > clock) then return e.v end end,
+      add = function(self, k, v, ttl)
+        if self:get(k) ~= nil then return nil, "exists" end
+        data[k] = { v = v, exp = ttl and ttl > 0 and clock + ttl or nil }
+        return true
+      end,
+      set = function(_, k, v) data[k] = { v = v }; return true end,
+      delete = function(_, k) data[k] = nil end,
+    }
+    _G.ngx = { shared = { auth0 = dict }, now = function() return clock end,
+               sleep = function(s) clock = clock + s end }
+    finally(function() _G.ngx = nil end)
+    local a = credentials.ngx_store { dict = "auth0", key = "u", lock_ttl = 1 }
+    local b = credentials.ngx_store { dict = "auth0", key = "u", lock_ttl = 1 }
+    local la = assert(a.lock())
+    clock = clock + 2                 -- worker A's refresh outlived its lock
+    local lb = assert(b.lock())       -- worker B takes it
+    a.unlock(la)                      -- A finishes late: B's lock must stay
+    local c = credentials.ngx_store { dict = "auth0", key = "u", lock_ttl = 1 }
+    local lc, err = c.lock(0.1)
+    assert.is_nil(lc)
+    assert.equal("store_busy", err.code)
+    b.unlock(lb)
+    assert.truthy(c.lock(0.1))
+  end)
 end)

@@ -194,18 +194,22 @@ function _M.ngx_store(opts)
     return true
   end
   function store.clear() dict:delete(k); return true end
+  local lk = k .. ":lock"
   function store.lock(wait)
     local deadline = ngx.now() + (wait or ttl)
-    local lk = k .. ":lock"
+    -- an owner mark: a worker whose lock expired must not release the one taken since
+    local mark = core.b64url_encode(core.random_bytes(12))
     while true do
-      local ok, err = dict:add(lk, true, ttl)
-      if ok then return lk end
+      local ok, err = dict:add(lk, mark, ttl)
+      if ok then return mark end
       if err ~= "exists" then return nil, new_error("store_error", "ngx.shared lock failed: " .. tostring(err)) end
       if ngx.now() >= deadline then return nil, new_error("store_busy", "another worker holds the refresh lock") end
       ngx.sleep(0.005)
     end
   end
-  function store.unlock(lk) dict:delete(lk) end
+  function store.unlock(mark)
+    if dict:get(lk) == mark then dict:delete(lk) end   -- (not atomic: a lock expiring in between is missed)
+  end
   return store
 end
 
