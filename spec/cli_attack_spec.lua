@@ -128,6 +128,18 @@ describe("auth0 command attacked: what the server or the IdP says", function()
     assert.equal(evil, cjson.decode(out).name)
   end)
 
+  it("never prints an access token with a newline or a space (header injection in $(auth0 token))", function()
+    local cjson = require("cjson.safe").new()
+    local core = require "auth0.core"
+    assert(core.store_write(work .. "/state/lua-auth0/default/credentials", assert(cjson.encode {
+      v = 1, access_token = "eyJ.a.b\r\nX-Injected: 1", expires_at = os.time() + 3600, refresh_token = "rt" })))
+    local st, out, err = run("token", { AUTH0_BASE_URL = "https://127.0.0.1:9", AUTH0_CLIENT_ID = "emu-native" })
+    assert.equal(1, st)
+    assert.equal("", out)
+    assert.matches("access token", err)
+    assert.is_nil(err:find("X-Injected", 1, true))
+  end)
+
   it("refuses an otpauth URI (it holds the TOTP secret) as a bare argument of qr", function()
     local st, out, err = run("qr " .. q("otpauth://totp/x?secret=JBSWY3DPEHPK3PXP"))
     assert.equal(2, st)

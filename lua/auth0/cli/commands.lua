@@ -66,6 +66,10 @@ function _M.token(s, args)
     tokens, err = cm:credentials({ min_ttl = min_ttl })
   end
   check(tokens, err)
+  -- scripts paste it into a header ($(auth0 token)): a CR, LF or space would add their own
+  if type(tokens.access_token) ~= "string" or tokens.access_token:find("[^\33-\126]") then
+    error(fail(EXIT.failure, "the access token has characters a token cannot have; not printed"), 0)
+  end
   if args.json then
     cli.print_json { access_token = tokens.access_token, token_type = tokens.token_type, scope = tokens.scope,
       expires_at = tokens.expires_at, expires_in = tokens.expires_at and math.max(0, tokens.expires_at - os.time()) }
