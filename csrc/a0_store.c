@@ -79,11 +79,14 @@ static a0_store_status check_private(int fd, const char *path, a0_store_err *e) 
   return A0_STORE_OK;
 }
 
-/* A directory others could write into (without the sticky bit) lets them swap our file. */
+/* A directory others could write into (without the sticky bit), or that another user owns
+ * (and may chmod at will), lets them swap our file or roll it back to a rotated-out token. */
 static a0_store_status check_dir(const char *dir, a0_store_err *e) {
   struct stat st;
   if (stat(dir, &st) != 0) return sys_fail(e, "cannot stat", dir);
   if (!S_ISDIR(st.st_mode)) return fail(e, A0_STORE_IO, "%s is not a directory", dir);
+  if (st.st_uid != geteuid() && st.st_uid != 0)
+    return fail(e, A0_STORE_INSECURE, "directory %s is owned by another user", dir);
   if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX))
     return fail(e, A0_STORE_INSECURE, "directory %s is writable by group or others", dir);
   return A0_STORE_OK;
@@ -99,20 +102,43 @@ a0_store_status a0_store_mkdirs(const char *dir, a0_store_err *e) {
     if (buf[i] == '/' || buf[i] == '\0') {
       char c = buf[i];
       buf[i] = '\0';
-      if (mkdir(buf, 0700) != 0 && errno != EEXIST) return sys_fail(e, "cannot create directory", buf);
+      /* the mode is set, not left to the umask: a restrictive one (0377) would leave a
+       * directory we cannot write into */
+      if (mkdir(buf, 0700) == 0) {
+        if (chmod(buf, 0700) != 0) return sys_fail(e, "cannot set the mode of", buf);
+      } else if (errno != EEXIST) {
+        return sys_fail(e, "cannot create directory", buf);
+      }
       buf[i] = c;
     }
   }
   return A0_STORE_OK;
 }
 
-a0_store_status a0_store_read(const char *path, a0_buf *out, a0_store_err *e) {
+/* A settings file nobody else can change. */
+static a0_store_status check_config(int fd, const char *path, a0_store_err *e) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return sys_fail(e, "cannot stat", path);
+  if (!S_ISREG(st.st_mode)) return fail(e, A0_STORE_INSECURE, "%s is not a regular file", path);
+  if (st.st_uid != geteuid() && st.st_uid != 0)
+    return fail(e, A0_STORE_INSECURE, "%s is owned by another user", path);
+  if (st.st_mode & 022)
+    return fail(e, A0_STORE_INSECURE, "%s is writable by group or others (mode %03o)", path,
+                (unsigned)(st.st_mode & 0777));
+  return A0_STORE_OK;
+}
+
+static a0_store_status read_checked(const char *path, int config, a0_buf *out, a0_store_err *e) {
   a0_store_status s;
   char chunk[4096];
   size_t start = out->len;
-  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  char dir[4096];
+  int fd;
+  if (dir_of(path, dir, sizeof dir) != 0) return fail(e, A0_STORE_IO, "path too long");
+  if ((s = check_dir(dir, e)) != A0_STORE_OK) return s;
+  fd = open(path, O_RDONLY | (config ? 0 : O_NOFOLLOW) | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return sys_fail(e, "cannot open", path);
-  s = check_private(fd, path, e);
+  s = config ? check_config(fd, path, e) : check_private(fd, path, e);
   while (s == A0_STORE_OK) {
     ssize_t n = read(fd, chunk, sizeof chunk);
     if (n < 0 && errno == EINTR) continue;
@@ -128,6 +154,14 @@ a0_store_status a0_store_read(const char *path, a0_buf *out, a0_store_err *e) {
     out->len = start;
   }
   return s;
+}
+
+a0_store_status a0_store_read(const char *path, a0_buf *out, a0_store_err *e) {
+  return read_checked(path, 0, out, e);
+}
+
+a0_store_status a0_store_read_config(const char *path, a0_buf *out, a0_store_err *e) {
+  return read_checked(path, 1, out, e);
 }
 
 static int write_all(int fd, const char *p, size_t n) {
@@ -190,6 +224,7 @@ a0_store_status a0_store_write(const char *path, const void *data, size_t len, a
            r[0], r[1], r[2], r[3], r[4], r[5]);
   fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return sys_fail(e, "cannot create", tmp);
+  if (fchmod(fd, 0600) != 0) { s = sys_fail(e, "cannot set the mode of", tmp); close(fd); unlink(tmp); return s; }
   if (write_all(fd, data, len) != 0 || fsync(fd) != 0) {
     s = sys_fail(e, "cannot write", tmp);
     close(fd);
@@ -219,9 +254,11 @@ a0_store_status a0_store_lock(const char *lock_path, long timeout_ms, int *fd, a
   int f;
   if (dir_of(lock_path, dir, sizeof dir) != 0) return fail(e, A0_STORE_IO, "path too long");
   if ((s = a0_store_mkdirs(dir, e)) != A0_STORE_OK) return s;
+  if ((s = check_dir(dir, e)) != A0_STORE_OK) return s;
   f = open(lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (f < 0) return sys_fail(e, "cannot open lock", lock_path);
   if ((s = check_private(f, lock_path, e)) != A0_STORE_OK) { close(f); return s; }
+  if (fchmod(f, 0600) != 0) { s = sys_fail(e, "cannot set the mode of", lock_path); close(f); return s; }
   for (;;) {
     if (flock(f, LOCK_EX | LOCK_NB) == 0) { *fd = f; return A0_STORE_OK; }
     if (errno != EWOULDBLOCK && errno != EINTR) { s = sys_fail(e, "cannot lock", lock_path); break; }

@@ -38,6 +38,11 @@ a0_store_status a0_store_mkdirs(const char *dir, a0_store_err *e);
  * with no group/other permission bits. */
 a0_store_status a0_store_read(const char *path, a0_buf *out, a0_store_err *e);
 
+/* Reads a settings file the user may share (a profile, a secret file): a regular file, owned
+ * by us or root, that nobody else can write, in a directory nobody else controls; it may be a
+ * symbolic link (dotfile managers), checked where it points. */
+a0_store_status a0_store_read_config(const char *path, a0_buf *out, a0_store_err *e);
+
 /* Replaces the file atomically: temp file (0600, O_EXCL) in the same directory, write, fsync,
  * rename, fsync of the directory. Creates the directory (0700) if it is missing. */
 a0_store_status a0_store_write(const char *path, const void *data, size_t len, a0_store_fault fault,

@@ -26,11 +26,15 @@ static a0_store_fault env_fault(void) {
   return f != NULL && strcmp(f, "stall_before_rename") == 0 ? A0_FAULT_STALL_BEFORE_RENAME : A0_FAULT_NONE;
 }
 
+/* store_read(path[, "config"]): "config" reads a settings file (a0_store_read_config). */
 static int l_store_read(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
+  int config = lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "config") == 0;
   a0_buf b = { 0 };
   a0_store_err e;
-  a0_store_status s = a0_store_read(path, &b, &e);
+  a0_store_status s;
+  luaL_argcheck(L, config || lua_isnoneornil(L, 2), 2, "\"config\" or nil expected");
+  s = config ? a0_store_read_config(path, &b, &e) : a0_store_read(path, &b, &e);
   if (s != A0_STORE_OK) { a0_buf_free(&b); return push_fail(L, s, &e); }
   lua_pushlstring(L, b.data ? b.data : "", b.len);
   a0_buf_free(&b);

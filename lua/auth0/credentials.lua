@@ -18,7 +18,8 @@
 local stores = require "auth0.credentials.stores"
 local errors = require "auth0.error"
 
-local type, pairs, tostring, setmetatable, error, xpcall, pcall = type, pairs, tostring, setmetatable, error, xpcall, pcall
+local type, pairs, ipairs, tostring, setmetatable, error, xpcall, pcall = type, pairs, ipairs, tostring, setmetatable,
+  error, xpcall, pcall
 local traceback = debug.traceback
 local new_error, copy = errors.new, stores.copy
 
@@ -62,9 +63,18 @@ function _M.new(client, opts)
   end
   if opts.on_change ~= nil and type(opts.on_change) ~= "function" then raise("on_change must be a function") end
   if opts.now ~= nil and type(opts.now) ~= "function" then raise("now must be a function") end
+  local now = os.time
+  if opts.now then
+    local user_now = opts.now
+    now = function()   -- a NaN or infinite clock would make every token look valid
+      local t = user_now()
+      if type(t) ~= "number" or not (t > -1e15 and t < 1e15) then raise("now() must return finite epoch seconds", 2) end
+      return t
+    end
+  end
   return setmetatable({
     _client = client, _store = store, _min_ttl = check_ttl(opts.min_ttl or 60, "min_ttl", 2),
-    _on_change = opts.on_change, _now = opts.now or os.time,
+    _on_change = opts.on_change, _now = now,
     _data = nil,          -- cached store content; false = known empty; nil = not read yet
     _flight = nil,        -- the refresh in flight: { key, waiters, lock }
     _queued = {},         -- calls for another audience, waiting for the flight to land
@@ -78,11 +88,40 @@ function Manager:__tostring()
   return "auth0.Credentials (" .. (self._store.kind or "custom") .. " store, " .. state .. ")"
 end
 
+-- Field by field: a store edited by hand (or by another program) must not reach the client
+-- as a table where a token belongs, nor make an access token look valid for ever.
+local function entry_ok(e)
+  if type(e) ~= "table" then return false end
+  for _, k in ipairs({ "access_token", "token_type", "scope" }) do
+    if e[k] ~= nil and type(e[k]) ~= "string" then return false end
+  end
+  local x = e.expires_at
+  return x == nil or (type(x) == "number" and x > -1e15 and x < 1e15)
+end
+
+local function data_ok(d)
+  if not entry_ok(d) then return false end
+  for _, k in ipairs({ "refresh_token", "id_token" }) do
+    if d[k] ~= nil and type(d[k]) ~= "string" then return false end
+  end
+  if d.user ~= nil and type(d.user) ~= "table" then return false end
+  if d.apis ~= nil then
+    if type(d.apis) ~= "table" then return false end
+    for k, e in pairs(d.apis) do
+      if type(k) ~= "string" or not entry_ok(e) then return false end
+    end
+  end
+  return true
+end
+
 -- The store's content (cached): data | false, or nil, err.
 function Manager:_current()
   if self._data == nil then
     local d, err = self._store.load()
     if err then return nil, err end
+    if d and not data_ok(d) then
+      return nil, new_error("store_corrupt", "the stored credentials have fields of the wrong type")
+    end
     self._data = d or false
   end
   return self._data
@@ -121,8 +160,13 @@ local function login_required(cause)
   return new_error("login_required", msg, { status = cause and cause.status or nil, cause = cause and cause.code or nil })
 end
 
+-- Auth0 issues access tokens for at most 30 days: a longer (or infinite) expires_in is not
+-- believed, and a NaN, negative or non-number one means "renew next time".
+local MAX_TTL = 30 * 86400
+
 local function entry_from(res, now)
-  local ttl = type(res.expires_in) == "number" and res.expires_in or 0
+  local ttl = res.expires_in
+  if type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 then ttl = 0 elseif ttl > MAX_TTL then ttl = MAX_TTL end
   return { access_token = res.access_token, token_type = res.token_type, scope = res.scope, expires_at = now + ttl }
 end
 
@@ -193,7 +237,7 @@ end
 require("auth0.credentials.renew")(Manager, {
   raise = raise, check_ttl = check_ttl, api_key = api_key, entry_of = entry_of, fresh = fresh, view = view,
   deliver = deliver, changed = changed, login_required = login_required, entry_from = entry_from,
-  store_new = store_new, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
+  store_new = store_new, new_error = new_error, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
 })
 
 return _M

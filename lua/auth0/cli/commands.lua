@@ -42,7 +42,7 @@ local function print_table(t, as_json)
   for _, k in ipairs(keys) do
     local v = t[k]
     if type(v) == "table" then v = json_text(v) end
-    io.write(("%-16s %s\n"):format(k, tostring(v)))
+    io.write(("%-16s %s\n"):format(term.clean(k), term.clean(v)))
   end
 end
 
@@ -66,6 +66,10 @@ function _M.token(s, args)
     tokens, err = cm:credentials({ min_ttl = min_ttl })
   end
   check(tokens, err)
+  -- scripts paste it into a header ($(auth0 token)): a CR, LF or space would add their own
+  if type(tokens.access_token) ~= "string" or tokens.access_token:find("[^\33-\126]") then
+    error(fail(EXIT.failure, "the access token has characters a token cannot have; not printed"), 0)
+  end
   if args.json then
     cli.print_json { access_token = tokens.access_token, token_type = tokens.token_type, scope = tokens.scope,
       expires_at = tokens.expires_at, expires_in = tokens.expires_at and math.max(0, tokens.expires_at - os.time()) }
@@ -122,8 +126,8 @@ function _M.mfa(s, args, t)
     local list = check(c:mfa_authenticators(token))
     if args.json then cli.print_json(list) else
       for _, a in ipairs(list) do
-        io.write(("%-40s %-10s %-8s %s\n"):format(a.id, a.authenticator_type, tostring(a.active),
-          a.oob_channel or a.name or ""))
+        io.write(("%-40s %-10s %-8s %s\n"):format(term.clean(a.id), term.clean(a.authenticator_type),
+          tostring(a.active), term.clean(a.oob_channel or a.name or "")))
       end
     end
   elseif args.mfa_command == "delete" then
@@ -187,6 +191,10 @@ end
 
 --- auth0 qr TEXT | -
 function _M.qr(_, args)
+  if args.text ~= "-" and args.text:lower():find("^otpauth:") then
+    error(fail(EXIT.usage, "an otpauth URI (it holds the TOTP secret) is not accepted on the command line"
+      .. " (it would show in ps): give '-' and pipe it in"), 0)
+  end
   local text = args.text == "-" and (io.read("a") or ""):gsub("\n$", "") or args.text
   local qr = require "auth0.qr"
   local m, err = qr(text)

@@ -162,7 +162,7 @@ function _M.main(argv, env)
   end)
   if run_ok then return status or EXIT.ok end
   if cmds.on_exit then pcall(cmds.on_exit) end
-  if status.msg then term.say("auth0: ", status.msg, "\n") end
+  if status.msg then term.say("auth0: ", term.clean(status.msg), "\n") end
   return status.status
 end
 

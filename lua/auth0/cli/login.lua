@@ -15,7 +15,7 @@ function _M.show_qr(t, uri)
   local m = ok and qr(uri)
   if m then term.say(m:terminal { invert = t.err_tty }) end
   local secret = uri:match("[?&]secret=([^&]+)")
-  term.say("scan the QR code with an authenticator app", secret and (", or type the key " .. secret) or "", "\n")
+  term.say("scan the QR code with an authenticator app", secret and (", or type the key " .. term.clean(secret)) or "", "\n")
 end
 
 -- TOTP codes from a secret file: never the same time step twice, waiting for the next one.
@@ -69,7 +69,7 @@ local function prompts(args, t)
   local want = args.mfa or (totp and "otp") or nil
   local p = {}
   function p.ask_code(f)
-    if f.error and t.interactive then term.say(t:paint("red", tostring(f.error.message or f.error)), "\n") end
+    if f.error and t.interactive then term.say(t:paint("red", term.clean(f.error.message or f.error)), "\n") end
     local line = t:ask("code sent to " .. f.identifier .. ": ", true)
     if line == nil then error(fail(EXIT.failure, "no code on standard input"), 0) end
     return line
@@ -101,9 +101,9 @@ local function prompts(args, t)
       if not t.interactive then error(fail(EXIT.failure, "no " .. want .. " authenticator enrolled"), 0) end
     end
     if not t.interactive or #list == 1 then return list[1] end
-    if f.error then term.say(t:paint("red", tostring(f.error.message or f.error)), "\n") end
+    if f.error then term.say(t:paint("red", term.clean(f.error.message or f.error)), "\n") end
     term.say("choose a second factor:\n")
-    for i, a in ipairs(list) do term.say(("  %d) %s\n"):format(i, label(a))) end
+    for i, a in ipairs(list) do term.say(("  %d) %s\n"):format(i, term.clean(label(a)))) end
     if f.has_recovery_code ~= false then term.say(("  %d) a recovery code\n"):format(#list + 1)) end
     local n = tonumber(t:ask("choose [1]: ") or "") or 1
     if n == #list + 1 then
@@ -150,13 +150,13 @@ function _M.run(c, s, args, t)
   local ok, serr = cm:save(tokens)
   if not ok then error(fail(EXIT.failure, "could not save the credentials: " .. tostring(serr)), 0) end
   if f and f.recovery_code then
-    term.say(t:paint("yellow", "new recovery code (shown once, keep it safe): "), f.recovery_code, "\n")
+    term.say(t:paint("yellow", "new recovery code (shown once, keep it safe): "), term.clean(f.recovery_code), "\n")
   end
   local claims = cm:user()
   if args.json then
     cli.print_json { logged_in = true, sub = claims and claims.sub, profile = s.profile }
   else
-    term.say(t:paint("green", "logged in"), claims and claims.sub and (" as " .. claims.sub) or "", "\n")
+    term.say(t:paint("green", "logged in"), claims and claims.sub and (" as " .. term.clean(claims.sub)) or "", "\n")
   end
   return EXIT.ok
 end

@@ -35,6 +35,17 @@ local function read_file(path)
 end
 _M.read_file = read_file
 
+-- A profile or secret file: whoever can change it can send our refresh token to their server
+-- (base_url, ca_file), so one that another user owns or can write is refused.
+-- Returns text | nil (no such file) | nil, message.
+local function read_setting_file(path)
+  local text, code, msg = require("auth0.core").store_read(path, "config")
+  if text then return text end
+  if code == "not_found" then return nil end
+  return nil, msg
+end
+_M.read_setting_file = read_setting_file
+
 --- Parses a profile file. Returns table | nil, message.
 function _M.parse_profile(text, path)
   local t, n = {}, 0
@@ -67,7 +78,8 @@ function _M.resolve(args, env)
   end
   local path = _M.config_dir(env) .. "/" .. profile .. ".conf"
   local file = {}
-  local text = read_file(path)
+  local text, ferr = read_setting_file(path)
+  if ferr then return nil, "refusing the profile: " .. ferr end
   if text then
     local t, err = _M.parse_profile(text, path)
     if not t then return nil, err end
@@ -84,12 +96,18 @@ function _M.resolve(args, env)
     s[k] = v
   end
   if s.client_secret_file then
-    local secret = read_file(s.client_secret_file)
+    local secret, serr = read_setting_file(s.client_secret_file)
+    if serr then return nil, "refusing the client secret file: " .. serr end
     if not secret then return nil, "cannot read the client secret file " .. s.client_secret_file end
     s.client_secret = secret:gsub("%s+$", "")
   else
     local secret = env("AUTH0_CLIENT_SECRET")
     if secret and secret ~= "" then s.client_secret = secret end
+  end
+  if s.ca_file then   -- whoever can add a CA to it can read our tokens on the wire
+    local ca, cerr = read_setting_file(s.ca_file)
+    if cerr then return nil, "refusing the CA file: " .. cerr end
+    if not ca then return nil, "cannot read the CA file " .. s.ca_file end
   end
   s.state_dir = _M.state_dir(env, profile)
   s.store_path = s.state_dir .. "/credentials"

@@ -51,6 +51,13 @@ function _M:ask(prompt, secret)
   return line
 end
 
+--- `s` with every control character (C0, DEL, and C1 as UTF-8) shown as `\ddd`: text from the
+-- server or the IdP (a user's chosen name, an error description) must not drive the terminal.
+function _M.clean(s)
+  s = tostring(s):gsub("[%c\127]", function(c) return ("\\%03d"):format(c:byte()) end)
+  return (s:gsub("\194([\128-\159])", function(c) return ("\\u%04x"):format(c:byte()) end))
+end
+
 local SPIN = { "|", "/", "-", "\\" }
 
 --- One frame of a spinner line on stderr ("| waiting for approval 12 s"), terminals only.

@@ -7,7 +7,7 @@ return function(Manager, h)
   local raise, check_ttl, api_key, entry_of, fresh, view = h.raise, h.check_ttl, h.api_key, h.entry_of, h.fresh, h.view
   local deliver, changed, login_required, entry_from, store_new = h.deliver, h.changed, h.login_required,
     h.entry_from, h.store_new
-  local xpcall, pcall, traceback, copy = h.xpcall, h.pcall, h.traceback, h.copy
+  local xpcall, pcall, traceback, copy, new_error = h.xpcall, h.pcall, h.traceback, h.copy, h.new_error
 
   -- The store's lock, when it has one (file: flock; ngx.shared: add with a TTL).
   local function lock(self)
@@ -97,6 +97,15 @@ return function(Manager, h)
     if first then error(first, 0) end
   end
 
+  -- A raise while a callback refresh settles: the flight lands with an error (when it has not
+  -- landed yet) and the raise goes on, unchanged, to the client's on_callback_error.
+  local function abort(self, f, msg)
+    if self._flight == f then
+      land(self, f, nil, new_error("callback_error", "a callback or the store raised while the refresh settled"))
+    end
+    error(msg, 0)
+  end
+
   local function async_refresh(self, key, req, min_ttl, force, cb)
     local f = self._flight
     if f then
@@ -106,22 +115,35 @@ return function(Manager, h)
     end
     f = { key = key, waiters = { cb } }
     self._flight = f
-    local l, lerr = lock(self)
-    if not l then land(self, f, nil, lerr); return true end
-    f.lock = l
-    local d, done, rerr = reread(self, key, min_ttl, force)
-    if not d or done then land(self, f, done, rerr); return true end
-    local client = self._client
-    local ok, msg = pcall(client.refresh, client, refresh_fields(d, req), function(t, terr)
-      if not t or key or type(t.id_token) ~= "string" then return land(self, f, settle(self, d, key, t, terr)) end
-      client:jwks(function(jwks)   -- a JWKS failure only means the old claims stay
-        local claims = jwks and client:verify_id_token(t.id_token, { now = self._now() }) or nil
-        land(self, f, settle(self, d, key, t, nil, claims))
+    local client, d
+    -- a raise from a custom store's lock or load must not leave the flight (or the lock) behind
+    local ok, msg = pcall(function()
+      local l, lerr = lock(self)
+      if not l then land(self, f, nil, lerr); return end
+      f.lock = l
+      local done, rerr
+      d, done, rerr = reread(self, key, min_ttl, force)
+      if not d or done then land(self, f, done, rerr); return end
+      client = self._client
+      client:refresh(refresh_fields(d, req), function(t, terr)
+        -- whatever raises while settling (on_change, a store's save, the ID token check) still
+        -- lands the flight, so waiters hear of it and the lock is released; then it goes on
+        -- to on_callback_error
+        local sok, serr = pcall(function()
+          if not t or key or type(t.id_token) ~= "string" then return land(self, f, settle(self, d, key, t, terr)) end
+          client:jwks(function(jwks)   -- a JWKS failure only means the old claims stay
+            local lok, lerr2 = pcall(function()
+              local claims = jwks and client:verify_id_token(t.id_token, { now = self._now() }) or nil
+              land(self, f, settle(self, d, key, t, nil, claims))
+            end)
+            if not lok then abort(self, f, lerr2) end
+          end)
+        end)
+        if not sok then abort(self, f, serr) end
       end)
     end)
     if not ok then
-      self._flight = nil
-      unlock(self, l)
+      if self._flight == f then self._flight = nil; unlock(self, f.lock) end
       error(msg, 0)
     end
     return true
@@ -197,31 +219,63 @@ return function(Manager, h)
 
   --- Logs out: with `revoke` (default true) revokes the refresh token at Auth0, then empties
   -- the store. A failed revocation keeps the store (so that it can be retried) and returns
-  -- the error. @tparam[opt] table opts `revoke` @param[opt] cb callback(true | nil, err)
+  -- the error. It holds the store's lock throughout and revokes the token the store holds
+  -- then (another process may have rotated it), so a concurrent refresh cannot bring the
+  -- session back. @tparam[opt] table opts `revoke` @param[opt] cb callback(true | nil, err)
   -- @return true or nil, err
   function Manager:clear(opts, cb)
     opts, cb = args(opts, cb, 2)
     for k in pairs(opts) do if k ~= "revoke" then raise("unknown option " .. tostring(k)) end end
-    local d, err = self:_current()
-    if err and opts.revoke == false then d = nil elseif err then return deliver(cb, nil, err) end
+    if self._flight then   -- our own refresh holds the lock: clear once it has landed
+      if cb then
+        self._queued[#self._queued + 1] = function() self:clear(opts, cb) end
+        return true
+      end
+      while self._flight do self._client:poll(10) end
+    end
+    local l, lerr = lock(self)
+    if not l then return deliver(cb, nil, lerr) end
+    local held = true
+    local function release() if held then held = false; unlock(self, l) end end
     local function empty()
       local ok, cerr = self._store.clear()
-      if not ok then return deliver(cb, nil, cerr) end
+      if not ok then return nil, cerr end
       self._data = false
       changed(self, "cleared", { reason = "clear" })
-      return deliver(cb, true)
+      return true
     end
-    if opts.revoke == false or not d or not d.refresh_token then return empty() end
-    local client = self._client
-    if not cb then
-      local ok, rerr = client:revoke(d.refresh_token)
-      if not ok then return nil, rerr end
-      return empty()
+    -- fn under the lock, then the lock released; a raise goes on unchanged after the release
+    local function finally(fn)
+      local ok, a, b = pcall(fn)
+      release()
+      if not ok then error(a, 0) end
+      return a, b
     end
-    client:revoke(d.refresh_token, function(ok, rerr)
-      if not ok then return cb(nil, rerr) end
-      empty()
+    local PENDING = {}
+    local ok, a, b = pcall(function()
+      self._data = nil   -- reread: another process may have rotated the token
+      local d, rerr = self:_current()
+      if rerr and opts.revoke ~= false then return nil, rerr end
+      local token = opts.revoke ~= false and not rerr and d and d.refresh_token
+      if not token then return empty() end
+      local client = self._client
+      if not cb then
+        local rok, rerr2 = client:revoke(token)
+        if not rok then return nil, rerr2 end
+        return empty()
+      end
+      client:revoke(token, function(rok, rerr2)
+        local r1, r2 = finally(function()
+          if not rok then return nil, rerr2 end
+          return empty()
+        end)
+        cb(r1, r2)
+      end)
+      return PENDING   -- the revocation's callback releases the lock
     end)
-    return true
+    if not ok then release(); error(a, 0) end
+    if a == PENDING then return true end
+    release()
+    return deliver(cb, a, b)
   end
 end

@@ -152,6 +152,8 @@ end
 -- ------------------------------------------------------------------------------------
 -- ngx.shared (OpenResty)
 
+local NGX_OPTS = { dict = true, key = true, seal_key = true, key_id = true, lock_ttl = true }
+
 --- Tokens in an `ngx.shared` dictionary, shared by every nginx worker; the refresh lock is
 -- an `add` of `<key>:lock` with a TTL, polled with `ngx.sleep`.
 -- @tparam table opts `dict` (name of a `lua_shared_dict`), `key` (e.g. "user:" .. id),
@@ -162,11 +164,15 @@ function _M.ngx_store(opts)
   local ngx = rawget(_G, "ngx")
   if type(opts) ~= "table" then raise("ngx_store expects a table") end
   if not ngx or not ngx.shared then raise("ngx_store needs OpenResty (ngx.shared)") end
+  for o in pairs(opts) do if not NGX_OPTS[o] then raise("unknown option " .. tostring(o)) end end
   local dict = type(opts.dict) == "string" and ngx.shared[opts.dict]
   if not dict then raise("dict must name a lua_shared_dict") end
   if type(opts.key) ~= "string" or opts.key == "" then raise("key is required") end
   if opts.seal_key ~= nil then check_key(opts.seal_key, "seal_key") end
   local k, skey, kid, ttl = opts.key, opts.seal_key, opts.key_id or "1", opts.lock_ttl or 30
+  if type(kid) ~= "string" or #kid > 64 then raise("key_id must be a string of at most 64 bytes") end
+  -- a NaN wait never reaches its deadline: the lock loop would spin for ever
+  if type(ttl) ~= "number" or not (ttl > 0 and ttl <= 3600) then raise("lock_ttl must be seconds in (0, 3600]") end
   local store = { kind = "ngx.shared" }
   function store.load()
     local raw = dict:get(k)
@@ -188,18 +194,22 @@ function _M.ngx_store(opts)
     return true
   end
   function store.clear() dict:delete(k); return true end
+  local lk = k .. ":lock"
   function store.lock(wait)
     local deadline = ngx.now() + (wait or ttl)
-    local lk = k .. ":lock"
+    -- an owner mark: a worker whose lock expired must not release the one taken since
+    local mark = core.b64url_encode(core.random_bytes(12))
     while true do
-      local ok, err = dict:add(lk, true, ttl)
-      if ok then return lk end
+      local ok, err = dict:add(lk, mark, ttl)
+      if ok then return mark end
       if err ~= "exists" then return nil, new_error("store_error", "ngx.shared lock failed: " .. tostring(err)) end
       if ngx.now() >= deadline then return nil, new_error("store_busy", "another worker holds the refresh lock") end
       ngx.sleep(0.005)
     end
   end
-  function store.unlock(lk) dict:delete(lk) end
+  function store.unlock(mark)
+    if dict:get(lk) == mark then dict:delete(lk) end   -- (not atomic: a lock expiring in between is missed)
+  end
   return store
 end
 

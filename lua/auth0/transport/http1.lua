@@ -185,6 +185,10 @@ function _M.read_response(sock, method, left, first)
   local body, code, msg = "", nil, nil
   if method == "HEAD" or status == 204 or status == 304 then
     body = ""
+    -- a 204/304 announcing a body may have sent it (a HEAD answer's lengths are the GET's):
+    -- those bytes would be read as the next request's answer on a pooled connection, so such
+    -- a connection is not pooled (a lawful 304 with a length only costs a new connection)
+    if method ~= "HEAD" and (te or (cl and cl ~= "0")) then reusable = false end
   elseif te then
     if lower(te) ~= "chunked" then return fail("bad_response", "unsupported Transfer-Encoding") end
     body, code, msg = read_chunked(sock, left, room)

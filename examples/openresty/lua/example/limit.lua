@@ -42,4 +42,46 @@ function _M.hit(dict, key, limit, window, now)
   return false, wait(limit, window, prev, cur - 1, elapsed)
 end
 
+--- The key an address is limited by: an IPv6 address by its /64 (one subscriber's network,
+-- 2^64 addresses an attacker gets for free), an IPv4-mapped one as IPv4, IPv4 as itself.
+-- @tparam string addr as nginx prints it (ngx.var.remote_addr)
+-- @treturn string
+function _M.addr_key(addr)
+  if not addr:find(":", 1, true) then return addr end
+  local v4 = addr:lower():match("^::ffff:(%d+%.%d+%.%d+%.%d+)$")
+  if v4 then return v4 end
+  local function groups(part)
+    local t = {}
+    for g in part:gmatch("[^:]+") do
+      if g:find(".", 1, true) then t[#t + 1] = "0"; t[#t + 1] = "0"   -- a dotted tail is two groups
+      else t[#t + 1] = g end
+    end
+    return t
+  end
+  local head, tail = addr:match("^(.-)::(.*)$")
+  local g
+  if head then
+    local h, t = groups(head), groups(tail)
+    g = h
+    for _ = 1, 8 - #h - #t do g[#g + 1] = "0" end
+    for _, v in ipairs(t) do g[#g + 1] = v end
+  else
+    g = groups(addr)
+  end
+  local out = {}
+  for i = 1, 4 do out[i] = ("%x"):format(tonumber(g[i] or "0", 16) or 0) end
+  return table.concat(out, ":") .. "::/64"
+end
+
+--- The key an e-mail address is limited by: one mailbox whatever the case or the +tag
+-- ("Victim+1@Example.com" is victim@example.com), so tags cannot multiply the codes sent to it.
+-- @tparam string email
+-- @treturn string
+function _M.email_key(email)
+  local e = email:lower()
+  local l, d = e:match("^(.*)@([^@]*)$")
+  if not l then return e end
+  return (l:gsub("%+.*$", "")) .. "@" .. d
+end
+
 return _M

@@ -157,8 +157,11 @@ local function fail(err, step)
   if not status then status = GATEWAY[err.code] or 502
   elseif status >= 500 then status = 502 end
   local rid = err.request_id or "-"
+  -- a transport failure's message names the upstream and the TLS problem: the log has it, the
+  -- end user gets a generic description
+  local network = not err.status
   ngx.log(ngx.WARN, "auth0 failure: step=", step, " code=", tostring(err.code), " status=", tostring(err.status),
-    " request_id=", tostring(rid))
+    " request_id=", tostring(rid), network and (" cause=" .. tostring(err.message)) or "")
   if ngx.var.auth0_failure then ngx.var.auth0_failure = tostring(err.code) .. "/" .. tostring(rid) end -- luacheck: ignore 122
   local headers
   if status == 429 then
@@ -166,7 +169,8 @@ local function fail(err, step)
     if not wait and err.rate_limit and err.rate_limit.reset then wait = err.rate_limit.reset - ngx.time() end
     headers = { ["retry-after"] = tostring(math.max(1, math.floor(tonumber(wait) or 60))) }
   end
-  return reply(status, { error = err.code, error_description = err.message }, headers)
+  local description = (network or status >= 500) and "the login service is unavailable; retry later" or err.message
+  return reply(status, { error = err.code, error_description = description }, headers)
 end
 
 local function read_body()
@@ -247,7 +251,7 @@ local function check_limit(key, spec)
 end
 
 local function load_state()
-  local ok, wait = check_limit("verify|" .. ngx.var.remote_addr, config.limit_verify)
+  local ok, wait = check_limit("verify|" .. limit.addr_key(ngx.var.remote_addr), config.limit_verify)
   if not ok then return nil, too_many(wait, "attempts from this address") end
   local state, why = sealer:open(ngx.var["cookie_" .. COOKIE])
   if not state then return nil, bad_session(why or "no cookie") end
@@ -272,9 +276,9 @@ function _M.start()
   if email and phone then return bad_request("give email or phone_number, not both") end
   if not email and not phone then return bad_request("email or phone_number is required") end
   local addr = ngx.var.remote_addr
-  local ok, wait = check_limit("ip|" .. addr, config.limit_ip)
+  local ok, wait = check_limit("ip|" .. limit.addr_key(addr), config.limit_ip)
   if not ok then return too_many(wait, "logins from this address") end
-  ok, wait = check_limit("id|" .. (email and email:lower() or phone), config.limit_identifier)
+  ok, wait = check_limit("id|" .. (email and limit.email_key(email) or phone), config.limit_identifier)
   if not ok then return too_many(wait, "logins for this " .. (email and "email" or "phone number")) end
   ok, wait = check_limit("all", config.limit_global)
   if not ok then return too_many(wait, "logins on this server") end
