@@ -60,6 +60,8 @@ local resend_at = 0
 local code_img                      -- { uri = ..., m = auth0.QR, image = love Image } being shown
 local frame_work, frames = {}, 0   -- per frame: the library's own CPU time (ms)
 local frame_state = {}             -- per frame: the flow's state after the poll
+local frame_store = {}             -- per frame: true when auth0.credentials wrote or read the store
+local store_touched = false
 local qr_ms                        -- what building the QR code cost (ms)
 local update_worst = 0
 local autopilot                    -- the autopilot's coroutine
@@ -96,6 +98,7 @@ end
 local function keep_login(tokens)
   session = "saving"
   cm:save(tokens, function(ok, err)
+    store_touched = true   -- the ID token checked and the file written, inside this callback
     if not ok then say_error(err) end   -- still logged in for this run, just not remembered
     session, welcome = "in", cm:user() or {}
   end)
@@ -105,7 +108,9 @@ end
 -- elsewhere), in callback form; offline, the stored session is kept.
 local function restore()
   session = "restoring"
+  store_touched = true
   cm:renew(function(_, err)
+    store_touched = true
     if err and err.code == "login_required" then
       session, message = nil, "your saved login has expired: log in again"
     else
@@ -117,7 +122,9 @@ end
 
 local function logout()
   session = "logging_out"
+  store_touched = true   -- clear takes the store's lock and rereads it now
   cm:clear({ revoke = true }, function(ok, err)
+    store_touched = true
     if ok then session, welcome, f, code_img, input, message = nil, nil, nil, nil, EMAIL, "logged out"
     else session = "in"; say_error(err) end
   end)
@@ -234,7 +241,7 @@ function love.update()
   end
   frames = frames + 1
   frame_work[frames] = (cpu() - c0) * 1000 + carried
-  carried = 0
+  frame_store[frames], carried, store_touched = store_touched, 0, false
   if code_img and not code_img.image then code_img.image = qr_image(code_img.m) end   -- the game's work
   frame_state[frames] = session or (f and f.state) or "start"
   if autopilot then   -- the player, not the game: its time is left out of the figures
@@ -265,6 +272,14 @@ local function frame_report()
     if frame_work[i] > frame_work[worst] then worst = i end
   end
   table.sort(t)
+  local idx = {}
+  for i = 1, frames do idx[i] = i end
+  table.sort(idx, function(x, y) return frame_work[x] > frame_work[y] end)
+  local top = {}
+  for i = 1, math.min(5, frames) do
+    top[i] = ("%d %s %.3f"):format(idx[i], frame_state[idx[i]], frame_work[idx[i]])
+  end
+  print("the costliest frames (frame, state after the poll, ms): " .. table.concat(top, "; "))
   return ("%d frames: library work per frame (thread CPU) worst %.3f ms (frame %d, %s), p99 %.3f ms, median %.3f ms;" ..
     " of it building the QR code %s; love.update worst %.3f ms (wall, without the autopilot)")
     :format(frames, t[#t] or 0, worst, frame_state[worst] or "-", t[math.max(1, math.ceil(#t * 0.99))] or 0,
@@ -276,7 +291,7 @@ function love.quit()
   local out = os.getenv("A0_LOVE_FRAMES")   -- drive.lua adds up the frames of both runs
   if out then
     local fh = assert(io.open(out, "a"))
-    for i = 1, frames do fh:write(("%.6f\n"):format(frame_work[i])) end
+    for i = 1, frames do fh:write(("%.6f %s\n"):format(frame_work[i], frame_store[i] and "store" or "-")) end
     fh:write(("update %.6f\n"):format(update_worst))
     fh:close()
   end
