@@ -104,6 +104,8 @@ print(("love frames, both runs: %d frames: library work per frame (poll, callbac
 print(("love frames, both runs, without the %d frames where auth0.credentials verified an ID token or" ..
   " touched the store: %s"):format(#work - #other, figures(other)))
 
+local shots = os.getenv("A0_LOVE_SHOTS")   -- a folder to keep the screenshots in
+if shots then os.execute("cp " .. q(tmp) .. "/love/auth0-love-demo/*.png " .. q(shots) .. " 2>/dev/null") end
 ctl:close()
 srv:stop()
 os.execute("rm -rf " .. q(tmp))

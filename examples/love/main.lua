@@ -66,7 +66,7 @@ local qr_ms                        -- what building the QR code cost (ms)
 local update_worst = 0
 local autopilot                    -- the autopilot's coroutine
 local carried = 0                  -- library work done in input handlers, added to the next frame
-local LOGOUT = { x = 20, y = 200, w = 120, h = 30 }   -- the logout button
+local LOGOUT = { x = 20, y = 80, w = 120, h = 30 }   -- the logout button
 
 local function field_label()
   if session then return nil end
@@ -344,7 +344,7 @@ function love.draw()
   if session then
     g.print(({ restoring = "welcome back: checking your saved login...", saving = "logged in: saving the login...",
       logging_out = "logging out...", ["in"] = "welcome, " .. tostring(welcome and (welcome.email or welcome.sub)) ..
-      "! (from your verified ID token)" })[session], 20, 160)
+      "! (from your verified ID token)" })[session], 20, 45)
     if session == "in" then
       local b = LOGOUT
       g.setColor(0.35, 0.2, 0.2)
@@ -352,9 +352,9 @@ function love.draw()
       g.setColor(1, 1, 1)
       g.rectangle("line", b.x, b.y, b.w, b.h, 4, 4)
       g.printf("Log out (F4)", b.x, b.y + 8, b.w, "center")
-      g.print("Esc quits: the login is kept for the next start", 20, 245)
+      g.print("Esc quits: the login is kept for the next start", 20, 125)
     end
-    y = 280
+    y = 160
   end
   if f and f.recovery_code and f.state ~= "done" then
     g.printf("recovery code (write it down, it is shown once): " .. f.recovery_code, 20, y, 380)
