@@ -3,36 +3,14 @@
 -- theirs and receive the refresh token on the next `auth0 token`; so a profile or client
 -- secret file owned by someone else, writable by group or others, or in a directory someone
 -- else controls, is refused (exit 2) before anything is read from it.
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+local util = require "spec.support.util"
+local cli = require "spec.support.cli"
+local q, sh, write = util.q, util.sh, util.write
 
 local work
 
 -- Runs `auth0 args` with a clean environment; returns status, stdout, stderr.
-local function run(args, env)
-  local e = { HOME = work, XDG_CONFIG_HOME = work .. "/config", XDG_STATE_HOME = work .. "/state",
-    NO_COLOR = "1", LUA_PATH = os.getenv("LUA_PATH"), LUA_CPATH = os.getenv("LUA_CPATH") }
-  for k, v in pairs(env or {}) do e[k] = v end
-  local parts = { "env -i PATH=" .. q(os.getenv("PATH")) }
-  for k, v in pairs(e) do parts[#parts + 1] = k .. "=" .. q(v) end
-  local base = work .. "/run"
-  os.execute(("%s bin/auth0 %s </dev/null >%s.out 2>%s.err; echo $? >%s.rc"):format(table.concat(parts, " "), args,
-    base, base, base))
-  local function read(p) local f = io.open(p, "rb"); local s = f:read("a"); f:close(); return s end
-  return tonumber(read(base .. ".rc")), read(base .. ".out"), read(base .. ".err")
-end
+local function run(args, env) return cli.run(work, args, env) end
 
 local PROFILE = "base_url = https://127.0.0.1:9\nclient_id = emu-native\n"
 

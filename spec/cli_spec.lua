@@ -6,41 +6,23 @@ local emu = require "spec.support.emulator"
 local auth0 = require "auth0"
 local cjson = require("cjson.safe").new()
 
+local util = require "spec.support.util"
+local cli = require "spec.support.cli"
+local q, read, write = util.q, util.read, util.write
+
 local srv, work, n = nil, nil, 0
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local function env_prefix(extra)
-  local e = { HOME = work, XDG_CONFIG_HOME = work .. "/config", XDG_STATE_HOME = work .. "/state",
-    AUTH0_BASE_URL = srv.base_url, AUTH0_CA_FILE = srv.ca_file, AUTH0_CLIENT_ID = "emu-native",
-    NO_COLOR = "1", LUA_PATH = os.getenv("LUA_PATH"), LUA_CPATH = os.getenv("LUA_CPATH") }
+-- The emulator's settings for the command, with `extra` on top.
+local function env(extra)
+  local e = { AUTH0_BASE_URL = srv.base_url, AUTH0_CA_FILE = srv.ca_file, AUTH0_CLIENT_ID = "emu-native" }
   for k, v in pairs(extra or {}) do e[k] = v end
-  local parts = { "env -i PATH=" .. q(os.getenv("PATH")) }
-  for k, v in pairs(e) do if v ~= false then parts[#parts + 1] = k .. "=" .. q(v) end end
-  return table.concat(parts, " ")
+  return e
 end
 
 -- Runs `auth0 args` to the end; returns status, stdout, stderr.
 local function run(args, opts)
   opts = opts or {}
-  n = n + 1
-  local base = work .. "/run" .. n
-  write(base .. ".in", opts.stdin or "")
-  os.execute(("%s bin/auth0 %s <%s >%s.out 2>%s.err; echo $? >%s.rc"):format(env_prefix(opts.env), args,
-    q(base .. ".in"), base, base, base))
-  return tonumber(read(base .. ".rc")), read(base .. ".out"), read(base .. ".err")
+  return cli.run(work, args, env(opts.env), opts.stdin)
 end
 
 -- Starts `auth0 args` in the background with a FIFO on stdin (or, with opts.pty, under
@@ -50,7 +32,7 @@ local function start(args, opts)
   n = n + 1
   local base = work .. "/bg" .. n
   os.execute("mkfifo " .. q(base .. ".fifo"))
-  local cmd = env_prefix(opts.env) .. " bin/auth0 " .. args
+  local cmd = cli.env(work, env(opts.env)) .. " bin/auth0 " .. args
   if opts.pty then cmd = "script -qfec " .. q(cmd) .. " /dev/null" end
   local pid = io.popen(("(%s <%s >%s.out 2>%s.err; echo $? >%s.rc) & echo $!"):format(cmd, q(base .. ".fifo"),
     base, base, base)):read("l")

@@ -5,61 +5,28 @@ local auth0 = require "auth0"
 local credentials = require "auth0.credentials"
 local emu = require "spec.support.emulator"
 
+local util = require "spec.support.util"
+
 local server
-local offset = 0
-local function now() return os.time() + offset end
-local function advance(s)
-  offset = offset + s
-  emu.control("POST", "/clock", { advance = s })
-end
-
+local vclock = util.clock(emu)
+local now, advance = vclock.now, vclock.advance
 local function client(opts)
-  local o = { base_url = server.base_url, ca_file = server.ca_file, client_id = "emu-native", timeout = 10,
-              on_callback_error = function() end }
+  local o = { on_callback_error = function() end }
   for k, v in pairs(opts or {}) do o[k] = v end
-  return auth0.new(o)
+  return util.client(server, o)
 end
-
 local function refreshes() return emu.control("GET", "/refresh_tokens").refreshes end
-
-local function login(c, email)
-  assert(c:passwordless_start { connection = "email", email = email })
-  local out = emu.control("GET", "/outbox?to=" .. auth0.core.pct_escape(email)).messages
-  return assert(c:passwordless_login { realm = "email", username = email, otp = out[#out].code,
-    scope = "openid profile email offline_access", audience = "https://api.example.com" })
-end
-
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
-local tmp
-local function tmpdir()
-  tmp = sh("mktemp -d /tmp/a0-creds-attack.XXXXXX"):match("%S+")
-  return tmp
-end
-
-local function poll_until(c, pred, secs)
-  local deadline = os.time() + (secs or 20)
-  while not pred() do
-    if os.time() >= deadline then return false end
-    c:poll(20)
-  end
-  return true
-end
+local function login(c, email) return util.login(emu, c, email) end
+local sh, poll_until = util.sh, util.poll_until
+local function tmpdir() return util.tmpdir("a0-creds-attack") end
 
 describe("auth0.credentials attacked", function()
   setup(function() server = emu.start() end)
   before_each(function()
     emu.reset()
-    offset = 0
+    vclock.reset()
   end)
-  after_each(function()
-    if tmp then os.execute("rm -rf '" .. tmp .. "'"); tmp = nil end
-  end)
+  after_each(util.rm_tmp)
 
   it("an error raised by on_change during a callback refresh neither wedges the manager nor keeps the lock", function()
     local path = tmpdir() .. "/creds"
@@ -171,7 +138,7 @@ describe("auth0.credentials attacked", function()
       -- the rotated refresh token reached the file
       local again = credentials.new(stub, { store = credentials.file_store { path = path }, now = os.time })
       assert.equal("at-2", again:renew().access_token)   -- the stub checks it sends rt-2
-      os.execute("rm -rf '" .. tmp .. "'"); tmp = nil
+      util.rm_tmp()
     end
   end)
 
@@ -207,7 +174,7 @@ describe("auth0.credentials attacked", function()
       ok, t, err = pcall(cm.api_credentials, cm, "https://api.example.com")
       assert.is_true(ok, tostring(t))
       assert.equal("store_corrupt", err.code, text)
-      os.execute("rm -rf '" .. tmp .. "'"); tmp = nil
+      util.rm_tmp()
     end
     c:close()
   end)

@@ -6,74 +6,27 @@ local auth0 = require "auth0"
 local credentials = require "auth0.credentials"
 local emu = require "spec.support.emulator"
 
+local util = require "spec.support.util"
+
 local server
-local offset = 0   -- the client's clock follows the emulator's virtual one
-local function now() return os.time() + offset end
-local function advance(s)
-  offset = offset + s
-  emu.control("POST", "/clock", { advance = s })
-end
-
-local function client(opts)
-  local o = { base_url = server.base_url, ca_file = server.ca_file, client_id = "emu-native", timeout = 10 }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return auth0.new(o)
-end
-
+local clock = util.clock(emu)   -- the client's clock follows the emulator's virtual one
+local now, advance = clock.now, clock.advance
+local function client(opts) return util.client(server, opts) end
 local function refreshes() return emu.control("GET", "/refresh_tokens").refreshes end
-
-local function login(c, email)
-  assert(c:passwordless_start { connection = "email", email = email })
-  local out = emu.control("GET", "/outbox?to=" .. auth0.core.pct_escape(email)).messages
-  return assert(c:passwordless_login { realm = "email", username = email, otp = out[#out].code,
-    scope = "openid profile email offline_access", audience = "https://api.example.com" })
-end
-
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
+local function login(c, email) return util.login(emu, c, email) end
+local sh, spit = util.sh, util.write
+local function slurp(path) return assert(util.read(path)) end
 local function mode(path) return sh("stat -c %a " .. path):match("%d+") end
-
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function spit(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local tmp
-local function tmpdir()
-  tmp = sh("mktemp -d /tmp/a0-creds-spec.XXXXXX"):match("%S+")
-  return tmp
-end
-
-local function poll_until(c, pred)
-  local deadline = os.time() + 20
-  while not pred() do
-    assert(os.time() < deadline, "timed out")
-    c:poll(20)
-  end
-end
+local function tmpdir() return util.tmpdir("a0-creds-spec") end
+local function poll_until(c, pred) assert(util.poll_until(c, pred), "timed out") end
 
 describe("auth0.credentials", function()
   setup(function() server = emu.start() end)
   before_each(function()
     emu.reset()
-    offset = 0
+    clock.reset()
   end)
-  after_each(function()
-    if tmp then os.execute("rm -rf '" .. tmp .. "'"); tmp = nil end
-  end)
+  after_each(util.rm_tmp)
 
   it("returns the stored token while valid, then exactly one refresh, rotation stored", function()
     local c = client()
@@ -417,11 +370,9 @@ describe("auth0.credentials file store", function()
   setup(function() server = emu.start() end)
   before_each(function()
     emu.reset()
-    offset = 0
+    clock.reset()
   end)
-  after_each(function()
-    if tmp then os.execute("rm -rf '" .. tmp .. "'"); tmp = nil end
-  end)
+  after_each(util.rm_tmp)
 
   it("creates the directory 0700 and the file 0600 and reads them back in a new manager", function()
     local dir = tmpdir()
@@ -520,7 +471,7 @@ describe("auth0.credentials file store", function()
       io.write(t and ("token " .. t.access_token:sub(-16)) or ("error " .. tostring(err)), "\n")
     ]])
     return string.format("A0_OFFSET=%d A0_BASE='%s' A0_CA='%s' A0_PATH='%s' LUA_PATH='%s' LUA_CPATH='%s' %s %s",
-      offset, server.base_url, server.ca_file, dir .. "/credentials", package.path, package.cpath, interp(), script)
+      clock.offset(), server.base_url, server.ca_file, dir .. "/credentials", package.path, package.cpath, interp(), script)
   end
 
   it("makes one refresh for two processes sharing the file", function()
@@ -664,7 +615,7 @@ http {
   end)
   before_each(function()
     emu.reset()
-    offset = 0
+    clock.reset()
   end)
 
   it("makes one refresh for 4 workers x 50 concurrent requests", function()
@@ -677,7 +628,8 @@ http {
     assert.equal("ok\n", sh("env -u LD_PRELOAD curl -s -m 20 --data-binary @" .. prefix .. "/tokens.json " .. url .. "/save"))
     assert.equal(tokens.access_token:sub(-16), sh("env -u LD_PRELOAD curl -s -m 20 " .. url .. "/token"):match("^token (%S+)"))
     advance(86400)
-    assert.equal("ok\n", sh("env -u LD_PRELOAD curl -s -m 20 '" .. url .. "/setup?base=" .. server.base_url .. "&offset=" .. offset .. "'"))
+    assert.equal("ok\n", sh("env -u LD_PRELOAD curl -s -m 20 '" .. url .. "/setup?base=" .. server.base_url
+      .. "&offset=" .. clock.offset() .. "'"))
     -- a slow refresh, so that every worker's requests arrive while it is in flight
     emu.control("POST", "/faults", { rules = { { kind = "delay", path = "/oauth/token", ms = 500 } } })
     local urls = {}

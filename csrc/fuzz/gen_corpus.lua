@@ -1,4 +1,4 @@
--- Writes the seed corpora of csrc/fuzz/corpus/<target>/ from PROTOCOL.md's examples.
+-- Writes the seed corpora of csrc/fuzz/corpus/<target>/ from the examples of docs/protocol.md.
 -- Run from the repository root: lua5.4 csrc/fuzz/gen_corpus.lua
 -- Rewrites the seed folders from scratch; keep the total well under 200 files.
 local root = "csrc/fuzz/corpus/"

@@ -185,7 +185,7 @@ function Client:_log(level, message, fields)
 end
 -- Hot paths test self._on_log first so that no fields table is built when nobody listens.
 
----------------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------------------
 -- The call path
 
 -- Turns the core's answer into (value) or (nil, err); `fit` (a shape) checks a 2xx body.
@@ -302,7 +302,7 @@ function Client:_call(where, ep, fields, opts, cb, fit)
   return req
 end
 
----------------------------------------------------------------------------------------
+-- -------------------------------------------------------------------------------------
 -- Polling and lifetime
 
 local POLL = at("poll", 1)

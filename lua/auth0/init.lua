@@ -29,7 +29,7 @@ local AWAIT = check.at("await", 2)
 -- may start requests and `await` again; like a callback it may call every client method but
 -- `poll` (which returns `nil, err`, `reentrant`). An error it raises goes to
 -- `on_callback_error`.
--- @param client an auth0.Client
+-- @param client_ an auth0.Client
 -- @tparam string method a network method's name, e.g. "passwordless_login"
 -- @return the results of the call; raises outside a coroutine or for an unknown method
 function _M.await(client_, method, ...)

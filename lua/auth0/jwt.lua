@@ -1,4 +1,4 @@
---- JSON Web Tokens: decoding and ID-token validation (PROTOCOL.md section 9).
+--- JSON Web Tokens: decoding and ID-token validation (docs/protocol.md "9. Tokens and ID-token claims").
 -- Signatures are checked by `auth0.core` (RS256 against a JWKS key, or HS256 with the
 -- client secret). Error messages name the failing claim but never contain the token.
 -- @module auth0.jwt

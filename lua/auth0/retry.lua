@@ -20,8 +20,14 @@ function M.min_left(timeout) return min(0.25 * timeout, 1) end
 --- The wait before retrying a call to `ep` whose attempt number `attempt` (1 first) got
 -- (status, body, hdrs) or (nil, code, msg); nil when it must not be retried.
 -- @tparam table cfg `retries`, `max_retry_wait`
--- @tparam number left seconds left before the call's deadline
--- @tparam number timeout the call's timeout
+-- @string ep the endpoint's name
+-- @int attempt the attempt that just ended, 1 first
+-- @tparam ?number status the HTTP status, nil when no answer came
+-- @tparam ?string code the engine's error code when no answer came
+-- @tparam ?table hdrs the answer's captured headers
+-- @number left seconds left before the call's deadline
+-- @number timeout the call's timeout
+-- @treturn ?number seconds to wait, or nil: do not retry
 function M.wait(cfg, ep, attempt, status, code, hdrs, left, timeout)
   if attempt > cfg.retries then return nil end
   local retry = (status == nil and M.not_sent[code]) or (M.policy[ep] == "read" and (status == 429 or status == 503))

@@ -1,0 +1,87 @@
+--- Spec helpers shared by the specs that drive processes and files: shell quoting and
+-- capture, whole-file reads and writes, temporary folders, the emulator-backed client of the
+-- credentials specs, and a clock that follows the emulator's virtual one.
+local _M = {}
+
+--- `s` quoted for the shell.
+function _M.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+--- Runs `cmd` (stderr too); returns its output.
+function _M.sh(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("*a")
+  p:close()
+  return out
+end
+
+--- A file's bytes, or nil.
+function _M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+--- Writes `s` to `path` (raises on failure).
+function _M.write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+--- A new folder under /tmp named after `tag`; `rm_tmp()` removes the last ones made.
+local made = {}
+function _M.tmpdir(tag)
+  local d = _M.sh("mktemp -d /tmp/" .. (tag or "a0-spec") .. ".XXXXXX"):match("%S+")
+  made[#made + 1] = d
+  return d
+end
+function _M.rm_tmp()
+  for _, d in ipairs(made) do os.execute("rm -rf " .. _M.q(d)) end
+  made = {}
+end
+
+--- A clock for the client's side that follows the emulator's virtual one:
+-- `clock.now()`, `clock.advance(s)` (both clocks), `clock.offset()`, `clock.reset()`.
+function _M.clock(emu)
+  local offset = 0
+  return {
+    now = function() return os.time() + offset end,
+    advance = function(s)
+      offset = offset + s
+      emu.control("POST", "/clock", { advance = s })
+    end,
+    offset = function() return offset end,
+    reset = function() offset = 0 end,
+  }
+end
+
+--- A client of the emulator `server` (the public client), with `opts` on top.
+function _M.client(server, opts)
+  local o = { base_url = server.base_url, ca_file = server.ca_file, client_id = "emu-native", timeout = 10 }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return require("auth0").new(o)
+end
+
+--- An e-mail login through the emulator's outbox; tokens for https://api.example.com with a
+-- refresh token.
+function _M.login(emu, c, email)
+  local auth0 = require "auth0"
+  assert(c:passwordless_start { connection = "email", email = email })
+  local out = emu.control("GET", "/outbox?to=" .. auth0.core.pct_escape(email)).messages
+  return assert(c:passwordless_login { realm = "email", username = email, otp = out[#out].code,
+    scope = "openid profile email offline_access", audience = "https://api.example.com" })
+end
+
+--- Polls `c` until `pred()`; false after `secs` (20) seconds.
+function _M.poll_until(c, pred, secs)
+  local deadline = os.time() + (secs or 20)
+  while not pred() do
+    if os.time() >= deadline then return false end
+    c:poll(20)
+  end
+  return true
+end
+
+return _M
