@@ -106,7 +106,8 @@ end
 function M.restart(env)
   local frame_limit = env.frames() + 60 * 60
   assert(file_exists(env.store_path), "no stored credentials to start from")
-  assert(env.session() == "restoring", "the start did not pick up the stored credentials: " .. tostring(env.session()))
+  assert(env.load_session == "restoring", "the start did not pick up the stored credentials: " ..
+    tostring(env.load_session))
   print("autopilot: restarted: the stored credentials are being renewed (no login screen)")
   while env.session() ~= "in" do
     assert(env.session() == "restoring", "the saved login was not kept: " .. tostring(env.message()))

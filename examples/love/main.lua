@@ -65,6 +65,7 @@ local store_touched = false
 local qr_ms                        -- what building the QR code cost (ms)
 local update_worst = 0
 local autopilot                    -- the autopilot's coroutine
+local load_session                 -- the session when love.load ended (the autopilot checks it)
 local carried = 0                  -- library work done in input handlers, added to the next frame
 local LOGOUT = { x = 20, y = 80, w = 120, h = 30 }   -- the logout button
 
@@ -158,6 +159,7 @@ function love.load()
   love.keyboard.setKeyRepeat(true)
   input = AUTOPILOT and "" or EMAIL
   if cm:has_valid() then restore() end
+  load_session = session
   if AUTOPILOT then autopilot = coroutine.create(require("autopilot")[AUTOPILOT]) end
 end
 
@@ -248,7 +250,7 @@ function love.update()
     local a0 = love.timer.getTime()
     local ok, err = coroutine.resume(autopilot, { flow = function() return f end, ctl = ctl, email = EMAIL,
       code_img = function() return code_img end, frames = function() return frames end, user_id = user_id,
-      session = function() return session end, welcome = function() return welcome end,
+      session = function() return session end, load_session = load_session, welcome = function() return welcome end,
       message = function() return message end, logout_button = LOGOUT, store_path = cm._store.path })
     if not ok then
       print("autopilot: FAILED: " .. tostring(err))
