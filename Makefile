@@ -120,12 +120,12 @@ install-luajit:
 	$(MAKE) install LUA=luajit
 
 # The LÖVE login screen (examples/love) against the bundled emulator: with a display you play
-# it; without one (or with AUTOPILOT=1) its autopilot plays it under Xvfb and checks the QR code.
+# it; without one (or with AUTOPILOT=1) its autopilot plays it under Xvfb (examples/love/drive.lua:
+# a login, then a restart that must skip it thanks to the stored credentials, then the logout).
 .PHONY: love-demo
-love-demo: deps luajit
+love-demo: deps all luajit
 	@if [ -n "$$DISPLAY" ] && [ -z "$(AUTOPILOT)" ]; then A0_ROOT=$(CURDIR) love examples/love; \
-	else A0_ROOT=$(CURDIR) A0_LOVE_AUTOPILOT=1 timeout 300 xvfb-run -a love examples/love 2>build/love-demo.err; \
-	  rc=$$?; grep -v '^ALSA lib\|^AL lib\|^Could not open device' build/love-demo.err >&2; exit $$rc; fi
+	else A0_ROOT=$(CURDIR) lua5.4 examples/love/drive.lua; fi
 
 clean:
 	rm -rf build

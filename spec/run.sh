@@ -4,7 +4,7 @@
 # unit tests, luacheck and the LDoc check, then prints one closing line with the totals.
 set -u
 cd "$(dirname "$0")/.."
-passes=${A0_PASSES:-"lua54 luajit asan iothread asan_iothread ctest fuzz"}
+passes=${A0_PASSES:-"lua54 luajit asan iothread asan_iothread love ctest fuzz"}
 # the specs whose clients run requests concurrently: the ASan pass with io_thread runs these
 if [ $# -gt 0 ]; then specs=("$@"); else
   specs=(spec/async_spec.lua spec/flow_spec.lua spec/mfa_spec.lua spec/faults_spec.lua spec/chaos_spec.lua spec/secrets_spec.lua)
@@ -32,6 +32,10 @@ for p in $passes; do
              run_pass env LD_PRELOAD="$(gcc -print-file-name=libasan.so):$PWD/build/asan/nodlclose.so" \
                ASAN_OPTIONS=detect_leaks=1 \
                lua5.4 /usr/bin/busted --run=asan_iothread "${specs[@]}" ;;
+    love)    # examples/love under Xvfb (spec/love_spec.lua runs in this pass only); with spec files
+             # named, only when spec/love_spec.lua is one of them
+      case " $* " in *" spec/love_spec.lua "*|"  ") A0_PASS=love run_pass lua5.4 /usr/bin/busted --run=default spec/love_spec.lua ;;
+        *) echo "(spec/love_spec.lua not named)" ;; esac ;;
     ctest)   # C unit tests under ASan+UBSan; counts from their "ctest: N passed, N failed" line
       make -s ctest > build/ctest.log 2>&1; rc=$?
       cat build/ctest.log

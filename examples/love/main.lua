@@ -1,23 +1,27 @@
 -- luacheck: globals love
 --- A LÖVE 11.4 login screen over `auth0.flow`: an e-mail code, then the enrollment of an
 -- authenticator app, its QR code drawn from `auth0.qr`'s matrix, and the code it shows.
--- The network runs on the client's I/O thread (`io_thread`); each frame polls once within a
--- budget and steps the collector once.
+-- The login is kept between runs by `auth0.credentials` in LÖVE's save folder: the next start
+-- renews it (callback form) and skips the login; the logout button revokes it and clears it.
+-- The network runs on the client's I/O thread (`io_thread`); every call is in callback form,
+-- each frame polls once within a budget and steps the collector once.
 --   make love-demo                 (a display: you play; none: the autopilot under Xvfb)
 --   love examples/love             (from the checkout, after `make luajit`)
 -- It starts the bundled emulator (nginx), with a player whose account requires MFA and has
 -- no authenticator yet: read the e-mail code in the panel on the right (the emulator's
 -- outbox), then scan the QR code with an authenticator app, or read the secret below it.
 --
--- A0_LOVE_AUTOPILOT=1 drives the real screen through LÖVE's event queue (text input, key
--- presses), reads the code from the outbox, decodes the QR code from a screenshot with
--- zbarimg, checks it equals the enrollment URI, types the TOTP code, prints the per-frame
--- figures and quits with status 0 (1 on any failure).
+-- A0_LOVE_AUTOPILOT=login|restart drives the real screen through LÖVE's event queue (text
+-- input, key presses, clicks; see autopilot.lua), prints the per-frame figures and quits with
+-- status 0 (1 on any failure); examples/love/drive.lua runs both, two LÖVE processes against
+-- one emulator (A0_LOVE_EMU, A0_LOVE_EMU_CA, A0_LOVE_USER_ID).
 
 io.stdout:setvbuf("line")
 
 -- The autopilot runs unattended: an error prints and quits instead of LÖVE's error screen.
-if os.getenv("A0_LOVE_AUTOPILOT") == "1" then
+local AUTOPILOT = os.getenv("A0_LOVE_AUTOPILOT")
+if AUTOPILOT == "1" then AUTOPILOT = "login" end
+if AUTOPILOT then
   function love.errorhandler(msg)
     print("autopilot: FAILED: " .. debug.traceback(tostring(msg), 2))
     return function() return 1 end
@@ -38,27 +42,35 @@ package.cpath = ROOT .. "/build/luajit/?.so;" .. package.cpath   -- LÖVE is Lua
 
 local auth0 = require "auth0"
 local flow = require "auth0.flow"
+local credentials = require "auth0.credentials"
 local qr = require "auth0.qr"
 local control = require "auth0.emulator.client"
 
 local cpu = auth0.core.thread_cpu
-local AUTOPILOT = os.getenv("A0_LOVE_AUTOPILOT") == "1"
 local EMAIL = "player@example.com"
 local RESEND_COOLDOWN = 30   -- seconds before "resend" is offered again
 local POLL_BUDGET_MS = 0.15
 
-local srv, ctl, client, f, user
+local srv, ctl, client, f, cm, user_id
+local session                      -- nil (logged out) | "restoring" | "in" | "saving" | "logging_out"
+local welcome                      -- the verified ID token's claims shown once logged in
 local push_since                   -- when the push was sent (for the elapsed time shown)
 local input, message = "", nil     -- the text field, and a line of help or error
 local resend_at = 0
 local code_img                      -- { uri = ..., m = auth0.QR, image = love Image } being shown
 local frame_work, frames = {}, 0   -- per frame: the library's own CPU time (ms)
 local frame_state = {}             -- per frame: the flow's state after the poll
+local frame_store = {}             -- per frame: true when auth0.credentials wrote or read the store
+local store_touched = false
 local qr_ms                        -- what building the QR code cost (ms)
 local update_worst = 0
 local autopilot                    -- the autopilot's coroutine
+local load_session                 -- the session when love.load ended (the autopilot checks it)
+local carried = 0                  -- library work done in input handlers, added to the next frame
+local LOGOUT = { x = 20, y = 80, w = 120, h = 30 }   -- the logout button
 
 local function field_label()
+  if session then return nil end
   if not f then return "e-mail" end
   if f.state == "awaiting_code" then return "code from the e-mail" end
   if f.state == "awaiting_mfa_code" then return f.enrollment and "6-digit code from the app" or "code" end
@@ -75,27 +87,87 @@ local function own_pid()
   return pid
 end
 
-function love.load()
-  collectgarbage("stop")   -- stepped once per frame in love.update
+-- Library calls made from input handlers (submit a code, log out) count in the next frame.
+local function lib(fn, ...)
+  local c0 = cpu()
+  fn(...)
+  carried = carried + (cpu() - c0) * 1000
+end
+
+-- After a login: the tokens go to the store (the ID token verified first, keys fetched on the
+-- I/O thread); what the player sees next comes from the verified claims.
+local function keep_login(tokens)
+  session = "saving"
+  cm:save(tokens, function(ok, err)
+    store_touched = true   -- the ID token checked and the file written, inside this callback
+    if not ok then say_error(err) end   -- still logged in for this run, just not remembered
+    session, welcome = "in", cm:user() or {}
+  end)
+end
+
+-- A stored login: renewed once at start (the refresh token may have been revoked from
+-- elsewhere), in callback form; offline, the stored session is kept.
+local function restore()
+  session = "restoring"
+  store_touched = true
+  cm:renew(function(_, err)
+    store_touched = true
+    if err and err.code == "login_required" then
+      session, message = nil, "your saved login has expired: log in again"
+    else
+      if err then message = "offline: playing with the saved login (" .. tostring(err.message) .. ")" end
+      session, welcome = "in", cm:user() or {}
+    end
+  end)
+end
+
+local function logout()
+  session = "logging_out"
+  store_touched = true   -- clear takes the store's lock and rereads it now
+  cm:clear({ revoke = true }, function(ok, err)
+    store_touched = true
+    if ok then session, welcome, f, code_img, input, message = nil, nil, nil, nil, EMAIL, "logged out"
+    else session = "in"; say_error(err) end
+  end)
+end
+
+-- The emulator: the one named by A0_LOVE_EMU (kept across restarts), else our own.
+local function emulator()
+  local url, ca = os.getenv("A0_LOVE_EMU"), os.getenv("A0_LOVE_EMU_CA")
+  if url and ca then
+    ctl = control.new { base_url = url, ca_file = ca }
+    return url, ca, os.getenv("A0_LOVE_USER_ID")
+  end
   srv = assert(require("auth0.emulator.server").start { owner_pid = own_pid() })
   ctl = control.new { base_url = srv.base_url, ca_file = srv.ca_file }
-  -- the player: MFA required, nothing enrolled (so the login asks to enroll an app)
-  user = assert(ctl:post("users", { connection = "email", email = EMAIL, mfa = { "otp", "push-notification" } }))
-  assert(ctl:post("mfa", { poll_min_interval = 1 }))   -- push answers polled every second
-  client = auth0.new { base_url = srv.base_url, ca_file = srv.ca_file, client_id = "emu-native",
+  return srv.base_url, srv.ca_file, require("setup")(ctl, EMAIL)
+end
+
+function love.load()
+  collectgarbage("stop")   -- stepped once per frame in love.update
+  local url, ca
+  url, ca, user_id = emulator()
+  client = auth0.new { base_url = url, ca_file = ca, client_id = "emu-native",
     io_thread = true, poll_budget_ms = POLL_BUDGET_MS }
+  -- in the save folder (~/.local/share/love/<identity>): the store makes auth0/ 0700, the file 0600
+  -- when it writes; lock_wait 0: another copy of the game refreshing means "busy", not a wait
+  cm = credentials.new(client, { store = credentials.file_store {
+    path = love.filesystem.getSaveDirectory() .. "/auth0/credentials", lock_wait = 0 } })
   client:jwks(function() end)   -- the TLS handshake happens now, on the I/O thread
   -- warm-up during loading: libqrencode's first codes build its tables (cold, 2-3x slower)
   for _ = 1, 3 do qr.encode("otpauth://totp/x:y?secret=" .. ("A"):rep(32) .. ("&issuer=x"):rep(10)) end
   love.keyboard.setKeyRepeat(true)
   input = AUTOPILOT and "" or EMAIL
-  if AUTOPILOT then autopilot = coroutine.create(require("autopilot")) end
+  if cm:has_valid() then restore() end
+  load_session = session
+  if AUTOPILOT then autopilot = coroutine.create(require("autopilot")[AUTOPILOT]) end
 end
 
 local function start_login()
   f = flow.login(client, { connection = "email", email = input, scope = "openid profile email offline_access",
     push_interval = 1, on_state = function(fl)
     say_error(fl.error)
+    if fl.state == "done" then keep_login(fl.tokens) end
     push_since = fl.state == "awaiting_push" and (push_since or love.timer.getTime()) or nil
     if fl.state == "awaiting_code" or fl.state == "awaiting_mfa_code" then input = "" end
   end })
@@ -120,24 +192,27 @@ end
 
 function love.keypressed(key)
   if key == "backspace" then input = input:sub(1, -2)
-  elseif key == "return" or key == "kpenter" then submit()
+  elseif key == "return" or key == "kpenter" then if not session then lib(submit) end
   elseif key == "f2" and f and f.state == "awaiting_code" and love.timer.getTime() >= resend_at then
-    f:resend_code()
+    lib(f.resend_code, f)
     resend_at = love.timer.getTime() + RESEND_COOLDOWN
   elseif key == "f3" and f and f.state == "awaiting_mfa_choice" then
-    f:enroll { authenticator_types = { "otp" } }
+    lib(f.enroll, f, { authenticator_types = { "otp" } })
   elseif key:find("^%d$") and f and f.state == "awaiting_mfa_choice" then   -- the choice list (no text field)
     local a = f.authenticators[tonumber(key)]
-    if a then f:choose_authenticator(a) end
-  elseif key == "f4" and f and f.state == "done" then   -- log out: revoke the refresh token, forget the rest
-    if f.tokens.refresh_token then client:revoke(f.tokens.refresh_token, function() end) end
-    f, code_img, input, message = nil, nil, EMAIL, "logged out"
+    if a then lib(f.choose_authenticator, f, a) end
+  elseif key == "f4" and session == "in" then lib(logout)
   elseif key == "f1" then   -- the emulator's outbox stands in for the player's mailbox
     local code = ctl:last_code(EMAIL)
     message = code and ("outbox: the last code sent is " .. code) or "outbox: empty"
   elseif key == "escape" then
-    if f and f.state ~= "done" then f:cancel() else love.event.quit() end
+    if f and f.state ~= "done" then lib(f.cancel, f) else love.event.quit() end
   end
+end
+
+function love.mousepressed(x, y, button)
+  local b = LOGOUT
+  if button == 1 and session == "in" and x >= b.x and x < b.x + b.w and y >= b.y and y < b.y + b.h then lib(logout) end
 end
 
 -- The QR code as an image made once: one pixel per module, light, with a quiet zone of 4
@@ -167,14 +242,16 @@ function love.update()
     qr_ms = (cpu() - q0) * 1000
   end
   frames = frames + 1
-  frame_work[frames] = (cpu() - c0) * 1000
+  frame_work[frames] = (cpu() - c0) * 1000 + carried
+  frame_store[frames], carried, store_touched = store_touched, 0, false
   if code_img and not code_img.image then code_img.image = qr_image(code_img.m) end   -- the game's work
-  frame_state[frames] = f and f.state or "start"
+  frame_state[frames] = session or (f and f.state) or "start"
   if autopilot then   -- the player, not the game: its time is left out of the figures
     local a0 = love.timer.getTime()
     local ok, err = coroutine.resume(autopilot, { flow = function() return f end, ctl = ctl, email = EMAIL,
-      code_img = function() return code_img end, srv = srv, frames = function() return frames end,
-      user_id = user.user_id })
+      code_img = function() return code_img end, frames = function() return frames end, user_id = user_id,
+      session = function() return session end, load_session = load_session, welcome = function() return welcome end,
+      message = function() return message end, logout_button = LOGOUT, store_path = cm._store.path })
     if not ok then
       print("autopilot: FAILED: " .. tostring(err))
       love.event.quit(1)
@@ -197,6 +274,14 @@ local function frame_report()
     if frame_work[i] > frame_work[worst] then worst = i end
   end
   table.sort(t)
+  local idx = {}
+  for i = 1, frames do idx[i] = i end
+  table.sort(idx, function(x, y) return frame_work[x] > frame_work[y] end)
+  local top = {}
+  for i = 1, math.min(5, frames) do
+    top[i] = ("%d %s %.3f"):format(idx[i], frame_state[idx[i]], frame_work[idx[i]])
+  end
+  print("the costliest frames (frame, state after the poll, ms): " .. table.concat(top, "; "))
   return ("%d frames: library work per frame (thread CPU) worst %.3f ms (frame %d, %s), p99 %.3f ms, median %.3f ms;" ..
     " of it building the QR code %s; love.update worst %.3f ms (wall, without the autopilot)")
     :format(frames, t[#t] or 0, worst, frame_state[worst] or "-", t[math.max(1, math.ceil(#t * 0.99))] or 0,
@@ -205,6 +290,13 @@ end
 
 function love.quit()
   print(frame_report())
+  local out = os.getenv("A0_LOVE_FRAMES")   -- drive.lua adds up the frames of both runs
+  if out then
+    local fh = assert(io.open(out, "a"))
+    for i = 1, frames do fh:write(("%.6f %s\n"):format(frame_work[i], frame_store[i] and "store" or "-")) end
+    fh:write(("update %.6f\n"):format(update_worst))
+    fh:close()
+  end
   if client then client:close() end
   if ctl then ctl:close() end
   if srv then srv:stop() end
@@ -222,8 +314,8 @@ function love.draw()
   local g = love.graphics
   g.clear(0.12, 0.13, 0.16)
   g.setColor(1, 1, 1)
-  g.print("lua-auth0 login (state: " .. (f and f.state or "start") .. ")", 20, 20)
-  g.print(f and STATE_TEXT[f.state] or "enter your e-mail and press Enter", 20, 45)
+  g.print("lua-auth0 login (state: " .. (session or (f and f.state) or "start") .. ")", 20, 20)
+  g.print(session and "" or f and STATE_TEXT[f.state] or "enter your e-mail and press Enter", 20, 45)
   local label = field_label()
   if label then
     g.print(label .. ":", 20, 80)
@@ -250,9 +342,21 @@ function love.draw()
     g.arc("line", "open", 34, y + 12, 10, t * 6, t * 6 + 4.5)   -- a spinner: the frame goes on
     g.print(("waiting for your phone: %.1f s"):format(t - (push_since or t)), 54, y + 4)
     y = y + 35
-  elseif f and f.state == "done" then
-    g.print("welcome! token type " .. tostring(f.tokens.token_type) .. "; F4 logs out, Esc quits", 20, y)
-    y = y + 25
+  end
+  if session then
+    g.print(({ restoring = "welcome back: checking your saved login...", saving = "logged in: saving the login...",
+      logging_out = "logging out...", ["in"] = "welcome, " .. tostring(welcome and (welcome.email or welcome.sub)) ..
+      "! (from your verified ID token)" })[session], 20, 45)
+    if session == "in" then
+      local b = LOGOUT
+      g.setColor(0.35, 0.2, 0.2)
+      g.rectangle("fill", b.x, b.y, b.w, b.h, 4, 4)
+      g.setColor(1, 1, 1)
+      g.rectangle("line", b.x, b.y, b.w, b.h, 4, 4)
+      g.printf("Log out (F4)", b.x, b.y + 8, b.w, "center")
+      g.print("Esc quits: the login is kept for the next start", 20, 125)
+    end
+    y = 160
   end
   if f and f.recovery_code and f.state ~= "done" then
     g.printf("recovery code (write it down, it is shown once): " .. f.recovery_code, 20, y, 380)
