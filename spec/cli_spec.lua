@@ -204,6 +204,48 @@ describe("the auth0 command", function()
     assert.is_string(stored().refresh_token)
   end)
 
+  it("lists and deletes the user's authenticators through the MFA API audience", function()
+    local email = "mfa-api@example.com"
+    local u = emu.control("POST", "/users", { connection = "email", email = email, mfa = { "otp" } })
+    emu.control("POST", "/mfa/authenticators", { user_id = u.user_id, type = "otp", secret = "JBSWY3DPEHPK3PXP" })
+    emu.control("POST", "/refresh_tokens", { client_id = "emu-native", policies = { { audience = srv.base_url .. "/mfa/",
+      scope = { "enroll", "read:authenticators", "remove:authenticators" } } } })
+    write(work .. "/totp", "JBSWY3DPEHPK3PXP\n")
+    local p = start("login --email " .. email .. " --totp-secret-file " .. q(work .. "/totp"))
+    p:send(wait_for(function() return codes(email)[1] end, "the code"))
+    -- the secret is read from its file: nothing secret on any command line meanwhile
+    local ps = util.sh("ps -eo args")
+    assert.is_nil(ps:find("JBSWY3DPEHPK3PXP", 1, true))
+    assert.equal(0, (p:wait()))
+    local status, out = run("mfa list --json")
+    assert.equal(0, status, out)
+    local list = cjson.decode(out)
+    local otp
+    for _, a in ipairs(list) do if a.authenticator_type == "otp" then otp = a end end
+    assert.is_table(otp, out)
+    local err
+    local _
+    status, _, err = run("mfa delete " .. q(otp.id))
+    assert.same({ 0, "deleted " .. otp.id .. "\n" }, { status, err })
+    status, out = run("mfa list --json")
+    assert.equal(0, status)
+    for _, a in ipairs(cjson.decode(out)) do assert.not_equal(otp.id, a.id) end
+  end)
+
+  it("prints a QR code in the terminal, two modules per character row", function()
+    local uri = "otpauth://totp/x?secret=JBSWY3DPEHPK3PXP"
+    -- a URI holding a secret is refused as a bare argument (it would show in ps)
+    local status, out, err = run("qr " .. q(uri))
+    assert.same({ 2, "" }, { status, out })
+    assert.matches("not accepted on the command line", err, 1, true)
+    -- from standard input: exactly the module's terminal rendering
+    status, out = run("qr -", { stdin = uri .. "\n" })
+    assert.same({ 0, auth0.qr(uri):terminal() }, { status, out })
+    local size = auth0.qr(uri).size
+    local _, lines = out:gsub("\n", "")
+    assert.equal(math.ceil((size + 8) / 2), lines)   -- a quiet zone of 4 modules each side
+  end)
+
   it("logs in through a terminal: hidden code, MFA menu, a push approved while the spinner runs", function()
     local email = "tty@example.com"
     local u = emu.control("POST", "/users", { connection = "email", email = email, mfa = { "push-notification", "otp" } })

@@ -108,6 +108,20 @@ local function flags_of(args)
   return t
 end
 
+-- Ctrl-C makes the interpreter raise "interrupted!" in whatever Lua code runs next; when that
+-- is one of the library's callbacks, the error lands here instead of unwinding the command:
+-- note it, and the command stops at its next step (_M.check_interrupt).
+local interrupted = false
+function _M.on_callback_error(msg)
+  if tostring(msg):find("interrupted!", 1, true) then interrupted = true; return end
+  term.say("auth0: error in a callback: ", tostring(msg):match("^[^\n]*"), "\n")
+end
+
+--- Raises the interrupt failure if Ctrl-C was pressed during a callback.
+function _M.check_interrupt()
+  if interrupted then error(fail(EXIT.interrupted, "interrupted"), 0) end
+end
+
 --- A client for the resolved settings (raises a Fail when the settings are incomplete).
 function _M.client(s)
   local auth0 = require "auth0"
@@ -116,7 +130,8 @@ function _M.client(s)
   end
   if not s.client_id then error(fail(EXIT.usage, "no client id: set --client-id, AUTH0_CLIENT_ID or a profile"), 0) end
   local ok, c = pcall(auth0.new, { domain = not s.base_url and s.domain or nil, base_url = s.base_url,
-    client_id = s.client_id, client_secret = s.client_secret, ca_file = s.ca_file })
+    client_id = s.client_id, client_secret = s.client_secret, ca_file = s.ca_file,
+    on_callback_error = _M.on_callback_error })
   if not ok then error(fail(EXIT.usage, tostring(c):gsub("^[^:]*:%d+: ", "")), 0) end
   return c
 end
@@ -154,7 +169,9 @@ function _M.main(argv, env)
     s, err = settings.resolve(flags_of(args), env)
     if not s then error(fail(EXIT.usage, err), 0) end
     local fn = cmds[args.command]
-    return fn(s, args, t)
+    local status = fn(s, args, t)
+    _M.check_interrupt()
+    return status
   end, function(e)
     if getmetatable(e) == Fail then return e end
     if type(e) == "string" and e:find("interrupted!", 1, true) then return fail(EXIT.interrupted, "interrupted") end

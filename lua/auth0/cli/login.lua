@@ -123,8 +123,13 @@ local function prompts(args, t)
     if line == nil then error(fail(EXIT.failure, "no MFA code on standard input"), 0) end
     return line
   end
+  -- every prompt first stops the login if Ctrl-C landed in one of the library's callbacks
+  for name, fn in pairs(p) do
+    p[name] = function(...) cli.check_interrupt(); return fn(...) end
+  end
   local frame = 0
   function p.on_push_wait(_, waited)
+    cli.check_interrupt()
     frame = frame + 1
     t:spin(frame, ("waiting for approval on your phone %d s (Ctrl-C to stop)"):format(math.floor(waited)))
   end
@@ -142,6 +147,7 @@ function _M.run(c, s, args, t)
     scope = args.scope or s.scope or "openid profile email offline_access" }
   local tokens, err, f = flow.run(c, opts, prompts(args, t))
   t:spin_done()
+  cli.check_interrupt()   -- nothing is saved after a Ctrl-C, even if the login completed
   if not tokens then
     local status, line = cli.classify(err)
     error(fail(status, line), 0)
