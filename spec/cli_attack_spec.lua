@@ -16,6 +16,12 @@ local PROFILE = "base_url = https://127.0.0.1:9\nclient_id = emu-native\n"
 
 -- (";" between shell commands, not "&&": under the ASan pass the tools inherit LD_PRELOAD and
 -- ASan's leak check makes them exit non-zero)
+-- bin/auth0 is a Lua 5.4 program using build/lua5.4 whatever the pass: it runs once
+if not util.first_pass() then
+  describe("auth0 command attacked: settings files", function() pending("runs once, in the Lua 5.4 pass") end)
+  return
+end
+
 describe("auth0 command attacked: settings files", function()
   before_each(function()
     work = sh("mktemp -d /tmp/a0-cli-attack.XXXXXX"):match("%S+")

@@ -20,6 +20,7 @@ run_pass() {   # a pass that dies before reporting counts as one failure
   if [ "$rc" != 0 ]; then status=1; [ "$after" = "$before" ] && echo "0 1 0" >> "$counts"; fi
 }
 for p in $passes; do
+  export A0_PASS=$p   # specs that run once (a Lua 5.4 program, an install) look at it
   echo "=== pass: $p"
   case $p in
     lua54)   A0_PASS=lua54 run_pass lua5.4 /usr/bin/busted --run=default "$@" ;;

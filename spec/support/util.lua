@@ -3,6 +3,13 @@
 -- credentials specs, and a clock that follows the emulator's virtual one.
 local _M = {}
 
+--- False in the passes after the first one (luajit, asan, iothread...): for specs of things
+-- that are the same in every pass (a Lua 5.4 program, an install), which run once.
+function _M.first_pass()
+  local pass = os.getenv("A0_PASS")
+  return pass == nil or pass == "lua54"
+end
+
 --- `s` quoted for the shell.
 function _M.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
@@ -13,6 +20,10 @@ function _M.sh(cmd)
   p:close()
   return out
 end
+
+--- Runs a system tool (`cmd`) without the ASan pass's LD_PRELOAD: tools run under ASan report
+-- their own leaks, and some (pgrep) hang in its leak check. Returns its output.
+function _M.tool(cmd) return _M.sh("env -u LD_PRELOAD sh -c " .. _M.q(cmd)) end
 
 --- A file's bytes, or nil.
 function _M.read(path)
