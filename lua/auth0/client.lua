@@ -179,9 +179,14 @@ function Client:__tostring()
   return "auth0.Client (" .. self._cfg.base_url .. ")"
 end
 
+-- on_log gets strings and plain scalars only: a field holding a table (an error object,
+-- a result) is rendered by sched.plain, so no secret-bearing table reaches a log sink.
 function Client:_log(level, message, fields)
   local fn = self._on_log
-  if fn then pcall(fn, level, message, fields or {}) end
+  if not fn then return end
+  local out = {}
+  for k, v in pairs(fields or {}) do out[k] = sched.plain(v) end
+  pcall(fn, level, sched.plain(message), out)
 end
 -- Hot paths test self._on_log first so that no fields table is built when nobody listens.
 
