@@ -107,6 +107,17 @@ function M.seconds(at, v, name, default, max, unit)
   return v
 end
 
+--- A finite number (NaN and +-inf are misuse) in [min, max] when given, or nil (optional).
+function M.finite(at, v, name, min, max)
+  if v == nil then return nil end
+  if type(v) ~= "number" then at:fail(name .. " must be a number, got " .. type(v)) end
+  if v ~= v or v == math.huge or v == -math.huge then at:fail(name .. " must be a finite number") end
+  if (min and v < min) or (max and v > max) then
+    at:fail(name .. " must be in [" .. tostring(min or "-inf") .. ", " .. tostring(max or "inf") .. "]")
+  end
+  return v
+end
+
 --- A function (or nil when `optional`).
 function M.func(at, v, name, optional)
   if v == nil and optional then return nil end

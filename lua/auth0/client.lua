@@ -35,6 +35,8 @@ local VALID_OPTS = {
   -- the "ngx" transport's own options (see lua/auth0/transport/ngx.lua)
   pool_size = true, keepalive_timeout = true, server_name = true, pool = true,
   poll_budget_ms = true, io_thread = true,
+  -- ID tokens (README "Security")
+  id_token_alg = true, jwks_ttl = true, jwks_min_refetch = true,
 }
 
 local NEW = at("new", 1)
@@ -90,7 +92,14 @@ local function check_options(opts)
     max_retry_wait = check.seconds(NEW, opts.max_retry_wait, "max_retry_wait", 10),
     poll_budget = check.seconds(NEW, opts.poll_budget_ms, "poll_budget_ms", nil, 1000, "milliseconds"),
     io_thread = opts.io_thread,
+    id_token_alg = opts.id_token_alg == nil and "RS256" or opts.id_token_alg,
+    jwks_ttl = check.seconds(NEW, opts.jwks_ttl, "jwks_ttl", 600),
+    jwks_min_refetch = check.seconds(NEW, opts.jwks_min_refetch, "jwks_min_refetch", 60),
   }
+  if cfg.id_token_alg ~= "RS256" and cfg.id_token_alg ~= "HS256" then
+    NEW:fail("id_token_alg must be \"RS256\" or \"HS256\", got " .. check.show(cfg.id_token_alg))
+  end
+  if cfg.id_token_alg == "HS256" and not cfg.client_secret then NEW:fail("id_token_alg \"HS256\" needs client_secret") end
   if cfg.io_thread ~= nil and type(cfg.io_thread) ~= "boolean" then NEW:fail("io_thread must be a boolean") end
   if type(cfg.retries) ~= "number" or not (cfg.retries >= 0 and cfg.retries <= 10) or cfg.retries % 1 ~= 0 then
     NEW:fail("retries must be an integer in 0..10")
@@ -133,7 +142,8 @@ end
 -- @tparam table opts see README: `domain` or `base_url`, `client_id`, `client_secret`,
 -- `audience`, `scope`, `timeout`, `connect_timeout`, `ca_file`, `language`, `telemetry`,
 -- `on_log`, `on_callback_error`, `transport`, `retries`, `max_retry_wait`, `sleep`,
--- `insecure_skip_verify`, `poll_budget_ms`, `io_thread`, and the "ngx" transport's options
+-- `insecure_skip_verify`, `poll_budget_ms`, `io_thread`, `id_token_alg` ("RS256", or "HS256"
+-- with client_secret), `jwks_ttl` (600 s), `jwks_min_refetch` (60 s), and the "ngx" transport's options
 -- @return the client
 function M.new(opts)
   local cfg = check_options(opts)

@@ -20,8 +20,8 @@ local b64url_decode, rs256_verify, hmac, sha256 =
 
 local ERR_CODE = "invalid_id_token"
 
-local function fail(message)
-  return nil, errors.new(ERR_CODE, message)
+local function fail(message, reason)
+  return nil, errors.new(ERR_CODE, message, reason and { reason = reason } or nil)
 end
 
 -- A claim value fit for an error message: short printable strings and numbers only.
@@ -78,7 +78,7 @@ end
 
 local VERIFY_OPTS = {
   jwks = true, issuer = true, client_id = true, leeway = true, now = true, nonce = true,
-  max_age = true, client_secret = true,
+  max_age = true, client_secret = true, alg = true,
 }
 
 local function check_verify_opts(opts)
@@ -102,12 +102,13 @@ local function check_verify_opts(opts)
   need("nonce", "string", true)
   need("max_age", "number", true)
   need("client_secret", "string", true)
+  need("alg", "string", true)
 end
 
 -- Picks the JWKS entry for the header's kid (or the only key when there is no kid).
 local function find_key(jwks, kid)
   local keys = jwks.keys
-  if type(keys) ~= "table" or #keys == 0 then return nil, "jwks has no keys" end
+  if type(keys) ~= "table" or #keys == 0 then return nil, "jwks has no keys", "unknown_kid" end
   if kid == nil then
     if #keys == 1 then return keys[1] end
     return nil, "id token has no kid and the jwks has several keys"
@@ -116,7 +117,7 @@ local function find_key(jwks, kid)
   for _, k in ipairs(keys) do
     if type(k) == "table" and k.kid == kid then return k end
   end
-  return nil, "id token signing key not found in jwks: kid " .. show(kid)
+  return nil, "id token signing key not found in jwks: kid " .. show(kid), "unknown_kid"
 end
 
 local function check_signature(jwt, opts)
@@ -125,8 +126,8 @@ local function check_signature(jwt, opts)
     if opts.jwks == nil then
       error("auth0.jwt.verify_id_token: opts.jwks is required for RS256 tokens", 3)
     end
-    local key, err = find_key(opts.jwks, jwt.header.kid)
-    if not key then return nil, err end
+    local key, err, reason = find_key(opts.jwks, jwt.header.kid)
+    if not key then return nil, err, reason end
     if key.kty ~= "RSA" or type(key.n) ~= "string" or type(key.e) ~= "string"
       or (key.alg ~= nil and key.alg ~= "RS256") or (key.use ~= nil and key.use ~= "sig") then
       return nil, "jwks key for the id token is not an RS256 signing key"
@@ -229,8 +230,9 @@ function _M.verify_id_token(token, opts)
   local jwt, err = decode(token)
   if not jwt then return fail("id token could not be decoded: " .. err) end
   local ok
-  ok, err = check_signature(jwt, opts)
-  if not ok then return fail(err) end
+  local reason
+  ok, err, reason = check_signature(jwt, opts)
+  if not ok then return fail(err, reason) end
   ok, err = check_claims(jwt.payload, opts)
   if not ok then return fail(err) end
   return jwt.payload

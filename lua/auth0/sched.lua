@@ -143,6 +143,9 @@ local function enlist(s, req)
   end
 end
 
+--- Counts `req` as pending until it finishes (it waits for something shared, e.g. a JWKS fetch).
+function Sched:hold(req) enlist(self, req) end
+
 --- Queues `fn` on the run queue, for `req` (skipped once req is done) or for nobody.
 function Sched:push(fn, req)
   enlist(self, req)
