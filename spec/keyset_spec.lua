@@ -131,6 +131,27 @@ describe("ID-token key set", function()
     c:close()
   end)
 
+  it("id_token_alg pins the client's algorithm: HS256 only when set, with client_secret", function()
+    local secret = "emu-confidential-secret"
+    local function hs256(claims)
+      local input = core.b64url_encode('{"alg":"HS256","typ":"JWT"}') .. "." .. core.b64url_encode(require("cjson").encode(claims))
+      return input .. "." .. core.b64url_encode(core.hmac("SHA256", secret, input))
+    end
+    local t = os.time()
+    local tok = hs256({ iss = server.base_url .. "/", aud = "emu-confidential", sub = "u1", iat = t, exp = t + 600 })
+    local rs = client({ client_id = "emu-confidential", client_secret = secret })
+    local _, err = rs:verify_id_token(tok)
+    assert.equal("id token signing algorithm not supported: expected RS256, got HS256", err.message)
+    local hs = client({ client_id = "emu-confidential", client_secret = secret, id_token_alg = "HS256" })
+    assert.equal("u1", assert(hs:verify_id_token(tok)).sub)
+    _, err = hs:verify_id_token(id_token(hs))   -- an RS256 token from the tenant
+    assert.equal("id token signing algorithm not supported: expected HS256, got RS256", err.message)
+    assert.has_error(function() client({ id_token_alg = "HS256" }) end,
+      "bad argument #1 to 'new' (id_token_alg \"HS256\" needs client_secret)")
+    assert.has_error(function() client({ id_token_alg = "none" }) end)
+    rs:close(); hs:close()
+  end)
+
   it("misuse of the options raises", function()
     local c = client()
     assert.has_error(function() c:verify_id_token("a.b.c", { leeway = "x" }) end)

@@ -15,8 +15,17 @@ local str_find, str_sub, str_format, str_match = string.find, string.sub, string
 local decode   -- _M.decode's work: (result) or (nil, message)
 local _M = { _VERSION = "0.1.0" }
 
-local b64url_decode, rs256_verify, hmac, sha256 =
-  core.b64url_decode, core.rs256_verify, core.hmac, core.sha256
+local b64url_decode, b64url_encode, rs256_verify, hmac, sha256 =
+  core.b64url_decode, core.b64url_encode, core.rs256_verify, core.hmac, core.sha256
+
+-- Only the canonical spelling decodes (no padding, zero unused bits): a respelled copy of
+-- a token is another string and must not verify as the same token.
+local function canonical_decode(part)
+  local raw, err = b64url_decode(part)
+  if not raw then return nil, err end
+  if b64url_encode(raw) ~= part then return nil, "not in canonical form" end
+  return raw
+end
 
 local ERR_CODE = "invalid_id_token"
 
@@ -32,7 +41,7 @@ local function show(v)
 end
 
 local function decode_part(part, what)
-  local raw, err = b64url_decode(part)
+  local raw, err = canonical_decode(part)
   if not raw then return nil, what .. " is not base64url: " .. err end
   local value = cjson.decode(raw)
   if type(value) ~= "table" then return nil, what .. " is not a JSON object" end
@@ -66,7 +75,7 @@ decode = function(token)
   payload, err = decode_part(str_sub(token, d1 + 1, d2 - 1), "token payload")
   if not payload then return nil, err end
   local signature
-  signature, err = b64url_decode(str_sub(token, d2 + 1))
+  signature, err = canonical_decode(str_sub(token, d2 + 1))
   if not signature then return nil, "token signature is not base64url: " .. err end
   return {
     header = header,
@@ -103,6 +112,19 @@ local function check_verify_opts(opts)
   need("max_age", "number", true)
   need("client_secret", "string", true)
   need("alg", "string", true)
+  if opts.alg ~= nil and opts.alg ~= "RS256" and opts.alg ~= "HS256" then
+    error("auth0.jwt.verify_id_token: opts.alg must be \"RS256\" or \"HS256\"", 3)
+  end
+  if opts.alg == "HS256" and opts.client_secret == nil then
+    error("auth0.jwt.verify_id_token: opts.alg \"HS256\" needs opts.client_secret", 3)
+  end
+  for _, name in ipairs({ "leeway", "now", "max_age" }) do
+    local v = opts[name]
+    if v ~= nil and (v ~= v or v == math.huge or v == -math.huge or (name ~= "now" and v < 0)) then
+      error("auth0.jwt.verify_id_token: opts." .. name .. " must be a finite number" ..
+        (name ~= "now" and " >= 0" or ""), 3)
+    end
+  end
 end
 
 -- Picks the JWKS entry for the header's kid (or the only key when there is no kid).
@@ -120,8 +142,21 @@ local function find_key(jwks, kid)
   return nil, "id token signing key not found in jwks: kid " .. show(kid), "unknown_kid"
 end
 
+-- The one algorithm accepted (pinned): opts.alg, else HS256 for a secret without a JWKS
+-- (the first version's behaviour), else RS256. Beside a JWKS an HS256 token is refused even
+-- when the secret would verify it: whoever extracts a shipped app's secret could mint it.
+local function pinned(opts)
+  if opts.alg ~= nil then return opts.alg end
+  if opts.client_secret and opts.jwks == nil then return "HS256" end
+  return "RS256"
+end
+
 local function check_signature(jwt, opts)
-  local alg = jwt.header.alg
+  local alg, want = jwt.header.alg, pinned(opts)
+  if alg ~= want then
+    if alg == nil then return nil, "id token header has no alg" end
+    return nil, "id token signing algorithm not supported: expected " .. want .. ", got " .. show(alg)
+  end
   if alg == "RS256" then
     if opts.jwks == nil then
       error("auth0.jwt.verify_id_token: opts.jwks is required for RS256 tokens", 3)
@@ -136,7 +171,7 @@ local function check_signature(jwt, opts)
       return nil, "id token signature verification failed"
     end
     return true
-  elseif alg == "HS256" and opts.client_secret then
+  else   -- HS256, pinned
     local mac = hmac("SHA256", opts.client_secret, jwt.signing_input)
     -- Comparing digests of both sides keeps the comparison time independent of the MAC.
     if sha256(mac) ~= sha256(jwt.signature) then
@@ -144,8 +179,6 @@ local function check_signature(jwt, opts)
     end
     return true
   end
-  if alg == nil then return nil, "id token header has no alg" end
-  return nil, "id token signing algorithm not supported: expected RS256, got " .. show(alg)
 end
 
 local function check_audience(claims, client_id)
@@ -197,6 +230,17 @@ local function check_claims(claims, opts)
       claims.exp, now, leeway)
   end
   if type(claims.iat) ~= "number" then return nil, "id token issued at (iat) claim missing" end
+  if claims.iat > now + leeway then
+    return nil, str_format("id token issued in the future: iat %.0f is after now %.0f (leeway %.0f s)",
+      claims.iat, now, leeway)
+  end
+  if claims.nbf ~= nil then
+    if type(claims.nbf) ~= "number" then return nil, "id token not-before (nbf) claim is not a number" end
+    if claims.nbf > now + leeway then
+      return nil, str_format("id token not yet valid: nbf %.0f is after now %.0f (leeway %.0f s)",
+        claims.nbf, now, leeway)
+    end
+  end
   if opts.nonce ~= nil then
     if claims.nonce == nil then return nil, "id token nonce claim missing" end
     if claims.nonce ~= opts.nonce then return nil, "id token nonce mismatch" end
@@ -217,7 +261,9 @@ end
 -- @tparam string token the compact JWT
 -- @tparam table opts `issuer` ("https://host/", exact match), `client_id`, `jwks` (the
 --   decoded JWKS document, required for RS256), `leeway` (seconds, default 60), `now`
---   (default `os.time()`), `nonce`, `max_age`, `client_secret` (enables HS256)
+--   (default `os.time()`), `nonce`, `max_age`, `client_secret`, `alg` (the one algorithm
+--   accepted: "RS256", or "HS256" with client_secret; default RS256, or HS256 when only a
+--   client_secret is given). Base64url parts must be canonical (no padding, zero unused bits).
 -- @treturn table the claims
 -- @treturn[2] nil
 -- @treturn[2] auth0.Error `invalid_id_token`, its message naming the failing check
