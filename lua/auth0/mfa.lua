@@ -37,6 +37,8 @@ function Client:mfa_delete_authenticator(token, authenticator_id, cb)
   check.header(DELETE, token, "token")
   local arg2 = at("mfa_delete_authenticator", 2)
   check.wire(arg2, check.string(arg2, authenticator_id, "authenticator_id"), "authenticator_id")
+  -- sent as one path segment, percent-encoded; "." and ".." would leave it (issue 11)
+  if authenticator_id == "." or authenticator_id == ".." then arg2:fail("authenticator_id must not be . or ..") end
   return self:_call(DELETE, "mfa_delete_authenticator", nil,
     { fn = "mfa_delete_authenticator", bearer = token, path_arg = authenticator_id }, cb, shape.ok)
 end
