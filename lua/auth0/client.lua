@@ -317,6 +317,21 @@ function Client:_call(where, ep, fields, opts, cb, fit)
   return req
 end
 
+--- The call options `o` with `p.forwarded_for` (the end user's IP address, sent as the
+-- auth0-forwarded-for header) when given; Auth0 honours it from confidential clients only,
+-- so a public client raises (README "Security").
+function Client:_forwarded(where, p, o)
+  local ip = p.forwarded_for
+  if ip == nil then return o end
+  check.ip(where, ip, "forwarded_for")
+  if not self._cfg.client_secret then
+    where:fail("forwarded_for needs a confidential client (client_secret): Auth0 ignores it otherwise")
+  end
+  local out = { forwarded_for = ip }
+  for k, v in pairs(o) do out[k] = v end
+  return out
+end
+
 ---------------------------------------------------------------------------------------
 -- Polling and lifetime
 

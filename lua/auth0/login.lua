@@ -20,7 +20,8 @@ local O_REVOKE, O_OIDC = { fn = "revoke" }, { fn = "openid_configuration" }
 --- Sends a one-time code or a magic link (POST /passwordless/start).
 -- @tparam table p `connection` ("email", "sms" or a custom name), `email` or
 -- `phone_number`, `send` ("code" default, "link", "link_ios", "link_android"),
--- `auth_params` (links only), `language` (x-request-language header)
+-- `auth_params` (links only), `language` (x-request-language header), `forwarded_for` (the
+-- end user's IP address, confidential clients only: README "Security")
 -- @tparam[opt] function cb callback(result, err): the call returns a request object at once
 -- @return the server's answer (e.g. `{_id=, email=, email_verified=}`) or nil, err; raises on misuse
 function Client:passwordless_start(p, cb)
@@ -42,12 +43,13 @@ function Client:passwordless_start(p, cb)
   local cfg = self._cfg
   local fields = { client_id = cfg.client_id, client_secret = cfg.client_secret, connection = connection,
     email = email, phone_number = phone, send = send, authParams = p.auth_params }
-  return self:_call(START, "passwordless_start", fields, language and { fn = "passwordless_start",
-    language = language } or O_START, cb, shape.object)
+  return self:_call(START, "passwordless_start", fields, self:_forwarded(START, p, language and
+    { fn = "passwordless_start", language = language } or O_START), cb, shape.object)
 end
 
 --- Exchanges the one-time code for tokens (passwordless OTP grant).
--- @tparam table p `realm` (connection), `username` (email or phone), `otp`, `audience`, `scope`
+-- @tparam table p `realm` (connection), `username` (email or phone), `otp`, `audience`, `scope`,
+-- `forwarded_for` (as passwordless_start's)
 -- @tparam[opt] function cb callback(tokens, err)
 -- @return tokens `{access_token, id_token, refresh_token, token_type, expires_in, scope, expires_at}`
 -- or nil, err (`err.code == "mfa_required"` carries `err.mfa_token`, `err.mfa_requirements`)
@@ -61,7 +63,7 @@ function Client:passwordless_login(p, cb)
     audience = check.string(LOGIN, p.audience, "audience", true) or cfg.audience,
     scope = check.string(LOGIN, p.scope, "scope", true) or cfg.scope,
   }
-  return self:_call(LOGIN, "passwordless_login", fields, O_LOGIN, cb, shape.tokens)
+  return self:_call(LOGIN, "passwordless_login", fields, self:_forwarded(LOGIN, p, O_LOGIN), cb, shape.tokens)
 end
 
 --- Uses a refresh token (refresh_token grant). May answer `mfa_required`.
