@@ -57,7 +57,7 @@ describe("forwarded_for", function()
           :gsub("must not be empty", "must be an IPv4 or IPv6 address"), bad)
     end
     assert.truthy(raised(c.passwordless_start, c, { connection = "email", email = "a@example.com", forwarded_for = 42 })
-      :find("forwarded_for must be a string", 1, true))
+      :find("(field 'forwarded_for': string expected, got number)", 1, true))
     for _, good in ipairs({ "0.0.0.0", "255.255.255.255", "::", "::1", "2001:db8::1", "::ffff:192.0.2.1",
       "2001:db8:0:0:0:0:2:1", "fe80::", "1:2:3:4:5:6:7::" }) do
       assert(c:passwordless_start { connection = "email", email = "a@example.com", forwarded_for = good })

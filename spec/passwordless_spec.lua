@@ -286,7 +286,7 @@ end)
 describe("passwordless misuse raises", function()
   local c = auth0.new { base_url = "https://127.0.0.1:9", client_id = "x" }
   local cases = {
-    { "no client_id", function() auth0.new { domain = "t.auth0.com" } end, "client_id must be a string, got nil" },
+    { "no client_id", function() auth0.new { domain = "t.auth0.com" } end, "(field 'client_id': string expected, got nil)" },
     { "no domain", function() auth0.new { client_id = "x" } end, "domain or base_url is required" },
     { "http to a remote host", function() auth0.new { base_url = "http://example.com", client_id = "x" } end,
       "http:// is only allowed for loopback hosts" },
@@ -316,7 +316,7 @@ describe("passwordless misuse raises", function()
       c:passwordless_start { connection = "email", email = "a@b.co", language = "en\r\nX: y" } end,
       "bad argument #1 to 'passwordless_start' (field 'language': contains CR or LF)" },
     { "numeric otp", function() c:passwordless_login { realm = "email", username = "a@b.co", otp = 123456 } end,
-      "otp must be a string, got number" },
+      "(field 'otp': string expected, got number)" },
     { "bad callback", function() c:passwordless_start({ connection = "email", email = "a@b.co" }, 42) end,
       "callback must be a function" },
   }

@@ -56,7 +56,11 @@ M.wire = wire
 --- A non-empty string (or nil when `optional`); returns it.
 function M.string(at, v, name, optional)
   if v == nil and optional then return nil end
-  if type(v) ~= "string" then at:fail(name .. " must be a string, got " .. type(v)) end
+  if type(v) ~= "string" then
+    -- a field of a table argument in luaL_argerror's form; a positional one named
+    if at.fields then at:fail("field '" .. name .. "': string expected, got " .. type(v)) end
+    at:fail(name .. " must be a string, got " .. type(v))
+  end
   if v == "" then at:fail(name .. " must not be empty") end
   return v
 end
@@ -168,9 +172,13 @@ function M.func(at, v, name, optional)
   return v
 end
 
---- A table argument.
+--- A table argument: `bad argument #n to 'fn' (table expected, got nil)` (luaL_checktype's
+-- words; `what`, e.g. "a refresh token or a table", names what else fits).
 function M.table(at, v, what)
-  if type(v) ~= "table" then at:fail(at.fn .. " expects " .. (what or "a table") .. ", got " .. type(v)) end
+  at.fields = true   -- this argument is a table: its checks name fields (see M.string)
+  if type(v) ~= "table" then
+    at:fail((what and what:gsub("^an? ", "") or "table") .. " expected, got " .. type(v))
+  end
   return v
 end
 
