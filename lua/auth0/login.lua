@@ -44,7 +44,7 @@ function Client:passwordless_start(p, cb)
   local fields = { client_id = cfg.client_id, client_secret = cfg.client_secret, connection = connection,
     email = email, phone_number = phone, send = send, authParams = p.auth_params }
   return self:_call(START, "passwordless_start", fields, self:_forwarded(START, p, language and
-    { fn = "passwordless_start", language = language } or O_START), cb, shape.object)
+    { fn = "passwordless_start", language = language } or O_START), cb, shape.start)
 end
 
 --- Exchanges the one-time code for tokens (passwordless OTP grant).
@@ -100,7 +100,7 @@ end
 -- @return the OIDC claims or nil, err
 function Client:userinfo(access_token, cb)
   check.header(USERINFO, access_token, "access_token")
-  return self:_call(USERINFO, "userinfo", nil, { fn = "userinfo", bearer = access_token }, cb, shape.object)
+  return self:_call(USERINFO, "userinfo", nil, { fn = "userinfo", bearer = access_token }, cb, shape.userinfo)
 end
 
 --- The tenant's JWKS: the key set the client holds (README "Security"), fetched when it
@@ -131,7 +131,7 @@ end
 -- @tparam[opt] function cb callback(document, err)
 -- @return the document or nil, err
 function Client:openid_configuration(cb)
-  return self:_call(OIDC, "openid_configuration", nil, O_OIDC, cb, shape.object)
+  return self:_call(OIDC, "openid_configuration", nil, O_OIDC, cb, shape.discovery)
 end
 
 local VERIFY_OPTS = { leeway = true, now = true, nonce = true, max_age = true }

@@ -86,7 +86,7 @@ function Client:mfa_challenge(p, cb)
   if ct ~= nil and not CHALLENGE_TYPES[ct] then CHALLENGE:fail("challenge_type must be otp, oob or \"otp oob\"") end
   local fields = client_fields(self, { mfa_token = check.string(CHALLENGE, p.mfa_token, "mfa_token"),
     challenge_type = ct, authenticator_id = check.string(CHALLENGE, p.authenticator_id, "authenticator_id", true) })
-  return self:_call(CHALLENGE, "mfa_challenge", fields, O_CHALLENGE, cb, shape.object)
+  return self:_call(CHALLENGE, "mfa_challenge", fields, O_CHALLENGE, cb, shape.challenge)
 end
 
 local VERIFY_FIELDS = { mfa_token = true, otp = true, oob_code = true, binding_code = true, recovery_code = true,
