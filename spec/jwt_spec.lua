@@ -90,7 +90,7 @@ describe("auth0.jwt.decode", function()
   end)
 
   it("raises on a non-string", function()
-    assert.has_error(function() jwt.decode(nil) end, "auth0.jwt.decode: token must be a string")
+    assert.has_error(function() jwt.decode(nil) end, "bad argument #1 to 'decode' (string expected, got nil)")
   end)
 end)
 
@@ -255,17 +255,17 @@ describe("auth0.jwt.verify_id_token", function()
 
   it("raises on misuse", function()
     assert.has_error(function() jwt.verify_id_token(nil, opts()) end,
-      "auth0.jwt.verify_id_token: token must be a string")
+      "bad argument #1 to 'verify_id_token' (string expected, got nil)")
     assert.has_error(function() jwt.verify_id_token(token(), nil) end,
-      "auth0.jwt.verify_id_token: opts must be a table")
+      "bad argument #2 to 'verify_id_token' (table expected, got nil)")
     assert.has_error(function() jwt.verify_id_token(token(), opts({ issuer = REMOVE })) end,
-      "auth0.jwt.verify_id_token: opts.issuer must be a string")
+      "bad argument #2 to 'verify_id_token' (field 'issuer': string expected, got nil)")
     assert.has_error(function() jwt.verify_id_token(token(), opts({ audience = CID })) end,
-      "auth0.jwt.verify_id_token: unknown option 'audience'")
+      "bad argument #2 to 'verify_id_token' (unknown option 'audience')")
     assert.has_error(function() jwt.verify_id_token(token(), opts({ jwks = REMOVE })) end,
-      "auth0.jwt.verify_id_token: opts.jwks is required for RS256 tokens")
+      "bad argument #2 to 'verify_id_token' (field 'jwks': required for RS256 tokens)")
     local ok, err = pcall(function() local r = jwt.verify_id_token(token(), { issuer = ISS }); return r end)
     assert.is_false(ok)
-    assert.truthy(err:find("jwt_spec.lua:%d+: auth0.jwt.verify_id_token: opts.client_id must be a string"))
+    assert.truthy(err:find("jwt_spec.lua:%d+: bad argument #2 to 'verify_id_token' %(field 'client_id': string expected, got nil%)"))
   end)
 end)

@@ -7,11 +7,12 @@ local core = require "auth0.core"
 local errors = require "auth0.error"
 local cjson = require("cjson.safe").new()
 
-local error, type, pairs, ipairs, tostring =
-  error, type, pairs, ipairs, tostring
+local type, pairs, ipairs, tostring =
+  type, pairs, ipairs, tostring
 local os_time = os.time
 local str_find, str_sub, str_format, str_match = string.find, string.sub, string.format, string.match
 
+local argerror = require("auth0.check").argerror   -- luaL_argerror's form, at the caller
 local decode   -- _M.decode's work: (result) or (nil, message)
 local _M = { _VERSION = "0.1.0" }
 
@@ -56,7 +57,7 @@ end
 -- @raise when token is not a string
 function _M.decode(token)
   if type(token) ~= "string" then
-    error("auth0.jwt.decode: token must be a string", 2)
+    argerror("decode", 1, "string expected, got " .. type(token))
   end
   local jwt, err = decode(token)
   if not jwt then return nil, errors.new("invalid_jwt", err, { context = "jwt.decode" }) end
@@ -91,16 +92,16 @@ local VERIFY_OPTS = {
 }
 
 local function check_verify_opts(opts)
-  if type(opts) ~= "table" then error("auth0.jwt.verify_id_token: opts must be a table", 3) end
+  if type(opts) ~= "table" then argerror("verify_id_token", 2, "table expected, got " .. type(opts)) end
   for k in pairs(opts) do
     if not VERIFY_OPTS[k] then
-      error("auth0.jwt.verify_id_token: unknown option '" .. tostring(k) .. "'", 3)
+      argerror("verify_id_token", 2, "unknown option '" .. tostring(k) .. "'")
     end
   end
   local function need(name, kind, optional)
     local v = opts[name]
     if (v ~= nil or not optional) and type(v) ~= kind then
-      error("auth0.jwt.verify_id_token: opts." .. name .. " must be a " .. kind, 4)
+      argerror("verify_id_token", 2, "field '" .. name .. "': " .. kind .. " expected, got " .. type(v))
     end
   end
   need("issuer", "string")
@@ -113,16 +114,16 @@ local function check_verify_opts(opts)
   need("client_secret", "string", true)
   need("alg", "string", true)
   if opts.alg ~= nil and opts.alg ~= "RS256" and opts.alg ~= "HS256" then
-    error("auth0.jwt.verify_id_token: opts.alg must be \"RS256\" or \"HS256\"", 3)
+    argerror("verify_id_token", 2, "field 'alg': must be \"RS256\" or \"HS256\"")
   end
   if opts.alg == "HS256" and opts.client_secret == nil then
-    error("auth0.jwt.verify_id_token: opts.alg \"HS256\" needs opts.client_secret", 3)
+    argerror("verify_id_token", 2, "field 'alg': \"HS256\" needs client_secret")
   end
   for _, name in ipairs({ "leeway", "now", "max_age" }) do
     local v = opts[name]
     if v ~= nil and (v ~= v or v == math.huge or v == -math.huge or (name ~= "now" and v < 0)) then
-      error("auth0.jwt.verify_id_token: opts." .. name .. " must be a finite number" ..
-        (name ~= "now" and " >= 0" or ""), 3)
+      argerror("verify_id_token", 2, "field '" .. name .. "': must be a finite number" ..
+        (name ~= "now" and " >= 0" or ""))
     end
   end
 end
@@ -159,7 +160,7 @@ local function check_signature(jwt, opts)
   end
   if alg == "RS256" then
     if opts.jwks == nil then
-      error("auth0.jwt.verify_id_token: opts.jwks is required for RS256 tokens", 3)
+      argerror("verify_id_token", 2, "field 'jwks': required for RS256 tokens")
     end
     local key, err, reason = find_key(opts.jwks, jwt.header.kid)
     if not key then return nil, err, reason end
@@ -270,7 +271,7 @@ end
 -- @raise on a non-string token, a missing or wrongly typed option, an unknown option
 function _M.verify_id_token(token, opts)
   if type(token) ~= "string" then
-    error("auth0.jwt.verify_id_token: token must be a string", 2)
+    argerror("verify_id_token", 1, "string expected, got " .. type(token))
   end
   check_verify_opts(opts)
   local jwt, err = decode(token)
