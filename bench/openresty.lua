@@ -62,7 +62,8 @@ local function control(emu, method, path, body)
   local out = {}
   local ok, status = https.request {
     url = emu.control_url .. path, method = method, cafile = emu.ca_file, verify = "peer",
-    headers = body and { ["content-type"] = "application/json", ["content-length"] = tostring(#body) } or {},
+    headers = { ["content-type"] = body and "application/json" or nil, ["content-length"] = body and tostring(#body) or nil,
+      authorization = "Bearer " .. emu.control_token },   -- the control API's token
     source = body and ltn12.source.string(body) or nil, sink = ltn12.sink.table(out),
   }
   assert(ok and status == 200, "control API: " .. tostring(status))

@@ -70,7 +70,8 @@ local function control(method, path, payload)
   local chunks = {}
   local ok, status = https.request {
     url = srv.control_url .. path, method = method, cafile = srv.ca_file, verify = "peer",
-    headers = data and { ["content-type"] = "application/json", ["content-length"] = tostring(#data) } or {},
+    headers = { ["content-type"] = data and "application/json" or nil, ["content-length"] = data and tostring(#data) or nil,
+      authorization = "Bearer " .. srv.control_token },   -- the control API's token
     source = data and ltn12.source.string(data) or nil, sink = ltn12.sink.table(chunks),
   }
   assert(ok, "control API: " .. tostring(status))

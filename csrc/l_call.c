@@ -12,7 +12,8 @@
  *   opts.fn      the public function's name (default: the endpoint's name)
  *   opts.arg     the number of its argument that holds the fields (default 1)
  *   opts.params  maps a public name (the endpoint table's `pub` column or the field's own
- *                name; or an option: bearer, language, path_arg, query, body, timeout) to
+ *                name; or an option: bearer, language, path_arg, query, body, timeout,
+ *                forwarded_for) to
  *                  a number n: the value was positional argument n:
  *                    bad argument #n to 'fn' (contains a NUL byte)
  *                  a string s: the value was field s of argument opts.arg:
@@ -189,16 +190,44 @@ static void check_naming(lua_State *L, a0l_call *a) {
   lua_pop(L, 2);
 }
 
+/* 1 when seg is "." or ".." (in a verbatim sub-path also spelt %2e, which is sent as it
+ * is): a dot segment that a client or server resolving the URL would remove, moving the
+ * request out of its path (issue 11). A verbatim sub-path is checked segment by segment. */
+static int dot_seg(const char *s, size_t n, int pct) {
+  size_t dots = 0, i = 0;
+  while (i < n) {
+    if (s[i] == '.') { dots++; i++; }
+    else if (pct && i + 2 < n && s[i] == '%' && s[i + 1] == '2' && (s[i + 2] == 'e' || s[i + 2] == 'E')) { dots++; i += 3; }
+    else return 0;
+  }
+  return dots == 1 || dots == 2;
+}
+
+static int has_dot_seg(const char *s, size_t n, int verbatim) {
+  size_t start = 0;
+  if (!verbatim) return dot_seg(s, n, 0);
+  for (size_t i = 0; i <= n; i++) {
+    if (i == n || s[i] == '/') {
+      if (dot_seg(s + start, i - start, 1)) return 1;
+      start = i + 1;
+    }
+  }
+  return 0;
+}
+
 static void check_options(lua_State *L, a0l_call *a) {
   const a0_endpoint *ep = a->ep;
   a->bearer = opt_string(L, a, "bearer", &a->blen, 1);
   a->lang = opt_string(L, a, "language", &a->llen, 1);
   a->seg = opt_string(L, a, "path_arg", &a->plen, -1);
   a->query = opt_string(L, a, "query", &a->qlen, 1);
+  a->fwd = opt_string(L, a, "forwarded_for", &a->flen, 1);
   a->raw = opt_string(L, a, "body", &a->rlen, -1);
   if (a->seg != NULL && (a->plen > A0_MAX_VALUE || memchr(a->seg, '\0', a->plen) != NULL ||
                          (ep->verbatim && (a0_has_ctl(a->seg, a->plen) || strpbrk(a->seg, " ?#") != NULL))))
     bad_value(L, a, "path_arg", "invalid path");
+  if (a->seg != NULL && has_dot_seg(a->seg, a->plen, ep->verbatim))
+    bad_value(L, a, "path_arg", "must not be a dot segment (. or ..)");
   if (a->raw != NULL && ep->body != A0_BODY_RAW) bad_value(L, a, "body", "not allowed for this endpoint");
   if (a->raw != NULL && (a->rlen > A0_MAX_RAW_BODY ||
                          memchr(a->raw, '\0', a->rlen) != NULL || a0_utf8_invalid_at(a->raw, a->rlen)))
@@ -324,6 +353,8 @@ int a0l_fill(lua_State *L, a0_xfer *x, const a0l_call *a, const a0_buf *base,
   }
   if (a->bearer != NULL && header_line(x, "Authorization: Bearer ", a->bearer, a->blen) != 0) goto nomem;
   if (a->lang != NULL && header_line(x, "X-Request-Language: ", a->lang, a->llen) != 0) goto nomem;
+  /* the end user's address, for Auth0's per-IP limits (docs/protocol.md, "Rate limits") */
+  if (a->fwd != NULL && header_line(x, "Auth0-Forwarded-For: ", a->fwd, a->flen) != 0) goto nomem;
   if (ep->body != A0_BODY_NONE && a0_xfer_add_header(x, "Content-Type: application/json") != 0) goto nomem;
   if (ep->body == A0_BODY_JSON && encode_fields(L, a, &x->body) != 0) goto nomem;
   if (ep->body == A0_BODY_RAW && a->raw != NULL && a0_buf_add(&x->body, a->raw, a->rlen) != 0) goto nomem;

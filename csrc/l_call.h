@@ -15,8 +15,8 @@ typedef struct {
   int o;                    /* stack index of the options table (may be nil) */
   const char *fn;           /* public function name for errors (opts.fn, else the endpoint's) */
   int arg;                  /* its argument holding the fields (opts.arg, else 1) */
-  const char *bearer, *lang, *seg, *query, *raw;
-  size_t blen, llen, plen, qlen, rlen;
+  const char *bearer, *lang, *seg, *query, *raw, *fwd;
+  size_t blen, llen, plen, qlen, rlen, flen;
   long timeout_ms;
 } a0l_call;
 

@@ -90,7 +90,7 @@ describe("auth0.jwt.decode", function()
   end)
 
   it("raises on a non-string", function()
-    assert.has_error(function() jwt.decode(nil) end, "auth0.jwt.decode: token must be a string")
+    assert.has_error(function() jwt.decode(nil) end, "bad argument #1 to 'decode' (string expected, got nil)")
   end)
 end)
 
@@ -144,9 +144,65 @@ describe("auth0.jwt.verify_id_token", function()
     local hs = input .. "." .. core.b64url_encode(core.hmac("SHA256", secret, input))
     rejects(hs, "id token signing algorithm not supported: expected RS256, got HS256")
     assert.same(claims(), jwt.verify_id_token(hs, opts({ client_secret = secret, jwks = REMOVE })))
-    rejects(hs, "id token signature verification failed", opts({ client_secret = "wrong" }))
-    local _, err = jwt.verify_id_token(hs, opts({ client_secret = "wrong" }))
+    rejects(hs, "id token signature verification failed", opts({ client_secret = "wrong", alg = "HS256" }))
+    local _, err = jwt.verify_id_token(hs, opts({ client_secret = "wrong", alg = "HS256" }))
     assert.is_nil(err.message:find(secret, 1, true))
+  end)
+
+  it("pins the algorithm: an HS256 token MACed with the real secret is refused beside a JWKS (issue 11)", function()
+    local secret = "s3cr3t-client-secret"
+    local input = encode({ alg = "HS256", typ = "JWT" }) .. "." .. encode(claims())
+    local hs = input .. "." .. core.b64url_encode(core.hmac("SHA256", secret, input))
+    rejects(hs, "id token signing algorithm not supported: expected RS256, got HS256",
+      opts({ client_secret = secret }))
+    rejects(hs, "id token signing algorithm not supported: expected RS256, got HS256",
+      opts({ client_secret = secret, alg = "RS256" }))
+    assert.same(claims(), jwt.verify_id_token(hs, opts({ client_secret = secret, alg = "HS256" })))
+    -- pinned to HS256: an RS256 token that would verify is refused
+    rejects(token(), "id token signing algorithm not supported: expected HS256, got RS256",
+      opts({ client_secret = secret, alg = "HS256" }))
+    assert.has_error(function() jwt.verify_id_token(token(), opts({ alg = "HS256" })) end)
+    assert.has_error(function() jwt.verify_id_token(token(), opts({ alg = "PS256" })) end)
+  end)
+
+  it("rejects nbf in the future and iat in the future beyond the leeway (issue 11)", function()
+    rejects(token({ nbf = NOW + 61 }), "id token not yet valid: nbf 1700000061 is after now 1700000000 (leeway 60 s)")
+    assert(jwt.verify_id_token(token({ nbf = NOW + 59 }), opts()))
+    rejects(token({ nbf = NOW + 5 }), "id token not yet valid: nbf 1700000005 is after now 1700000000 (leeway 0 s)",
+      opts({ leeway = 0 }))
+    rejects(token({ nbf = "soon" }), "id token not-before (nbf) claim is not a number")
+    rejects(token({ iat = NOW + 61 }), "id token issued in the future: iat 1700000061 is after now 1700000000 (leeway 60 s)")
+    assert(jwt.verify_id_token(token({ iat = NOW + 59 }), opts()))
+  end)
+
+  it("accepts only canonical base64url: a respelled copy does not verify (issue 11)", function()
+    local tok = token()
+    assert(jwt.verify_id_token(tok, opts()))
+    local h, p, s = tok:match("^([^.]+)%.([^.]+)%.([^.]+)$")
+    -- the last character of a part whose length leaves unused bits, with one of them set
+    local ALPHA = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    local function respell(part)   -- canonical: the unused low bits are zero; set the lowest
+      local i = ALPHA:find(part:sub(-1), 1, true) - 1
+      assert.equal(0, i % ((#part % 4 == 2) and 16 or 4))
+      return part:sub(1, -2) .. ALPHA:sub(i + 2, i + 2)
+    end
+    local respelled = 0
+    for _, which in ipairs({ 1, 2, 3 }) do
+      local parts = { h, p, s }
+      if #parts[which] % 4 ~= 0 then
+        local r = respell(parts[which])
+        assert.equal(core.b64url_decode(parts[which]), core.b64url_decode(r))   -- the same bytes
+        parts[which] = r
+        assert.is_nil(jwt.verify_id_token(table.concat(parts, "."), opts()))
+        respelled = respelled + 1
+      end
+    end
+    assert.is_true(respelled > 0)
+    -- padding
+    assert.is_nil(jwt.verify_id_token(h .. "." .. p .. "." .. s .. "==", opts()))
+    if #p % 4 ~= 0 then
+      assert.is_nil(jwt.verify_id_token(h .. "." .. p .. ("="):rep(4 - #p % 4) .. "." .. s, opts()))
+    end
   end)
 
   it("rejects an unknown kid or an unusable jwks key", function()
@@ -199,17 +255,17 @@ describe("auth0.jwt.verify_id_token", function()
 
   it("raises on misuse", function()
     assert.has_error(function() jwt.verify_id_token(nil, opts()) end,
-      "auth0.jwt.verify_id_token: token must be a string")
+      "bad argument #1 to 'verify_id_token' (string expected, got nil)")
     assert.has_error(function() jwt.verify_id_token(token(), nil) end,
-      "auth0.jwt.verify_id_token: opts must be a table")
+      "bad argument #2 to 'verify_id_token' (table expected, got nil)")
     assert.has_error(function() jwt.verify_id_token(token(), opts({ issuer = REMOVE })) end,
-      "auth0.jwt.verify_id_token: opts.issuer must be a string")
+      "bad argument #2 to 'verify_id_token' (field 'issuer': string expected, got nil)")
     assert.has_error(function() jwt.verify_id_token(token(), opts({ audience = CID })) end,
-      "auth0.jwt.verify_id_token: unknown option 'audience'")
+      "bad argument #2 to 'verify_id_token' (unknown option 'audience')")
     assert.has_error(function() jwt.verify_id_token(token(), opts({ jwks = REMOVE })) end,
-      "auth0.jwt.verify_id_token: opts.jwks is required for RS256 tokens")
+      "bad argument #2 to 'verify_id_token' (field 'jwks': required for RS256 tokens)")
     local ok, err = pcall(function() local r = jwt.verify_id_token(token(), { issuer = ISS }); return r end)
     assert.is_false(ok)
-    assert.truthy(err:find("jwt_spec.lua:%d+: auth0.jwt.verify_id_token: opts.client_id must be a string"))
+    assert.truthy(err:find("jwt_spec.lua:%d+: bad argument #2 to 'verify_id_token' %(field 'client_id': string expected, got nil%)"))
   end)
 end)

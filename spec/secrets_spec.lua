@@ -180,6 +180,77 @@ describe("secrets", function()
     assert.equal("access_denied", err.code)
   end)
 
+  it("error objects raised from callbacks reach on_log and on_callback_error as text", function()
+    -- every value handed to a sink, dumped whole (error objects included, no field skipped)
+    local dump = {}
+    local function deep(v, d)
+      d = d or 0
+      if type(v) == "table" then
+        if d > 5 then return end
+        for k, x in pairs(v) do deep(k, d + 1); deep(x, d + 1) end
+      elseif v ~= nil then dump[#dump + 1] = tostring(v) end
+    end
+    local bad_fields, bad_msgs = {}, {}
+    local function sink(_, message, fields)
+      if type(message) ~= "string" then bad_fields[#bad_fields + 1] = "message " .. type(message) end
+      for k, v in pairs(fields) do
+        local t = type(v)
+        if t ~= "string" and t ~= "number" and t ~= "boolean" then bad_fields[#bad_fields + 1] = k .. " " .. t end
+      end
+      deep(message); deep(fields)
+    end
+    -- default on_callback_error (through on_log), and a custom one
+    local c = auth0.new { base_url = server.base_url, ca_file = server.ca_file, client_id = "emu-native",
+      on_log = sink, sleep = function() end }
+    local c2 = auth0.new { base_url = server.base_url, ca_file = server.ca_file, client_id = "emu-native",
+      on_callback_error = function(msg)
+        if type(msg) ~= "string" then bad_msgs[#bad_msgs + 1] = type(msg) end
+        deep(msg)
+      end }
+    local u = emu.control("POST", "/__emulator/users", { connection = "email", email = "cb@example.com", mfa = "always" })
+    emu.control("POST", "/__emulator/mfa/authenticators", { user_id = u.user_id, type = "push", name = "phone" })
+    emu.control("POST", "/__emulator/mfa", { poll_min_interval = 0 })
+    local function mfa_err(cl)
+      cl:passwordless_start { connection = "email", email = "cb@example.com" }
+      local _, err = cl:passwordless_login { realm = "email", username = "cb@example.com", otp = code_for("cb@example.com") }
+      assert.equal("mfa_required", err.code)
+      secret(err.mfa_token)
+      return err
+    end
+    local raisers = {
+      function(_, err) assert(nil, err) end,                     -- assert(tokens, err)
+      function(_, err) error(err) end,
+      function(_, err) error({ err = err, note = "wrapped" }) end,
+      function(_, err) error({ { inner = err } }) end,
+    }
+    for _, cl in ipairs({ c, c2 }) do
+      for _, raise in ipairs(raisers) do
+        -- a request callback
+        cl:passwordless_start { connection = "email", email = "cb@example.com" }
+        local code = code_for("cb@example.com")
+        cl:passwordless_login({ realm = "email", username = "cb@example.com", otp = code }, raise)
+        while cl:poll(50) > 0 do end
+        -- a cached-value callback (jwks) and mfa_poll's on_pending and final callback
+        local e = mfa_err(cl)
+        cl:jwks(function() raise(nil, e) end)
+        while cl:poll(50) > 0 do end
+        local ch = assert(cl:mfa_challenge { mfa_token = e.mfa_token, challenge_type = "oob" })
+        secret(ch.oob_code)
+        cl:mfa_poll({ mfa_token = e.mfa_token, oob_code = ch.oob_code, interval = 0.01, timeout = 0.05,
+          on_pending = function() raise(nil, e) end }, function() raise(nil, e) end)
+        while cl:poll(20) > 0 do end
+      end
+    end
+    c:close(); c2:close()
+    assert.same({}, bad_fields)
+    assert.same({}, bad_msgs)
+    local text = table.concat(dump, "\n")
+    assert.truthy(text:find("mfa_required", 1, true))   -- the redacted tostring got through
+    for _, s in ipairs(secrets) do
+      assert.is_nil(text:find(s, 1, true), "secret leaked through a callback error")
+    end
+  end)
+
   it("the insecure option warns on every request", function()
     local warnings = 0
     local c = auth0.new { base_url = server.base_url, client_id = "emu-native", insecure_skip_verify = true,

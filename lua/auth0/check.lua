@@ -5,7 +5,7 @@
 -- `bad argument #1 to 'passwordless_start' (email is malformed)`.
 local core = require "auth0.core"
 
-local type, error, tostring, getinfo = type, error, tostring, debug.getinfo
+local type, error, tostring, tonumber, ipairs, getinfo = type, error, tostring, tonumber, ipairs, debug.getinfo
 
 local M = {}
 
@@ -56,7 +56,11 @@ M.wire = wire
 --- A non-empty string (or nil when `optional`); returns it.
 function M.string(at, v, name, optional)
   if v == nil and optional then return nil end
-  if type(v) ~= "string" then at:fail(name .. " must be a string, got " .. type(v)) end
+  if type(v) ~= "string" then
+    -- a field of a table argument in luaL_argerror's form; a positional one named
+    if at.fields then at:fail("field '" .. name .. "': string expected, got " .. type(v)) end
+    at:fail(name .. " must be a string, got " .. type(v))
+  end
   if v == "" then at:fail(name .. " must not be empty") end
   return v
 end
@@ -107,6 +111,60 @@ function M.seconds(at, v, name, default, max, unit)
   return v
 end
 
+--- A finite number (NaN and +-inf are misuse) in [min, max] when given, or nil (optional).
+function M.finite(at, v, name, min, max)
+  if v == nil then return nil end
+  if type(v) ~= "number" then at:fail(name .. " must be a number, got " .. type(v)) end
+  if v ~= v or v == math.huge or v == -math.huge then at:fail(name .. " must be a finite number") end
+  if (min and v < min) or (max and v > max) then
+    at:fail(name .. " must be in [" .. tostring(min or "-inf") .. ", " .. tostring(max or "inf") .. "]")
+  end
+  return v
+end
+
+local function ipv4(v)
+  local a, b, c, d = v:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if not a then return false end
+  for _, o in ipairs({ a, b, c, d }) do
+    if #o > 3 or tonumber(o) > 255 or (#o > 1 and o:sub(1, 1) == "0") then return false end
+  end
+  return true
+end
+
+local function ipv6(v)
+  if #v > 45 or v:find("[^%x:%.]") then return false end
+  local head, tail = v, nil
+  local dc = v:find("::", 1, true)
+  if dc then
+    if v:find("::", dc + 1, true) then return false end
+    head, tail = v:sub(1, dc - 1), v:sub(dc + 2)
+  end
+  local groups = 0
+  local function part(s, last)
+    if s == "" then return true end
+    local items = {}
+    for g in (s .. ":"):gmatch("([^:]*):") do items[#items + 1] = g end
+    for i, g in ipairs(items) do
+      if last and i == #items and g:find(".", 1, true) then
+        if not ipv4(g) then return false end
+        groups = groups + 2
+      elseif not g:find("^%x%x?%x?%x?$") then return false
+      else groups = groups + 1 end
+    end
+    return true
+  end
+  if not part(head, tail == nil) or (tail and not part(tail, true)) then return false end
+  if dc then return groups < 8 end
+  return groups == 8
+end
+
+--- An IPv4 (dotted decimal) or IPv6 (RFC 4291 text form, no zone) address; returns it.
+function M.ip(at, v, name)
+  M.string(at, v, name)
+  if not (ipv4(v) or ipv6(v)) then at:fail(name .. " must be an IPv4 or IPv6 address") end
+  return v
+end
+
 --- A function (or nil when `optional`).
 function M.func(at, v, name, optional)
   if v == nil and optional then return nil end
@@ -114,9 +172,13 @@ function M.func(at, v, name, optional)
   return v
 end
 
---- A table argument.
+--- A table argument: `bad argument #n to 'fn' (table expected, got nil)` (luaL_checktype's
+-- words; `what`, e.g. "a refresh token or a table", names what else fits).
 function M.table(at, v, what)
-  if type(v) ~= "table" then at:fail(at.fn .. " expects " .. (what or "a table") .. ", got " .. type(v)) end
+  at.fields = true   -- this argument is a table: its checks name fields (see M.string)
+  if type(v) ~= "table" then
+    at:fail((what and what:gsub("^an? ", "") or "table") .. " expected, got " .. type(v))
+  end
   return v
 end
 

@@ -35,6 +35,8 @@ local VALID_OPTS = {
   -- the "ngx" transport's own options (see lua/auth0/transport/ngx.lua)
   pool_size = true, keepalive_timeout = true, server_name = true, pool = true,
   poll_budget_ms = true, io_thread = true,
+  -- ID tokens (README "Security")
+  id_token_alg = true, jwks_ttl = true, jwks_min_refetch = true,
 }
 
 local NEW = at("new", 1)
@@ -90,7 +92,14 @@ local function check_options(opts)
     max_retry_wait = check.seconds(NEW, opts.max_retry_wait, "max_retry_wait", 10),
     poll_budget = check.seconds(NEW, opts.poll_budget_ms, "poll_budget_ms", nil, 1000, "milliseconds"),
     io_thread = opts.io_thread,
+    id_token_alg = opts.id_token_alg == nil and "RS256" or opts.id_token_alg,
+    jwks_ttl = check.seconds(NEW, opts.jwks_ttl, "jwks_ttl", 600),
+    jwks_min_refetch = check.seconds(NEW, opts.jwks_min_refetch, "jwks_min_refetch", 60),
   }
+  if cfg.id_token_alg ~= "RS256" and cfg.id_token_alg ~= "HS256" then
+    NEW:fail("id_token_alg must be \"RS256\" or \"HS256\", got " .. check.show(cfg.id_token_alg))
+  end
+  if cfg.id_token_alg == "HS256" and not cfg.client_secret then NEW:fail("id_token_alg \"HS256\" needs client_secret") end
   if cfg.io_thread ~= nil and type(cfg.io_thread) ~= "boolean" then NEW:fail("io_thread must be a boolean") end
   if type(cfg.retries) ~= "number" or not (cfg.retries >= 0 and cfg.retries <= 10) or cfg.retries % 1 ~= 0 then
     NEW:fail("retries must be an integer in 0..10")
@@ -133,7 +142,8 @@ end
 -- @tparam table opts see README: `domain` or `base_url`, `client_id`, `client_secret`,
 -- `audience`, `scope`, `timeout`, `connect_timeout`, `ca_file`, `language`, `telemetry`,
 -- `on_log`, `on_callback_error`, `transport`, `retries`, `max_retry_wait`, `sleep`,
--- `insecure_skip_verify`, `poll_budget_ms`, `io_thread`, and the "ngx" transport's options
+-- `insecure_skip_verify`, `poll_budget_ms`, `io_thread`, `id_token_alg` ("RS256", or "HS256"
+-- with client_secret), `jwks_ttl` (600 s), `jwks_min_refetch` (60 s), and the "ngx" transport's options
 -- @return the client
 function M.new(opts)
   local cfg = check_options(opts)
@@ -179,9 +189,14 @@ function Client:__tostring()
   return "auth0.Client (" .. self._cfg.base_url .. ")"
 end
 
+-- on_log gets strings and plain scalars only: a field holding a table (an error object,
+-- a result) is rendered by sched.plain, so no secret-bearing table reaches a log sink.
 function Client:_log(level, message, fields)
   local fn = self._on_log
-  if fn then pcall(fn, level, message, fields or {}) end
+  if not fn then return end
+  local out = {}
+  for k, v in pairs(fields or {}) do out[k] = sched.plain(v) end
+  pcall(fn, level, sched.plain(message), out)
 end
 -- Hot paths test self._on_log first so that no fields table is built when nobody listens.
 
@@ -300,6 +315,21 @@ function Client:_call(where, ep, fields, opts, cb, fit)
   local ok, err = self:_attempts(req, ep, fields, opts, fit, function(...) req:finish(...) end)
   if not ok then return nil, err end
   return req
+end
+
+--- The call options `o` with `p.forwarded_for` (the end user's IP address, sent as the
+-- auth0-forwarded-for header) when given; Auth0 honours it from confidential clients only,
+-- so a public client raises (README "Security").
+function Client:_forwarded(where, p, o)
+  local ip = p.forwarded_for
+  if ip == nil then return o end
+  check.ip(where, ip, "forwarded_for")
+  if not self._cfg.client_secret then
+    where:fail("forwarded_for needs a confidential client (client_secret): Auth0 ignores it otherwise")
+  end
+  local out = { forwarded_for = ip }
+  for k, v in pairs(o) do out[k] = v end
+  return out
 end
 
 -- -------------------------------------------------------------------------------------

@@ -198,6 +198,12 @@ local function check_resume_table(t)
   if t.version ~= 1 then misuse("unknown serialized flow version " .. tostring(t.version)) end
   if not RESUMABLE[t.state] then misuse("cannot resume a flow in state '" .. tostring(t.state) .. "'") end
   if t.state ~= "awaiting_code" and type(t.mfa_token) ~= "string" then misuse("mfa_token is missing") end
+  for _, k in ipairs { "attempts_left", "sent_at", "restarts", "push_waited" } do
+    local v = t[k]   -- NaN or inf here would stall or skip the flow's limits
+    if v ~= nil and (type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge or v < 0) then
+      misuse(k .. " must be a finite number >= 0")
+    end
+  end
   if t.state == "awaiting_push" and type(t.oob_code) ~= "string" then misuse("oob_code is missing") end
   if t.state == "awaiting_mfa_code" and type(t.authenticator) ~= "table" then misuse("authenticator is missing") end
   if t.state == "awaiting_mfa_choice" and type(t.authenticators) ~= "table" then

@@ -7,21 +7,31 @@ local core = require "auth0.core"
 local errors = require "auth0.error"
 local cjson = require("cjson.safe").new()
 
-local error, type, pairs, ipairs, tostring =
-  error, type, pairs, ipairs, tostring
+local type, pairs, ipairs, tostring =
+  type, pairs, ipairs, tostring
 local os_time = os.time
 local str_find, str_sub, str_format, str_match = string.find, string.sub, string.format, string.match
 
+local argerror = require("auth0.check").argerror   -- luaL_argerror's form, at the caller
 local decode   -- _M.decode's work: (result) or (nil, message)
 local _M = { _VERSION = "0.1.0" }
 
-local b64url_decode, rs256_verify, hmac, sha256 =
-  core.b64url_decode, core.rs256_verify, core.hmac, core.sha256
+local b64url_decode, b64url_encode, rs256_verify, hmac, sha256 =
+  core.b64url_decode, core.b64url_encode, core.rs256_verify, core.hmac, core.sha256
+
+-- Only the canonical spelling decodes (no padding, zero unused bits): a respelled copy of
+-- a token is another string and must not verify as the same token.
+local function canonical_decode(part)
+  local raw, err = b64url_decode(part)
+  if not raw then return nil, err end
+  if b64url_encode(raw) ~= part then return nil, "not in canonical form" end
+  return raw
+end
 
 local ERR_CODE = "invalid_id_token"
 
-local function fail(message)
-  return nil, errors.new(ERR_CODE, message)
+local function fail(message, reason)
+  return nil, errors.new(ERR_CODE, message, reason and { reason = reason } or nil)
 end
 
 -- A claim value fit for an error message: short printable strings and numbers only.
@@ -32,7 +42,7 @@ local function show(v)
 end
 
 local function decode_part(part, what)
-  local raw, err = b64url_decode(part)
+  local raw, err = canonical_decode(part)
   if not raw then return nil, what .. " is not base64url: " .. err end
   local value = cjson.decode(raw)
   if type(value) ~= "table" then return nil, what .. " is not a JSON object" end
@@ -47,7 +57,7 @@ end
 -- @raise when token is not a string
 function _M.decode(token)
   if type(token) ~= "string" then
-    error("auth0.jwt.decode: token must be a string", 2)
+    argerror("decode", 1, "string expected, got " .. type(token))
   end
   local jwt, err = decode(token)
   if not jwt then return nil, errors.new("invalid_jwt", err, { context = "jwt.decode" }) end
@@ -66,7 +76,7 @@ decode = function(token)
   payload, err = decode_part(str_sub(token, d1 + 1, d2 - 1), "token payload")
   if not payload then return nil, err end
   local signature
-  signature, err = b64url_decode(str_sub(token, d2 + 1))
+  signature, err = canonical_decode(str_sub(token, d2 + 1))
   if not signature then return nil, "token signature is not base64url: " .. err end
   return {
     header = header,
@@ -78,20 +88,20 @@ end
 
 local VERIFY_OPTS = {
   jwks = true, issuer = true, client_id = true, leeway = true, now = true, nonce = true,
-  max_age = true, client_secret = true,
+  max_age = true, client_secret = true, alg = true,
 }
 
 local function check_verify_opts(opts)
-  if type(opts) ~= "table" then error("auth0.jwt.verify_id_token: opts must be a table", 3) end
+  if type(opts) ~= "table" then argerror("verify_id_token", 2, "table expected, got " .. type(opts)) end
   for k in pairs(opts) do
     if not VERIFY_OPTS[k] then
-      error("auth0.jwt.verify_id_token: unknown option '" .. tostring(k) .. "'", 3)
+      argerror("verify_id_token", 2, "unknown option '" .. tostring(k) .. "'")
     end
   end
   local function need(name, kind, optional)
     local v = opts[name]
     if (v ~= nil or not optional) and type(v) ~= kind then
-      error("auth0.jwt.verify_id_token: opts." .. name .. " must be a " .. kind, 4)
+      argerror("verify_id_token", 2, "field '" .. name .. "': " .. kind .. " expected, got " .. type(v))
     end
   end
   need("issuer", "string")
@@ -102,12 +112,26 @@ local function check_verify_opts(opts)
   need("nonce", "string", true)
   need("max_age", "number", true)
   need("client_secret", "string", true)
+  need("alg", "string", true)
+  if opts.alg ~= nil and opts.alg ~= "RS256" and opts.alg ~= "HS256" then
+    argerror("verify_id_token", 2, "field 'alg': must be \"RS256\" or \"HS256\"")
+  end
+  if opts.alg == "HS256" and opts.client_secret == nil then
+    argerror("verify_id_token", 2, "field 'alg': \"HS256\" needs client_secret")
+  end
+  for _, name in ipairs({ "leeway", "now", "max_age" }) do
+    local v = opts[name]
+    if v ~= nil and (v ~= v or v == math.huge or v == -math.huge or (name ~= "now" and v < 0)) then
+      argerror("verify_id_token", 2, "field '" .. name .. "': must be a finite number" ..
+        (name ~= "now" and " >= 0" or ""))
+    end
+  end
 end
 
 -- Picks the JWKS entry for the header's kid (or the only key when there is no kid).
 local function find_key(jwks, kid)
   local keys = jwks.keys
-  if type(keys) ~= "table" or #keys == 0 then return nil, "jwks has no keys" end
+  if type(keys) ~= "table" or #keys == 0 then return nil, "jwks has no keys", "unknown_kid" end
   if kid == nil then
     if #keys == 1 then return keys[1] end
     return nil, "id token has no kid and the jwks has several keys"
@@ -116,17 +140,30 @@ local function find_key(jwks, kid)
   for _, k in ipairs(keys) do
     if type(k) == "table" and k.kid == kid then return k end
   end
-  return nil, "id token signing key not found in jwks: kid " .. show(kid)
+  return nil, "id token signing key not found in jwks: kid " .. show(kid), "unknown_kid"
+end
+
+-- The one algorithm accepted (pinned): opts.alg, else HS256 for a secret without a JWKS
+-- (the first version's behaviour), else RS256. Beside a JWKS an HS256 token is refused even
+-- when the secret would verify it: whoever extracts a shipped app's secret could mint it.
+local function pinned(opts)
+  if opts.alg ~= nil then return opts.alg end
+  if opts.client_secret and opts.jwks == nil then return "HS256" end
+  return "RS256"
 end
 
 local function check_signature(jwt, opts)
-  local alg = jwt.header.alg
+  local alg, want = jwt.header.alg, pinned(opts)
+  if alg ~= want then
+    if alg == nil then return nil, "id token header has no alg" end
+    return nil, "id token signing algorithm not supported: expected " .. want .. ", got " .. show(alg)
+  end
   if alg == "RS256" then
     if opts.jwks == nil then
-      error("auth0.jwt.verify_id_token: opts.jwks is required for RS256 tokens", 3)
+      argerror("verify_id_token", 2, "field 'jwks': required for RS256 tokens")
     end
-    local key, err = find_key(opts.jwks, jwt.header.kid)
-    if not key then return nil, err end
+    local key, err, reason = find_key(opts.jwks, jwt.header.kid)
+    if not key then return nil, err, reason end
     if key.kty ~= "RSA" or type(key.n) ~= "string" or type(key.e) ~= "string"
       or (key.alg ~= nil and key.alg ~= "RS256") or (key.use ~= nil and key.use ~= "sig") then
       return nil, "jwks key for the id token is not an RS256 signing key"
@@ -135,7 +172,7 @@ local function check_signature(jwt, opts)
       return nil, "id token signature verification failed"
     end
     return true
-  elseif alg == "HS256" and opts.client_secret then
+  else   -- HS256, pinned
     local mac = hmac("SHA256", opts.client_secret, jwt.signing_input)
     -- Comparing digests of both sides keeps the comparison time independent of the MAC.
     if sha256(mac) ~= sha256(jwt.signature) then
@@ -143,8 +180,6 @@ local function check_signature(jwt, opts)
     end
     return true
   end
-  if alg == nil then return nil, "id token header has no alg" end
-  return nil, "id token signing algorithm not supported: expected RS256, got " .. show(alg)
 end
 
 local function check_audience(claims, client_id)
@@ -196,6 +231,17 @@ local function check_claims(claims, opts)
       claims.exp, now, leeway)
   end
   if type(claims.iat) ~= "number" then return nil, "id token issued at (iat) claim missing" end
+  if claims.iat > now + leeway then
+    return nil, str_format("id token issued in the future: iat %.0f is after now %.0f (leeway %.0f s)",
+      claims.iat, now, leeway)
+  end
+  if claims.nbf ~= nil then
+    if type(claims.nbf) ~= "number" then return nil, "id token not-before (nbf) claim is not a number" end
+    if claims.nbf > now + leeway then
+      return nil, str_format("id token not yet valid: nbf %.0f is after now %.0f (leeway %.0f s)",
+        claims.nbf, now, leeway)
+    end
+  end
   if opts.nonce ~= nil then
     if claims.nonce == nil then return nil, "id token nonce claim missing" end
     if claims.nonce ~= opts.nonce then return nil, "id token nonce mismatch" end
@@ -216,21 +262,24 @@ end
 -- @tparam string token the compact JWT
 -- @tparam table opts `issuer` ("https://host/", exact match), `client_id`, `jwks` (the
 --   decoded JWKS document, required for RS256), `leeway` (seconds, default 60), `now`
---   (default `os.time()`), `nonce`, `max_age`, `client_secret` (enables HS256)
+--   (default `os.time()`), `nonce`, `max_age`, `client_secret`, `alg` (the one algorithm
+--   accepted: "RS256", or "HS256" with client_secret; default RS256, or HS256 when only a
+--   client_secret is given). Base64url parts must be canonical (no padding, zero unused bits).
 -- @treturn table the claims
 -- @treturn[2] nil
 -- @treturn[2] auth0.Error `invalid_id_token`, its message naming the failing check
 -- @raise on a non-string token, a missing or wrongly typed option, an unknown option
 function _M.verify_id_token(token, opts)
   if type(token) ~= "string" then
-    error("auth0.jwt.verify_id_token: token must be a string", 2)
+    argerror("verify_id_token", 1, "string expected, got " .. type(token))
   end
   check_verify_opts(opts)
   local jwt, err = decode(token)
   if not jwt then return fail("id token could not be decoded: " .. err) end
   local ok
-  ok, err = check_signature(jwt, opts)
-  if not ok then return fail(err) end
+  local reason
+  ok, err, reason = check_signature(jwt, opts)
+  if not ok then return fail(err, reason) end
   ok, err = check_claims(jwt.payload, opts)
   if not ok then return fail(err) end
   return jwt.payload

@@ -2,10 +2,10 @@
 -- "Passwordless", "Tokens", "User info", "ID tokens").
 local check = require "auth0.check"
 local shape = require "auth0.shape"
-local errors = require "auth0.error"
+local keyset = require "auth0.keyset"
 local Client = require("auth0.client").Client
 
-local type = type
+local type, pairs = type, pairs
 local at = check.at
 
 local SEND = { code = true, link = true, link_ios = true, link_android = true }
@@ -15,12 +15,13 @@ local USERINFO, JWKS, OIDC, VERIFY = at("userinfo"), at("jwks"), at("openid_conf
 
 -- The call options naming the public function, for the C core's error messages.
 local O_START, O_LOGIN, O_REFRESH = { fn = "passwordless_start" }, { fn = "passwordless_login" }, { fn = "refresh" }
-local O_REVOKE, O_JWKS, O_OIDC = { fn = "revoke" }, { fn = "jwks" }, { fn = "openid_configuration" }
+local O_REVOKE, O_OIDC = { fn = "revoke" }, { fn = "openid_configuration" }
 
 --- Sends a one-time code or a magic link (POST /passwordless/start).
 -- @tparam table p `connection` ("email", "sms" or a custom name), `email` or
 -- `phone_number`, `send` ("code" default, "link", "link_ios", "link_android"),
--- `auth_params` (links only), `language` (x-request-language header)
+-- `auth_params` (links only), `language` (x-request-language header), `forwarded_for` (the
+-- end user's IP address, confidential clients only: README "Security")
 -- @tparam[opt] function cb callback(result, err): the call returns a request object at once
 -- @return the server's answer (e.g. `{_id=, email=, email_verified=}`) or nil, err; raises on misuse
 function Client:passwordless_start(p, cb)
@@ -42,12 +43,13 @@ function Client:passwordless_start(p, cb)
   local cfg = self._cfg
   local fields = { client_id = cfg.client_id, client_secret = cfg.client_secret, connection = connection,
     email = email, phone_number = phone, send = send, authParams = p.auth_params }
-  return self:_call(START, "passwordless_start", fields, language and { fn = "passwordless_start",
-    language = language } or O_START, cb, shape.object)
+  return self:_call(START, "passwordless_start", fields, self:_forwarded(START, p, language and
+    { fn = "passwordless_start", language = language } or O_START), cb, shape.start)
 end
 
 --- Exchanges the one-time code for tokens (passwordless OTP grant).
--- @tparam table p `realm` (connection), `username` (email or phone), `otp`, `audience`, `scope`
+-- @tparam table p `realm` (connection), `username` (email or phone), `otp`, `audience`, `scope`,
+-- `forwarded_for` (as passwordless_start's)
 -- @tparam[opt] function cb callback(tokens, err)
 -- @return tokens `{access_token, id_token, refresh_token, token_type, expires_in, scope, expires_at}`
 -- or nil, err (`err.code == "mfa_required"` carries `err.mfa_token`, `err.mfa_requirements`)
@@ -61,7 +63,7 @@ function Client:passwordless_login(p, cb)
     audience = check.string(LOGIN, p.audience, "audience", true) or cfg.audience,
     scope = check.string(LOGIN, p.scope, "scope", true) or cfg.scope,
   }
-  return self:_call(LOGIN, "passwordless_login", fields, O_LOGIN, cb, shape.tokens)
+  return self:_call(LOGIN, "passwordless_login", fields, self:_forwarded(LOGIN, p, O_LOGIN), cb, shape.tokens)
 end
 
 --- Uses a refresh token (refresh_token grant). May answer `mfa_required`.
@@ -98,64 +100,83 @@ end
 -- @return the OIDC claims or nil, err
 function Client:userinfo(access_token, cb)
   check.header(USERINFO, access_token, "access_token")
-  return self:_call(USERINFO, "userinfo", nil, { fn = "userinfo", bearer = access_token }, cb, shape.object)
+  return self:_call(USERINFO, "userinfo", nil, { fn = "userinfo", bearer = access_token }, cb, shape.userinfo)
 end
 
---- The tenant's JWKS, cached after the first success unless `refresh` is true.
--- @tparam[opt] boolean refresh fetch again even when cached
--- @tparam[opt] function cb callback(jwks, err); with a cached JWKS it runs from the next poll
--- @return the JWKS or nil, err (with cb: a request object)
+--- The tenant's JWKS: the key set the client holds (README "Security"), fetched when it
+-- is older than `jwks_ttl` or `refresh` is true.
+-- @tparam[opt] boolean refresh fetch again even when held
+-- @tparam[opt] function cb callback(jwks, err); with held keys it runs from the next poll
+-- @return the JWKS or nil, err (with cb: a request object); a failed fetch keeps the held keys
 function Client:jwks(refresh, cb)
   if type(refresh) == "function" then cb, refresh = refresh, nil end
-  local cached = not refresh and self._jwks
-  if cached and cb == nil then return cached end
-  if cached then
-    if self._sched.closed then JWKS:fail("attempt to use a closed auth0.Client") end
-    check.func(JWKS, cb, "callback")
-    local req = self._sched:request("jwks", cb)
-    self._sched:push(function() req:finish(cached) end, req)
-    return req
+  if self._sched.closed then JWKS:fail("attempt to use a closed auth0.Client") end
+  local held = not refresh and keyset.fresh(self)
+  if cb == nil then
+    if held then return held end
+    return keyset.fetch_blocking(self, JWKS)
   end
-  local function keep(t)
-    local v, msg = shape.jwks(t)
-    if v then self._jwks = v end
-    return v, msg
+  check.func(JWKS, cb, "callback")
+  local req = self._sched:request("jwks", cb)
+  if held then
+    self._sched:push(function() req:finish(held) end, req)
+  else
+    keyset.fetch_async(self, function(v, err) req:finish(v, err) end)
+    self._sched:hold(req)   -- pending until the shared fetch answers
   end
-  return self:_call(JWKS, "jwks", nil, O_JWKS, cb, keep)
+  return req
 end
 
 --- The OpenID discovery document.
 -- @tparam[opt] function cb callback(document, err)
 -- @return the document or nil, err
 function Client:openid_configuration(cb)
-  return self:_call(OIDC, "openid_configuration", nil, O_OIDC, cb, shape.object)
+  return self:_call(OIDC, "openid_configuration", nil, O_OIDC, cb, shape.discovery)
 end
 
-local function verify(self, id_token, opts, retried)
-  local jwt = require "auth0.jwt"
-  local jwks, err = self:jwks()
-  if not jwks then return nil, err end
-  local claims, verr = jwt.verify_id_token(id_token, {
-    jwks = jwks, issuer = self._cfg.issuer, client_id = self._cfg.client_id,
-    leeway = opts.leeway, now = opts.now, nonce = opts.nonce, max_age = opts.max_age,
-  })
-  if claims then return claims end
-  if not retried and errors.is(verr) and verr.message:find("kid", 1, true) then
-    self._jwks = nil   -- keys rotate: refetch once
-    return verify(self, id_token, opts, true)
-  end
-  if errors.is(verr) then return nil, verr end
-  return nil, errors.new("invalid_id_token", tostring(verr))
-end
+local VERIFY_OPTS = { leeway = true, now = true, nonce = true, max_age = true }
 
---- Checks an ID token's signature (JWKS, RS256) and claims (iss, aud, exp, iat, sub...).
+--- Checks an ID token's signature and claims (iss, aud, exp, nbf, iat, sub...): RS256
+-- against the tenant's JWKS (README "Security": the key set), or HS256 with the client
+-- secret when the client was made with `id_token_alg = "HS256"`.
 -- @tparam string id_token
--- @tparam[opt] table opts `leeway` (60 s), `now`, `nonce`, `max_age`; never modified
--- @return the claims, or nil, err (`err.code == "invalid_id_token"`)
-function Client:verify_id_token(id_token, opts)
+-- @tparam[opt] table opts `leeway` (60 s), `now` (epoch seconds), `nonce`, `max_age`; never modified
+-- @tparam[opt] function cb callback(claims, err): the call returns a request object at once
+-- and never blocks (the JWKS, when it must be fetched, is fetched without blocking)
+-- @return the claims, or nil, err (`err.code == "invalid_id_token"`, `err.reason`
+-- "invalid_id_token" or "unknown_kid"; or the JWKS fetch's error); raises on misuse
+function Client:verify_id_token(id_token, opts, cb)
+  if type(opts) == "function" and cb == nil then opts, cb = nil, opts end
   check.wire(VERIFY, check.string(VERIFY, id_token, "id_token"), "id_token")
-  if opts ~= nil then check.table(VERIFY, opts) end
-  return verify(self, id_token, opts or {}, false)
+  if opts ~= nil then
+    local o2 = at("verify_id_token", 2)
+    check.table(o2, opts)
+    for k in pairs(opts) do
+      if not VERIFY_OPTS[k] then o2:fail("unknown option " .. check.show(k)) end
+    end
+    check.finite(o2, opts.leeway, "leeway", 0)
+    check.finite(o2, opts.now, "now", 0)
+    check.finite(o2, opts.max_age, "max_age", 0)
+    check.string(o2, opts.nonce, "nonce", true)
+  end
+  opts = opts or {}
+  if self._sched.closed then VERIFY:fail("attempt to use a closed auth0.Client") end
+  if cb == nil then
+    local claims, err
+    keyset.verify(self, id_token, opts, function(on_done) on_done(keyset.fetch_blocking(self, VERIFY)) end,
+      function(c, e) claims, err = c, e end)
+    return claims, err
+  end
+  check.func(VERIFY, cb, "callback")
+  local s = self._sched
+  local req = s:request("verify_id_token", cb)
+  s:push(function()
+    keyset.verify(self, id_token, opts, function(on_done)
+      keyset.fetch_async(self, on_done)
+      s:hold(req)
+    end, function(c, e) req:finish(c, e) end)
+  end, req)
+  return req
 end
 
 return Client

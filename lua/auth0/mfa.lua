@@ -37,6 +37,8 @@ function Client:mfa_delete_authenticator(token, authenticator_id, cb)
   check.header(DELETE, token, "token")
   local arg2 = at("mfa_delete_authenticator", 2)
   check.wire(arg2, check.string(arg2, authenticator_id, "authenticator_id"), "authenticator_id")
+  -- sent as one path segment, percent-encoded; "." and ".." would leave it (issue 11)
+  if authenticator_id == "." or authenticator_id == ".." then arg2:fail("authenticator_id must not be . or ..") end
   return self:_call(DELETE, "mfa_delete_authenticator", nil,
     { fn = "mfa_delete_authenticator", bearer = token, path_arg = authenticator_id }, cb, shape.ok)
 end
@@ -84,14 +86,16 @@ function Client:mfa_challenge(p, cb)
   if ct ~= nil and not CHALLENGE_TYPES[ct] then CHALLENGE:fail("challenge_type must be otp, oob or \"otp oob\"") end
   local fields = client_fields(self, { mfa_token = check.string(CHALLENGE, p.mfa_token, "mfa_token"),
     challenge_type = ct, authenticator_id = check.string(CHALLENGE, p.authenticator_id, "authenticator_id", true) })
-  return self:_call(CHALLENGE, "mfa_challenge", fields, O_CHALLENGE, cb, shape.object)
+  return self:_call(CHALLENGE, "mfa_challenge", fields, O_CHALLENGE, cb, shape.challenge)
 end
 
-local VERIFY_FIELDS = { mfa_token = true, otp = true, oob_code = true, binding_code = true, recovery_code = true }
+local VERIFY_FIELDS = { mfa_token = true, otp = true, oob_code = true, binding_code = true, recovery_code = true,
+  forwarded_for = true }
 
 --- Completes MFA with exactly one of `otp`, `oob_code` (+ `binding_code`), `recovery_code`.
 -- With a recovery code, `tokens.recovery_code` is the new code to show the user.
--- @tparam table p `mfa_token` and one of the above
+-- @tparam table p `mfa_token` and one of the above; `forwarded_for` (the end user's IP,
+-- confidential clients only: README "Security")
 -- @tparam[opt] function cb callback(tokens, err)
 -- @return tokens or nil, err
 function Client:mfa_verify(p, cb)
@@ -103,21 +107,22 @@ function Client:mfa_verify(p, cb)
     if not VERIFY_FIELDS[k] then VERIFY:fail("mfa_verify: unknown field " .. check.show(k)) end
   end
   local value = check.string(VERIFY, p[which], which)
+  local o = self:_forwarded(VERIFY, p, O_VERIFY)
   if which == "otp" then
-    return self:_call(VERIFY, "mfa_otp", client_fields(self, { mfa_token = mfa_token, otp = value }), O_VERIFY, cb,
+    return self:_call(VERIFY, "mfa_otp", client_fields(self, { mfa_token = mfa_token, otp = value }), o, cb,
       shape.tokens)
   elseif which == "oob_code" then
     return self:_call(VERIFY, "mfa_oob", client_fields(self, { mfa_token = mfa_token, oob_code = value,
-      binding_code = check.string(VERIFY, p.binding_code, "binding_code", true) }), O_VERIFY, cb, shape.tokens)
+      binding_code = check.string(VERIFY, p.binding_code, "binding_code", true) }), o, cb, shape.tokens)
   end
   return self:_call(VERIFY, "mfa_recovery_code", client_fields(self, { mfa_token = mfa_token, recovery_code = value }),
-    O_VERIFY, cb, shape.tokens)
+    o, cb, shape.tokens)
 end
 
 
 --- Waits for a push approval by polling the mfa-oob grant.
 -- @tparam table p `mfa_token`, `oob_code`, `interval` (5 s), `timeout` (300 s),
--- `on_pending(waited_seconds)`
+-- `on_pending(waited_seconds)`, `forwarded_for` (as mfa_verify's)
 -- @tparam[opt] function cb callback(tokens, err)
 -- @return tokens, or nil, err: `access_denied` (rejected), `expired_token`, `timeout`, ...
 function Client:mfa_poll(p, cb)
@@ -127,6 +132,7 @@ function Client:mfa_poll(p, cb)
   local interval = check.seconds(POLL, p.interval, "interval", 5, 600)
   local limit = check.seconds(POLL, p.timeout, "timeout", 300)
   local on_pending = check.func(POLL, p.on_pending, "on_pending", true)
+  local o_poll = self:_forwarded(POLL, p, O_POLL)
   if self._sched.closed then POLL:fail("attempt to use a closed auth0.Client") end
   local started, slept = now(), 0
 
@@ -156,7 +162,7 @@ function Client:mfa_poll(p, cb)
     while true do
       self._sleep(wait)
       slept = slept + wait
-      local state, a, b = step(self:_call(POLL, "mfa_oob", fields, O_POLL, nil, shape.tokens))
+      local state, a, b = step(self:_call(POLL, "mfa_oob", fields, o_poll, nil, shape.tokens))
       if state == "done" then return a, b end
       wait = a
     end
@@ -173,7 +179,7 @@ function Client:mfa_poll(p, cb)
   schedule = function(wait)
     s:wait(req, wait, function()
       slept = slept + wait
-      local ok, err = self:_attempts(req, "mfa_oob", fields, O_POLL, shape.tokens, on_result)
+      local ok, err = self:_attempts(req, "mfa_oob", fields, o_poll, shape.tokens, on_result)
       if not ok then on_result(nil, err) end
     end)
   end

@@ -4,7 +4,7 @@
 
 local core = require "auth0.core"
 
-local error, type, tonumber, tostring, pairs = error, type, tonumber, tostring, pairs
+local type, tonumber, tostring, pairs = type, tonumber, tostring, pairs
 local floor = math.floor
 local os_time = os.time
 local str_upper, str_lower, str_find, str_sub, str_gsub, str_char, str_match =
@@ -14,6 +14,10 @@ local errors = require "auth0.error"
 
 local parse   -- parse_otpauth's work: (result) or (nil, message)
 local _M = { _VERSION = "0.1.0" }
+
+local argerror = require("auth0.check").argerror
+-- Misuse raises in luaL_argerror's form at the caller: `bad argument #2 to 'totp' (...)`.
+local OPTS_ARG = { totp = 2, hotp = 3 }
 
 local ALGORITHMS = { SHA1 = true, SHA256 = true, SHA512 = true }
 local TOTP_OPTS = { time = true, digits = true, period = true, algorithm = true }
@@ -27,11 +31,11 @@ end
 local function check_opts(fname, opts, allowed)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
-    error("auth0.otp." .. fname .. ": opts must be a table", 3)
+    argerror(fname, OPTS_ARG[fname], "table expected, got " .. type(opts))
   end
   for k in pairs(opts) do
     if not allowed[k] then
-      error("auth0.otp." .. fname .. ": unknown option '" .. tostring(k) .. "'", 3)
+      argerror(fname, OPTS_ARG[fname], "unknown option '" .. tostring(k) .. "'")
     end
   end
   return opts
@@ -40,11 +44,11 @@ end
 local function check_common(fname, opts)
   local digits = opts.digits == nil and 6 or opts.digits
   if not is_int(digits) or digits < 6 or digits > 10 then
-    error("auth0.otp." .. fname .. ": digits must be an integer in 6..10", 3)
+    argerror(fname, OPTS_ARG[fname], "digits must be an integer in 6..10")
   end
   local alg = opts.algorithm == nil and "SHA1" or opts.algorithm
   if type(alg) ~= "string" or not ALGORITHMS[str_upper(alg)] then
-    error("auth0.otp." .. fname .. ": algorithm must be SHA1, SHA256 or SHA512", 3)
+    argerror(fname, OPTS_ARG[fname], "algorithm must be SHA1, SHA256 or SHA512")
   end
   return digits, str_upper(alg)
 end
@@ -52,18 +56,18 @@ end
 -- The message names the problem and its position, never the secret itself.
 local function decode_secret(fname, secret)
   if type(secret) ~= "string" then
-    error("auth0.otp." .. fname .. ": secret must be a base32 string", 3)
+    argerror(fname, 1, "secret must be a base32 string")
   end
   -- real secrets are 16-64 characters; a huge one is a mistake, not a key
   if #secret > 1024 then
-    error("auth0.otp." .. fname .. ": invalid secret: longer than 1024 characters", 3)
+    argerror(fname, 1, "invalid secret: longer than 1024 characters")
   end
   local key, err = core.base32_decode(secret)
   if not key then
-    error("auth0.otp." .. fname .. ": invalid secret: " .. err, 3)
+    argerror(fname, 1, "invalid secret: " .. err)
   end
   if key == "" then
-    error("auth0.otp." .. fname .. ": invalid secret: empty", 3)
+    argerror(fname, 1, "invalid secret: empty")
   end
   return key
 end
@@ -79,11 +83,11 @@ function _M.totp(secret, opts)
   local digits, alg = check_common("totp", opts)
   local period = opts.period == nil and 30 or opts.period
   if not is_int(period) or period < 1 then
-    error("auth0.otp.totp: period must be a positive integer", 2)
+    argerror("totp", 2, "period must be a positive integer")
   end
   local time = opts.time == nil and os_time() or opts.time
   if type(time) ~= "number" or time < 0 or time ~= time or time >= 2^63 then
-    error("auth0.otp.totp: time must be a number >= 0", 2)
+    argerror("totp", 2, "time must be a number >= 0")
   end
   return core.totp(decode_secret("totp", secret), time, period, digits, alg)
 end
@@ -98,7 +102,7 @@ function _M.hotp(secret, counter, opts)
   opts = check_opts("hotp", opts, HOTP_OPTS)
   local digits, alg = check_common("hotp", opts)
   if not is_int(counter) then
-    error("auth0.otp.hotp: counter must be an integer >= 0", 2)
+    argerror("hotp", 2, "counter must be an integer >= 0")
   end
   return core.hotp(decode_secret("hotp", secret), counter, digits, alg)
 end
@@ -148,7 +152,7 @@ end
 -- @raise when uri is not a string
 function _M.parse_otpauth(uri)
   if type(uri) ~= "string" then
-    error("auth0.otp.parse_otpauth: uri must be a string", 2)
+    argerror("parse_otpauth", 1, "string expected, got " .. type(uri))
   end
   local res, err = parse(uri)
   if not res then return nil, errors.new("invalid_otpauth", err, { context = "parse_otpauth" }) end

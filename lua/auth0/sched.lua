@@ -21,7 +21,8 @@
 local core = require "auth0.core"
 local errors = require "auth0.error"
 
-local setmetatable, xpcall, pcall, next, sort = setmetatable, xpcall, pcall, next, table.sort
+local setmetatable, xpcall, pcall, next, sort, type, tostring =
+  setmetatable, xpcall, pcall, next, table.sort, type, tostring
 local traceback, now, ceil, huge = debug.traceback, core.now, math.ceil, math.huge
 local new_error = errors.new
 
@@ -89,9 +90,42 @@ function M.new(c, opts)
     charge = 0, polling = false, closed = false }, Sched)
 end
 
---- Runs user code: an error goes to `on_error` with a traceback, never further.
+-- Keys and scalars of a table shown in a log line: a bounded, one-line rendering.
+local function show_table(t, depth)
+  if errors.is(t) then return tostring(t) end
+  if depth > 2 then return "{...}" end
+  local parts, n = {}, 0
+  for k, v in next, t do
+    n = n + 1
+    if n > 8 then parts[#parts + 1] = "..."; break end
+    local sv = type(v) == "table" and show_table(v, depth + 1) or M.plain(v)
+    parts[#parts + 1] = tostring(M.plain(k)) .. "=" .. tostring(sv)
+  end
+  return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+--- A value fit for `on_log` or `on_callback_error`: strings, numbers, booleans and nil
+-- pass; an auth0.Error becomes its redacted tostring; any other table (which may hold
+-- one, or a secret in a field an error object keeps for the program) a rendering that
+-- shows every error object it holds by its tostring; anything else its type.
+function M.plain(v)
+  local t = type(v)
+  if t == "string" or t == "number" or t == "boolean" or t == "nil" then return v end
+  if t == "table" then return show_table(v, 1) end
+  return "(" .. t .. ")"
+end
+local plain = M.plain
+
+-- The message handler of callbacks: a raised error object (`assert(tokens, err)`) or a
+-- table holding one becomes text before the traceback is added.
+local function handler(e)
+  if type(e) ~= "string" then e = tostring(plain(e)) end
+  return traceback(e, 2)
+end
+
+--- Runs user code: an error goes to `on_error` as text with a traceback, never further.
 function Sched:call(fn, ...)
-  local ok, msg = xpcall(fn, traceback, ...)
+  local ok, msg = xpcall(fn, handler, ...)
   if not ok then pcall(self.on_error, msg) end
 end
 
@@ -108,6 +142,9 @@ local function enlist(s, req)
     s.nlive = s.nlive + 1
   end
 end
+
+--- Counts `req` as pending until it finishes (it waits for something shared, e.g. a JWKS fetch).
+function Sched:hold(req) enlist(self, req) end
 
 --- Queues `fn` on the run queue, for `req` (skipped once req is done) or for nobody.
 function Sched:push(fn, req)

@@ -2,7 +2,7 @@
 -- nil and why the body does not fit (the caller makes that a `bad_response` error).
 local cjson = require("cjson.safe").new()
 
-local type, pairs, tonumber, next, floor, time = type, pairs, tonumber, next, math.floor, os.time
+local type, pairs, ipairs, tonumber, next, floor, time = type, pairs, ipairs, tonumber, next, math.floor, os.time
 local null = cjson.null
 
 local M = {}
@@ -23,19 +23,61 @@ local function oob_channel(a)
   end
 end
 
+-- Field-by-field checks: every listed field, when present, has its JSON type ("string",
+-- "boolean", "number", "object", "strings" = a list of strings); `req` lists the fields
+-- that must be there. A field of the wrong type fails the whole answer: nothing partial
+-- reaches the caller (an `active = "false"` would be truthy in Lua).
+local function is_list(v)
+  if type(v) ~= "table" then return false end
+  local n = #v
+  for k in pairs(v) do
+    if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then return false end
+  end
+  return true
+end
+
+local KIND = {
+  string = function(v) return type(v) == "string" end,
+  boolean = function(v) return type(v) == "boolean" end,
+  number = function(v) return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge end,
+  object = function(v) return type(v) == "table" and not (next(v) ~= nil and v[1] ~= nil) end,
+  strings = function(v)
+    if not is_list(v) then return false end
+    for i = 1, #v do if type(v[i]) ~= "string" then return false end end
+    return true
+  end,
+}
+
+local function fields(t, what, types, req)
+  for _, name in ipairs(req or {}) do
+    if t[name] == nil then return nil, what .. " without " .. name end
+  end
+  for name, kind in pairs(types) do
+    local v = t[name]
+    if v ~= nil and not KIND[kind](v) then
+      return nil, what .. ": " .. name .. " is not a " .. (kind == "strings" and "list of strings" or kind)
+    end
+  end
+  return t
+end
+
+local TOKENS = { access_token = "string", id_token = "string", refresh_token = "string", token_type = "string",
+  scope = "string", recovery_code = "string", expires_in = "number" }
+
 --- A token answer: needs `access_token`; adds `expires_at` (epoch seconds).
 function M.tokens(t)
   if type(t) ~= "table" or type(t.access_token) ~= "string" then
     return nil, "token response without an access_token"
   end
   strip_nulls(t, 1)
-  local exp = tonumber(t.expires_in)
+  local exp = tonumber(t.expires_in)   -- numbers sent as strings are tolerated
+  if t.expires_in ~= nil and not exp then return nil, "token response: expires_in is not a number" end
   if exp then
     exp = floor(exp)   -- cjson on 5.4 decodes 86400 as 86400.0
     t.expires_in = exp
     t.expires_at = time() + exp
   end
-  return t
+  return fields(t, "token response", TOKENS)
 end
 
 --- A JSON object (an empty answer is `{}`).
@@ -45,28 +87,95 @@ function M.object(t)
   return strip_nulls(t, 1)
 end
 
+local START = { _id = "string", email = "string", phone_number = "string", email_verified = "boolean",
+  phone_number_verified = "boolean" }
+
+--- The answer of /passwordless/start.
+function M.start(t)
+  local v, msg = M.object(t)
+  if not v then return nil, msg end
+  return fields(v, "passwordless start answer", START)
+end
+
+local USERINFO = { sub = "string", name = "string", given_name = "string", family_name = "string",
+  nickname = "string", picture = "string", email = "string", email_verified = "boolean",
+  phone_number = "string", phone_number_verified = "boolean", updated_at = "string", locale = "string" }
+
+--- The OIDC claims of /userinfo: `sub` and the standard claims typed.
+function M.userinfo(t)
+  local v, msg = M.object(t)
+  if not v then return nil, msg end
+  return fields(v, "userinfo", USERINFO, { "sub" })
+end
+
+local DISCOVERY = { issuer = "string", jwks_uri = "string", authorization_endpoint = "string",
+  token_endpoint = "string", userinfo_endpoint = "string", mfa_challenge_endpoint = "string",
+  revocation_endpoint = "string", device_authorization_endpoint = "string",
+  scopes_supported = "strings", response_types_supported = "strings", grant_types_supported = "strings",
+  id_token_signing_alg_values_supported = "strings", subject_types_supported = "strings",
+  claims_supported = "strings", token_endpoint_auth_methods_supported = "strings" }
+
+--- The OpenID discovery document: `issuer` and `jwks_uri`, the endpoints and lists typed.
+function M.discovery(t)
+  local v, msg = M.object(t)
+  if not v then return nil, msg end
+  return fields(v, "discovery document", DISCOVERY, { "issuer", "jwks_uri" })
+end
+
+local AUTHENTICATOR = { id = "string", authenticator_type = "string", active = "boolean", oob_channel = "string",
+  name = "string", type = "string", created_at = "string", last_auth_at = "string", phone_number = "string",
+  email = "string" }
+
 --- A list of authenticators.
 function M.authenticators(t)
   if t == true then return {} end
-  if type(t) ~= "table" or (next(t) ~= nil and t[1] == nil) then return nil, "expected a JSON array" end
+  if type(t) ~= "table" or (next(t) ~= nil and t[1] == nil) or not is_list(t) then
+    return nil, "expected a JSON array"
+  end
   strip_nulls(t, 1)
   for i = 1, #t do
     if type(t[i]) ~= "table" then return nil, "authenticator entry is not an object" end
     oob_channel(t[i])
+    local ok, msg = fields(t[i], "authenticator " .. i, AUTHENTICATOR, { "id", "authenticator_type", "active" })
+    if not ok then return nil, msg end
   end
   return t
 end
 
---- An enrollment (POST /mfa/associate).
-function M.associate(t)
-  if type(t) ~= "table" then return nil, "expected a JSON object" end
-  oob_channel(t)
-  return t
+local CHALLENGE = { challenge_type = "string", oob_code = "string", binding_method = "string" }
+
+--- A challenge (POST /mfa/challenge): `challenge_type`, and `oob_code` for oob.
+function M.challenge(t)
+  local v, msg = M.object(t)
+  if not v then return nil, msg end
+  v, msg = fields(v, "challenge", CHALLENGE, { "challenge_type" })
+  if v and v.challenge_type == "oob" and v.oob_code == nil then return nil, "challenge without oob_code" end
+  return v, msg
 end
 
---- A JWKS: an object with a `keys` list.
+local ASSOCIATE = { authenticator_type = "string", secret = "string", barcode_uri = "string",
+  recovery_codes = "strings", oob_code = "string", binding_method = "string", oob_channel = "string" }
+
+--- An enrollment (POST /mfa/associate).
+function M.associate(t)
+  if type(t) ~= "table" or (next(t) ~= nil and t[1] ~= nil) then return nil, "expected a JSON object" end
+  strip_nulls(t, 1)
+  oob_channel(t)
+  return fields(t, "enrollment", ASSOCIATE, { "authenticator_type" })
+end
+
+local JWK = { kty = "string", kid = "string", alg = "string", use = "string", n = "string", e = "string",
+  x5c = "strings", x5t = "string" }
+
+--- A JWKS: an object with a `keys` list of key objects (`kty` and the RSA fields typed).
 function M.jwks(t)
   if type(t) ~= "table" or type(t.keys) ~= "table" then return nil, "JWKS without keys" end
+  if not is_list(t.keys) then return nil, "JWKS: keys is not a list" end
+  for i, k in ipairs(t.keys) do
+    if type(k) ~= "table" then return nil, "JWKS: key " .. i .. " is not an object" end
+    local ok, msg = fields(k, "JWKS key " .. i, JWK, { "kty" })
+    if not ok then return nil, msg end
+  end
   return t
 end
 

@@ -110,9 +110,11 @@ function _M.control(method, path, body)
   if path:sub(1, 12) ~= "/__emulator/" then path = "/__emulator" .. path end
   local data = body and assert(cjson.encode(body)) or nil
   local chunks = {}
+  local headers = data and { ["content-type"] = "application/json", ["content-length"] = tostring(#data) } or {}
+  headers.authorization = "Bearer " .. srv.control_token   -- the control API's token of this start
   local ok, status = https.request{
     url = srv.base_url .. path, method = method, cafile = srv.ca_file, verify = "peer",
-    headers = data and { ["content-type"] = "application/json", ["content-length"] = tostring(#data) } or {},
+    headers = headers,
     source = data and ltn12.source.string(data) or nil,
     sink = ltn12.sink.table(chunks),
   }

@@ -24,7 +24,9 @@ io.stdout:write(table.concat({
   "  issuer       " .. srv.base_url .. "/",
   "  clients      emu-native (public), emu-confidential / emu-confidential-secret",
   "  connections  email, sms     API audience https://api.example.com",
-  "  outbox       curl --cacert " .. srv.ca_file .. " " .. srv.control_url .. "/outbox",
+  "  token        " .. srv.control_token .. "  (control API bearer token, also in " .. srv.control_token_file .. ")",
+  "  outbox       curl --cacert " .. srv.ca_file .. " -H \"Authorization: Bearer $(cat " .. srv.control_token_file
+    .. ")\" " .. srv.control_url .. "/outbox",
   "Ctrl-C to stop.", "" }, "\n"))
 io.stdout:flush()
 

@@ -17,11 +17,26 @@ local ROUTES = {
   control_delete = { method = "DELETE", path = "/__emulator/", verbatim = true },
 }
 
---- @tparam table opts `base_url`, `ca_file`, `timeout` (5 s)
+--- The control token of the emulator whose CA file is `ca_file`: the file control-token
+-- beside it (auth0.emulator.server writes it, 0600). @return the token | nil
+function _M.token_for(ca_file)
+  if type(ca_file) ~= "string" then return nil end
+  local f = io.open((ca_file:match("^(.*)/[^/]*$") or ".") .. "/control-token", "r")
+  if not f then return nil end
+  local t = f:read("*l")
+  f:close()
+  return t and t:match("^%x+$")
+end
+
+--- @tparam table opts `base_url`, `ca_file`, `timeout` (5 s), `token` (the control token;
+-- default: read from the file control-token beside `ca_file`)
 function _M.new(opts)
   assert(type(opts) == "table" and type(opts.base_url) == "string", "base_url is required")
+  local token = opts.token or _M.token_for(opts.ca_file)
+  local headers = { "Accept: application/json", "Expect:" }
+  if token then headers[#headers + 1] = "Authorization: Bearer " .. token end
   local c = core.client { base_url = opts.base_url, ca_file = opts.ca_file,
-    timeout = opts.timeout or 5, headers = { "Accept: application/json", "Expect:" } }
+    timeout = opts.timeout or 5, headers = headers }
   for name, route in pairs(ROUTES) do c:register_endpoint(name, route) end
   return setmetatable({ _core = c }, Control)
 end

@@ -49,6 +49,10 @@
 --          last_poll_at?}]}  pending push challenges and enrollments, oldest first
 --   POST   /__emulator/guardian/<oob_code>/approve {name?} | /reject   -> {oob_code, state}
 --          (the fake Guardian app: answers a push challenge or completes a push enrollment)
+--   GET    /__emulator/keys  -> {"signing_kid": kid, "kids": [published kids, signing first]}
+--   POST   /__emulator/keys {"rotate": true, "keep_old": bool} | {"drop_old": true}
+--          a new signing key (the old one stays published with keep_old); drop_old
+--          unpublishes the old ones. /reset restores the first key.
 -- luacheck: ignore 212/self
 local core = require "auth0.core"
 local util = require "auth0.emulator.util"
@@ -84,6 +88,8 @@ M.routes = {
   { "POST", P .. "/mfa/authenticators", "ctl_mfa_enroll" },
   { "DELETE", P .. "/mfa/authenticators", "ctl_mfa_unenroll" },
   { "GET", P .. "/guardian", "ctl_guardian" },
+  { "GET", P .. "/keys", "ctl_keys" },
+  { "POST", P .. "/keys", "ctl_keys" },
   { "POST", P .. "/guardian/([^/]+)/(%a+)", "ctl_guardian_answer", pattern = true },
 }
 
@@ -215,7 +221,37 @@ end
 
 function methods:ctl_reset()
   self:reset()
+  if self.key0 then   -- /keys rotated the signing key: back to the first one
+    self.key, self.kid, self.jwk, self.key0 = self.key0, self.kid0, self.jwk0, nil
+  end
+  self.jwks_extra = nil
   return json(200, { ok = true })
+end
+
+-- The signing keys: POST {"rotate": true, "keep_old": bool} makes a new signing key (the old
+-- one stays published when keep_old), {"drop_old": true} unpublishes every non-signing key.
+function methods:ctl_keys(req)
+  if req.method == "POST" then
+    local p, perr = body(self, req)
+    if not p then return perr end
+    if p.rotate then
+      if not self.key0 then self.key0, self.kid0, self.jwk0 = self.key, self.kid, self.jwk end
+      local old = self.jwk
+      self.key = core.rsa_key()
+      local jwk = self.key:jwk()
+      self.kid = core.b64url_encode(core.sha256(('{"e":"%s","kty":"RSA","n":"%s"}'):format(jwk.e, jwk.n)))
+      self.jwk = { kty = "RSA", n = jwk.n, e = jwk.e, alg = "RS256", use = "sig", kid = self.kid }
+      self.jwks_extra = self.jwks_extra or {}
+      if p.keep_old then table.insert(self.jwks_extra, 1, old) end
+    elseif p.drop_old then
+      self.jwks_extra = nil
+    else
+      return bad("expected {\"rotate\": true, \"keep_old\": bool} or {\"drop_old\": true}")
+    end
+  end
+  local kids = array{ self.kid }
+  for _, k in ipairs(self.jwks_extra or {}) do kids[#kids + 1] = k.kid end
+  return json(200, { signing_kid = self.kid, kids = kids })
 end
 
 function methods:ctl_state()

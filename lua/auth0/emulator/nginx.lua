@@ -34,7 +34,7 @@ end
 
 --- Stores the emulator options and creates the instance (once per worker).
 -- @tparam table o `base_url`, `key_file` (PEM path, reused), `seed`, `owner_pid` (stop nginx
---   when that process exits)
+--   when that process exits), `control_token` (the bearer token /__emulator/ requires)
 function _M.init(o)
   opts = o or {}
   if opts.owner_pid then ngx.timer.every(1, watch_owner, opts.owner_pid) end
@@ -71,6 +71,18 @@ function _M.serve()
   -- request_uri keeps percent-escapes in the path; the router decodes captured segments.
   local raw = ngx.var.request_uri or ngx.var.uri
   local path, query = raw:match("^([^?]*)%??(.*)$")
+  -- the control API (client secrets, the outbox of codes) needs the token of this start;
+  -- ngx.var.uri is the normalized path, so no spelling of /__emulator/ gets around it
+  local uri = ngx.var.uri or path
+  if (uri:sub(1, 12) == "/__emulator/" or uri == "/__emulator" or path:sub(1, 11) == "/__emulator")
+    and opts.control_token and ngx.var.http_authorization ~= "Bearer " .. opts.control_token then
+    local out = '{"error":"unauthorized","error_description":"the control API needs the header '
+      .. 'Authorization: Bearer <token>; the token is in control-token beside the CA file"}'
+    send_headers({ status = 401, headers = { ["content-type"] = "application/json",
+      ["www-authenticate"] = 'Bearer realm="auth0-emulator-control"' } }, #out)
+    ngx.print(out)
+    return ngx.exit(ngx.HTTP_OK)
+  end
   local resp = emu:handle{
     method = ngx.req.get_method(),
     path = path,

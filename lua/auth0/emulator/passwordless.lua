@@ -185,8 +185,14 @@ function methods:passwordless_start(req)
     if params.client_id == nil and id then params.client_id = id end
     client, authenticated = self:authenticate_client(req, params)
   end
-  -- Per-IP limit only for unauthenticated callers; authenticated callers just see the headers.
-  local allowed, headers = self:rate_limit("passwordless_start", req.remote_addr, not authenticated)
+  -- The per-IP limit counts the end user's address: auth0-forwarded-for from a confidential
+  -- (authenticated) client, the peer's address for a public one (whose header is ignored);
+  -- an authenticated caller without the header is not limited per IP (docs/protocol.md,
+  -- "Rate limits & attack protection").
+  local fwd = req.headers and req.headers["auth0-forwarded-for"]
+  fwd = authenticated and type(fwd) == "string" and fwd ~= "" and fwd or nil
+  local allowed, headers = self:rate_limit("passwordless_start", fwd or req.remote_addr,
+    fwd ~= nil or not authenticated)
   if not allowed then
     return err(429, "too_many_requests",
                "Too many requests. Check the X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset headers.",

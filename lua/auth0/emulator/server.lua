@@ -7,7 +7,9 @@
 -- local srv = assert(require("auth0.emulator.server").start{})
 -- local client = require("auth0").new{ base_url = srv.base_url, ca_file = srv.ca_file,
 --                                      client_id = "emu-native" }
--- -- srv.control_url is the control API (README, "Control API"); srv.pid is nginx's
+-- -- srv.control_url is the control API (README, "Control API"), which needs the header
+-- -- `Authorization: Bearer <srv.control_token>` (also in srv.control_token_file, 0600,
+-- -- beside srv.ca_file); srv.pid is nginx's
 -- srv:stop()
 local _M = {}
 
@@ -115,7 +117,8 @@ http {
   lua_package_cpath "%s/build/luajit/?.so;;";
   init_by_lua_file %s/conf/init.lua;
   init_worker_by_lua_block {
-    require("auth0.emulator.nginx").init{ base_url = %q, key_file = %s, seed = %s, owner_pid = %s }
+    require("auth0.emulator.nginx").init{ base_url = %q, key_file = %s, seed = %s, owner_pid = %s,
+      control_token = %q }
   }
   server {
     listen %s:%d ssl http2;
@@ -164,25 +167,48 @@ function Server:probe()
   if not ok then return true end
   local sink = {}
   local res, status = https.request{ url = self.control_url .. "/clock", cafile = self.ca_file, verify = "peer",
+                                     headers = { authorization = "Bearer " .. self.control_token },
                                      sink = function(chunk) sink[#sink + 1] = chunk; return 1 end }
   if res and status == 200 then return true end
   return nil, "the emulator does not answer (" .. tostring(status) .. " " .. table.concat(sink) .. "): "
               .. self:log()
 end
 
+-- Started as root, the worker runs as nobody: it reads only what the master hands it (the
+-- config, with the control token, stays root's) and writes only tmp/.
+local function drop_root(prefix, key_file)
+  local p = quote(prefix)
+  execute(format("chmod 0711 %s %s/conf && chmod 0600 %s/conf/*.key %s/conf/nginx.conf %s/conf/control-token"
+    .. " && chown -R nobody:nogroup %s/tmp", p, p, p, p, p, p))
+  if key_file then execute(format("chgrp nogroup %s && chmod 0640 %s", quote(key_file), quote(key_file))) end
+end
+
+-- A random control token (hex), from /dev/urandom.
+local function new_token()
+  local f = io.open("/dev/urandom", "rb")
+  local raw = f and f:read(24)
+  if f then f:close() end
+  if not raw or #raw ~= 24 then return nil end
+  return (raw:gsub(".", function(c) return format("%02x", c:byte()) end))
+end
+
 local function launch(self, opts)
   local prefix, root = self.prefix, self.root
-  local user = capture("id -u"):match("^0%s*$") and "user root;" or ""
-  local key_file = "nil"
+  local as_root = capture("id -u"):match("^0%s*$") ~= nil
+  local user = as_root and "user nobody nogroup;" or ""
+  local key_file, key_path = "nil", nil
   if opts.key_pem then
-    write_file(prefix .. "/conf/signing-key.pem", opts.key_pem)
-    key_file = format("%q", prefix .. "/conf/signing-key.pem")
+    key_path = prefix .. "/conf/signing-key.pem"
+    write_file(key_path, opts.key_pem)
+    key_file = format("%q", key_path)
   end
   local conf = format(CONF, user, root, root, root, prefix, self.base_url, key_file,
                       opts.seed and format("%q", tostring(opts.seed)) or "nil",
                       tonumber(opts.owner_pid) and tostring(math.floor(opts.owner_pid)) or "nil",
-                      self.host, self.port, prefix, prefix)
+                      self.control_token, self.host, self.port, prefix, prefix)
+  execute("umask 077 && : > " .. quote(prefix .. "/conf/nginx.conf"))
   write_file(prefix .. "/conf/nginx.conf", conf)
+  if as_root then drop_root(prefix, key_path) end
   write_file(prefix .. "/conf/init.lua", 'require "resty.core"\n' .. (opts.lua_init or "") .. "\n")
   write_file(prefix .. "/logs/error.log", "")
   local out = capture(format("%s -p %s -c conf/nginx.conf -e stderr >>%s 2>&1 </dev/null & echo $!",
@@ -227,6 +253,15 @@ function _M.start(opts)
                               ca_file = prefix .. "/conf/ca.pem" }, Server)
   local ok, err = make_certs(prefix .. "/conf", host)
   if not ok then self:stop(); return nil, err end
+  -- the control API's bearer token: random per start, in a 0600 file beside the CA file
+  -- (auth0.emulator.client and the spec helper read it from there)
+  self.control_token = new_token()
+  if not self.control_token then self:stop(); return nil, "cannot read /dev/urandom" end
+  self.control_token_file = prefix .. "/conf/control-token"
+  execute("umask 077 && : > " .. quote(self.control_token_file))
+  if not write_file(self.control_token_file, self.control_token .. "\n") then
+    self:stop(); return nil, "cannot write " .. self.control_token_file
+  end
   for _ = 1, opts.port and 1 or 5 do
     self.port = opts.port or free_port(host)
     self.base_url = "https://" .. host .. ":" .. self.port

@@ -373,7 +373,9 @@ end
 function methods:jwks()
   local k = {}
   for name, v in pairs(self.jwk) do k[name] = v end
-  return json(200, { keys = util.array{ k } })
+  local keys = util.array{ k }
+  for _, extra in ipairs(self.jwks_extra or {}) do keys[#keys + 1] = extra end   -- control.lua's /keys
+  return json(200, { keys = keys })
 end
 
 function methods:openid_configuration()

@@ -86,7 +86,7 @@ function _M.new(cfg, opts)
     error("auth0: pool_size must be an integer in 1..100000", 3)
   end
   n = opts.keepalive_timeout
-  if n ~= nil and (type(n) ~= "number" or n <= 0 or n > 86400) then
+  if n ~= nil and (type(n) ~= "number" or not (n > 0 and n <= 86400)) then   -- NaN too
     error("auth0: keepalive_timeout must be a number of seconds in (0, 86400]", 3)
   end
   for _, k in ipairs { "server_name", "pool" } do

@@ -1,0 +1,99 @@
+--- The client's key set for ID tokens (docs/protocol.md, "ID tokens"): the tenant's JWKS,
+-- held for `jwks_ttl` seconds (600), refetched for a token whose `kid` it lacks at most once
+-- per `jwks_min_refetch` seconds (60) for the whole client, one fetch shared by every
+-- verification waiting for it. A failed fetch never drops the keys held: a forged `kid`
+-- during a JWKS outage cannot make valid tokens fail.
+local core = require "auth0.core"
+local jwt = require "auth0.jwt"
+local shape = require "auth0.shape"
+
+local ipairs, huge, now = ipairs, math.huge, core.now
+
+local M = {}
+
+local O_JWKS = { fn = "jwks" }
+
+local function state(client)
+  local k = client._keys
+  if not k then
+    -- jwks: the held key set; at: when it was fetched; tried: when a fetch last started;
+    -- failed: when a fetch last failed
+    k = { jwks = nil, at = -huge, tried = -huge, failed = -huge, waiters = nil }
+    client._keys = k
+  end
+  return k
+end
+
+--- The held JWKS when it is younger than jwks_ttl, else nil.
+function M.fresh(client)
+  local k = state(client)
+  if k.jwks and now() - k.at < client._cfg.jwks_ttl then return k.jwks end
+  return nil
+end
+
+--- Fetches the JWKS, blocking; keeps it on success. @return jwks | nil, err
+function M.fetch_blocking(client, where)
+  local k = state(client)
+  k.tried = now()
+  local v, err = client:_call(where, "jwks", nil, O_JWKS, nil, shape.jwks)
+  if v then k.jwks, k.at = v, now() else k.failed = now() end
+  return v, err
+end
+
+--- Fetches the JWKS without blocking: `on_done(jwks, err)` runs from poll. A fetch already
+-- in flight is joined, not repeated.
+function M.fetch_async(client, on_done)
+  local k, s = state(client), client._sched
+  if k.waiters then k.waiters[#k.waiters + 1] = on_done; return end
+  k.waiters = { on_done }
+  k.tried = now()
+  -- a request of its own: cancelling one verification does not cancel the shared fetch
+  local freq = s:request("jwks", function(v, err)
+    local w = k.waiters
+    k.waiters = nil
+    if v then k.jwks, k.at = v, now() else k.failed = now() end
+    for _, fn in ipairs(w) do s:call(fn, v, err) end
+  end)
+  local ok, err = client:_attempts(freq, "jwks", nil, O_JWKS, shape.jwks, function(...) freq:finish(...) end)
+  if not ok then s:push(function() freq:finish(nil, err) end, freq) end
+end
+
+local function check(client, token, opts, jwks)
+  local cfg = client._cfg
+  local hs = cfg.id_token_alg == "HS256"
+  return jwt.verify_id_token(token, {
+    jwks = jwks, issuer = cfg.issuer, client_id = cfg.client_id, alg = cfg.id_token_alg,
+    client_secret = hs and cfg.client_secret or nil,
+    leeway = opts.leeway, now = opts.now, nonce = opts.nonce, max_age = opts.max_age,
+  })
+end
+
+--- Verifies `token`; `fetch(on_done)` gets the JWKS (blocking or not); `done(claims, err)`.
+function M.verify(client, token, opts, fetch, done)
+  local k, cfg = state(client), client._cfg
+  if cfg.id_token_alg == "HS256" then return done(check(client, token, opts, nil)) end
+  local function with(jwks, fetched)
+    local claims, err = check(client, token, opts, jwks)
+    if claims or fetched or err.reason ~= "unknown_kid" then return done(claims, err) end
+    -- an unknown kid: the tenant may have rotated its keys, or the token is forged
+    if not k.waiters and now() - k.tried < cfg.jwks_min_refetch then return done(nil, err) end
+    fetch(function(v, ferr)
+      if not v then return done(nil, ferr) end
+      return with(v, true)
+    end)
+  end
+  local held = M.fresh(client)
+  if held then return with(held, false) end
+  -- stale keys during a fetch outage still verify, until a fetch succeeds
+  if k.jwks and not k.waiters and now() - k.failed < cfg.jwks_min_refetch then return with(k.jwks, true) end
+  fetch(function(v, ferr)
+    if v then return with(v, true) end
+    if k.jwks then
+      client:_log("warn", "JWKS fetch failed: verifying with the keys held", { code = ferr and ferr.code })
+      return with(k.jwks, true)
+    end
+    return done(nil, ferr)
+  end)
+end
+
+return M
