@@ -6,7 +6,7 @@ LUA        ?= lua5.4
 CC         ?= cc
 PKGS       := lua5.4 liblua5.4-dev libcurl4-openssl-dev libssl-dev lua-cjson lua-busted \
               luarocks lua-check nginx libnginx-mod-http-lua lua-resty-core luajit2 \
-              libluajit2-5.1-dev oathtool openssl lua-socket lua-sec valgrind clang libclang-rt-14-dev gcc make wrk
+              libluajit2-5.1-dev oathtool openssl lua-socket lua-sec valgrind clang libclang-rt-14-dev gcc make wrk stress
 
 ifeq ($(LUA),luajit)
 LUA_INCDIR ?= /usr/include/luajit-2.1

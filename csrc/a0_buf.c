@@ -1,8 +1,32 @@
+#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE   /* MAP_ANONYMOUS */
+#endif
 #include "a0_buf.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <openssl/crypto.h>
+
+#if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
+#define MAP_ANONYMOUS MAP_ANON
+#endif
+
+/* Blocks this large are mapped and unmapped directly: glibc raises its mmap threshold after
+ * the first large free, and later ones then grow and fragment the heap (RSS that sways by
+ * megabytes after each too-large response); an unmapped block is back to the OS at once. */
+static void *block_alloc(size_t cap) {
+  void *p;
+  if (cap < A0_BUF_MAP) return malloc(cap);
+  p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+static void block_free(void *p, size_t cap) {
+  if (p == NULL) return;
+  if (cap < A0_BUF_MAP) free(p);
+  else munmap(p, cap);
+}
 
 void a0_wipe(void *p, size_t n) {
   if (p != NULL && n > 0) OPENSSL_cleanse(p, n);
@@ -17,12 +41,12 @@ int a0_buf_reserve(a0_buf *b, size_t extra) {
   cap = b->cap ? b->cap : 256;
   while (cap < need) cap *= 2;
   /* no realloc: the old block may hold a secret and must be wiped before release */
-  p = malloc(cap);
+  p = block_alloc(cap);
   if (p == NULL) return -1;
   if (b->data != NULL) {
     memcpy(p, b->data, b->len);
     a0_wipe(b->data, b->cap);
-    free(b->data);
+    block_free(b->data, b->cap);
   }
   b->data = p;
   b->cap = cap;
@@ -58,7 +82,7 @@ void a0_buf_reset(a0_buf *b) {
 
 void a0_buf_free(a0_buf *b) {
   a0_wipe(b->data, b->cap);
-  free(b->data);
+  block_free(b->data, b->cap);
   b->data = NULL;
   b->len = b->cap = 0;
 }

@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#define A0_BUF_MAP (128 * 1024)   /* capacities from here on are mapped, not malloc'ed */
+
 typedef struct a0_buf {
   char *data;
   size_t len;

@@ -1,16 +1,60 @@
+/* The HTTP engine: one libcurl multi handle, the transfer lifecycle, and (threaded mode)
+ * the I/O thread. a0_easy.c holds the libcurl side of a single transfer. Pure C.
+ *
+ * Transfer lifecycle. Every transfer is in exactly one state (enum xfer_state), and every
+ * change of state goes through move(), which checks it against `legal` below, refuses
+ * (and counts) any other, and moves the transfer between the lists that hold each state.
+ * "owner" is the thread that uses the engine API (the Lua state); "I/O" is the engine's
+ * thread in threaded mode (in caller-driven mode the owner does its part). [mu] marks
+ * moves made with the engine's mutex held (threaded mode).
+ *
+ *   state       held by  list           what it means
+ *   IDLE        owner    -              new or reset: no outcome
+ *   INBOX       engine   inbox (next_q) started, threaded: waits for the I/O thread
+ *   ADDING      engine   I/O's batch    the I/O thread hands it to libcurl, unlocked
+ *   RUNNING     engine   multi handle   libcurl has it
+ *   QUEUED      engine   done           finished, not yet handed over [mu]
+ *   READY       owner    ready          threaded: finished, taken over, not yet popped
+ *   CANCELLING  engine   cancels        cancelled while the I/O thread held it [mu]
+ *   RELEASED    engine   released       the I/O thread let go of it [mu]
+ *   REAPED      owner    reaped         threaded: released, taken over, not yet popped
+ *   DONE        owner    -              outcome readable (popped, waited or cancelled)
+ *
+ *   from        to          by                                   thread
+ *   IDLE, DONE  INBOX       a0_xfer_start (threaded; lock-free)   owner
+ *   IDLE, DONE  RUNNING     a0_xfer_start (caller-driven)         owner
+ *   INBOX       ADDING      io_exchange takes the inbox [mu]      I/O
+ *   ADDING      RUNNING     io_exchange, added to libcurl [mu]    I/O
+ *   ADDING      QUEUED      io_exchange, could not add it [mu]    I/O
+ *   RUNNING     QUEUED      collect: libcurl finished it [mu]     I/O (owner caller-driven)
+ *   INBOX, ADDING, RUNNING
+ *               CANCELLING  a0_engine_cancel (threaded) [mu]      owner
+ *   RUNNING     DONE        a0_engine_cancel (caller-driven)      owner
+ *   CANCELLING  RELEASED    io_exchange, out of libcurl [mu]      I/O
+ *   QUEUED      READY       take_over (a0_engine_run) [mu]        owner
+ *   RELEASED    REAPED      take_over [mu]                        owner
+ *   QUEUED, READY
+ *               DONE        pop_done, wait, cancel                owner
+ *   REAPED      DONE        a0_engine_pop_released                owner
+ *   DONE        QUEUED/READY a0_engine_unpop (back at the head)    owner
+ *   IDLE, DONE  IDLE        a0_xfer_reset                         owner
+ *   IDLE, DONE  DONE        a0_engine_cancel of one not running   owner
+ *
+ * The owner touches a transfer's fields only in IDLE, READY, REAPED and DONE; the I/O
+ * thread only in ADDING and RUNNING (and CANCELLING, to take it out of libcurl). A cancel
+ * that finds the transfer with the engine answers "held" (1): the owner gets it back from
+ * a0_engine_pop_released, in state DONE. */
 #ifdef __linux__
 #define _DEFAULT_SOURCE   /* syscall(SYS_gettid) for the I/O thread's priority */
 #endif
-#include "a0_http.h"
+#include "a0_xfer.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
-#include <curl/curl.h>
 #ifdef __linux__
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -18,31 +62,26 @@
 #endif
 
 #define A0_IO_NICE 10
+#define BIT(s) (1u << (s))
+#define OWNERS (BIT(X_IDLE) | BIT(X_DONE))
 
-struct a0_engine {
-  CURLM *multi;
-  a0_engine_opts o;
-  char *ca_file;
-  a0_xfer *done_head, *done_tail;
-  int running;              /* started and neither finished nor cancelled (atomic) */
-  long connects;            /* (atomic) */
-  /* threaded mode: everything below and above is guarded by mu, except multi, which
-   * only the I/O thread touches (curl_multi_wakeup aside) */
-  int threaded, stop, woken, has_thread;
-  pthread_t thread;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;        /* a transfer finished, or a0_engine_wakeup */
-  a0_xfer *inbox;           /* started transfers, newest first: a lock-free stack (atomic) */
-  a0_xfer *cancels, *released;
-  /* threaded, the owner's thread only (no lock): finished and released transfers it has
-   * taken over, so that popping them one by one never touches the lock */
-  a0_xfer *ready_head, *ready_tail, *reaped;
-#ifdef A0_TEST_HOOKS
-  int test_paused;          /* io_exchange leaves the inbox and the cancels alone */
-#endif
+static const unsigned legal[X_NSTATES] = {
+  [X_IDLE] = BIT(X_INBOX) | BIT(X_RUNNING) | BIT(X_IDLE) | BIT(X_DONE),
+  [X_INBOX] = BIT(X_ADDING) | BIT(X_CANCELLING),
+  [X_ADDING] = BIT(X_RUNNING) | BIT(X_QUEUED) | BIT(X_CANCELLING),
+  [X_RUNNING] = BIT(X_QUEUED) | BIT(X_CANCELLING) | BIT(X_DONE),
+  [X_QUEUED] = BIT(X_READY) | BIT(X_DONE),
+  [X_READY] = BIT(X_DONE),
+  [X_CANCELLING] = BIT(X_RELEASED),
+  [X_RELEASED] = BIT(X_REAPED),
+  [X_REAPED] = BIT(X_DONE),
+  [X_DONE] = BIT(X_INBOX) | BIT(X_RUNNING) | BIT(X_QUEUED) | BIT(X_READY) | BIT(X_IDLE) | BIT(X_DONE),
 };
-
-enum { NOT_QUEUED, IN_DONE, IN_READY };   /* a0_xfer.in_done */
+/* states only an engine with an I/O thread has */
+static const unsigned threaded_only = BIT(X_INBOX) | BIT(X_ADDING) | BIT(X_READY) |
+  BIT(X_CANCELLING) | BIT(X_RELEASED) | BIT(X_REAPED);
+static const char *const state_names[X_NSTATES] = { "idle", "inbox", "adding", "running",
+  "queued", "ready", "cancelling", "released", "reaped", "done" };
 
 /* Counters both threads change: atomics, so that reading them never waits for the lock. */
 static void count(int *v, int d) { __atomic_fetch_add(v, d, __ATOMIC_RELAXED); }
@@ -53,20 +92,79 @@ static void lock(a0_engine *e) { if (e->threaded) pthread_mutex_lock(&e->mu); }
 static void unlock(a0_engine *e) { if (e->threaded) pthread_mutex_unlock(&e->mu); }
 static void *io_main(void *arg);
 
-#define A0_NAME(id, name) name,
-static const char *const err_names[] = { A0_ERRORS(A0_NAME) };
-#undef A0_NAME
-const char *a0_err_name(int err) {
-  return (err >= 0 && err < A0_NERR) ? err_names[err] : "unknown";
+/* Whether a transfer in state s counts as running: started, and neither handed back to
+ * the owner nor cancelled (so that running == 0 means everything finished is poppable). */
+static int counts(const a0_engine *e, enum xfer_state s) {
+  return s == X_INBOX || s == X_ADDING || s == X_RUNNING || (s == X_QUEUED && e != NULL && e->threaded);
 }
 
-#define A0_WIRE(id, wire, field) wire,
-static const char *const hdr_wire[] = { A0_HEADERS(A0_WIRE) };
-#undef A0_WIRE
-#define A0_FIELD(id, wire, field) field,
-static const char *const hdr_field[] = { A0_HEADERS(A0_FIELD) };
-#undef A0_FIELD
-const char *a0_header_field(int h) { return hdr_field[h]; }
+/* Unlinks x from a list linked by next (tail may be NULL). */
+static void unlink_from(xfer **head, xfer **tail, xfer *x) {
+  xfer **pp = head, *prev = NULL;
+  while (*pp != NULL && *pp != x) { prev = *pp; pp = &(*pp)->next; }
+  if (*pp == NULL) return;
+  *pp = x->next;
+  if (tail != NULL && *tail == x) *tail = prev;
+  x->next = NULL;
+}
+
+static void append(xfer **head, xfer **tail, xfer *x, int front) {
+  if (front) {
+    x->next = *head;
+    *head = x;
+    if (*tail == NULL) *tail = x;
+    return;
+  }
+  x->next = NULL;
+  if (*tail) (*tail)->next = x; else *head = x;
+  *tail = x;
+}
+
+/* The one place a transfer changes state (see the table above): refuses an illegal move
+ * with -1 and leaves x as it was; else takes x off its old state's list and onto the new
+ * one's. The inbox, the cancels and the I/O thread's batch are drained whole by their
+ * readers, so leaving them unlinks nothing. */
+static int move(a0_engine *e, xfer *x, enum xfer_state to) {
+  enum xfer_state from = __atomic_load_n(&x->st, __ATOMIC_RELAXED);   /* misuse may race */
+  if (!(legal[from] & BIT(to)) || (e != NULL && !e->threaded && (threaded_only & BIT(to)))) {
+    if (e != NULL) count(&e->illegal, 1);
+    return -1;
+  }
+  if (e != NULL && counts(e, from) != counts(e, to)) count(&e->running, counts(e, to) ? 1 : -1);
+  switch (from) {
+    case X_QUEUED: unlink_from(&e->done_head, &e->done_tail, x); break;
+    case X_READY: unlink_from(&e->ready_head, &e->ready_tail, x); break;
+    case X_RELEASED: unlink_from(&e->released, NULL, x); break;
+    case X_REAPED: unlink_from(&e->reaped, NULL, x); break;
+    default: break;
+  }
+  __atomic_store_n(&x->st, to, __ATOMIC_RELAXED);   /* a0_xfer_state may read it anywhere */
+  switch (to) {
+    case X_INBOX: {   /* no lock: the (low priority) I/O thread may hold it */
+      xfer *top = __atomic_load_n(&e->inbox, __ATOMIC_RELAXED);
+      do x->next_q = top;
+      while (!__atomic_compare_exchange_n(&e->inbox, &top, x, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+      break;
+    }
+    /* an unpop (from DONE) goes back to the head */
+    case X_QUEUED: append(&e->done_head, &e->done_tail, x, from == X_DONE); break;
+    case X_READY: append(&e->ready_head, &e->ready_tail, x, from == X_DONE); break;
+    case X_CANCELLING: x->next = e->cancels; e->cancels = x; break;
+    case X_RELEASED: x->next = e->released; e->released = x; break;
+    case X_REAPED: x->next = e->reaped; e->reaped = x; break;
+    default: break;
+  }
+  return 0;
+}
+
+const char *a0_xfer_state(const a0_xfer *x) {
+  return state_names[__atomic_load_n(&((const xfer *)x)->st, __ATOMIC_RELAXED)];
+}
+
+static void cancelled(xfer *x) {
+  x->pub.err = A0_ECANCELLED;
+  snprintf(x->pub.errmsg, sizeof x->pub.errmsg, "request cancelled");
+}
 
 static void global_init(void) {
   /* once per process; curl_global_init is reference counted and thread safe in 7.84+ */
@@ -127,22 +225,25 @@ void a0_engine_free(a0_engine *e) {
     curl_multi_wakeup(e->multi);
     pthread_join(e->thread, NULL);
   }
-  /* cancelled while the thread's last exchange had the lock released: ours to finish. The
-   * inbox may still point at some of them (cancelled before any exchange took them): it is
-   * not walked here. Transfers started and never cancelled are the caller's. */
+  /* CANCELLING, RELEASED, REAPED: the engine's to free. The inbox may still point at some
+   * cancelled ones (never exchanged): it is not walked. The rest are the caller's. */
   while (e->cancels != NULL) {
-    a0_xfer *x = e->cancels;
-    e->cancels = x->next_c;
-    if (x->attached) curl_multi_remove_handle(e->multi, x->easy);
-    a0_xfer_free(x);
+    xfer *x = e->cancels;
+    e->cancels = x->next;
+    if (x->easy != NULL) curl_multi_remove_handle(e->multi, x->easy);   /* no-op if not added */
+    a0_xfer_free(&x->pub);
   }
   curl_multi_cleanup(e->multi);
   while (e->released != NULL) {
-    a0_xfer *x = e->released;
-    e->released = x->next_done;
-    a0_xfer_free(x);
+    xfer *x = e->released;
+    e->released = x->next;
+    a0_xfer_free(&x->pub);
   }
-  while (e->reaped != NULL) a0_xfer_free(a0_engine_pop_released(e));
+  while (e->reaped != NULL) {
+    xfer *x = e->reaped;
+    e->reaped = x->next;
+    a0_xfer_free(&x->pub);
+  }
   if (e->threaded) {
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->mu);
@@ -151,303 +252,124 @@ void a0_engine_free(a0_engine *e) {
   free(e);
 }
 
-a0_xfer *a0_xfer_new(void) { return calloc(1, sizeof(a0_xfer)); }
-
-void a0_xfer_reset(a0_xfer *x) {
-  a0_buf_reset(&x->url);
-  a0_buf_reset(&x->body);
-  a0_buf_reset(&x->resp);
-  {
-    /* per-request header lines can carry a bearer token */
-    struct curl_slist *rest = x->keep ? x->keep->next : x->headers;
-    for (struct curl_slist *h = rest; h != NULL; h = h->next) a0_wipe(h->data, strlen(h->data));
-    curl_slist_free_all(rest);
-    if (x->keep) x->keep->next = NULL; else x->headers = NULL;
-  }
-  if (x->hdr != NULL) memset(x->hdr, 0, (size_t)A0_NHDR * A0_HDR_MAX);
-  x->errmsg[0] = '\0';
-  x->state = A0_X_IDLE;
-  x->err = A0_OK;
-  x->status = 0;
-  x->timeout_ms = 0;
-  x->method = NULL;
-  x->next_done = x->next_q = x->next_c = NULL;
-  x->in_done = x->cancel_req = 0;
-  x->ud = NULL;
-}
-
-void a0_xfer_free(a0_xfer *x) {
-  if (x == NULL) return;
-  a0_xfer_reset(x);
-  curl_slist_free_all(x->headers);
-  x->headers = x->keep = NULL;
-  a0_buf_free(&x->url);
-  a0_buf_free(&x->body);
-  a0_buf_free(&x->resp);
-  if (x->easy != NULL) curl_easy_cleanup(x->easy);
-  free(x->hdr);
-  free(x);
-}
-
-void a0_xfer_keep_headers(a0_xfer *x) {
-  struct curl_slist *h = x->headers;
-  while (h != NULL && h->next != NULL) h = h->next;
-  x->keep = h;
-}
-
-int a0_xfer_add_header(a0_xfer *x, const char *line) {
-  struct curl_slist *h = curl_slist_append(x->headers, line);
-  if (h == NULL) return -1;
-  x->headers = h;
+int a0_xfer_reset(a0_xfer *px) {
+  xfer *x = XF(px);
+  if (move(x->eng, x, X_IDLE) != 0) return -1;
+  a0__wipe_request(x);
+  x->next = x->next_q = NULL;
   return 0;
 }
 
-static size_t on_body(char *p, size_t size, size_t n, void *ud) {
-  a0_xfer *x = ud;
-  size_t len = size * n;
-  if (x->resp.len + len > x->eng->o.max_body) {
-    x->err = A0_ETOOLARGE;
-    return 0;   /* makes curl abort with CURLE_WRITE_ERROR */
-  }
-  if (a0_buf_add(&x->resp, p, len) != 0) { x->err = A0_ENOMEM; return 0; }
-  return len;
-}
-
-const char *a0_xfer_header(const a0_xfer *x, int h) {
-  return x->hdr != NULL && h >= 0 && h < A0_NHDR ? x->hdr[h] : "";
-}
-
-void a0_capture_header(a0_xfer *x, const char *p, size_t len) {
-  /* 1.8 KB: allocated here, on the thread that runs libcurl, not with the transfer; so
-   * starting one allocates nothing of 1 KB or more on the caller's thread (glibc
-   * consolidates its fast bins, for a millisecond or more, on such a request) */
-  if (x->hdr == NULL && (x->hdr = calloc(A0_NHDR, A0_HDR_MAX)) == NULL) return;
-  /* a new status line (e.g. after 100 Continue) starts a fresh header set */
-  if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) { memset(x->hdr, 0, (size_t)A0_NHDR * A0_HDR_MAX); return; }
-  for (int h = 0; h < A0_NHDR; h++) {
-    size_t wl = strlen(hdr_wire[h]);
-    if (len > wl && p[wl] == ':' && strncasecmp(p, hdr_wire[h], wl) == 0) {
-      const char *v = p + wl + 1, *end = p + len;
-      while (v < end && (*v == ' ' || *v == '\t')) v++;
-      while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t')) end--;
-      size_t vl = (size_t)(end - v);
-      if (vl >= A0_HDR_MAX) vl = A0_HDR_MAX - 1;
-      memcpy(x->hdr[h], v, vl);
-      x->hdr[h][vl] = '\0';
-      break;
-    }
-  }
-}
-
-static size_t on_header(char *p, size_t size, size_t n, void *ud) {
-  a0_capture_header(ud, p, size * n);
-  return size * n;
-}
-
-static void set_error(a0_xfer *x, CURLcode rc, const char *curl_msg) {
-  if (x->err == A0_OK) {
-    switch (rc) {
-      case CURLE_OPERATION_TIMEDOUT: x->err = A0_ETIMEOUT; break;
-      case CURLE_COULDNT_CONNECT: x->err = A0_ECONNECT; break;
-      case CURLE_COULDNT_RESOLVE_HOST: case CURLE_COULDNT_RESOLVE_PROXY: x->err = A0_ERESOLVE; break;
-      case CURLE_SSL_CONNECT_ERROR: case CURLE_PEER_FAILED_VERIFICATION: case CURLE_SSL_CERTPROBLEM:
-      case CURLE_SSL_CIPHER: case CURLE_SSL_CACERT_BADFILE: case CURLE_SSL_ISSUER_ERROR:
-      case CURLE_SSL_PINNEDPUBKEYNOTMATCH: case CURLE_SSL_INVALIDCERTSTATUS:
-      case CURLE_SSL_ENGINE_INITFAILED: case CURLE_USE_SSL_FAILED:
-        x->err = A0_ETLS; break;
-      case CURLE_WEIRD_SERVER_REPLY: case CURLE_PARTIAL_FILE: case CURLE_GOT_NOTHING:
-      case CURLE_BAD_CONTENT_ENCODING: case CURLE_HTTP2: case CURLE_HTTP2_STREAM:
-      case CURLE_RECV_ERROR: case CURLE_UNSUPPORTED_PROTOCOL:
-        x->err = A0_EBADRESP; break;
-      case CURLE_OUT_OF_MEMORY: x->err = A0_ENOMEM; break;
-      default: x->err = A0_ENETWORK;
-    }
-  }
-  if (x->err == A0_ETOOLARGE)
-    snprintf(x->errmsg, sizeof x->errmsg, "response larger than %zu bytes", x->eng->o.max_body);
-  else if (curl_msg[0] == '\0')   /* curl_msg is x->errmsg, curl's error buffer */
-    snprintf(x->errmsg, sizeof x->errmsg, "%s", curl_easy_strerror(rc));
-}
-
-/* Options that never change for a handle are set once, when it is created: a pooled
- * transfer then costs only the per-request options (URL, headers, method, body). */
-static CURL *new_easy(a0_engine *e, a0_xfer *x) {
-  const a0_engine_opts *o = &e->o;
-  CURL *c = curl_easy_init();
-  if (c == NULL) return NULL;
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-  curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
-  /* auth bodies are small: libcurl's 64 KiB default upload buffer per handle would cost
-   * 64 MB with 1,000 requests in flight */
-  curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
-  curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 16384L);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
-  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L);
-  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
-  if (o->ca_file != NULL) curl_easy_setopt(c, CURLOPT_CAINFO, o->ca_file);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
-  curl_easy_setopt(c, CURLOPT_PRIVATE, x);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, x->errmsg);
-  return c;
-}
-
-/* The handle and its per-request options. Threaded engines run it on the I/O thread, so
- * that the caller's thread never runs libcurl code (creating a handle can cost 0.5 ms). */
-static int prepare(a0_engine *e, a0_xfer *x) {
-  CURL *c = x->easy;
-  if (c == NULL && (c = x->easy = new_easy(e, x)) == NULL) return -1;
-  curl_easy_setopt(c, CURLOPT_URL, x->url.data);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, x->timeout_ms > 0 ? x->timeout_ms : e->o.timeout_ms);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->headers);
-  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, (char *)NULL);
-  if (x->method == NULL || strcmp(x->method, "GET") == 0) {
-    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-  } else if (strcmp(x->method, "POST") == 0) {
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, x->body.data ? x->body.data : "");
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)x->body.len);
-  } else {
-    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, x->method);
-    if (x->body.len > 0) {
-      curl_easy_setopt(c, CURLOPT_POSTFIELDS, x->body.data);
-      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)x->body.len);
-    }
-  }
-  return 0;
-}
-
-int a0_xfer_start(a0_engine *e, a0_xfer *x) {
+int a0_xfer_start(a0_engine *e, a0_xfer *px) {
+  xfer *x = XF(px);
+  if (!(OWNERS & BIT(__atomic_load_n(&x->st, __ATOMIC_RELAXED)))) { count(&e->illegal, 1); return -1; }
   /* a handle is bound to the engine whose options it carries */
   if (x->easy != NULL && x->eng != e) { curl_easy_cleanup(x->easy); x->easy = NULL; }
-  if (a0_buf_cstr(&x->url) != 0) return -1;
+  if (a0_buf_cstr(&x->pub.url) != 0) return -1;
   x->eng = e;
-  x->err = A0_OK;
-  x->status = 0;
-  x->errmsg[0] = '\0';
-  a0_buf_reset(&x->resp);
-  if (x->hdr != NULL) memset(x->hdr, 0, (size_t)A0_NHDR * A0_HDR_MAX);
+  a0__clear_results(x);
   if (e->threaded) {   /* the I/O thread prepares it and adds it to the multi handle */
-    a0_xfer *top;
-    x->state = A0_X_RUNNING;
-    count(&e->running, 1);
-    /* no lock: the (low priority) I/O thread may hold it while the OS runs something else,
-     * and a start must not wait for that */
-    top = __atomic_load_n(&e->inbox, __ATOMIC_RELAXED);
-    do x->next_q = top;
-    while (!__atomic_compare_exchange_n(&e->inbox, &top, x, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    move(e, x, X_INBOX);
     curl_multi_wakeup(e->multi);
     return 0;
   }
-  if (prepare(e, x) != 0) return -1;
-  if (curl_multi_add_handle(e->multi, x->easy) != CURLM_OK) return -1;
-  x->state = A0_X_RUNNING;
-  count(&e->running, 1);
+  if (a0__prepare(e, x) != 0 || curl_multi_add_handle(e->multi, x->easy) != CURLM_OK) return -1;
+  move(e, x, X_RUNNING);
   return 0;
 }
 
-static void push_done(a0_engine *e, a0_xfer *x) {
-  x->next_done = NULL;
-  x->in_done = IN_DONE;
-  if (e->done_tail) e->done_tail->next_done = x; else e->done_head = x;
-  e->done_tail = x;
-}
-
-/* Reads the outcome of a transfer libcurl has finished and detaches it. Touches only x
- * and the multi handle: in threaded mode it runs on the I/O thread, unlocked. */
-static long finish(a0_engine *e, a0_xfer *x, CURLcode rc) {
-  long n = 0;
-  CURL *c = x->easy;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &x->status);
-  curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &n);
-  if (rc != CURLE_OK) set_error(x, rc, x->errmsg);
-  else if (x->status < 100) { x->err = A0_EBADRESP; snprintf(x->errmsg, sizeof x->errmsg, "no HTTP status"); }
-  curl_multi_remove_handle(e->multi, c);
-  x->attached = 0;
-  /* the request body may hold a code or a secret: gone as soon as it was sent */
-  a0_buf_reset(&x->body);
-  return n;
-}
-
+/* Queues the transfers libcurl has finished. */
 static void collect(a0_engine *e) {
   CURLMsg *m;
   int left;
   while ((m = curl_multi_info_read(e->multi, &left)) != NULL) {
     if (m->msg != CURLMSG_DONE) continue;
-    a0_xfer *x = NULL;
+    xfer *x = NULL;
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-    long n = finish(e, x, m->data.result);
+    long n = a0__finish(e, x, m->data.result);
     lock(e);
     __atomic_fetch_add(&e->connects, n, __ATOMIC_RELAXED);
-    if (!x->cancel_req) {   /* a cancelled one is released from the cancel queue */
-      count(&e->running, -1);
-      x->state = A0_X_DONE;
-      push_done(e, x);
+    if (x->st == X_RUNNING) {   /* a cancelled one is released from the cancels */
+      move(e, x, X_QUEUED);
       if (e->threaded) pthread_cond_broadcast(&e->cv);
     }
     unlock(e);
   }
 }
 
+/* A multi call, or (tests) the failure they asked for. */
+static CURLMcode perform(a0_engine *e, int *still) {
+#ifdef A0_TEST_HOOKS
+  int f = __atomic_exchange_n(&e->test_fail, 0, __ATOMIC_RELAXED);
+  if (f != 0) return (CURLMcode)f;
+#endif
+  return curl_multi_perform(e->multi, still);
+}
+
+static int run_failed(a0_engine *e, const char *fn, int rc) {
+  snprintf(e->errmsg, sizeof e->errmsg, "%s failed: %s", fn, curl_multi_strerror((CURLMcode)rc));
+  return A0_RUN_FAILED;
+}
+
+const char *a0_engine_errmsg(const a0_engine *e) { return e->errmsg; }
+
 /* ---- I/O thread ------------------------------------------------------------------ */
 
 /* Hands new transfers to libcurl and takes cancelled ones back. Called and returns with
  * mu held, but releases it around libcurl calls: adding a burst of transfers takes
- * milliseconds, and the caller's thread must never wait that long for the lock. */
+ * milliseconds, and the owner's thread must never wait that long for the lock. */
 static void io_exchange(a0_engine *e) {
-  a0_xfer *adds = NULL, *cancels = e->cancels, *x, *next;
+  xfer *adds = NULL, *cancels = e->cancels, *x, *next;
 #ifdef A0_TEST_HOOKS
   if (e->test_paused) return;
 #endif
-  /* the inbox, oldest first; what was cancelled before this point is only released (it is
-   * on cancels too), what is cancelled after it goes through cancels at the next exchange */
+  /* the inbox, oldest first; what was cancelled in it is on the cancels taken here */
   for (x = __atomic_exchange_n(&e->inbox, NULL, __ATOMIC_ACQUIRE); x != NULL; x = next) {
     next = x->next_q;
-    if (x->cancel_req) { x->next_q = NULL; continue; }
+    x->next_q = NULL;
+    if (x->st != X_INBOX) continue;
+    move(e, x, X_ADDING);
     x->next_q = adds;
     adds = x;
   }
   if (adds == NULL && cancels == NULL) return;
   e->cancels = NULL;
   pthread_mutex_unlock(&e->mu);
+  for (x = adds; x != NULL; x = x->next_q) {
+    if (a0__prepare(e, x) == 0 && curl_multi_add_handle(e->multi, x->easy) == CURLM_OK) continue;
+    snprintf(x->pub.errmsg, sizeof x->pub.errmsg, "could not start the transfer");
+    a0_buf_reset(&x->pub.body);
+    x->pub.err = A0_ENETWORK;
+  }
+  for (x = cancels; x != NULL; x = x->next)
+    if (x->easy != NULL) {   /* a no-op for one never added (cancelled in the inbox) */
+      curl_multi_remove_handle(e->multi, x->easy);
+      a0_buf_reset(&x->pub.body);
+    }
+  pthread_mutex_lock(&e->mu);
   for (x = adds; x != NULL; x = next) {
     next = x->next_q;
     x->next_q = NULL;
-    if (prepare(e, x) == 0 && curl_multi_add_handle(e->multi, x->easy) == CURLM_OK) {
-      x->attached = 1;
-      continue;
-    }
-    snprintf(x->errmsg, sizeof x->errmsg, "could not start the transfer");
-    a0_buf_reset(&x->body);
-    pthread_mutex_lock(&e->mu);
-    x->err = A0_ENETWORK;
-    if (!x->cancel_req) {
-      count(&e->running, -1);
-      x->state = A0_X_DONE;
-      push_done(e, x);
-      pthread_cond_broadcast(&e->cv);
-    }
-    pthread_mutex_unlock(&e->mu);
+    if (x->st != X_ADDING) continue;   /* cancelled meanwhile: goes with the next cancels */
+    if (x->pub.err == A0_OK) { move(e, x, X_RUNNING); continue; }
+    move(e, x, X_QUEUED);
+    pthread_cond_broadcast(&e->cv);
   }
-  for (x = cancels; x != NULL; x = x->next_c) {
-    if (x->attached) curl_multi_remove_handle(e->multi, x->easy);
-    x->attached = 0;
-    a0_buf_reset(&x->body);
-  }
-  pthread_mutex_lock(&e->mu);
   for (x = cancels; x != NULL; x = next) {
-    next = x->next_c;
-    x->next_c = NULL;
-    x->cancel_req = 2;        /* released: a repeated cancel still says "held" until popped */
-    x->state = A0_X_DONE;
-    x->next_done = e->released;
-    e->released = x;
+    next = x->next;
+    move(e, x, X_RELEASED);
   }
+}
+
+/* Records a multi failure for the owner's next a0_engine_run (mu not held). */
+static void io_failed(a0_engine *e, const char *fn, CURLMcode rc) {
+  struct timespec pause = { 0, 1000000 };   /* a failing multi handle must not spin */
+  pthread_mutex_lock(&e->mu);
+  e->failed = (int)rc;
+  e->failed_in = fn;
+  pthread_cond_broadcast(&e->cv);
+  pthread_mutex_unlock(&e->mu);
+  nanosleep(&pause, NULL);
 }
 
 static void *io_main(void *arg) {
@@ -464,163 +386,137 @@ static void *io_main(void *arg) {
     io_exchange(e);
     if (e->stop) break;
     pthread_mutex_unlock(&e->mu);
-    rc = curl_multi_perform(e->multi, &still);
+    rc = perform(e, &still);
+    if (rc != CURLM_OK) io_failed(e, "curl_multi_perform", rc);
     collect(e);
     /* libcurl's own timers shorten the wait; a0_xfer_start, cancel and free wake it */
-    if (rc != CURLM_OK || curl_multi_poll(e->multi, NULL, 0, 1000, NULL) != CURLM_OK) {
-      struct timespec pause = { 0, 1000000 };   /* a failing multi handle must not spin */
-      nanosleep(&pause, NULL);
-    }
+    if (rc == CURLM_OK && (rc = curl_multi_poll(e->multi, NULL, 0, 1000, NULL)) != CURLM_OK)
+      io_failed(e, "curl_multi_poll", rc);
     pthread_mutex_lock(&e->mu);
   }
   pthread_mutex_unlock(&e->mu);
   return NULL;
 }
 
-/* Threaded: waits until a transfer is done, wakeup is called, or timeout_ms pass. */
+/* Threaded: waits until a transfer is done, wakeup is called, a multi failure is to be
+ * reported, or timeout_ms pass. */
 static void wait_done(a0_engine *e, int timeout_ms, int idle) {
   struct timespec until;
   clock_gettime(CLOCK_MONOTONIC, &until);
   until.tv_sec += timeout_ms / 1000;
   until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
   if (until.tv_nsec >= 1000000000L) { until.tv_sec++; until.tv_nsec -= 1000000000L; }
-  while (e->done_head == NULL && !e->woken && (idle || counted(&e->running) > 0))
+  while (e->done_head == NULL && !e->woken && !e->failed && (idle || counted(&e->running) > 0))
     if (pthread_cond_timedwait(&e->cv, &e->mu, &until) == ETIMEDOUT) break;
   e->woken = 0;
 }
 
 /* Threaded, mu held: the owner takes over every finished and released transfer. */
 static void take_over(a0_engine *e) {
-  for (a0_xfer *x = e->done_head; x != NULL; x = x->next_done) x->in_done = IN_READY;
-  if (e->done_head != NULL) {
-    if (e->ready_tail) e->ready_tail->next_done = e->done_head; else e->ready_head = e->done_head;
-    e->ready_tail = e->done_tail;
-    e->done_head = e->done_tail = NULL;
-  }
-  while (e->released != NULL) {
-    a0_xfer *x = e->released;
-    e->released = x->next_done;
-    x->next_done = e->reaped;
-    e->reaped = x;
-  }
+  while (e->done_head != NULL) move(e, e->done_head, X_READY);
+  while (e->released != NULL) move(e, e->released, X_REAPED);
 }
 
 int a0_engine_run(a0_engine *e, int timeout_ms) {
-  int still = 0;
+  int still = 0, rc;
   if (e->threaded) {
+    const char *fn;
     /* poll(0) never waits for the lock: if the I/O thread has it, the next poll goes on */
     if (timeout_ms > 0) {
       pthread_mutex_lock(&e->mu);
       wait_done(e, timeout_ms, 0);
     } else if (pthread_mutex_trylock(&e->mu) != 0) {
-      return -2;
+      return A0_RUN_BUSY;
     }
     take_over(e);
+    rc = e->failed;
+    fn = e->failed_in;
+    e->failed = 0;
     pthread_mutex_unlock(&e->mu);
-    return counted(&e->running);
+    return rc != 0 ? run_failed(e, fn, rc) : counted(&e->running);
   }
-  if (timeout_ms > 0 && curl_multi_poll(e->multi, NULL, 0, timeout_ms, NULL) != CURLM_OK) return -1;
-  if (curl_multi_perform(e->multi, &still) != CURLM_OK) return -1;
+  if (timeout_ms > 0 && (rc = curl_multi_poll(e->multi, NULL, 0, timeout_ms, NULL)) != CURLM_OK)
+    return run_failed(e, "curl_multi_poll", rc);
+  if ((rc = perform(e, &still)) != CURLM_OK) return run_failed(e, "curl_multi_perform", rc);
   collect(e);
   return counted(&e->running);
 }
 
-/* Unlinks x from the list head/tail (linked by next_done). */
-static void unlink_from(a0_xfer **head, a0_xfer **tail, a0_xfer *x) {
-  a0_xfer **pp = head, *prev = NULL;
-  while (*pp != NULL && *pp != x) { prev = *pp; pp = &(*pp)->next_done; }
-  if (*pp == NULL) return;
-  *pp = x->next_done;
-  if (*tail == x) *tail = prev;
-  x->next_done = NULL;
-  x->in_done = NOT_QUEUED;
-}
-
 a0_xfer *a0_engine_pop_done(a0_engine *e) {
-  a0_xfer *x;
-  if (e->threaded) {   /* owner's list: no lock */
-    x = e->ready_head;
-    if (x != NULL) unlink_from(&e->ready_head, &e->ready_tail, x);
-    return x;
-  }
-  x = e->done_head;
-  if (x != NULL) unlink_from(&e->done_head, &e->done_tail, x);
-  return x;
+  xfer *x = e->threaded ? e->ready_head : e->done_head;   /* the owner's list: no lock */
+  if (x == NULL) return NULL;
+  move(e, x, X_DONE);
+  return &x->pub;
 }
 
-void a0_engine_unpop(a0_engine *e, a0_xfer *x) {
-  a0_xfer **head = e->threaded ? &e->ready_head : &e->done_head;
-  a0_xfer **tail = e->threaded ? &e->ready_tail : &e->done_tail;
-  x->next_done = *head;
-  *head = x;
-  if (*tail == NULL) *tail = x;
-  x->in_done = e->threaded ? IN_READY : IN_DONE;
+int a0_engine_unpop(a0_engine *e, a0_xfer *x) {
+  return move(e, XF(x), e->threaded ? X_READY : X_QUEUED);
 }
 
 a0_xfer *a0_engine_pop_released(a0_engine *e) {
-  a0_xfer *x;
+  xfer *x;
   if (e->threaded && e->reaped == NULL && pthread_mutex_trylock(&e->mu) == 0) {
     take_over(e);
     pthread_mutex_unlock(&e->mu);
   }
   x = e->reaped;
-  if (x != NULL) {
-    e->reaped = x->next_done;
-    x->next_done = NULL;
-    x->cancel_req = 0;        /* the caller's again; no other thread sees it now */
-  }
-  return x;
+  if (x == NULL) return NULL;
+  move(e, x, X_DONE);   /* the owner's again; no other thread sees it now */
+  cancelled(x);
+  return &x->pub;
 }
 
-/* With mu held when threaded. */
-static void unlink_done(a0_engine *e, a0_xfer *x) {
-  if (x->in_done == IN_DONE) unlink_from(&e->done_head, &e->done_tail, x);
-  else if (x->in_done == IN_READY) unlink_from(&e->ready_head, &e->ready_tail, x);
-}
+static int started(const xfer *x) { return x->st == X_INBOX || x->st == X_ADDING || x->st == X_RUNNING; }
 
-void a0_engine_wait(a0_engine *e, a0_xfer *x) {
+void a0_engine_wait(a0_engine *e, a0_xfer *px) {
+  xfer *x = XF(px);
   if (e->threaded) {   /* libcurl's timeouts bound the wait: the I/O thread finishes x */
     lock(e);
-    while (x->state == A0_X_RUNNING) pthread_cond_wait(&e->cv, &e->mu);
-    if (x->in_done) unlink_done(e, x);
+    while (started(x)) pthread_cond_wait(&e->cv, &e->mu);
+    if (x->st == X_QUEUED || x->st == X_READY) move(e, x, X_DONE);
     unlock(e);
     return;
   }
-  while (x->state == A0_X_RUNNING) {
+  while (x->st == X_RUNNING) {
     if (a0_engine_run(e, 0) < 0) break;
-    if (x->state != A0_X_RUNNING) break;
-    if (curl_multi_poll(e->multi, NULL, 0, 1000, NULL) != CURLM_OK) break;
-  }
-  if (x->state == A0_X_RUNNING) {   /* multi failure: do not leave it half attached */
-    a0_engine_cancel(e, x);
-    x->err = A0_ENETWORK;
-    snprintf(x->errmsg, sizeof x->errmsg, "curl multi interface failed");
-  }
-  if (x->in_done) unlink_done(e, x);
-}
-
-int a0_engine_cancel(a0_engine *e, a0_xfer *x) {
-  int held = 0;
-  lock(e);
-  if (x->cancel_req) { unlock(e); return 1; }   /* cancelled already, still held */
-  if (x->state == A0_X_RUNNING) {
-    count(&e->running, -1);
-    if (!e->threaded) {
-      curl_multi_remove_handle(e->multi, x->easy);
-      a0_buf_reset(&x->body);
-    } else {   /* in the inbox, or the I/O thread may be writing into it right now */
-      x->cancel_req = 1;
-      x->next_c = e->cancels;
-      e->cancels = x;
-      held = 1;
+    if (x->st != X_RUNNING) break;
+    if (curl_multi_poll(e->multi, NULL, 0, 1000, NULL) != CURLM_OK) {
+      run_failed(e, "curl_multi_poll", CURLM_INTERNAL_ERROR);
+      break;
     }
   }
-  if (x->in_done) unlink_done(e, x);
-  if (!held) {
-    x->state = A0_X_DONE;
-    x->err = A0_ECANCELLED;
-    snprintf(x->errmsg, sizeof x->errmsg, "request cancelled");
+  if (x->st == X_RUNNING) {   /* multi failure: do not leave it half attached */
+    a0_engine_cancel(e, px);
+    x->pub.err = A0_ENETWORK;
+    snprintf(x->pub.errmsg, sizeof x->pub.errmsg, "%s", e->errmsg);
   }
+  if (x->st == X_QUEUED) move(e, x, X_DONE);
+}
+
+int a0_engine_cancel(a0_engine *e, a0_xfer *px) {
+  xfer *x = XF(px);
+  int held = 0;
+  lock(e);
+  switch (x->st) {
+    case X_CANCELLING: case X_RELEASED: case X_REAPED:   /* cancelled already, still held */
+      unlock(e);
+      return 1;
+    case X_INBOX: case X_ADDING:   /* the I/O thread has it, or is about to */
+      held = move(e, x, X_CANCELLING) == 0;
+      break;
+    case X_RUNNING:
+      if (e->threaded) {   /* libcurl may be writing into it right now */
+        held = move(e, x, X_CANCELLING) == 0;
+      } else {
+        curl_multi_remove_handle(e->multi, x->easy);
+        a0_buf_reset(&x->pub.body);
+        move(e, x, X_DONE);
+      }
+      break;
+    default:   /* queued, ready, idle, done: the owner's at once */
+      move(e, x, X_DONE);
+  }
+  if (!held) cancelled(x);
   unlock(e);
   if (held) curl_multi_wakeup(e->multi);
   return held;
@@ -651,8 +547,8 @@ void a0_engine_wakeup(a0_engine *e) {
 long a0_engine_connects(a0_engine *e) { return __atomic_load_n(&e->connects, __ATOMIC_RELAXED); }
 int a0_engine_running(a0_engine *e) { return counted(&e->running); }
 
-#ifdef A0_TEST_HOOKS   /* csrc/test only: hold the lock as the I/O thread would */
-void a0_test_lock(a0_engine *e) { pthread_mutex_lock(&e->mu); }
+#ifdef A0_TEST_HOOKS   /* csrc/test only */
+void a0_test_lock(a0_engine *e) { pthread_mutex_lock(&e->mu); }   /* as the I/O thread would */
 void a0_test_unlock(a0_engine *e) { pthread_mutex_unlock(&e->mu); }
 void a0_test_pause(a0_engine *e, int on) {
   pthread_mutex_lock(&e->mu);
@@ -660,4 +556,9 @@ void a0_test_pause(a0_engine *e, int on) {
   pthread_mutex_unlock(&e->mu);
   curl_multi_wakeup(e->multi);
 }
+void a0_test_fail(a0_engine *e, int curlm_code) {
+  __atomic_store_n(&e->test_fail, curlm_code, __ATOMIC_RELAXED);
+  curl_multi_wakeup(e->multi);
+}
+int a0_test_illegal(a0_engine *e) { return counted(&e->illegal); }
 #endif

@@ -8,7 +8,8 @@
  * with timeout 0), a0_engine_pop_done pops them. The caller
  * never runs libcurl code then, so TLS handshakes and bursts of answers never cost its
  * thread anything. Either way the engine API is used from one thread only (except
- * a0_engine_wakeup, callable from any thread). */
+ * a0_engine_wakeup, callable from any thread). A transfer's lifecycle (its states, who owns
+ * it in each, which thread moves it) is documented at the top of a0_http.c. */
 #ifndef A0_HTTP_H
 #define A0_HTTP_H
 
@@ -47,7 +48,9 @@ const char *a0_err_name(int err);
 enum { A0_HEADERS(A0_ENUM) A0_NHDR };
 #undef A0_ENUM
 #define A0_HDR_MAX 256
+/* The Lua field name and the wire name (lowercase) of header h; NULL out of range. */
 const char *a0_header_field(int h);
+const char *a0_header_wire(int h);
 
 typedef struct {
   long timeout_ms;          /* whole transfer */
@@ -61,37 +64,21 @@ typedef struct {
 typedef struct a0_engine a0_engine;
 typedef struct a0_xfer a0_xfer;
 
-enum { A0_X_IDLE, A0_X_RUNNING, A0_X_DONE };
-
+/* The owner's view of a transfer: the request it fills in and the outcome it reads. The
+ * engine's own fields (state, queues, libcurl handle, header lists) are private to it and
+ * follow this part in memory; a transfer only ever comes from a0_xfer_new. */
 struct a0_xfer {
-  /* filled by the caller before a0_xfer_start */
+  /* the request, filled by the owner while the transfer is its own (idle or done) */
   a0_buf url;
-  a0_buf body;              /* request body; wiped after the transfer */
-  struct curl_slist *headers;
-  struct curl_slist *keep;  /* last header kept across resets (the client's fixed ones) */
-  const char *method;       /* static string */
+  a0_buf body;              /* wiped as soon as it was sent */
+  const char *method;       /* static string; NULL is GET */
   long timeout_ms;          /* 0: engine default */
-  /* results */
-  int state;
+  /* the outcome, read once the transfer is the owner's again (popped, waited, cancelled) */
   int err;                  /* a0_err */
   long status;
-  a0_buf resp;              /* response body; caller wipes after reading */
-  char (*hdr)[A0_HDR_MAX];   /* A0_NHDR captured values, allocated by the first capture
-                              (on the thread that runs libcurl); read with a0_xfer_header */
+  a0_buf resp;              /* response body; wiped by a0_xfer_reset */
   char errmsg[256];
-  /* engine private */
-  void *easy;
-  a0_engine *eng;
-  a0_xfer *next_done;       /* done queue, or the released list (threaded) */
-  a0_xfer *next_q;          /* threaded: the inbox of started transfers, then the batch the
-                               I/O thread adds */
-  a0_xfer *next_c;          /* threaded: queue of transfers to cancel (its own link: a
-                               transfer being added may be cancelled meanwhile) */
-  int in_done;
-  int cancel_req;           /* threaded: cancelled while the I/O thread had it (inbox or
-                               libcurl); 2 once released, until a0_engine_pop_released */
-  int attached;             /* threaded, I/O thread only: added to the multi handle */
-  void *ud;                 /* owner's back pointer */
+  void *ud;                 /* the owner's back pointer, never touched by the engine */
 };
 
 /* Records one raw header line ("Name: value\r\n") if it is one we capture. */
@@ -100,25 +87,46 @@ void a0_capture_header(a0_xfer *x, const char *line, size_t len);
 const char *a0_xfer_header(const a0_xfer *x, int h);
 
 a0_engine *a0_engine_new(const a0_engine_opts *o, char *err, size_t errlen);
+/* Frees what the engine holds (cancelled transfers not yet handed back). Transfers started
+ * and never cancelled stay the caller's, to free with a0_xfer_free. */
 void a0_engine_free(a0_engine *e);
 /* Transfers that can be reused keep their easy handle and buffers. */
 a0_xfer *a0_xfer_new(void);
-void a0_xfer_reset(a0_xfer *x);
+/* Wipes the request and outcome for reuse. -1 (nothing done) unless x is the owner's. */
+int a0_xfer_reset(a0_xfer *x);
 void a0_xfer_free(a0_xfer *x);
 int a0_xfer_add_header(a0_xfer *x, const char *line);
 /* The headers added so far survive a0_xfer_reset (they hold no secret). */
 void a0_xfer_keep_headers(a0_xfer *x);
+/* Whether x holds kept headers (a transfer reused from a pool holds them already). */
+int a0_xfer_has_kept_headers(const a0_xfer *x);
+/* The i-th request header line (0-based), or NULL past the last. */
+const char *a0_xfer_header_line(const a0_xfer *x, int i);
+/* The lifecycle state's name (see a0_http.c): "idle", "inbox", "adding", "running",
+ * "queued", "ready", "cancelling", "released", "reaped", "done". For tests and logs. */
+const char *a0_xfer_state(const a0_xfer *x);
+/* Starts x (idle or done). -1 when x is not the owner's or cannot be started. */
 int a0_xfer_start(a0_engine *e, a0_xfer *x);
-/* Drives transfers, waiting up to timeout_ms for activity. Finished transfers go to
- * the done queue. Returns the number still running, or -1 on a multi error.
+
+/* Negative results of a0_engine_run. */
+enum {
+  A0_RUN_FAILED = -1,       /* libcurl's multi interface failed: a0_engine_errmsg says how.
+                               Transfers may never finish: report it, then close the engine */
+  A0_RUN_BUSY = -2          /* threaded, timeout 0: the I/O thread held the lock; nothing was
+                               taken over, not an error (the next call takes them) */
+};
+/* Drives transfers, waiting up to timeout_ms for activity. Finished transfers go to the
+ * done queue. Returns the number still running (>= 0), or A0_RUN_FAILED / A0_RUN_BUSY.
+ * Caller-driven: A0_RUN_FAILED when curl_multi_poll or curl_multi_perform fails.
  * Threaded: waits up to timeout_ms for a finished transfer (or a wakeup) and takes the
- * finished ones over; with timeout_ms == 0 it never waits for the lock and returns -2
- * when the I/O thread holds it (the next call takes them). */
+ * finished ones over; A0_RUN_FAILED reports, once, a multi failure of the I/O thread. */
 int a0_engine_run(a0_engine *e, int timeout_ms);
+/* The last A0_RUN_FAILED's reason, e.g. "curl_multi_perform failed: out of memory". */
+const char *a0_engine_errmsg(const a0_engine *e);
 a0_xfer *a0_engine_pop_done(a0_engine *e);
-/* Puts x, just popped, back at the head of the done queue. */
-void a0_engine_unpop(a0_engine *e, a0_xfer *x);
-/* Drives everything until x is finished; x is not left in the done queue. */
+/* Puts x, just popped, back at the head of the done queue. -1 when x is not done. */
+int a0_engine_unpop(a0_engine *e, a0_xfer *x);
+/* Drives everything until x (started, not cancelled) is finished; x is not left queued. */
 void a0_engine_wait(a0_engine *e, a0_xfer *x);
 /* Stops x; it finishes with A0_ECANCELLED and is not queued. Returns 0 when x is the
  * caller's again at once; 1 (threaded engines, x still running) when the I/O thread holds
@@ -133,6 +141,8 @@ void a0_engine_idle(a0_engine *e, int timeout_ms);
 /* Ends a current or the next wait (a0_engine_run, a0_engine_idle) early. */
 void a0_engine_wakeup(a0_engine *e);
 long a0_engine_connects(a0_engine *e);
+/* Transfers started and not yet finished, cancelled or (threaded) taken over by a0_engine_run:
+ * 0 means every finished transfer can be popped. */
 int a0_engine_running(a0_engine *e);
 
 #endif

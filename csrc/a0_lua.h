@@ -12,5 +12,6 @@ void a0l_open_crypto(lua_State *L);
 void a0l_open_client(lua_State *L);
 void a0l_open_codec(lua_State *L);
 void a0l_open_store(lua_State *L);
+void a0l_open_call(lua_State *L);
 
 #endif

@@ -1,7 +1,8 @@
 /* Binding of the HTTP engine: the core client (one engine, one connection pool) and its
  * transfer handles. C hands over completions and nothing else: client:start returns a
  * handle, client:poll drives the engine without running Lua, client:take hands over one
- * finished transfer; lua/auth0/sched.lua owns callbacks, budgets and timers. */
+ * finished transfer; lua/auth0/sched.lua owns callbacks, budgets and timers. Request
+ * building and its argument checks (the contract with the Lua front) are in l_call.c. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,12 +11,11 @@
 #include "a0_lua.h"
 #include "a0_http.h"
 #include "a0_enc.h"
-#include "a0_endpoints.h"
+#include "l_call.h"
 
 #define CLIENT_MT "auth0.Client"
 #define HANDLE_MT "auth0.core.Transfer"
 #define POOL_MAX 64
-#define FIELD_MAX 65536   /* no protocol value comes near this; a larger one is misuse */
 
 typedef struct l_req l_req;
 
@@ -28,7 +28,8 @@ typedef struct {
   l_req *inflight;          /* doubly linked */
   int ninflight;
   int closed;
-  int fail_run;             /* test hook: the next poll sees a multi failure */
+  int fail_run, fail_start; /* test hooks: the next poll sees a multi failure, the next
+                               start fails to start */
   long requests;
 } l_client;
 
@@ -48,235 +49,16 @@ static l_client *check_client(lua_State *L, int i) {
   return c;
 }
 
-static const a0_endpoint *check_endpoint(lua_State *L, int i) {
-  const char *name = luaL_checkstring(L, i);
-  for (const a0_endpoint *ep = a0_endpoints; ep->name != NULL; ep++)
-    if (strcmp(ep->name, name) == 0) return ep;
-  luaL_argerror(L, i, lua_pushfstring(L, "unknown endpoint '%s'", name));
-  return NULL;
-}
+/* ---- request building: l_call.c ------------------------------------------------- */
 
-/* ---- request encoding -------------------------------------------------------- */
+typedef a0l_call call_args;
 
-static const a0_field *find_field(const a0_endpoint *ep, const char *k) {
-  for (const a0_field *f = ep->fields; f->name != NULL; f++)
-    if (strcmp(f->name, k) == 0) return f;
-  return NULL;
-}
-
-static void check_value(lua_State *L, const a0_endpoint *ep, const char *name, int i) {
-  size_t n;
-  const char *s = lua_tolstring(L, i, &n);
-  if (n > FIELD_MAX) luaL_error(L, "%s: field '%s' is longer than %d bytes", ep->name, name, FIELD_MAX);
-  if (memchr(s, '\0', n) != NULL) luaL_error(L, "%s: field '%s' contains a NUL byte", ep->name, name);
-}
-
-/* Raises on misuse before anything is allocated, so a raise never leaks. */
-static void validate_fields(lua_State *L, const a0_endpoint *ep, int t) {
-  if (lua_isnoneornil(L, t)) {
-    for (const a0_field *f = ep->fields; f->name != NULL; f++)
-      if (f->flags & A0_F_REQ) luaL_error(L, "%s: missing required field '%s'", ep->name, f->name);
-    return;
-  }
-  luaL_checktype(L, t, LUA_TTABLE);
-  lua_pushnil(L);
-  while (lua_next(L, t) != 0) {
-    const a0_field *f;
-    if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "%s: field names must be strings", ep->name);
-    f = find_field(ep, lua_tostring(L, -2));
-    if (f == NULL) luaL_error(L, "%s: unknown field '%s'", ep->name, lua_tostring(L, -2));
-    if (f->flags & (A0_F_OBJ | A0_F_ARR)) {
-      size_t n = 0, len;
-      if (!lua_istable(L, -1)) luaL_error(L, "%s: field '%s' must be a table", ep->name, f->name);
-      len = a0c_rawlen(L, -1);
-      lua_pushnil(L);
-      while (lua_next(L, -2) != 0) {
-        int bad = lua_type(L, -1) != LUA_TSTRING;
-        if (f->flags & A0_F_OBJ) {
-          bad = bad || lua_type(L, -2) != LUA_TSTRING;
-        } else {   /* a list: integer keys 1..n, no holes, nothing else */
-          lua_Number k = lua_type(L, -2) == LUA_TNUMBER ? lua_tonumber(L, -2) : 0;
-          bad = bad || k < 1 || k > (lua_Number)len || k != (lua_Number)(size_t)k;
-        }
-        if (bad)
-          luaL_error(L, "%s: field '%s' must be %s of strings", ep->name, f->name,
-                     (f->flags & A0_F_OBJ) ? "a table" : "a list without holes");
-        check_value(L, ep, f->name, -1);
-        n++;
-        lua_pop(L, 1);
-      }
-      if ((f->flags & A0_F_ARR) && n != len)
-        luaL_error(L, "%s: field '%s' must be a list without holes of strings", ep->name, f->name);
-    } else if (lua_type(L, -1) != LUA_TSTRING) {
-      luaL_error(L, "%s: field '%s' must be a string, got %s", ep->name, f->name, luaL_typename(L, -1));
-    } else {
-      check_value(L, ep, f->name, -1);
-    }
-    lua_pop(L, 1);
-  }
-  for (const a0_field *f = ep->fields; f->name != NULL; f++) {
-    if (!(f->flags & A0_F_REQ)) continue;
-    a0c_rawgetfield(L, t, f->name);
-    if (lua_isnil(L, -1)) luaL_error(L, "%s: missing required field '%s'", ep->name, f->name);
-    lua_pop(L, 1);
-  }
-}
-
-static int json_key(a0_buf *b, const char *k, int *first) {
-  if (!*first && a0_buf_addc(b, ',') != 0) return -1;
-  *first = 0;
-  if (a0_json_string(b, k, strlen(k)) != 0) return -1;
-  return a0_buf_addc(b, ':');
-}
-
-static int json_lstring(lua_State *L, a0_buf *b, int i) {
-  size_t n;
-  const char *s = lua_tolstring(L, i, &n);
-  return a0_json_string(b, s, n);
-}
-
-/* Encodes the validated fields in table order (deterministic bodies). Returns 0, or
- * -1 with a message on the stack top for invalid UTF-8 / memory failures. */
-static int encode_json(lua_State *L, const a0_endpoint *ep, int t, a0_buf *b) {
-  int first = 1;
-  if (a0_buf_addc(b, '{') != 0) goto nomem;
-  if (ep->grant_type != NULL) {
-    if (json_key(b, "grant_type", &first) != 0 || a0_json_string(b, ep->grant_type, strlen(ep->grant_type)) != 0)
-      goto nomem;
-  }
-  for (const a0_field *f = ep->fields; f->name != NULL && !lua_isnoneornil(L, t); f++) {
-    a0c_rawgetfield(L, t, f->name);
-    if (lua_isnil(L, -1)) { lua_pop(L, 1); continue; }
-    if (json_key(b, f->name, &first) != 0) goto nomem_pop;
-    if (f->flags & A0_F_ARR) {
-      int n = (int)a0c_rawlen(L, -1);
-      if (a0_buf_addc(b, '[') != 0) goto nomem_pop;
-      for (int i = 1; i <= n; i++) {
-        lua_rawgeti(L, -1, i);
-        if ((i > 1 && a0_buf_addc(b, ',') != 0) || json_lstring(L, b, -1) != 0) { lua_pop(L, 2); goto bad; }
-        lua_pop(L, 1);
-      }
-      if (a0_buf_addc(b, ']') != 0) goto nomem_pop;
-    } else if (f->flags & A0_F_OBJ) {
-      int ofirst = 1;
-      if (a0_buf_addc(b, '{') != 0) goto nomem_pop;
-      lua_pushnil(L);
-      while (lua_next(L, -2) != 0) {
-        if (json_key(b, lua_tostring(L, -2), &ofirst) != 0 || json_lstring(L, b, -1) != 0) { lua_pop(L, 3); goto bad; }
-        lua_pop(L, 1);
-      }
-      if (a0_buf_addc(b, '}') != 0) goto nomem_pop;
-    } else if (json_lstring(L, b, -1) != 0) {
-      lua_pop(L, 1);
-      lua_pushfstring(L, "%s: field '%s' is not valid UTF-8", ep->name, f->name);
-      return -1;
-    }
-    lua_pop(L, 1);
-  }
-  if (a0_buf_addc(b, '}') != 0) goto nomem;
-  return 0;
-bad:
-  lua_pushfstring(L, "%s: a value is not valid UTF-8", ep->name);
-  return -1;
-nomem_pop:
-  lua_pop(L, 1);
-nomem:
-  lua_pushliteral(L, "out of memory");
-  return -1;
-}
-
-static int header_line(a0_xfer *x, const char *name, const char *v, size_t vl) {
-  a0_buf line = {0};
-  int rc = a0_buf_adds(&line, name) || a0_buf_add(&line, v, vl) || a0_buf_cstr(&line) ||
-           a0_xfer_add_header(x, line.data);
-  a0_buf_free(&line);   /* may have held a bearer token */
-  return rc ? -1 : 0;
-}
-
-static const char *opt_string(lua_State *L, int o, const char *k, size_t *len, int header) {
-  const char *s = NULL;
-  if (lua_isnoneornil(L, o)) return NULL;
-  a0c_rawgetfield(L, o, k);
-  if (!lua_isnil(L, -1)) {
-    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "option '%s' must be a string", k);
-    s = lua_tolstring(L, -1, len);
-    if (*len > FIELD_MAX) luaL_error(L, "option '%s' is longer than %d bytes", k, FIELD_MAX);
-    if (header && a0_has_ctl(s, *len)) luaL_error(L, "option '%s' contains CR, LF or NUL", k);
-  }
-  lua_pop(L, 1);   /* the string stays alive: the options table holds it */
-  return s;
-}
-
-typedef struct {
-  const a0_endpoint *ep;
-  int t;                    /* stack index of the fields table (may be nil) */
-  const char *bearer, *lang, *seg, *query, *raw;
-  size_t blen, llen, plen, qlen, rlen;
-  long timeout_ms;
-} call_args;
-
-/* The emulator's control routes take a verbatim sub-path ("guardian/<id>/approve"). */
-static int is_control(const a0_endpoint *ep) { return strcmp(ep->path, "/__emulator/") == 0; }
-
-/* Checks (endpoint, fields, opts) and raises on misuse; allocates nothing. */
 static void check_call(lua_State *L, call_args *a, int e, int t, int o) {
-  const a0_endpoint *ep = check_endpoint(L, e);
-  memset(a, 0, sizeof *a);
-  a->ep = ep;
-  a->t = t;
-  validate_fields(L, ep, t);
-  if (!lua_isnoneornil(L, o)) luaL_checktype(L, o, LUA_TTABLE);
-  a->bearer = opt_string(L, o, "bearer", &a->blen, 1);
-  a->lang = opt_string(L, o, "language", &a->llen, 1);
-  a->seg = opt_string(L, o, "path_arg", &a->plen, 0);
-  a->query = opt_string(L, o, "query", &a->qlen, 1);
-  a->raw = opt_string(L, o, "body", &a->rlen, 0);
-  if (a->raw != NULL && ep->body != A0_BODY_RAW) luaL_error(L, "%s: option 'body' is not allowed", ep->name);
-  if (a->query != NULL && (strpbrk(a->query, " #") != NULL))
-    luaL_error(L, "option 'query' must be percent-encoded");
-  if (is_control(ep) && a->seg != NULL && (a0_has_ctl(a->seg, a->plen) || strpbrk(a->seg, " ?#") != NULL))
-    luaL_error(L, "%s: invalid path", ep->name);
-  if (ep->auth == A0_AUTH_BEARER && (a->bearer == NULL || a->blen == 0))
-    luaL_error(L, "%s: a bearer token is required", ep->name);
-  if (ep->path[strlen(ep->path) - 1] == '/' && (a->seg == NULL || a->plen == 0))
-    luaL_error(L, "%s: a path argument is required", ep->name);
-  if (!lua_isnoneornil(L, o)) {
-    a0c_rawgetfield(L, o, "timeout");
-    if (!lua_isnil(L, -1)) {
-      double v = luaL_checknumber(L, -1);
-      if (!(v > 0 && v <= 86400)) luaL_error(L, "option 'timeout' must be in (0, 86400] seconds");
-      a->timeout_ms = (long)(v * 1000);
-      if (a->timeout_ms < 1) a->timeout_ms = 1;   /* 0 would mean "no timeout" to libcurl */
-    }
-    lua_pop(L, 1);
-  }
+  a0l_check_call(L, a, 1, e, t, o);
 }
 
-/* Fills x from checked arguments. Returns -1 with a message on the stack for
- * encoding failures (invalid UTF-8, memory). */
 static int fill(lua_State *L, l_client *c, a0_xfer *x, const call_args *a) {
-  const a0_endpoint *ep = a->ep;
-  x->method = ep->method;
-  x->timeout_ms = a->timeout_ms;
-  int verbatim = is_control(ep);
-  if (a0_buf_add(&x->url, c->base.data, c->base.len) || a0_buf_adds(&x->url, ep->path) ||
-      (a->seg != NULL && (verbatim ? a0_buf_add(&x->url, a->seg, a->plen) : a0_pct_escape(&x->url, a->seg, a->plen))) ||
-      (a->query != NULL && (a0_buf_addc(&x->url, '?') || a0_buf_add(&x->url, a->query, a->qlen))))
-    goto nomem;
-  if (x->keep == NULL && c->static_headers != NULL) {   /* a fresh transfer of this client */
-    for (struct curl_slist *h = c->static_headers; h != NULL; h = h->next)
-      if (a0_xfer_add_header(x, h->data) != 0) goto nomem;
-    a0_xfer_keep_headers(x);
-  }
-  if (a->bearer != NULL && header_line(x, "Authorization: Bearer ", a->bearer, a->blen) != 0) goto nomem;
-  if (a->lang != NULL && header_line(x, "X-Request-Language: ", a->lang, a->llen) != 0) goto nomem;
-  if (ep->body != A0_BODY_NONE && a0_xfer_add_header(x, "Content-Type: application/json") != 0) goto nomem;
-  if (ep->body == A0_BODY_JSON) return encode_json(L, ep, a->t, &x->body);
-  if (ep->body == A0_BODY_RAW && a->raw != NULL && a0_buf_add(&x->body, a->raw, a->rlen) != 0) goto nomem;
-  return 0;
-nomem:
-  lua_pushliteral(L, "out of memory");
-  return -1;
+  return a0l_fill(L, x, a, &c->base, c->static_headers);
 }
 
 static void give_xfer(l_client *c, a0_xfer *x) {
@@ -378,6 +160,8 @@ static int l_client_new(lua_State *L) {
   c->eng = a0_engine_new(&o, err, sizeof err);
   if (c->eng == NULL) return luaL_error(L, "could not create the HTTP engine: %s", err);
   c->closed = 0;
+  lua_newtable(L);   /* user value: what registers on the client (register_endpoint) */
+  a0c_setuservalue(L, -2);
   return 1;
 }
 
@@ -468,45 +252,17 @@ static int l_client_request(lua_State *L) {
 /* client:build(endpoint, fields, opts) -> { method, url, headers = {lowercase}, body } */
 static int l_client_build(lua_State *L) {
   l_client *c = check_client(L, 1);
-  const a0_endpoint *ep;
   call_args a;
   a0_xfer *x;
   lua_settop(L, 4);
   check_call(L, &a, 2, 3, 4);
-  ep = a.ep;
   x = take_xfer(c);
   if (x == NULL) return luaL_error(L, "out of memory");
   if (fill(L, c, x, &a) != 0) {
     give_xfer(c, x);
     return luaL_error(L, "%s", lua_tostring(L, -1));
   }
-  /* the table below may raise on memory: keep x reachable from the pool meanwhile */
-  lua_createtable(L, 0, 5);
-  lua_pushstring(L, ep->method);
-  lua_setfield(L, -2, "method");
-  lua_pushlstring(L, x->url.data, x->url.len);
-  lua_setfield(L, -2, "url");
-  if (x->timeout_ms > 0) {
-    lua_pushnumber(L, x->timeout_ms / 1000.0);
-    lua_setfield(L, -2, "timeout");
-  }
-  lua_newtable(L);
-  for (struct curl_slist *h = x->headers; h != NULL; h = h->next) {
-    const char *colon = strchr(h->data, ':');
-    if (colon == NULL) continue;
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (const char *p = h->data; p < colon; p++) luaL_addchar(&b, (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p));
-    luaL_pushresult(&b);
-    while (*++colon == ' ') {}
-    lua_pushstring(L, colon);
-    lua_settable(L, -3);
-  }
-  lua_setfield(L, -2, "headers");
-  if (ep->body != A0_BODY_NONE) {
-    lua_pushlstring(L, x->body.data, x->body.len);
-    lua_setfield(L, -2, "body");
-  }
+  a0l_push_built(L, x, &a);   /* (a memory error in it loses x: one transfer, as before) */
   give_xfer(c, x);
   return 1;
 }
@@ -514,7 +270,8 @@ static int l_client_build(lua_State *L) {
 /* Starts the filled transfer of r: 0, or -1 with r retired and nil, "network", message pushed. */
 static int launch(lua_State *L, l_client *c, l_req *r) {
   c->requests++;
-  if (a0_xfer_start(c->eng, r->x) != 0) {
+  if (c->fail_start || a0_xfer_start(c->eng, r->x) != 0) {
+    c->fail_start = 0;
     retire(L, r, 0);
     lua_pushnil(L);
     lua_pushliteral(L, "network");
@@ -526,6 +283,21 @@ static int launch(lua_State *L, l_client *c, l_req *r) {
   return 0;
 }
 
+/* A new handle for a transfer to `what`, on the stack and anchored (unreachable from Lua
+ * until client:take hands it over): the only allocations of a start that can raise. */
+static l_req *new_handle(lua_State *L, l_client *c, const char *what) {
+  l_req *r = a0c_newuserdata(L, sizeof *r);
+  memset(r, 0, sizeof *r);
+  r->self_ref = LUA_NOREF;
+  r->done = 1;
+  r->c = c;
+  r->what = what;
+  luaL_setmetatable(L, HANDLE_MT);
+  lua_pushvalue(L, -1);
+  r->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return r;
+}
+
 /* client:start(endpoint, fields, opts[, hold]) -> handle | nil, "network", message
  * With hold, the request is checked and filled now and sent by client:launch later. */
 static int l_client_start(lua_State *L) {
@@ -535,15 +307,7 @@ static int l_client_start(lua_State *L) {
   a0_xfer *x;
   lua_settop(L, 5);
   check_call(L, &a, 2, 3, 4);
-  r = a0c_newuserdata(L, sizeof *r);   /* the only allocation here that can raise */
-  memset(r, 0, sizeof *r);
-  r->self_ref = LUA_NOREF;
-  r->done = 1;
-  r->c = c;
-  r->what = a.ep->name;
-  luaL_setmetatable(L, HANDLE_MT);
-  lua_pushvalue(L, -1);
-  r->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* may raise: nothing to free yet */
+  r = new_handle(L, c, a.ep->name);
   x = take_xfer(c);
   if (x == NULL || fill(L, c, x, &a) != 0) {
     if (x != NULL) give_xfer(c, x);
@@ -584,12 +348,12 @@ static int l_client_poll(lua_State *L) {
     if (x != NULL) a0_engine_unpop(c->eng, x);
     ms = 0;
   }
-  rc = c->fail_run ? -1 : a0_engine_run(c->eng, (int)ms);
-  c->fail_run = 0;
-  if (rc == -1) {   /* -2 (threaded: the I/O thread held the lock) is not a failure */
+  rc = c->fail_run ? A0_RUN_FAILED : a0_engine_run(c->eng, (int)ms);
+  if (rc == A0_RUN_FAILED) {   /* A0_RUN_BUSY (the I/O thread held the lock) is no failure */
     lua_pushnil(L);
     lua_pushliteral(L, "network");
-    lua_pushliteral(L, "curl multi interface failed");
+    lua_pushstring(L, c->fail_run ? "curl_multi_perform failed (test hook)" : a0_engine_errmsg(c->eng));
+    c->fail_run = 0;
     return 3;
   }
   lua_pushinteger(L, c->ninflight);
@@ -609,9 +373,11 @@ static int l_client_take(lua_State *L) {
   return 4;
 }
 
-/* client:_fail_next_poll(): test hook, the next poll reports a multi failure. */
-static int l_client_fail_next_poll(lua_State *L) {
-  check_client(L, 1)->fail_run = 1;
+/* client:_fail_next("poll" | "start"): test hook, the next one fails as a libcurl failure would. */
+static int l_client_fail_next(lua_State *L) {
+  static const char *const what[] = { "poll", "start", NULL };
+  l_client *c = check_client(L, 1);
+  if (luaL_checkoption(L, 2, NULL, what) == 0) c->fail_run = 1; else c->fail_start = 1;
   return 0;
 }
 
@@ -676,9 +442,9 @@ static int l_client_gc(lua_State *L) {
 
 static const luaL_Reg client_methods[] = {
   {"request", l_client_request}, {"start", l_client_start}, {"build", l_client_build},
-  {"poll", l_client_poll}, {"take", l_client_take}, {"launch", l_client_launch}, {"idle", l_client_idle}, {"wakeup", l_client_wakeup},
-  {"stats", l_client_stats}, {"close", l_client_close}, {"_fail_next_poll", l_client_fail_next_poll},
-  {NULL, NULL}
+  {"poll", l_client_poll}, {"take", l_client_take}, {"launch", l_client_launch}, {"idle", l_client_idle},
+  {"wakeup", l_client_wakeup}, {"stats", l_client_stats}, {"close", l_client_close},
+  {"register_endpoint", a0l_client_register}, {"_fail_next", l_client_fail_next}, {NULL, NULL}
 };
 static const luaL_Reg client_meta[] = {
   {"__gc", l_client_gc}, {"__close", l_client_gc}, {"__tostring", l_client_tostring}, {NULL, NULL}

@@ -8,7 +8,7 @@
 FUZZ_CC       ?= clang
 FUZZ_SECONDS  ?= 30
 FUZZ_DIR      := build/fuzz
-FUZZ_TARGETS  ?= fuzz_enc fuzz_header fuzz_codec fuzz_lua fuzz_seal
+FUZZ_TARGETS  ?= fuzz_enc fuzz_body fuzz_header fuzz_codec fuzz_lua fuzz_seal
 FUZZ_SAN      := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                  -fno-omit-frame-pointer
 FUZZ_CFLAGS   := $(FUZZ_SAN) -std=c99 -Wall -Wextra -D_POSIX_C_SOURCE=200809L -Icsrc \
@@ -22,6 +22,7 @@ FUZZ_HDRS     := $(wildcard csrc/*.h)
 
 # per target: -max_len and extra libFuzzer flags
 FUZZ_MAXLEN_fuzz_enc    := 4096
+FUZZ_MAXLEN_fuzz_body   := 4096
 FUZZ_MAXLEN_fuzz_header := 1024
 FUZZ_MAXLEN_fuzz_codec  := 2048
 FUZZ_MAXLEN_fuzz_lua    := 4096
@@ -36,7 +37,11 @@ $(FUZZ_DIR)/fuzz_enc: csrc/fuzz/fuzz_enc.c csrc/a0_enc.c csrc/a0_buf.c $(FUZZ_HD
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lcrypto
 
-$(FUZZ_DIR)/fuzz_header: csrc/fuzz/fuzz_header.c csrc/a0_http.c csrc/a0_buf.c $(FUZZ_HDRS)
+$(FUZZ_DIR)/fuzz_body: csrc/fuzz/fuzz_body.c csrc/a0_body.c csrc/a0_enc.c csrc/a0_buf.c $(FUZZ_HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lcrypto
+
+$(FUZZ_DIR)/fuzz_header: csrc/fuzz/fuzz_header.c csrc/a0_http.c csrc/a0_easy.c csrc/a0_buf.c $(FUZZ_HDRS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_CURL_LIB) -lcrypto
 
@@ -64,6 +69,7 @@ fuzz-smoke: fuzz
 	  log=$(FUZZ_DIR)/$$t.log; \
 	  opts=""; case $$t in \
 	    fuzz_enc) opts="-max_len=$(FUZZ_MAXLEN_fuzz_enc)";; \
+	    fuzz_body) opts="-max_len=$(FUZZ_MAXLEN_fuzz_body)";; \
 	    fuzz_header) opts="-max_len=$(FUZZ_MAXLEN_fuzz_header)";; \
 	    fuzz_codec) opts="-max_len=$(FUZZ_MAXLEN_fuzz_codec)";; \
 	    fuzz_seal) opts="-max_len=$(FUZZ_MAXLEN_fuzz_seal)";; \

@@ -585,14 +585,40 @@ describe("async requests", function()
       local c = client()
       local log = {}
       start_email(c, "multi@example.com", recorder(log, "m"))
-      c._core:_fail_next_poll()   -- test hook: this poll's engine run reports a multi failure
+      c._core:_fail_next("poll")   -- test hook: this poll's engine run reports a multi failure
       local n, err = c:poll(0)
       assert.is_nil(n)
       assert.is_true(auth0.error.is(err))
       assert.equal("network", err.code)
-      assert.equal("poll: network: curl multi interface failed", tostring(err))
+      assert.equal("poll: network: curl_multi_perform failed (test hook)", tostring(err))
       drain(c)
       assert.equal(1, count(log, "m"))
+    end)
+
+    it("a start that fails for a network reason returns nil, err; misuse still raises", function()
+      local c = client()
+      local log = {}
+      c._core:_fail_next("start")   -- test hook: the transfer cannot be handed to libcurl
+      local r, err = start_email(c, "nostart@example.com", recorder(log, "never"))
+      assert.is_nil(r)
+      assert.is_true(auth0.error.is(err))
+      assert.equal("network", err.code)
+      assert.equal("could not start the transfer", err.message)
+      assert.equal(0, c:pending())
+      c._core:_fail_next("start")
+      local co = coroutine.create(function()
+        return auth0.await(c, "passwordless_start", { connection = "email", email = "nostart@example.com" })
+      end)
+      local ok, v, aerr = coroutine.resume(co)
+      assert.is_true(ok)
+      assert.is_nil(v)
+      assert.equal("network", aerr.code)
+      assert.equal("dead", coroutine.status(co))
+      assert.has_error(function() start_email(c, "not an email", recorder(log, "never")) end,
+        "bad argument #1 to 'passwordless_start' (email is malformed)")
+      drain(c)
+      assert.equal(0, #log)
+      assert.equal(0, c:poll(0))
     end)
 
     it("jwks(cb) with a cached JWKS returns a request and calls back from the next poll", function()

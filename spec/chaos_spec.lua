@@ -35,7 +35,8 @@ describe("chaos", function()
   end
 
   it(FLOWS .. " flows end in tokens or an expected error, none past its deadline", function()
-    print(("\nchaos seed %d (A0_CHAOS_SEED=%d replays it)"):format(SEED, SEED))
+    print(("\nchaos seed %d (A0_CHAOS_SEED=%d replays it), timeouts x%d (CPU pressure %.0f %%)"):format(SEED, SEED,
+      chaos.slowdown(), chaos.cpu_pressure()))
     local t0 = auth0.core.now()
     local st = run(FLOWS)
     local dt = auth0.core.now() - t0

@@ -313,7 +313,7 @@ describe("passwordless misuse raises", function()
       "auth_params only applies to links" },
     { "language with CRLF", function()
       c:passwordless_start { connection = "email", email = "a@b.co", language = "en\r\nX: y" } end,
-      "language contains CR, LF or NUL" },
+      "bad argument #1 to 'passwordless_start' (field 'language': contains CR or LF)" },
     { "numeric otp", function() c:passwordless_login { realm = "email", username = "a@b.co", otp = 123456 } end,
       "otp must be a string, got number" },
     { "bad callback", function() c:passwordless_start({ connection = "email", email = "a@b.co" }, 42) end,

@@ -1,4 +1,4 @@
-/* libFuzzer target for a0_capture_header (a0_http.c), the parser of response header
+/* libFuzzer target for a0_capture_header (a0_easy.c), the parser of response header
  * lines. The input is split into lines after each '\n' (as libcurl hands them over);
  * each line is copied into its own exact-size allocation so that any read past the line
  * is caught by ASan. A small model of the documented behaviour runs alongside:

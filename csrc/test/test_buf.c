@@ -148,11 +148,31 @@ static void test_move_wipes(tally *t) {
   watch_block(NULL, 0);
 }
 
+/* Capacities from A0_BUF_MAP on are mapped: growing across it keeps the bytes, and the
+ * mapped block is wiped and unmapped (never handed to free) on the next growth and at free. */
+static void test_mapped(tally *t) {
+  a0_buf b = {0};
+  char chunk[4096];
+  int same = 1;
+  memset(chunk, 'q', sizeof chunk);
+  for (int i = 0; i < 40; i++) a0_buf_add(&b, chunk, sizeof chunk);   /* 160 KiB */
+  CHECK(t, b.len == 40 * sizeof chunk && b.cap == 2 * A0_BUF_MAP);
+  for (size_t i = 0; i < b.len; i++) same = same && b.data[i] == 'q';
+  CHECK(t, same);
+  for (int i = 0; i < 40; i++) a0_buf_add(&b, chunk, sizeof chunk);   /* 320 KiB: mapped to mapped */
+  CHECK(t, b.len == 80 * sizeof chunk && b.cap == 4 * A0_BUF_MAP && b.data[b.len - 1] == 'q');
+  a0_buf_reset(&b);
+  CHECK(t, b.len == 0 && b.cap == 4 * A0_BUF_MAP && b.data[0] == 0);
+  a0_buf_free(&b);
+  CHECK(t, b.data == NULL && b.cap == 0 && b.len == 0);
+}
+
 int main(void) {
   tally t = { 0, 0 };
   test_growth(&t);
   test_reset_wipes(&t);
   test_move_wipes(&t);
+  test_mapped(&t);
   printf("%d passed, %d failed\n", t.passed, t.failed);
   return t.failed ? 1 : 0;
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include <curl/curl.h>
 #include "a0_http.h"
 
 #include "check.h"
@@ -24,6 +25,8 @@
 void a0_test_lock(a0_engine *e);     /* a0_http.c, built with A0_TEST_HOOKS */
 void a0_test_unlock(a0_engine *e);
 void a0_test_pause(a0_engine *e, int on);   /* the I/O thread leaves its inbox alone */
+void a0_test_fail(a0_engine *e, int curlm_code);   /* the next multi call fails so */
+int a0_test_illegal(a0_engine *e);               /* transitions refused so far */
 
 /* ---- header capture ---------------------------------------------------------------- */
 
@@ -263,6 +266,8 @@ static a0_xfer *get(a0_engine *e, int port, const char *path) {
   return x;
 }
 
+static int is(const a0_xfer *x, const char *state) { return strcmp(a0_xfer_state(x), state) == 0; }
+
 static int resp_is(const a0_xfer *x, const char *s) {
   return x->resp.len == strlen(s) && memcmp(x->resp.data, s, x->resp.len) == 0;
 }
@@ -273,7 +278,7 @@ static void test_transfers(tally *t, a0_engine *e, server *s, int threaded) {
 
   /* 200 with a body and captured headers */
   x = get(e, s->port, "/ok");
-  CHECK(t, x->state == A0_X_DONE && x->err == A0_OK && x->status == 200);
+  CHECK(t, is(x, "done") && x->err == A0_OK && x->status == 200);
   CHECK(t, resp_is(x, "hello"));
   CHECK(t, strcmp(a0_xfer_header(x, A0_H_RL_LIMIT), "50") == 0);
   CHECK(t, strcmp(a0_xfer_header(x, A0_H_RL_REMAINING), "7") == 0);
@@ -310,7 +315,7 @@ static void test_transfers(tally *t, a0_engine *e, server *s, int threaded) {
   CHECK(t, x->err == A0_OK && x->resp.len == 1000);
   a0_xfer_free(x);
   x = get(e, s->port, "/big");
-  CHECK(t, x->state == A0_X_DONE && x->err == A0_ETOOLARGE);
+  CHECK(t, is(x, "done") && x->err == A0_ETOOLARGE);
   CHECK(t, x->resp.len <= 1000);
   CHECK(t, strcmp(x->errmsg, "response larger than 1000 bytes") == 0);
   CHECK(t, strcmp(a0_err_name(x->err), "too_large") == 0);
@@ -335,7 +340,7 @@ static void test_transfers(tally *t, a0_engine *e, server *s, int threaded) {
   CHECK(t, a0_xfer_start(e, x) == 0);
   a0_engine_wait(e, x);
   double took = now_ms() - t0;
-  CHECK(t, x->err == A0_ETIMEOUT && x->state == A0_X_DONE);
+  CHECK(t, x->err == A0_ETIMEOUT && is(x, "done"));
   CHECK(t, took >= 250 && took < 3000);
   if (!(took >= 250 && took < 3000)) printf("  timeout took %.0f ms\n", took);
   a0_xfer_free(x);
@@ -369,11 +374,11 @@ static void test_transfers(tally *t, a0_engine *e, server *s, int threaded) {
     while ((back = a0_engine_pop_released(e)) == NULL && now_ms() - t0 < 3000) a0_engine_run(e, 10);
     CHECK(t, back == x);
     CHECK(t, a0_engine_pop_released(e) == NULL);
-    CHECK(t, x->state == A0_X_DONE && x->body.len == 0 && !x->cancel_req && !x->in_done);
+    CHECK(t, is(x, "done") && x->body.len == 0 && x->err == A0_ECANCELLED);
   } else {
-    CHECK(t, x->state == A0_X_RUNNING);
+    CHECK(t, is(x, "running"));
     CHECK(t, a0_engine_cancel(e, x) == 0);
-    CHECK(t, x->state == A0_X_DONE && x->err == A0_ECANCELLED);
+    CHECK(t, is(x, "done") && x->err == A0_ECANCELLED);
     CHECK(t, strcmp(x->errmsg, "request cancelled") == 0);
     CHECK(t, x->body.len == 0);
   }
@@ -381,7 +386,7 @@ static void test_transfers(tally *t, a0_engine *e, server *s, int threaded) {
   CHECK(t, a0_engine_run(e, 10) == 0);
   CHECK(t, a0_engine_pop_done(e) == NULL);
   CHECK(t, a0_engine_cancel(e, x) == 0);         /* cancelling twice is harmless */
-  CHECK(t, a0_engine_running(e) == 0 && x->state == A0_X_DONE);
+  CHECK(t, a0_engine_running(e) == 0 && is(x, "done"));
   a0_xfer_reset(x);
   set_url(x, s->port, "/ok");
   x->method = "GET";
@@ -396,9 +401,9 @@ static void test_transfers(tally *t, a0_engine *e, server *s, int threaded) {
   CHECK(t, a0_xfer_start(e, x) == 0);
   t0 = now_ms();
   while (a0_engine_running(e) > 0 && now_ms() - t0 < 3000) a0_engine_run(e, 20);
-  CHECK(t, x->state == A0_X_DONE && x->in_done);
+  CHECK(t, is(x, threaded ? "ready" : "queued"));   /* running 0: all of them taken over */
   CHECK(t, a0_engine_cancel(e, x) == 0);
-  CHECK(t, x->err == A0_ECANCELLED && !x->in_done);
+  CHECK(t, x->err == A0_ECANCELLED && is(x, "done"));
   CHECK(t, a0_engine_pop_done(e) == NULL);
   a0_xfer_free(x);
 
@@ -417,6 +422,38 @@ static void test_transfers(tally *t, a0_engine *e, server *s, int threaded) {
   CHECK(t, a->err == A0_OK && resp_is(a, "hello") && b->err == A0_OK && resp_is(b, "x"));
   a0_xfer_free(a);
   a0_xfer_free(b);
+
+  /* illegal moves are refused, counted, and leave the transfer as it was */
+  int ill = a0_test_illegal(e);
+  x = a0_xfer_new();
+  set_url(x, s->port, "/ok");
+  CHECK(t, a0_engine_unpop(e, x) == -1 && is(x, "idle"));          /* never popped */
+  CHECK(t, a0_xfer_start(e, x) == 0);
+  CHECK(t, a0_xfer_start(e, x) == -1);                             /* started twice */
+  CHECK(t, a0_xfer_reset(x) == -1);                                /* libcurl may be using it */
+  CHECK(t, a0_engine_running(e) == 1 && a0_test_illegal(e) == ill + 3);
+  a0_engine_wait(e, x);
+  CHECK(t, is(x, "done") && x->err == A0_OK && resp_is(x, "hello"));
+  CHECK(t, a0_engine_unpop(e, x) == 0 && is(x, threaded ? "ready" : "queued"));
+  CHECK(t, a0_engine_pop_done(e) == x && is(x, "done") && a0_engine_pop_done(e) == NULL);
+  CHECK(t, a0_xfer_reset(x) == 0 && is(x, "idle") && x->resp.len == 0);
+  CHECK(t, a0_test_illegal(e) == ill + 3);
+  a0_xfer_free(x);
+
+  /* a failing multi handle reaches the caller of a0_engine_run, once, with its reason */
+  int rc = 0;
+  a0_test_fail(e, CURLM_INTERNAL_ERROR);
+  t0 = now_ms();
+  while ((rc = a0_engine_run(e, 20)) != A0_RUN_FAILED && now_ms() - t0 < 3000) {}
+  CHECK(t, rc == A0_RUN_FAILED);
+  char want[160];
+  snprintf(want, sizeof want, "curl_multi_perform failed: %s", curl_multi_strerror(CURLM_INTERNAL_ERROR));
+  CHECK(t, strcmp(a0_engine_errmsg(e), want) == 0);
+  rc = a0_engine_run(e, 20);
+  CHECK(t, rc == 0);                                               /* reported once */
+  x = get(e, s->port, "/ok");                                      /* and the engine goes on */
+  CHECK(t, x->err == A0_OK && resp_is(x, "hello"));
+  a0_xfer_free(x);
 }
 
 /* Only the threaded engine: waits that end early, wakeups, a burst with random cancels
@@ -459,7 +496,7 @@ static void test_threaded(tally *t, a0_engine *e, server *s) {
   a0_xfer *y = a0_xfer_new();
   set_url(y, s->port, "/hang");
   CHECK(t, a0_xfer_start(e, y) == 0);
-  CHECK(t, a0_engine_run(e, 0) == -2);           /* poll(0) does not wait for the lock either */
+  CHECK(t, a0_engine_run(e, 0) == A0_RUN_BUSY);           /* poll(0) does not wait for the lock either */
   a0_test_unlock(e);
   t0 = now_ms();                                  /* no engine call: the server sees both */
   while (__atomic_load_n(&s->accepted, __ATOMIC_SEQ_CST) < before + 2 && now_ms() - t0 < 5000) {

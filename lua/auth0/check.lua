@@ -41,10 +41,11 @@ function M.show(v)
   return ("%q"):format(v)
 end
 
-M.MAX_VALUE = core.limits and core.limits.field or 65536
+M.MAX_VALUE = core.limits.max_value
 
--- Wire checks the C core repeats for the values it encodes; kept here only for values that
--- never reach its encoder (client options, header values).
+-- The C core's wire checks, for the few values it does not see under their public name:
+-- client options (checked once, at auth0.new), bearer tokens (its header option `bearer`),
+-- revoke's refresh_token (its body field `token`), an ID token (never sent).
 local function wire(at, v, name)
   if #v > M.MAX_VALUE then at:fail(name .. " is longer than " .. M.MAX_VALUE .. " bytes") end
   if v:find("%z") then at:fail(name .. " contains a NUL byte") end

@@ -24,12 +24,8 @@ M.Client = Client
 
 local LOOPBACK = { ["127.0.0.1"] = true, ["localhost"] = true, ["[::1]"] = true }
 
--- The core's captured headers by wire name: the core exports its map (one owner).
-local HEADER_FIELDS = core.header_fields or {
-  ["retry-after"] = "retry_after", ["x-ratelimit-limit"] = "ratelimit_limit",
-  ["x-ratelimit-remaining"] = "ratelimit_remaining", ["x-ratelimit-reset"] = "ratelimit_reset",
-  ["x-auth0-requestid"] = "request_id", ["content-type"] = "content_type", ["location"] = "location",
-}
+-- The core's captured headers by wire name: its map, not restated here.
+local HEADER_FIELDS = core.header_fields
 
 local VALID_OPTS = {
   domain = true, base_url = true, client_id = true, client_secret = true, audience = true, scope = true,

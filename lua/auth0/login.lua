@@ -38,7 +38,7 @@ function Client:passwordless_start(p, cb)
     if type(p.auth_params) ~= "table" then START:fail("auth_params must be a table") end
     if send == "code" then START:fail("auth_params only applies to links (send = \"link\")") end
   end
-  local language = check.header(START, p.language, "language", true) or self._cfg.language
+  local language = check.string(START, p.language, "language", true) or self._cfg.language   -- CR/LF: the C core
   local cfg = self._cfg
   local fields = { client_id = cfg.client_id, client_secret = cfg.client_secret, connection = connection,
     email = email, phone_number = phone, send = send, authParams = p.auth_params }

@@ -10,7 +10,7 @@
 -- Queued tasks run first, oldest first, then completions; a task queued by another one (a
 -- coroutine resumed after the callback that completed its call) runs right after it, in the
 -- same poll. With a budget, a task starts only if the recent ones say it ends within the
--- budget (one decaying maximum for every kind of task); the first always runs.
+-- budget (one decaying maximum for every kind of task, see run()); the first always runs.
 --
 -- What user code may call:
 --   * a callback (and `on_pending`, `on_state`): any client method, blocking or not, `cancel`,
@@ -85,7 +85,7 @@ function M.new(c, opts)
     handles = {},             -- C handle -> its request (whose _on_answer takes the answer)
     live = {}, nlive = 0, seq = 0,
     nfree = 0,                -- queued tasks and timers that belong to no request
-    cost = 0,                 -- a task's recent cost, ms: a decaying maximum
+    cost = 0,                 -- the dearest task of the recent polls, ms: a decaying maximum
     charge = 0, polling = false, closed = false }, Sched)
 end
 
@@ -210,10 +210,13 @@ local function step(self)
   return true
 end
 
--- Runs queued tasks and completions; with a budget, while the recent ones say the next fits.
--- Returns whether it ran anything.
+-- Runs queued tasks and completions; with a budget, while the estimate says the next fits.
+-- The estimate is the dearest task of the recent polls: it rises at once and decays by an
+-- eighth per poll, so that cheap tasks (a start handed to the I/O thread) run beside dear
+-- ones (a callback decoding a token) without talking the estimate down. Returns whether it
+-- ran anything.
 local function run(self, t0, budget)
-  local ran, charged = false, 0
+  local ran, charged, peak = false, 0, 0
   while not self.closed do
     if budget and ran and (now() - t0) * 1000 + charged + self.cost > budget then break end
     local t1 = budget and now()
@@ -222,11 +225,12 @@ local function run(self, t0, budget)
     ran = true
     if budget then
       local d = (now() - t1) * 1000 + self.charge
-      local cost = self.cost
       charged = charged + self.charge
-      self.cost = d > cost and d or cost + (d - cost) / 8
+      if d > peak then peak = d end
+      if d > self.cost then self.cost = d end
     end
   end
+  if budget and ran and peak < self.cost then self.cost = self.cost + (peak - self.cost) / 8 end
   return ran
 end
 
@@ -253,8 +257,8 @@ function Sched:poll(ms)
   end
   local n, code, msg = 0, nil, nil
   if not self.closed then
-    if self.transport then
-      if wait > 0 then (self.sleep or core.sleep)(wait / 1000) end
+    if self.transport then   -- nothing of the C engine's is in flight: only timers to wait for
+      if wait > 0 and #self.timers > 0 then (self.sleep or core.sleep)(wait / 1000) end
     else
       n, code, msg = self.core:poll(wait)
       if n == 0 and wait > 0 and #self.timers > 0 and self.qh > self.qt then

@@ -9,11 +9,21 @@ local _M = {}
 local Control = { __name = "auth0.emulator.Client" }
 Control.__index = Control
 
+-- The control routes are not in auth0's shipped endpoint table: this client registers them
+-- on its own core client (a verbatim sub-path such as "guardian/<id>/approve").
+local ROUTES = {
+  control_get = { method = "GET", path = "/__emulator/", verbatim = true },
+  control_post = { method = "POST", path = "/__emulator/", body = "raw", verbatim = true },
+  control_delete = { method = "DELETE", path = "/__emulator/", verbatim = true },
+}
+
 --- @tparam table opts `base_url`, `ca_file`, `timeout` (5 s)
 function _M.new(opts)
   assert(type(opts) == "table" and type(opts.base_url) == "string", "base_url is required")
-  return setmetatable({ _core = core.client { base_url = opts.base_url, ca_file = opts.ca_file,
-    timeout = opts.timeout or 5, headers = { "Accept: application/json", "Expect:" } } }, Control)
+  local c = core.client { base_url = opts.base_url, ca_file = opts.ca_file,
+    timeout = opts.timeout or 5, headers = { "Accept: application/json", "Expect:" } }
+  for name, route in pairs(ROUTES) do c:register_endpoint(name, route) end
+  return setmetatable({ _core = c }, Control)
 end
 
 local function query_string(q)

@@ -1,0 +1,34 @@
+/* Request building for the client binding (l_call.c): endpoint lookup, argument checks
+ * that raise in luaL_argerror's form, and filling a transfer. Binding files only. */
+#ifndef L_CALL_H
+#define L_CALL_H
+
+#include "a0_lua.h"
+#include "a0_http.h"
+#include "a0_endpoints.h"
+
+struct curl_slist;
+
+typedef struct {
+  const a0_endpoint *ep;
+  int t;                    /* stack index of the fields table (may be nil) */
+  int o;                    /* stack index of the options table (may be nil) */
+  const char *fn;           /* public function name for errors (opts.fn, else the endpoint's) */
+  int arg;                  /* its argument holding the fields (opts.arg, else 1) */
+  const char *bearer, *lang, *seg, *query, *raw;
+  size_t blen, llen, plen, qlen, rlen;
+  long timeout_ms;
+} a0l_call;
+
+/* Checks (endpoint at e, fields at t, opts at o) of the client at ci; raises on misuse and
+ * allocates nothing that a raise could leak. */
+void a0l_check_call(lua_State *L, a0l_call *a, int ci, int e, int t, int o);
+/* Fills x (idle) from checked arguments. Returns 0, or -1 with a message on the stack. */
+int a0l_fill(lua_State *L, a0_xfer *x, const a0l_call *a, const a0_buf *base,
+             const struct curl_slist *fixed_headers);
+/* Pushes { method, url, headers = {lowercase}, body, timeout } of a filled x. */
+void a0l_push_built(lua_State *L, a0_xfer *x, const a0l_call *a);
+/* client:register_endpoint(name, { method=, path=, body=, verbatim= }) */
+int a0l_client_register(lua_State *L);
+
+#endif
