@@ -9,6 +9,7 @@ local check = require "auth0.check"
 local client = require "auth0.client"
 require "auth0.login"
 require "auth0.mfa"
+require "auth0.link"
 
 local select, type, tostring = select, type, tostring
 local unpack = table.unpack or unpack -- luacheck: ignore 113 143
