@@ -285,3 +285,78 @@ describe("magic links over HTTPS", function()
     end)
   end)
 end)
+
+describe("auth0.flow with send = \"link\"", function()
+  local flow = require "auth0.flow"
+  setup(function() server = emu.start() end)
+  before_each(function()
+    emu.reset()
+    ctl("POST", "/callbacks", { client_id = "emu-native", callbacks = { CB } })
+  end)
+
+  local function until_state(c, f, ...)
+    local want = {}
+    for _, s in ipairs{ ... } do want[s] = true end
+    local deadline = os.time() + 10
+    while not want[f.state] do
+      assert(os.time() < deadline, "flow stuck in " .. f.state)
+      c:poll(20)
+    end
+  end
+
+  it("awaiting_link, then a pasted link: a refused link keeps the state, a good one finishes", function()
+    local c = client()
+    local seen = {}
+    local f = flow.login(c, { connection = "email", email = "fl@example.com", send = "link",
+      on_state = function(x) seen[#seen + 1] = x.state end })
+    assert.equal("sending_link", f.state)
+    assert.has_error(function() f:submit_code("123456") end)
+    until_state(c, f, "awaiting_link")
+    f:submit_link("https://evil.example/passwordless/verify_redirect?x=1")
+    until_state(c, f, "awaiting_link", "failed", "done")
+    assert.equal("awaiting_link", f.state)
+    assert.equal("invalid_link", f.error.code)
+    local link = last_msg("fl@example.com").link
+    assert.equal("link", last_msg("fl@example.com").kind)
+    f:submit_link(link)
+    until_state(c, f, "done", "failed")
+    assert.equal("done", f.state)
+    assert.is_string(f.tokens.access_token)
+    assert.same({ "sending_link", "awaiting_link", "verifying", "awaiting_link", "verifying", "done" }, seen)
+    c:close()
+  end)
+
+  it("redirect_uri: submit_callback with the Location of the opened link; a reused link stays awaiting", function()
+    local c = client()
+    local f = flow.login(c, { connection = "email", email = "fc@example.com", send = "link", redirect_uri = CB })
+    until_state(c, f, "awaiting_link")
+    local url = last_msg("fc@example.com").link
+    local _, loc = open(url)
+    local _, loc2 = open(url)   -- the second opening: the link is spent
+    f:submit_callback(loc2)
+    until_state(c, f, "awaiting_link", "failed", "done")
+    assert.equal("awaiting_link", f.state)
+    assert.equal("access_denied", f.error.code)
+    f:submit_callback(loc)
+    until_state(c, f, "done", "failed")
+    assert.equal("done", f.state)
+    c:close()
+  end)
+
+  it("MFA after a link continues as after a code", function()
+    local u = ctl("POST", "/users", { connection = "email", email = "fm@example.com", mfa = "always" })
+    local a = ctl("POST", "/mfa/authenticators", { user_id = u.user_id, type = "otp" }).authenticator
+    local c = client()
+    local f = flow.login(c, { connection = "email", email = "fm@example.com", send = "link" })
+    until_state(c, f, "awaiting_link")
+    f:submit_link(last_msg("fm@example.com").link)
+    until_state(c, f, "awaiting_mfa_choice", "failed")
+    assert.equal("awaiting_mfa_choice", f.state)
+    f:choose_authenticator(f.authenticators[1])
+    until_state(c, f, "awaiting_mfa_code", "failed")
+    f:submit_mfa_code(auth0.totp(a.secret))
+    until_state(c, f, "done", "failed")
+    assert.equal("done", f.state)
+    c:close()
+  end)
+end)
