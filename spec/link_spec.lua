@@ -360,3 +360,106 @@ describe("auth0.flow with send = \"link\"", function()
     c:close()
   end)
 end)
+
+describe("auth0.loopback", function()
+  local flow = require "auth0.flow"
+  setup(function() server = emu.start() end)
+  before_each(function()
+    emu.reset()
+    ctl("POST", "/callbacks", { client_id = "emu-native", callbacks = { "http://127.0.0.1/callback" } })
+  end)
+
+  -- Starts curl on `url` in the background (the listener answers only when polled).
+  local function curl_bg(url, extra)
+    local h = { body = os.tmpname(), status = os.tmpname() }
+    os.execute(string.format("(curl -s -m 10 %s -o '%s' -w '%%{http_code}' '%s' > '%s.tmp'; mv '%s.tmp' '%s') &",
+      extra or "", h.body, url, h.status, h.status, h.status))
+    return h
+  end
+  -- The status and body once curl has ended, or nil while it runs.
+  local function result(h)
+    local f = io.open(h.status)
+    local st = f and f:read("*a")
+    if f then f:close() end
+    if not st or st == "" then return nil end
+    local b = io.open(h.body)
+    local body = b and b:read("*a") or ""
+    if b then b:close() end
+    os.remove(h.body); os.remove(h.status)
+    return tonumber(st), body
+  end
+  -- Polls `c` until curl `h` has ended.
+  local function finish_bg(h, c)
+    local deadline = os.time() + 15
+    while true do
+      local s, b = result(h)
+      if s then return s, b end
+      if c then c:poll(20) else os.execute("sleep 0.05") end
+      assert(os.time() < deadline, "curl did not finish")
+    end
+  end
+
+  it("receives a real redirect, answers the browser, and closes", function()
+    local c = client()
+    local lb = assert(auth0.loopback { port = 0 })
+    assert.matches("^http://127%.0%.0%.1:%d+/callback$", lb.redirect_uri)
+    local _, link = assert(c:passwordless_start { connection = "email", email = "lb@example.com", send = "link",
+      redirect_uri = lb.redirect_uri })
+    lb.state = link.state
+    local status, loc = open(last_msg("lb@example.com").link)
+    assert.equal(302, status)
+    assert.equal(lb.redirect_uri .. "?", loc:sub(1, #lb.redirect_uri + 1))
+    -- noise first: another path, a wrong state; the listener answers and goes on
+    local p404 = curl_bg("http://127.0.0.1:" .. lb.port .. "/favicon.ico")
+    local got
+    lb:attach(c, function(url, err) got = { url, err } end)
+    assert.equal(404, (finish_bg(p404, c)))
+    assert.equal(400, (finish_bg(curl_bg(lb.redirect_uri .. "?code=x&state=forged"), c)))
+    assert.is_nil(got)
+    local s, body = finish_bg(curl_bg(loc), c)
+    assert.equal(200, s)
+    assert.matches("You can close this window", body)
+    local deadline = os.time() + 10
+    while not got do c:poll(20); assert(os.time() < deadline) end
+    assert.equal(loc, got[1])
+    assert.is_nil(got[2])
+    -- closed: a second browser is refused at the socket
+    assert.equal(0, (finish_bg(curl_bg(loc))))
+    local tokens, err = c:passwordless_complete_link(got[1], link)
+    assert.is_nil(err)
+    assert.is_string(tokens.access_token)
+    c:close()
+  end)
+
+  it("times out, refuses oversized requests, and raises on misuse", function()
+    local c = client()
+    local lb = assert(auth0.loopback { timeout = 1 })
+    local big = curl_bg(lb.redirect_uri .. "?code=x", "-H 'X-Big: " .. string.rep("a", 9000) .. "'")
+    local got
+    lb:attach(c, function(url, err) got = { url, err } end)
+    assert.equal(431, (finish_bg(big, c)))
+    while not got do c:poll(20) end
+    assert.is_nil(got[1])
+    assert.equal("timeout", got[2].code)
+    assert.equal(true, lb:close())
+    assert.has_error(function() auth0.loopback { port = -1 } end)
+    assert.has_error(function() auth0.loopback { bogus = 1 } end)
+    assert.has_error(function() auth0.loopback { port = 0 / 0 } end)
+    c:close()
+  end)
+
+  it("completes a flow by itself", function()
+    local c = client()
+    local lb = assert(auth0.loopback {})
+    local f = flow.login(c, { connection = "email", email = "lbf@example.com", send = "link", loopback = lb })
+    local deadline = os.time() + 10
+    while f.state ~= "awaiting_link" do c:poll(20); assert(os.time() < deadline) end
+    local _, loc = open(last_msg("lbf@example.com").link)
+    local p = curl_bg(loc)
+    while f.state ~= "done" and f.state ~= "failed" do c:poll(20); assert(os.time() < deadline) end
+    assert.equal(200, (finish_bg(p, c)))
+    assert.equal("done", f.state)
+    assert.is_string(f.tokens.id_token)
+    c:close()
+  end)
+end)

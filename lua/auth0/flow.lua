@@ -96,7 +96,7 @@ local RESUMABLE = { awaiting_code = true, awaiting_mfa_choice = true, awaiting_m
 local OPTS = { connection = true, email = true, phone_number = true, audience = true, scope = true,
   language = true, on_state = true, code_lifetime = true, push_interval = true, push_timeout = true,
   max_restarts = true, max_prompts = true, max_wait = true, totp_period = true,
-  send = true, redirect_uri = true, response_type = true }
+  send = true, redirect_uri = true, response_type = true, loopback = true }
 
 local function callback(v, name)
   if v ~= nil and type(v) ~= "function" then misuse(name .. " must be a function, got " .. type(v)) end
@@ -149,7 +149,8 @@ end
 -- `phone_number`, `audience`, `scope`, `language` (template language), `on_state(f)`,
 -- `code_lifetime` (seconds a code lives, 180 as Auth0's default), `push_interval` (5 s),
 -- `push_timeout` (300 s), `send` ("code" default, or "link": state awaiting_link),
--- `redirect_uri` and `response_type` (links completed by f:submit_callback),
+-- `redirect_uri` and `response_type` (links completed by f:submit_callback), `loopback`
+-- (an auth0.loopback listener: its redirect completes the link by itself),
 -- `max_restarts` (1: how often an expired mfa_token restarts the login with a new code
 -- before the flow fails); for `flow.run`: `max_prompts` (5),
 -- `max_wait` (300 s), `totp_period` (30 s)
@@ -163,7 +164,7 @@ function _M.login(client, opts)
     link.send_link(f)
     return f
   end
-  if opts.redirect_uri ~= nil or opts.response_type ~= nil then misuse("redirect_uri needs send = \"link\"") end
+  if opts.redirect_uri ~= nil or opts.response_type ~= nil or opts.loopback ~= nil then misuse("redirect_uri needs send = \"link\"") end
   machine.send_code(f)
   return f
 end

@@ -55,4 +55,7 @@ function _M.await(client_, method, ...)
   return unpack(results, 1, results.n)
 end
 
+--- A loopback listener for one magic-link redirect (lua/auth0/loopback.lua).
+function _M.loopback(opts) return require("auth0.loopback").new(opts) end
+
 return _M

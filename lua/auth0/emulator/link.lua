@@ -8,7 +8,8 @@
 -- a wrong, superseded, used or expired link redirects with error=access_denied and the OTP
 -- grant's "Wrong email or verification code." text; an unknown client or a redirect_uri that
 -- is not allowed cannot be redirected to and gets a 400 page; codes live 60 s, one use; the
--- authorization_code grant is allowed for clients that have callback URLs.
+-- authorization_code grant is allowed for clients that have callback URLs; an allowed
+-- "http://127.0.0.1/path" admits any loopback port.
 -- luacheck: ignore 212/self
 local core = require "auth0.core"
 local util = require "auth0.emulator.util"
@@ -49,9 +50,12 @@ local function redirect(uri, fields, fragment)
            body = "Found. Redirecting to " .. uri }
 end
 
+-- [INF] an allowed "http://127.0.0.1/path" matches that path on any port (RFC 8252 7.3:
+-- native apps listen on whatever port is free); every other URL must match exactly.
 function methods:callback_allowed(client_id, uri)
+  local anyport = uri:gsub("^http://127%.0%.0%.1:%d+/", "http://127.0.0.1/")
   for _, u in ipairs(self.callbacks[client_id] or {}) do
-    if u == uri then return true end
+    if u == uri or u == anyport then return true end
   end
   return false
 end

@@ -5,7 +5,7 @@
 -- @local
 local machine = require "auth0.flow.machine"
 
-local type = type
+local type, getmetatable = type, getmetatable
 local Flow, misuse, set_state, finish = machine.Flow, machine.misuse, machine.set_state, machine.finish
 
 local _M = {}
@@ -64,6 +64,17 @@ function _M.send_link(f)
       return set_state(f, "awaiting_link", e)
     end
     f._sent_at, f._sends = os.time(), f._sends + 1
+    local lb = f._loopback
+    if lb and f._link then
+      lb.state = f._link.state   -- a resend moves the listener on to the new link
+      if not lb._timer then
+        lb:attach(client, function(url, err)
+          if f.state ~= "awaiting_link" then return end
+          if url then return f:submit_callback(url) end
+          set_state(f, "awaiting_link", err)
+        end)
+      end
+    end
     set_state(f, "awaiting_link")
   end)
 end
@@ -72,7 +83,15 @@ end
 function _M.configure(f, opts)
   if opts.send ~= "link" then misuse("send must be \"code\" or \"link\"") end
   if opts.redirect_uri ~= nil and type(opts.redirect_uri) ~= "string" then misuse("redirect_uri must be a string") end
-  f._redirect_uri, f._response_type, f.send = opts.redirect_uri, opts.response_type or "code", "link"
+  local lb = opts.loopback
+  if lb ~= nil then
+    if getmetatable(lb) ~= require("auth0.loopback").Loopback then misuse("loopback must be an auth0.loopback listener") end
+    if opts.redirect_uri ~= nil then misuse("give redirect_uri or loopback, not both") end
+    if opts.response_type ~= nil and opts.response_type ~= "code" then misuse("a loopback listener needs response_type \"code\"") end
+    f._loopback = lb
+  end
+  f._redirect_uri = lb and lb.redirect_uri or opts.redirect_uri
+  f._response_type, f.send = opts.response_type or "code", "link"
 end
 
 local function expect_link(f, method)
