@@ -223,6 +223,25 @@ describe("magic links over HTTPS", function()
       c:close()
     end)
 
+    it("three wrong codes kill the link; a code older than 60 s is refused", function()
+      local c = client()
+      local _, url = start(c, "three@example.com")
+      local wrong = url:match("verification_code=(%d+)") == "000000" and "111111" or "000000"
+      for _ = 1, 3 do
+        local _, l = open((url:gsub("verification_code=%d+", "verification_code=" .. wrong)))
+        assert.matches("Wrong%%20email", l)
+      end
+      local _, dead = open(url)
+      assert.matches("maximum%%20number%%20of%%20attempts", dead)
+      local link, url2 = start(c, "late@example.com")
+      local _, loc = open(url2)
+      ctl("POST", "/clock", { advance = 61 })
+      local t, err = c:passwordless_complete_link(loc, link)
+      assert.is_nil(t)
+      assert.equal("invalid_grant", err.code)
+      c:close()
+    end)
+
     it("a redirect_uri that is not allowed, or another client, gets a 400 page", function()
       local c = client()
       local _, url = start(c, "cbx@example.com", { redirect_uri = "https://evil.example/cb" })
