@@ -45,6 +45,8 @@ static const a0_field f_mfa_oob[] = {
 static const a0_field f_mfa_rc[] = {
   CLIENT, {"mfa_token", A0_F_REQ, NULL}, {"recovery_code", A0_F_REQ, NULL}, {NULL, 0, NULL} };
 static const a0_field f_none[] = { {NULL, 0, NULL} };
+static const a0_field f_auth_code[] = {
+  CLIENT, {"code", A0_F_REQ, NULL}, {"redirect_uri", A0_F_REQ, NULL}, {"code_verifier", 0, NULL}, {NULL, 0, NULL} };
 
 static const a0_endpoint a0_endpoints[] = {
   {"passwordless_start", "POST", "/passwordless/start", A0_BODY_JSON, A0_AUTH_NONE, NULL, f_pwl_start, 0},
@@ -61,6 +63,7 @@ static const a0_endpoint a0_endpoints[] = {
   {"mfa_recovery_code", "POST", "/oauth/token", A0_BODY_JSON, A0_AUTH_NONE, A0_G "mfa-recovery-code", f_mfa_rc, 0},
   {"jwks", "GET", "/.well-known/jwks.json", A0_BODY_NONE, A0_AUTH_NONE, NULL, f_none, 0},
   {"openid_configuration", "GET", "/.well-known/openid-configuration", A0_BODY_NONE, A0_AUTH_NONE, NULL, f_none, 0},
+  {"authorization_code", "POST", "/oauth/token", A0_BODY_JSON, A0_AUTH_NONE, "authorization_code", f_auth_code, 0},
   /* others (the bundled emulator's control API) are registered by their client at run time */
   {NULL, NULL, NULL, 0, 0, NULL, NULL, 0}
 };

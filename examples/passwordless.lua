@@ -1,4 +1,5 @@
--- Passwordless login with an email code and an SMS code.
+-- Passwordless login with an email code, an SMS code and an e-mail magic link (finished by
+-- a loopback listener on 127.0.0.1; with the emulator, curl "clicks" the link).
 --   make demo                                   -- against the bundled emulator (nginx, TLS)
 --   AUTH0_DOMAIN=tenant.eu.auth0.com AUTH0_CLIENT_ID=... lua5.4 examples/passwordless.lua
 --       -- against a real tenant; asks for the codes on the terminal
@@ -27,7 +28,9 @@ local function show_tokens(client, tokens)
     local keys = {}
     for k in pairs(claims) do keys[#keys + 1] = k end
     table.sort(keys)
-    for _, k in ipairs(keys) do print(("    %-15s %s"):format(k, tostring(claims[k]))) end
+    for _, k in ipairs(keys) do
+      print(("    %-15s %s"):format(k, k == "nonce" and short(claims[k]) or tostring(claims[k])))
+    end
   end
 end
 
@@ -69,9 +72,41 @@ local function login(connection, to)
   return tokens
 end
 
+-- A magic link opened in the browser of this computer: the redirect comes back to a
+-- loopback listener (the application must allow http://127.0.0.1/callback as a callback URL).
+local function login_link(to)
+  print("\n== magic link login for " .. to)
+  local lb = assert(auth0.loopback { port = 0, timeout = 120 })
+  local sent, link = client:passwordless_start { connection = "email", email = to, send = "link",
+    redirect_uri = lb.redirect_uri }
+  if not sent then error("could not send the link: " .. tostring(link), 0) end
+  lb.state = link.state
+  if control then
+    local url = control:outbox(to)
+    url = url[#url].link
+    print("  the emulator delivered a link to " .. to .. "; curl clicks it (following the redirect)")
+    os.execute(("curl -s -L -o /dev/null --cacert '%s' '%s' &"):format(server.ca_file, url))
+  else
+    print("  open the link sent to " .. to .. " in a browser on this computer")
+  end
+  local tokens, done
+  lb:attach(client, function(url, lerr)
+    if not url then done = lerr; return end
+    print("  the browser came back to " .. lb.redirect_uri)
+    client:passwordless_complete_link(url, link, function(t, cerr) tokens, done = t, cerr or true end)
+  end)
+  while not done do client:poll(100) end
+  lb:close()
+  if not tokens then error("link login failed: " .. tostring(done), 0) end
+  print("  logged in (state, PKCE and nonce checked)")
+  show_tokens(client, tokens)
+end
+
 local ok, err = pcall(function()
   login("email", os.getenv("AUTH0_EMAIL") or "alice@example.com")
   login("sms", os.getenv("AUTH0_PHONE") or "+15551234567")
+  if control then assert(control:post("callbacks", { client_id = "emu-native", callbacks = { "http://127.0.0.1/callback" } })) end
+  login_link(os.getenv("AUTH0_EMAIL") or "alice@example.com")
   print(("\n%d requests over %d TLS connection(s)"):format(client:stats().requests, client:stats().connects))
 end)
 client:close()

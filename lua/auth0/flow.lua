@@ -29,6 +29,10 @@
 -- | awaiting_push       | push sent, polling for approval; `f.push_waited`  | choose_authenticator,               |
 -- |                     | (seconds so far, exact whenever read),            | submit_recovery_code, cancel        |
 -- |                     | `f.push_polls` (pending answers in this flow)     |                                     |
+-- | sending_link        | send = "link": POST /passwordless/start in flight | cancel                              |
+-- | awaiting_link       | a magic link was sent; `f.error` after a refused  | submit_link (the link itself),      |
+-- |                     | link or callback (lua/auth0/flow/link.lua)        | submit_callback (redirect_uri),     |
+-- |                     |                                                   | resend_link, cancel                 |
 -- | done                | `f.tokens`; `f.recovery_code` if a new one came   | serialize is refused; cancel -> false |
 -- | failed              | `f.error` says why                                | cancel -> false                     |
 -- | cancelled           | `f.error.code == "cancelled"` (f:cancel() or the  | cancel -> false                     |
@@ -91,7 +95,8 @@ local RESUMABLE = { awaiting_code = true, awaiting_mfa_choice = true, awaiting_m
 
 local OPTS = { connection = true, email = true, phone_number = true, audience = true, scope = true,
   language = true, on_state = true, code_lifetime = true, push_interval = true, push_timeout = true,
-  max_restarts = true, max_prompts = true, max_wait = true, totp_period = true }
+  max_restarts = true, max_prompts = true, max_wait = true, totp_period = true,
+  send = true, redirect_uri = true, response_type = true, loopback = true }
 
 local function callback(v, name)
   if v ~= nil and type(v) ~= "function" then misuse(name .. " must be a function, got " .. type(v)) end
@@ -138,18 +143,28 @@ local function identify(f, opts)
   f.identifier = field == "email" and check.email(AT, opts.email) or check.phone(AT, opts.phone_number)
 end
 
---- Starts a login: sends the code at once (state sending_code).
+--- Starts a login: sends the code (state sending_code) or the link (sending_link) at once.
 -- @param client an auth0.Client
 -- @tparam table opts `connection` ("email", "sms" or a custom name), `email` or
 -- `phone_number`, `audience`, `scope`, `language` (template language), `on_state(f)`,
 -- `code_lifetime` (seconds a code lives, 180 as Auth0's default), `push_interval` (5 s),
--- `push_timeout` (300 s), `max_restarts` (1: how often an expired mfa_token restarts the
--- login with a new code before the flow fails); for `flow.run`: `max_prompts` (5),
+-- `push_timeout` (300 s), `send` ("code" default, or "link": state awaiting_link),
+-- `redirect_uri` and `response_type` (links completed by f:submit_callback), `loopback`
+-- (an auth0.loopback listener: its redirect completes the link by itself),
+-- `max_restarts` (1: how often an expired mfa_token restarts the login with a new code
+-- before the flow fails); for `flow.run`: `max_prompts` (5),
 -- `max_wait` (300 s), `totp_period` (30 s)
 -- @return the flow object `f`; raises on misuse
 function _M.login(client, opts)
   local f = new_flow(client, opts)
   identify(f, opts)
+  if opts.send ~= nil and opts.send ~= "code" then
+    local link = require "auth0.flow.link"
+    link.configure(f, opts)
+    link.send_link(f)
+    return f
+  end
+  if opts.redirect_uri ~= nil or opts.response_type ~= nil or opts.loopback ~= nil then misuse("redirect_uri needs send = \"link\"") end
   machine.send_code(f)
   return f
 end

@@ -9,6 +9,7 @@ local check = require "auth0.check"
 local client = require "auth0.client"
 require "auth0.login"
 require "auth0.mfa"
+require "auth0.link"
 
 local select, type, tostring = select, type, tostring
 local unpack = table.unpack or unpack -- luacheck: ignore 113 143
@@ -54,5 +55,8 @@ function _M.await(client_, method, ...)
   while not done do coroutine.yield() end
   return unpack(results, 1, results.n)
 end
+
+--- A loopback listener for one magic-link redirect (lua/auth0/loopback.lua).
+function _M.loopback(opts) return require("auth0.loopback").new(opts) end
 
 return _M

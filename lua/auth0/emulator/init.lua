@@ -516,5 +516,6 @@ _M.register(require "auth0.emulator.tokens")
 _M.register(require "auth0.emulator.control")
 _M.register(require "auth0.emulator.mfa")
 _M.register(require "auth0.emulator.faults")
+_M.register(require "auth0.emulator.link")
 
 return _M

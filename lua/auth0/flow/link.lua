@@ -1,0 +1,134 @@
+--- auth0.flow's magic-link login (`flow.login{ send = "link", ... }`): the states
+-- sending_link and awaiting_link, completed by `f:submit_link(url)` (the link itself) or
+-- `f:submit_callback(url)` (the redirect the browser got, with `redirect_uri`); MFA after a
+-- link goes on as after a code (lua/auth0/flow.lua documents the states). Internal.
+-- @local
+local machine = require "auth0.flow.machine"
+
+local type, getmetatable = type, getmetatable
+local Flow, misuse, set_state, finish = machine.Flow, machine.misuse, machine.set_state, machine.finish
+
+local _M = {}
+
+-- After these the user cannot go on by pasting another link or resending.
+local FATAL = { misconfigured = true, user_blocked = true }
+
+-- A link step's answer: done, MFA, back to awaiting_link with f.error, or failed.
+local function on_answer(f)
+  return function(tokens, e)
+    if tokens then return finish(f, "done", nil, tokens) end
+    if e.reason == "mfa_required" then
+      if type(e.mfa_token) ~= "string" then return finish(f, "failed", e) end
+      f._mfa_token, f.mfa_requirements = e.mfa_token, e.mfa_requirements
+      return machine.list_authenticators(f)
+    end
+    if FATAL[e.reason] then return finish(f, "failed", e) end
+    set_state(f, "awaiting_link", e)
+  end
+end
+
+-- The launch of machine.lua, which is local there: the same generation and cancel rules.
+local function launch(f, state, start, on_result)
+  f._gen = f._gen + 1
+  local old = f._req
+  if old and not old:done() then old:cancel() end
+  local gen, answered = f._gen, false
+  local req = start(function(result, e)
+    if f._gen ~= gen then return end
+    answered = true
+    f._req = nil
+    if e and e.reason == "cancelled" then return finish(f, "cancelled", e) end
+    on_result(result, e)
+  end)
+  if answered or f._gen ~= gen then return end
+  f._req = req
+  set_state(f, state)
+end
+
+--- Sends the link (state sending_link, then awaiting_link; a failed first send fails the flow).
+function _M.send_link(f)
+  local first = f._sent_at == nil
+  local p = { connection = f.connection, send = "link", language = f._language, redirect_uri = f._redirect_uri,
+    response_type = f._redirect_uri and f._response_type or nil }
+  if not f._redirect_uri then p.auth_params = { scope = f.scope, audience = f.audience } end
+  p[f._id_field] = f.identifier
+  local client = f._client
+  launch(f, "sending_link", function(cb)
+    return client:passwordless_start(p, function(r, e, link)
+      if link then f._link = link end
+      cb(r, e)
+    end)
+  end, function(_, e)
+    if e then
+      if first then return finish(f, "failed", e) end
+      return set_state(f, "awaiting_link", e)
+    end
+    f._sent_at, f._sends = os.time(), f._sends + 1
+    local lb = f._loopback
+    if lb and f._link then
+      lb.state = f._link.state   -- a resend moves the listener on to the new link
+      if not lb._timer then
+        lb:attach(client, function(url, err)
+          if f.state ~= "awaiting_link" then return end
+          if url then return f:submit_callback(url) end
+          set_state(f, "awaiting_link", err)
+        end)
+      end
+    end
+    set_state(f, "awaiting_link")
+  end)
+end
+
+--- Reads the link options of flow.login into `f`.
+function _M.configure(f, opts)
+  if opts.send ~= "link" then misuse("send must be \"code\" or \"link\"") end
+  if opts.redirect_uri ~= nil and type(opts.redirect_uri) ~= "string" then misuse("redirect_uri must be a string") end
+  local lb = opts.loopback
+  if lb ~= nil then
+    if getmetatable(lb) ~= require("auth0.loopback").Loopback then misuse("loopback must be an auth0.loopback listener") end
+    if opts.redirect_uri ~= nil then misuse("give redirect_uri or loopback, not both") end
+    if opts.response_type ~= nil and opts.response_type ~= "code" then misuse("a loopback listener needs response_type \"code\"") end
+    f._loopback = lb
+  end
+  f._redirect_uri = lb and lb.redirect_uri or opts.redirect_uri
+  f._response_type, f.send = opts.response_type or "code", "link"
+end
+
+local function expect_link(f, method)
+  if f.state ~= "awaiting_link" then misuse(method .. " called in state '" .. tostring(f.state) .. "'") end
+end
+
+local function check_url(url)
+  if type(url) ~= "string" or url == "" then misuse("url must be a non-empty string, got " .. type(url)) end
+  return url
+end
+
+--- Logs in with the link itself, e.g. pasted by the user (state awaiting_link). Goes to
+-- verifying, then done, MFA, or awaiting_link with `f.error` (an `invalid_link`, a used or
+-- expired link: resend_link or paste another).
+-- @tparam string url the magic link
+function Flow:submit_link(url)
+  expect_link(self, "submit_link")
+  check_url(url)
+  local client, o = self._client, { audience = self.audience, scope = self.scope }
+  launch(self, "verifying", function(cb) return client:passwordless_login_link(url, o, cb) end, on_answer(self))
+end
+
+--- Completes the login from the URL the browser was redirected to (state awaiting_link,
+-- flows started with `redirect_uri`): state, code exchange or fragment tokens, nonce.
+-- @tparam string url the callback URL
+function Flow:submit_callback(url)
+  expect_link(self, "submit_callback")
+  check_url(url)
+  if not self._link then misuse("submit_callback needs a flow started with redirect_uri") end
+  local client, link = self._client, self._link
+  launch(self, "verifying", function(cb) return client:passwordless_complete_link(url, link, cb) end, on_answer(self))
+end
+
+--- Sends a new link (state awaiting_link); the old one stops working.
+function Flow:resend_link()
+  expect_link(self, "resend_link")
+  _M.send_link(self)
+end
+
+return _M

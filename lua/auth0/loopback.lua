@@ -1,0 +1,131 @@
+--- auth0.loopback: receives one OAuth redirect on 127.0.0.1 (RFC 8252 section 7.3), for a
+-- magic link opened in the browser of the same computer (desktop games, the CLI).
+--
+--   local lb = auth0.loopback{ port = 0 }            -- any free port
+--   local sent, link = client:passwordless_start{ connection = "email", email = e,
+--     send = "link", redirect_uri = lb.redirect_uri }
+--   lb.state = link.state                             -- other states are refused
+--   lb:attach(client, function(url, err)              -- runs from client:poll
+--     client:passwordless_complete_link(url, link, on_tokens)
+--   end)
+--
+-- Non-blocking: `attach` steps the listener from a timer of the client's, so the game
+-- loop's `client:poll(0)` drives it. The listener closes after one valid callback (its path,
+-- a `code` or an `error`, the expected `state`) or at its timeout. The browser gets a
+-- short page; other requests get 404 or 400 and the listener goes on.
+local core = require "auth0.core"
+local check = require "auth0.check"
+local errors = require "auth0.error"
+
+local type, pairs, setmetatable = type, pairs, setmetatable
+local now = core.now
+local at = check.at
+
+local M = {}
+
+local Loopback = { __name = "auth0.Loopback" }
+Loopback.__index = Loopback
+M.Loopback = Loopback
+
+local NEW = at("loopback", 1)
+local OPTS = { port = true, path = true, timeout = true, page = true, interval = true }
+local PAGE = "<!doctype html><meta charset=utf-8><title>Signed in</title>"
+  .. "<p>You are signed in. You can close this window and return to the application.</p>"
+local BAD = "<!doctype html><meta charset=utf-8><title>Error</title><p>This is not the expected sign-in answer.</p>"
+
+--- Opens the listener on 127.0.0.1.
+-- @tparam[opt] table opts `port` (0: any free port), `path` ("/callback"), `timeout`
+-- (seconds, 300), `page` (the HTML the browser gets), `interval` (seconds between steps
+-- when attached, 0.05)
+-- @return the listener (`redirect_uri`, `port`, settable `state`), or nil, err when the
+-- port cannot be bound; raises on misuse
+function M.new(opts)
+  opts = opts == nil and {} or opts
+  check.table(NEW, opts, "an options table")
+  for k in pairs(opts) do if not OPTS[k] then NEW:fail("unknown option " .. check.show(k)) end end
+  local port = opts.port == nil and 0 or opts.port
+  if type(port) ~= "number" or port % 1 ~= 0 or port < 0 or port > 65535 then NEW:fail("port must be an integer in 0..65535") end
+  local path = check.string(NEW, opts.path, "path", true) or "/callback"
+  if not path:find("^/[%w%-%._~/]*$") then NEW:fail("path must start with / and use only unreserved characters") end
+  local sock, bound = core.listen(port)
+  if not sock then return nil, errors.new("network", "cannot listen on 127.0.0.1:" .. port .. ": " .. bound) end
+  return setmetatable({
+    port = bound, path = path, redirect_uri = "http://127.0.0.1:" .. bound .. path,
+    _sock = sock, _deadline = now() + check.seconds(NEW, opts.timeout, "timeout", 300),
+    _page = check.string(NEW, opts.page, "page", true) or PAGE,
+    _interval = check.seconds(NEW, opts.interval, "interval", 0.05),
+  }, Loopback)
+end
+
+local function query_has(q, name, value)
+  for pair in q:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    if k == name then
+      if value == nil then return v ~= "" end
+      return (v:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) == value
+    end
+  end
+  return false
+end
+
+--- One non-blocking step: accepts and reads what has arrived.
+-- @return the callback URL (the listener is then closed), or nil while waiting, or nil, err
+-- (`timeout`, or `cancelled` once closed)
+function Loopback:step()
+  local sock = self._sock
+  if not sock then return nil, errors.new("cancelled", "the loopback listener is closed") end
+  while true do
+    local target = sock:step()
+    if not target then break end
+    local p, q = target:match("^([^?#]*)%??([^#]*)")
+    if p ~= self.path then
+      sock:reply(404, "")
+    elseif not (query_has(q, "code") or query_has(q, "error"))
+        or (self.state and not query_has(q, "state", self.state)) then
+      sock:reply(400, BAD)
+    else
+      sock:reply(200, self._page)
+      self:close()
+      return "http://127.0.0.1:" .. self.port .. target
+    end
+  end
+  if now() >= self._deadline then
+    self:close()
+    return nil, errors.new("timeout", "no browser came back to " .. self.redirect_uri, { context = "loopback" })
+  end
+  return nil
+end
+
+--- Steps the listener from `client`'s poll until it has the callback or gives up, then
+-- calls `cb(url)` or `cb(nil, err)` once (as a callback: errors go to on_callback_error).
+-- @param client an auth0.Client
+-- @tparam function cb
+-- @return true
+function Loopback:attach(client, cb)
+  check.func(at("attach", 2), cb, "callback")
+  local function tick()
+    self._timer = nil
+    local url, err = self:step()
+    if url or err then return client:_deliver(cb, url, err) end
+    self._timer = client:_after(self._interval, tick)
+  end
+  self._client = client
+  self._timer = client:_after(0, tick)
+  return true
+end
+
+--- Closes the listener (idempotent); an attached wait ends without calling back.
+-- @return true
+function Loopback:close()
+  if self._timer and self._client then self._client:_cancel_timer(self._timer) end
+  self._timer = nil
+  if self._sock then self._sock:close() end
+  self._sock = nil
+  return true
+end
+
+function Loopback:__tostring()
+  return "auth0.Loopback (" .. (self._sock and self.redirect_uri or "closed") .. ")"
+end
+
+return M
