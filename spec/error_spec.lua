@@ -134,7 +134,7 @@ describe("err.reason from recorded and documented answers", function()
     for _, case in ipairs(CASES) do seen[case[1]] = true end
     -- ours: made by the client without a server answer (below)
     for _, r in ipairs { "timeout", "network", "tls", "bad_response", "cancelled", "invalid_id_token",
-      "unknown_kid", "malformed", "store" } do seen[r] = true end
+      "unknown_kid", "malformed", "store", "invalid_link", "invalid_state" } do seen[r] = true end
     local missing = {}
     for r in pairs(errors.REASONS) do
       if not seen[r] then missing[#missing + 1] = r end
@@ -166,6 +166,7 @@ describe("err.reason from recorded and documented answers", function()
       too_large = "bad_response", cancelled = "cancelled", invalid_id_token = "invalid_id_token",
       invalid_jwt = "malformed", invalid_otpauth = "malformed",
       insecure_store = "store", store_corrupt = "store", store_busy = "store", store_error = "store",
+      invalid_link = "invalid_link", invalid_state = "invalid_state",
       something_else = "unknown" }
     for code, reason in pairs(cases) do
       assert.equal(reason, errors.new(code, "m").reason, code)

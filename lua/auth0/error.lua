@@ -38,6 +38,8 @@
 -- | invalid_id_token    | an ID token failed verification                                  |
 -- | unknown_kid         | the ID token's key id is not in the JWKS                         |
 -- | malformed           | a value given to a helper does not parse (jwt.decode, parse_otpauth) |
+-- | invalid_link        | a magic link that is malformed or not for this tenant and client |
+-- | invalid_state       | a magic-link callback whose `state` is not the one sent          |
 -- | store               | the credentials store cannot be used: `insecure_store`,          |
 -- |                     | `store_corrupt`, `store_busy`, `store_error` (auth0.credentials) |
 -- | timeout, network, tls, bad_response, cancelled | no usable answer (ours)               |
@@ -72,6 +74,7 @@ local BY_CODE = {
   cancelled = "cancelled", invalid_id_token = "invalid_id_token", unknown_kid = "unknown_kid",
   invalid_jwt = "malformed", invalid_otpauth = "malformed",
   insecure_store = "store", store_corrupt = "store", store_busy = "store", store_error = "store",
+  invalid_link = "invalid_link", invalid_state = "invalid_state",
   login_required = "login_required",
   -- docs/protocol.md "4.1 Shape": match on `error` only, the text varies
   mfa_required = "mfa_required",

@@ -68,23 +68,15 @@ function _M.configure(c)
   config.parsed_keys = keys
 end
 
--- The end user's address goes to Auth0 as auth0-forwarded-for (ngx.var.remote_addr: nginx's
--- realip module has already replaced it with the client's when a trusted proxy is in front).
--- Auth0 honours it only from confidential clients, so it is sent only with a client secret.
--- TODO(issue 11 item 7): use the client's own `forwarded_for` parameter once it exists.
-local FORWARD = { ["/passwordless/start"] = true, ["/oauth/token"] = true }
-local function forwarding(send)
-  return function(req)
-    local ip = ngx.ctx.auth0_forwarded_for
-    local path = req.url:match("^https?://[^/]+(/[^?]*)")
-    if ip and FORWARD[path] then
-      local h = {}
-      for k, v in pairs(req.headers or {}) do h[k] = v end
-      h["auth0-forwarded-for"] = ip
-      req.headers = h
-    end
-    return send(req)
-  end
+-- The end user's address for Auth0's per-IP limits (the client sends it as
+-- auth0-forwarded-for): ngx.var.remote_addr, which nginx's realip module has already replaced
+-- with the client's when a trusted proxy is in front. Auth0 honours it only from confidential
+-- clients (the client raises for a public one), and only an IP address is one (not "unix:").
+local function forwarded_for()
+  local addr = ngx.var.remote_addr
+  if not config.client_secret or not addr then return nil end
+  if addr:find("^%d+%.%d+%.%d+%.%d+$") or (addr:find(":", 1, true) and not addr:find("^unix:")) then return addr end
+  return nil
 end
 
 --- Creates this worker's client (init_worker_by_lua). The transport is cosockets ("ngx").
@@ -97,7 +89,7 @@ function _M.init_worker()
   client = auth0.new {
     base_url = c.base_url, domain = c.domain, client_id = c.client_id,
     client_secret = c.client_secret, audience = c.audience, scope = c.scope,
-    timeout = c.timeout or 10, transport = c.client_secret and forwarding(send) or send, sleep = ngx.sleep,
+    timeout = c.timeout or 10, transport = send, sleep = ngx.sleep,
     retries = 1, max_retry_wait = 2,   -- a user is waiting: never sit out a long Retry-After here
     on_log = function(level, message, fields)
       -- only these scalar fields are written: nothing else from the client reaches the log
@@ -282,8 +274,8 @@ function _M.start()
   if not ok then return too_many(wait, "logins for this " .. (email and "email" or "phone number")) end
   ok, wait = check_limit("all", config.limit_global)
   if not ok then return too_many(wait, "logins on this server") end
-  ngx.ctx.auth0_forwarded_for = addr -- luacheck: ignore 122
   local p = email and { connection = "email", email = email } or { connection = "sms", phone_number = phone }
+  p.forwarded_for = forwarded_for()
   local _, err, misuse = call("passwordless_start", p)
   if misuse then return bad_request(misuse) end
   if err then return fail(err, "start") end
@@ -300,8 +292,8 @@ function _M.verify()
   local state = load_state()
   if not state then return end
   if state.mfa_token then return bad_request("the code was already verified; continue with /login/mfa") end
-  ngx.ctx.auth0_forwarded_for = ngx.var.remote_addr -- luacheck: ignore 122
-  local tokens, err, misuse = call("passwordless_login", { realm = state.realm, username = state.username, otp = code })
+  local tokens, err, misuse = call("passwordless_login", { realm = state.realm, username = state.username, otp = code,
+    forwarded_for = forwarded_for() })
   if misuse then return bad_request(misuse) end
   if tokens then return token_reply(state, tokens) end
   if err.code ~= "mfa_required" then return fail(err, "verify") end
@@ -334,9 +326,8 @@ function _M.mfa()
   local types = type(state.types) == "table" and state.types or {}
   if id and not types[id] then return bad_request("unknown authenticator_id") end
   local kind = id and types[id]
-  ngx.ctx.auth0_forwarded_for = ngx.var.remote_addr -- luacheck: ignore 122
   if code then
-    local p = { mfa_token = state.mfa_token }
+    local p = { mfa_token = state.mfa_token, forwarded_for = forwarded_for() }
     if kind == "recovery-code" then p.recovery_code = code
     elseif state.oob_code and kind ~= "otp" then p.oob_code, p.binding_code = state.oob_code, code
     else p.otp = code end
@@ -360,7 +351,7 @@ function _M.mfa()
   end
   -- A push notification: wait for the approval here (mfa_poll sleeps with ngx.sleep).
   local tokens, perr = call("mfa_poll", { mfa_token = state.mfa_token, oob_code = ch.oob_code,
-    interval = config.poll_interval or 5, timeout = config.poll_timeout or 60 })
+    interval = config.poll_interval or 5, timeout = config.poll_timeout or 60, forwarded_for = forwarded_for() })
   if tokens then return token_reply(state, tokens) end
   return fail(perr, "mfa_poll")
 end
