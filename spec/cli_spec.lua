@@ -171,6 +171,40 @@ describe("the auth0 command", function()
     assert.equal(email, cjson.decode(out).email)
   end)
 
+  local function last_link(to)
+    local out = emu.control("GET", "/outbox?to=" .. auth0.core.pct_escape(to)).messages
+    local m = out[#out]
+    return m and m.link
+  end
+
+  it("logs in with a magic link pasted on standard input (--link without a terminal)", function()
+    local email = "paste@example.com"
+    local p = start("login --link --email " .. email)
+    local link = wait_for(function() return last_link(email) end, "the link")
+    p:send(link)
+    local status, out, err = p:wait()
+    assert.equal(0, status, err)
+    assert.equal("", out)
+    assert.matches("logged in as email|", err, 1, true)
+    assert.is_nil(err:find(link:match("verification_code=(%d+)"), 1, true))
+    assert.is_string(stored().refresh_token)
+  end)
+
+  it("logs in with a magic link opened in a browser that comes back to the loopback (--link on a terminal)", function()
+    local email = "click@example.com"
+    emu.control("POST", "/callbacks", { client_id = "emu-native", callbacks = { "http://127.0.0.1/callback" } })
+    local p = start("login --link --email " .. email, { pty = true })
+    local link = wait_for(function() return last_link(email) end, "the link")
+    wait_for(function() return p.output():find("open the link sent to", 1, true) end, "the instructions")
+    -- the "browser": follows the emulator's redirect to the command's loopback listener
+    local page = util.tool("curl -s -L --max-redirs 2 --cacert " .. q(srv.ca_file) .. " " .. q(link))
+    assert.matches("close", page:lower(), 1, true)
+    local status, out = p:wait()
+    assert.equal(0, status, out)
+    assert.matches("logged in as email|", out, 1, true)
+    assert.is_string(stored().refresh_token)
+  end)
+
   it("logs out: the refresh token is revoked at the emulator, then the store is empty", function()
     local email = "out@example.com"
     local p = start("login --email " .. email)

@@ -288,14 +288,17 @@ end
 -- @param client an auth0.Client
 -- @tparam table opts as for `flow.login` (with `max_prompts`, `max_wait`, `totp_period`),
 -- or as for `flow.mfa` plus `mfa_token` and `mfa_requirements` to start at the MFA choice
--- @tparam table prompts `ask_code(f)` -> code (required for a login); `choose_authenticator(f, list)`
+-- @tparam table prompts `ask_code(f)` -> code (required for a code login); `ask_link(f)` -> a
+-- pasted magic link (with `send = "link"`; without it the flow's `loopback` listener completes
+-- the link); `choose_authenticator(f, list)`
 -- -> one of list (default: the first; enrollment needs this prompt, calling f:enroll);
 -- `ask_mfa_code(f)` -> code (required once MFA asks for a code); `on_push_wait(f, waited)`
 -- (called each time the push is still pending); `on_wait(f, seconds, reason)`
 -- @return tokens, nil, f | nil, err, f
 function _M.run(client, opts, prompts)
   local run = require "auth0.flow.run"
-  run.check_prompts(prompts, type(opts) == "table" and opts.mfa_token ~= nil)
+  local link = type(opts) == "table" and opts.send ~= nil and opts.send ~= "code"
+  run.check_prompts(prompts, type(opts) == "table" and (opts.mfa_token ~= nil or link))
   local f
   if type(opts) == "table" and opts.mfa_token ~= nil then
     local t, o = {}, {}
@@ -304,9 +307,7 @@ function _M.run(client, opts, prompts)
     end
     f = mfa_start(client, t, o)
   else
-    f = new_flow(client, opts)
-    identify(f, opts)
-    machine.send_code(f)
+    f = _M.login(client, opts)
   end
   return run.run(client, f, prompts)
 end

@@ -28,6 +28,10 @@ function _M.run(s, args)
   local server = require "auth0.emulator.server"
   local srv, err = server.start { port = args.port, owner_pid = server.self_pid() }
   if not srv then error(fail(EXIT.failure, "could not start the emulator: " .. tostring(err)), 0) end
+  -- `auth0 login --link` on a terminal comes back through http://127.0.0.1:<any port>/callback
+  local control = require("auth0.emulator.client").new { base_url = srv.base_url, ca_file = srv.ca_file }
+  control:post("callbacks", { client_id = "emu-native", callbacks = { "http://127.0.0.1/callback" } })
+  control:close()
   local path = settings.write_profile(os.getenv, "emulator",
     { base_url = srv.base_url, ca_file = srv.ca_file, client_id = "emu-native" })
   local info = { base_url = srv.base_url, ca_file = srv.ca_file, control_url = srv.control_url,

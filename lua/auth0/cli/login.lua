@@ -68,6 +68,11 @@ local function prompts(args, t)
   local totp = args.totp_secret_file and totp_source(args.totp_secret_file)
   local want = args.mfa or (totp and "otp") or nil
   local p = {}
+  function p.ask_link(f)
+    local line = t:ask("paste the link sent to " .. f.identifier .. ": ")
+    if line == nil then error(fail(EXIT.failure, "no link on standard input"), 0) end
+    return line
+  end
   function p.ask_code(f)
     if f.error and t.interactive then term.say(t:paint("red", term.clean(f.error.message or f.error)), "\n") end
     local line = t:ask("code sent to " .. f.identifier .. ": ", true)
@@ -138,14 +143,25 @@ end
 
 --- Runs the login and saves the credentials. Returns the exit status.
 function _M.run(c, s, args, t)
-  if args.link then error(fail(EXIT.usage, "--link: magic links are not available in this version"), 0) end
   local email, phone = args.email, args.phone
   if not email and not phone then error(fail(EXIT.usage, "give --email or --phone"), 0) end
   local flow = require "auth0.flow"
   local opts = { connection = args.connection or s.connection or (email and "email" or "sms"),
     email = email, phone_number = phone, audience = args.audience or s.audience,
     scope = args.scope or s.scope or "openid profile email offline_access" }
-  local tokens, err, f = flow.run(c, opts, prompts(args, t))
+  local p = prompts(args, t)
+  local lb
+  if args.link then
+    opts.send = "link"
+    if t.interactive then
+      -- the browser that opens the link comes back to this computer (RFC 8252 loopback)
+      lb = require("auth0").loopback { port = 0, path = "/callback", timeout = 900 }
+      opts.loopback, p.ask_link = lb, nil
+      term.say("open the link sent to ", email or phone, " in a browser on this computer (Ctrl-C to stop)\n")
+    end
+  end
+  local tokens, err, f = flow.run(c, opts, p)
+  if lb then lb:close() end
   t:spin_done()
   cli.check_interrupt()   -- nothing is saved after a Ctrl-C, even if the login completed
   if not tokens then

@@ -50,7 +50,8 @@ function _M.send_link(f)
   local first = f._sent_at == nil
   local p = { connection = f.connection, send = "link", language = f._language, redirect_uri = f._redirect_uri,
     response_type = f._redirect_uri and f._response_type or nil }
-  if not f._redirect_uri then p.auth_params = { scope = f.scope, audience = f.audience } end
+  -- the login's scope and audience travel in authParams, for the code exchange too
+  p.auth_params = { scope = f.scope, audience = f.audience }
   p[f._id_field] = f.identifier
   local client = f._client
   launch(f, "sending_link", function(cb)

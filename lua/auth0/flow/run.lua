@@ -17,10 +17,10 @@ local MAX_SLEEP = 0.1
 local WAIT = { rate_limited = true, too_many_attempts = true }
 
 --- Raises unless `prompts` is a table of functions with the ones a run needs.
-function _M.check_prompts(prompts, mfa_only)
+function _M.check_prompts(prompts, no_code)
   if type(prompts) ~= "table" then misuse("prompts must be a table, got " .. type(prompts)) end
-  if not mfa_only and type(prompts.ask_code) ~= "function" then misuse("prompts.ask_code is required") end
-  for _, k in ipairs { "ask_code", "choose_authenticator", "ask_mfa_code", "on_push_wait", "on_wait" } do
+  if not no_code and type(prompts.ask_code) ~= "function" then misuse("prompts.ask_code is required") end
+  for _, k in ipairs { "ask_code", "choose_authenticator", "ask_mfa_code", "on_push_wait", "on_wait", "ask_link" } do
     if prompts[k] ~= nil and type(prompts[k]) ~= "function" then misuse("prompts." .. k .. " must be a function") end
   end
 end
@@ -36,7 +36,7 @@ end
 --- Runs `f` to its end. @return tokens, nil, f | nil, err, f
 function _M.run(client, f, prompts)
   local max = f._max_prompts
-  local answers = { ask_code = 0, choose_authenticator = 0, ask_mfa_code = 0 }
+  local answers = { ask_code = 0, choose_authenticator = 0, ask_mfa_code = 0, ask_link = 0 }
   local handled                        -- the error already waited for
   local sending, sends, failed_sends = false, f._sends, 0
   local last_otp, last_step            -- the TOTP code sent last and its time step
@@ -138,6 +138,13 @@ function _M.run(client, f, prompts)
             f:submit_mfa_code(code)
           end
         end
+      end
+    elseif s == "awaiting_link" and prompts.ask_link then
+      -- a pasted link; without ask_link the flow's loopback listener completes it
+      local ok, url = ask("ask_link", nil)
+      if not ok then return stop(url) end
+      if f.state == s then
+        if url ~= nil then f:submit_link(url) else f:cancel() end
       end
     else
       if s == "sending_code" then sending = true end
