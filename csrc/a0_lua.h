@@ -13,5 +13,6 @@ void a0l_open_client(lua_State *L);
 void a0l_open_codec(lua_State *L);
 void a0l_open_store(lua_State *L);
 void a0l_open_call(lua_State *L);
+void a0l_open_json(lua_State *L);
 
 #endif
