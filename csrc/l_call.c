@@ -238,10 +238,10 @@ void a0l_check_call(lua_State *L, a0l_call *a, int ci, int e, int t, int o) {
 /* ---- filling a transfer ---------------------------------------------------------- */
 
 /* The checked fields as key/value arrays, in the endpoint table's order (deterministic
- * bodies), grant_type first; then a0_body_json. Strings stay anchored by the fields table. */
+ * bodies), grant_type first; then a0_body_json_checked. Strings stay anchored by the fields table. */
 static int encode_fields(lua_State *L, const a0l_call *a, a0_buf *b) {
   const a0_endpoint *ep = a->ep;
-  size_t nkv = 0, nitems = 0, used = 0, bad;
+  size_t nkv = 0, nitems = 0, used = 0;
   a0_kv *kv, *items;
   int rc;
   for (const a0_field *f = ep->fields; f->name != NULL; f++) nkv++;
@@ -295,9 +295,9 @@ static int encode_fields(lua_State *L, const a0l_call *a, a0_buf *b) {
     }
     lua_pop(L, 1);
   }
-  rc = a0_body_json(b, kv, nkv, &bad);
+  rc = a0_body_json_checked(b, kv, nkv);   /* check_fields checked every value once */
   free(kv);
-  return rc == 0 ? 0 : -1;   /* values were checked: only memory can fail */
+  return rc == 0 ? 0 : -1;
 }
 
 static int header_line(a0_xfer *x, const char *name, const char *v, size_t vl) {

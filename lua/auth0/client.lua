@@ -201,21 +201,21 @@ local function finish(self, ep, fit, status, body, hdrs)
     self:_log("debug", "response", { endpoint = ep, status = status, request_id = hdrs and hdrs.request_id })
   end
   if status >= 200 and status < 300 then
-    local decoded = true
-    if body ~= "" and not body:find("^%s*$") then
-      -- a flat object (a token set) decodes in C as cjson would; anything else through cjson
-      decoded = json_flat(body) or cjson.decode(body)
+    -- a flat object (a token set) decodes in C as cjson would; anything else through cjson
+    local decoded = body ~= "" and json_flat(body) or true
+    if decoded == true and body ~= "" and not body:find("^%s*$") then
+      decoded = cjson.decode(body)
       if decoded == nil then
         return nil, errors.add_headers(new_error("bad_response", "the server sent invalid JSON",
           { status = status, context = ep }), hdrs)
       end
-      -- old servers answer authorization_pending with 200 (docs/protocol.md, "MFA push"): an
-      -- error body is an error whatever the status
-      if type(decoded) == "table" and type(decoded.error) == "string" and decoded.access_token == nil then
-        local e = from_response(status, body, hdrs, ep)
-        if self._on_log then self:_log("info", "request failed", { endpoint = ep, status = status, code = e.code }) end
-        return nil, e
-      end
+    end
+    -- old servers answer authorization_pending with 200 (docs/protocol.md, "MFA push"): an
+    -- error body is an error whatever the status
+    if type(decoded) == "table" and type(decoded.error) == "string" and decoded.access_token == nil then
+      local e = from_response(status, body, hdrs, ep)
+      if self._on_log then self:_log("info", "request failed", { endpoint = ep, status = status, code = e.code }) end
+      return nil, e
     end
     if not fit then return decoded end
     local v, msg = fit(decoded, self)
@@ -230,6 +230,9 @@ local function finish(self, ep, fit, status, body, hdrs)
   end
   return nil, e
 end
+
+-- Only a failed connection, 429 or 503 can be retried (auth0.retry): the common answer skips the policy.
+local function may_retry(status) return status == nil or status == 429 or status == 503 end
 
 -- A retry only gets what is left of the call's timeout.
 local function remaining(opts, left)
@@ -252,7 +255,7 @@ function Client:_call_blocking(ep, fields, opts, fit)
     local status, body, hdrs
     if self._transport then status, body, hdrs = via_transport(self, ep, fields, o)
     else status, body, hdrs = self._core:request(ep, fields, o) end
-    local wait = retry.wait(cfg, ep, attempt, status, body, hdrs, deadline - now(), timeout)
+    local wait = may_retry(status) and retry.wait(cfg, ep, attempt, status, body, hdrs, deadline - now(), timeout)
     if not wait then return finish(self, ep, fit, status, body, hdrs) end
     self:_log("info", "retrying", { endpoint = ep, attempt = attempt, wait = wait })
     self._sleep(wait)
@@ -267,7 +270,7 @@ function Client:_attempts(req, ep, fields, opts, fit, on_result)
   local deadline = now() + timeout
   local attempt, send = 1, nil
   local function answer(status, body, hdrs)
-    local wait = retry.wait(cfg, ep, attempt, status, body, hdrs, deadline - now(), timeout)
+    local wait = may_retry(status) and retry.wait(cfg, ep, attempt, status, body, hdrs, deadline - now(), timeout)
     if not wait then return on_result(finish(self, ep, fit, status, body, hdrs)) end
     if self._on_log then self:_log("info", "retrying", { endpoint = ep, attempt = attempt, wait = wait }) end
     attempt = attempt + 1
