@@ -246,7 +246,8 @@ function Client:_timeout(opts) return (opts and opts.timeout) or self._cfg.timeo
 
 -- One blocking call, retries included.
 function Client:_call_blocking(ep, fields, opts, fit)
-  local cfg, timeout = self._cfg, self:_timeout(opts)
+  local cfg = self._cfg
+  local timeout = (opts and opts.timeout) or cfg.timeout   -- self:_timeout(opts), inlined: per call
   local deadline = now() + timeout
   local attempt, o = 0, opts
   while true do
@@ -255,7 +256,8 @@ function Client:_call_blocking(ep, fields, opts, fit)
     local status, body, hdrs
     if self._transport then status, body, hdrs = via_transport(self, ep, fields, o)
     else status, body, hdrs = self._core:request(ep, fields, o) end
-    local wait = may_retry(status) and retry.wait(cfg, ep, attempt, status, body, hdrs, deadline - now(), timeout)
+    if status ~= nil and status ~= 429 and status ~= 503 then return finish(self, ep, fit, status, body, hdrs) end
+    local wait = retry.wait(cfg, ep, attempt, status, body, hdrs, deadline - now(), timeout)
     if not wait then return finish(self, ep, fit, status, body, hdrs) end
     self:_log("info", "retrying", { endpoint = ep, attempt = attempt, wait = wait })
     self._sleep(wait)
