@@ -267,7 +267,7 @@ void a0l_check_call(lua_State *L, a0l_call *a, int ci, int e, int t, int o) {
 static int encode_fields(lua_State *L, const a0l_call *a, a0_buf *b) {
   const a0_endpoint *ep = a->ep;
   size_t nkv = 0, nitems = 0, used = 0;
-  a0_kv *kv, *items;
+  a0_kv *kv, *items, local[24];   /* the usual call needs no allocation */
   int rc;
   for (const a0_field *f = ep->fields; f->name != NULL; f++) nkv++;
   if (!lua_isnoneornil(L, a->t))
@@ -280,8 +280,8 @@ static int encode_fields(lua_State *L, const a0l_call *a, a0_buf *b) {
       }
       lua_pop(L, 1);
     }
-  kv = calloc(nkv + 1 + nitems, sizeof *kv);
-  if (kv == NULL) return -1;
+  if (nkv + 1 + nitems <= sizeof local / sizeof local[0]) kv = memset(local, 0, sizeof local);
+  else if ((kv = calloc(nkv + 1 + nitems, sizeof *kv)) == NULL) return -1;
   items = kv + nkv + 1;
   nkv = 0;
   if (ep->grant_type != NULL) {
@@ -325,7 +325,7 @@ static int encode_fields(lua_State *L, const a0l_call *a, a0_buf *b) {
     lua_pop(L, 1);
   }
   rc = a0_body_json_checked(b, kv, nkv);   /* check_fields checked every value once */
-  free(kv);
+  if (kv != local) free(kv);
   return rc == 0 ? 0 : -1;
 }
 
