@@ -167,7 +167,7 @@ static const char *const known_opts[] = { "fn", "arg", "bearer", "language", "pa
 
 static unsigned opt_bit(const char *k) {
   for (int i = 0; known_opts[i] != NULL; i++)
-    if (strcmp(known_opts[i], k) == 0) return 1u << i;
+    if (known_opts[i][0] == k[0] && strcmp(known_opts[i], k) == 0) return 1u << i;
   return 0;
 }
 
