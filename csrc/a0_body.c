@@ -47,11 +47,14 @@ static int check_all(const a0_kv *kv, size_t n, size_t *bad, int allow_raw) {
   return A0_V_OK;
 }
 
-static int jstr(a0_buf *b, const char *s, size_t n) { return a0_json_string(b, s, n); }
+static int jstr(a0_buf *b, const char *s, size_t n) { return a0_json_string_valid(b, s, n); }
 
 int a0_body_json(a0_buf *b, const a0_kv *kv, size_t n, size_t *bad) {
   int p = check_all(kv, n, bad, 1);
-  if (p != A0_V_OK) return p;
+  return p != A0_V_OK ? p : a0_body_json_checked(b, kv, n);
+}
+
+int a0_body_json_checked(a0_buf *b, const a0_kv *kv, size_t n) {
   if (a0_buf_addc(b, '{')) return -1;
   for (size_t i = 0; i < n; i++) {
     const a0_kv *v = &kv[i];

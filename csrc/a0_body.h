@@ -31,6 +31,9 @@ const char *a0_value_problem_text(int problem);
 /* Appends {"k":v,...} in array order. Returns 0; A0_V_* of the first bad string value with
  * *bad its pair's index; or -1 out of memory (b is then left partly written). */
 int a0_body_json(a0_buf *b, const a0_kv *kv, size_t n, size_t *bad);
+/* a0_body_json for pairs whose keys and string values all passed a0_value_problem already
+ * (the request builder checks each field once): 0, or -1 out of memory. */
+int a0_body_json_checked(a0_buf *b, const a0_kv *kv, size_t n);
 /* Appends k=v&... (application/x-www-form-urlencoded): an array repeats its key, an object
  * item is key[name]=value. Same results as a0_body_json; a RAW value is A0_V_KIND. */
 int a0_body_form(a0_buf *b, const a0_kv *kv, size_t n, size_t *bad);

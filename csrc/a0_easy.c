@@ -21,6 +21,9 @@ static const char *const hdr_wire[] = { A0_HEADERS(A0_WIRE) };
 #define A0_FIELD(id, wire, field) field,
 static const char *const hdr_field[] = { A0_HEADERS(A0_FIELD) };
 #undef A0_FIELD
+#define A0_WLEN(id, wire, field) sizeof(wire) - 1,
+static const size_t hdr_wlen[] = { A0_HEADERS(A0_WLEN) };   /* every answer line is matched */
+#undef A0_WLEN
 const char *a0_header_field(int h) { return h >= 0 && h < A0_NHDR ? hdr_field[h] : NULL; }
 const char *a0_header_wire(int h) { return h >= 0 && h < A0_NHDR ? hdr_wire[h] : NULL; }
 
@@ -111,7 +114,7 @@ void a0_capture_header(a0_xfer *px, const char *p, size_t len) {
   /* a new status line (e.g. after 100 Continue) starts a fresh header set */
   if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) { memset(x->hdr, 0, (size_t)A0_NHDR * A0_HDR_MAX); return; }
   for (int h = 0; h < A0_NHDR; h++) {
-    size_t wl = strlen(hdr_wire[h]);
+    size_t wl = hdr_wlen[h];
     if (len > wl && p[wl] == ':' && strncasecmp(p, hdr_wire[h], wl) == 0) {
       const char *v = p + wl + 1, *end = p + len;
       while (v < end && (*v == ' ' || *v == '\t')) v++;

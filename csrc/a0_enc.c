@@ -26,9 +26,12 @@ size_t a0_utf8_invalid_at(const char *str, size_t n) {
 }
 
 int a0_json_string(a0_buf *b, const char *s, size_t n) {
+  return a0_utf8_invalid_at(s, n) != 0 ? -1 : a0_json_string_valid(b, s, n);
+}
+
+int a0_json_string_valid(a0_buf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   size_t i, run = 0;
-  if (a0_utf8_invalid_at(s, n) != 0) return -1;
   /* worst case 6 bytes per input byte plus quotes; one reservation keeps it to one pass */
   if (n > ((size_t)-1) / 8 || a0_buf_reserve(b, n * 6 + 2) != 0) return -1;
   b->data[b->len++] = '"';

@@ -9,6 +9,8 @@
 size_t a0_utf8_invalid_at(const char *s, size_t n);
 /* Appends s as a quoted JSON string. -1 on invalid UTF-8 or no memory (A0_ENC_*). */
 int a0_json_string(a0_buf *b, const char *s, size_t n);
+/* The same for an s already known to be valid UTF-8 (checked by a0_value_problem). */
+int a0_json_string_valid(a0_buf *b, const char *s, size_t n);
 /* application/x-www-form-urlencoded value (space as '+'). */
 int a0_form_escape(a0_buf *b, const char *s, size_t n);
 /* RFC 3986 percent-encoding of everything but unreserved characters. */

@@ -14,5 +14,6 @@ void a0l_open_codec(lua_State *L);
 void a0l_open_store(lua_State *L);
 void a0l_open_call(lua_State *L);
 void a0l_open_listen(lua_State *L);
+void a0l_open_json(lua_State *L);
 
 #endif

@@ -136,7 +136,7 @@ static void missing(lua_State *L, const a0l_call *a, const a0_field *f) {
   bad_call(L, a, lua_pushfstring(L, "missing required field '%s'", as));
 }
 
-static void check_fields(lua_State *L, const a0l_call *a) {
+static void check_fields(lua_State *L, a0l_call *a) {
   int t = a->t;
   if (!lua_isnoneornil(L, t)) {
     if (!lua_istable(L, t)) bad_call(L, a, lua_pushfstring(L, "table expected, got %s", luaL_typename(L, t)));
@@ -146,23 +146,46 @@ static void check_fields(lua_State *L, const a0l_call *a) {
       if (lua_type(L, -2) != LUA_TSTRING) bad_call(L, a, "field names must be strings");
       f = find_field(a->ep, lua_tostring(L, -2));
       if (f == NULL) bad_call(L, a, lua_pushfstring(L, "unknown field '%s'", lua_tostring(L, -2)));
+      size_t i = (size_t)(f - a->ep->fields);
+      if (i >= A0L_MAX_FIELDS) luaL_error(L, "endpoint '%s' has too many fields", a->ep->name);
+      a->present |= 1u << i;
       if (f->flags & (A0_F_OBJ | A0_F_ARR)) check_items(L, a, f);
-      else check_string(L, a, pub_name(f), -1, 0);
+      else {
+        check_string(L, a, pub_name(f), -1, 0);
+        a->val[i] = lua_tolstring(L, -1, &a->vlen[i]);   /* checked once, encoded from here */
+      }
       lua_pop(L, 1);
     }
   }
-  for (const a0_field *f = a->ep->fields; f->name != NULL; f++) {
-    if (!(f->flags & A0_F_REQ)) continue;
-    if (lua_isnoneornil(L, t)) missing(L, a, f);
-    a0c_rawgetfield(L, t, f->name);
-    if (lua_isnil(L, -1)) missing(L, a, f);
+  for (const a0_field *f = a->ep->fields; f->name != NULL; f++)
+    if ((f->flags & A0_F_REQ) && !(a->present & (1u << (f - a->ep->fields)))) missing(L, a, f);
+}
+
+/* The options the checks read; a call's opts usually holds only fn, so one pass over it
+ * spares looking up each of the others by name. */
+static const char *const known_opts[] = { "fn", "arg", "bearer", "language", "path_arg", "query", "body",
+                                          "timeout", NULL };
+
+static unsigned opt_bit(const char *k) {
+  for (int i = 0; known_opts[i] != NULL; i++)
+    if (known_opts[i][0] == k[0] && strcmp(known_opts[i], k) == 0) return 1u << i;
+  return 0;
+}
+
+static void scan_options(lua_State *L, a0l_call *a) {
+  if (lua_isnoneornil(L, a->o)) return;
+  lua_pushnil(L);
+  while (lua_next(L, a->o) != 0) {
+    if (lua_type(L, -2) == LUA_TSTRING) a->opts_has |= opt_bit(lua_tostring(L, -2));
     lua_pop(L, 1);
   }
 }
 
+static int has_opt(const a0l_call *a, const char *k) { return (a->opts_has & opt_bit(k)) != 0; }
+
 static const char *opt_string(lua_State *L, const a0l_call *a, const char *k, size_t *len, int header) {
   const char *s = NULL;
-  if (lua_isnoneornil(L, a->o)) return NULL;
+  if (lua_isnoneornil(L, a->o) || !has_opt(a, k)) return NULL;
   a0c_rawgetfield(L, a->o, k);
   if (!lua_isnil(L, -1)) {
     if (header >= 0) check_string(L, a, k, -1, header);
@@ -180,7 +203,8 @@ static void check_naming(lua_State *L, a0l_call *a) {
   a0c_rawgetfield(L, a->o, "fn");
   if (lua_type(L, -1) == LUA_TSTRING) a->fn = lua_tostring(L, -1);
   else if (!lua_isnil(L, -1)) luaL_error(L, "option 'fn' must be a string");
-  a0c_rawgetfield(L, a->o, "arg");
+  if (has_opt(a, "arg")) a0c_rawgetfield(L, a->o, "arg");
+  else lua_pushnil(L);
   if (!lua_isnil(L, -1)) {
     lua_Number v = lua_tonumber(L, -1);
     if (lua_type(L, -1) != LUA_TNUMBER || !(v >= 1 && v <= 255) || v != (int)v)
@@ -237,7 +261,7 @@ static void check_options(lua_State *L, a0l_call *a) {
     bad_value(L, a, "bearer", "a bearer token is required");
   if (ep->path[strlen(ep->path) - 1] == '/' && (a->seg == NULL || a->plen == 0))
     bad_value(L, a, "path_arg", "a path argument is required");
-  if (!lua_isnoneornil(L, a->o)) {
+  if (!lua_isnoneornil(L, a->o) && has_opt(a, "timeout")) {
     a0c_rawgetfield(L, a->o, "timeout");
     if (!lua_isnil(L, -1)) {
       double v;
@@ -259,6 +283,7 @@ void a0l_check_call(lua_State *L, a0l_call *a, int ci, int e, int t, int o) {
   a->t = t;
   a->o = o;
   if (!lua_isnoneornil(L, o)) luaL_checktype(L, o, LUA_TTABLE);
+  scan_options(L, a);
   check_naming(L, a);
   check_fields(L, a);
   check_options(L, a);
@@ -267,16 +292,16 @@ void a0l_check_call(lua_State *L, a0l_call *a, int ci, int e, int t, int o) {
 /* ---- filling a transfer ---------------------------------------------------------- */
 
 /* The checked fields as key/value arrays, in the endpoint table's order (deterministic
- * bodies), grant_type first; then a0_body_json. Strings stay anchored by the fields table. */
+ * bodies), grant_type first; then a0_body_json_checked. Strings stay anchored by the fields table. */
 static int encode_fields(lua_State *L, const a0l_call *a, a0_buf *b) {
   const a0_endpoint *ep = a->ep;
-  size_t nkv = 0, nitems = 0, used = 0, bad;
-  a0_kv *kv, *items;
+  size_t nkv = 0, nitems = 0, used = 0;
+  a0_kv *kv, *items, local[24];   /* the usual call needs no allocation */
   int rc;
   for (const a0_field *f = ep->fields; f->name != NULL; f++) nkv++;
   if (!lua_isnoneornil(L, a->t))
     for (const a0_field *f = ep->fields; f->name != NULL; f++) {
-      if (!(f->flags & (A0_F_OBJ | A0_F_ARR))) continue;
+      if (!(f->flags & (A0_F_OBJ | A0_F_ARR)) || !(a->present & (1u << (f - ep->fields)))) continue;
       a0c_rawgetfield(L, a->t, f->name);
       if (lua_istable(L, -1)) {
         lua_pushnil(L);
@@ -284,8 +309,8 @@ static int encode_fields(lua_State *L, const a0l_call *a, a0_buf *b) {
       }
       lua_pop(L, 1);
     }
-  kv = calloc(nkv + 1 + nitems, sizeof *kv);
-  if (kv == NULL) return -1;
+  if (nkv + 1 + nitems <= sizeof local / sizeof local[0]) kv = memset(local, 0, sizeof local);
+  else if ((kv = calloc(nkv + 1 + nitems, sizeof *kv)) == NULL) return -1;
   items = kv + nkv + 1;
   nkv = 0;
   if (ep->grant_type != NULL) {
@@ -295,16 +320,22 @@ static int encode_fields(lua_State *L, const a0l_call *a, a0_buf *b) {
   }
   for (const a0_field *f = ep->fields; f->name != NULL && !lua_isnoneornil(L, a->t); f++) {
     a0_kv *v = &kv[nkv];
-    a0c_rawgetfield(L, a->t, f->name);
-    if (lua_isnil(L, -1)) { lua_pop(L, 1); continue; }
+    size_t i = (size_t)(f - ep->fields);
+    if (!(a->present & (1u << i))) continue;
     nkv++;
     v->key = f->name;
+    if (!(f->flags & (A0_F_OBJ | A0_F_ARR))) {   /* the string check_fields checked */
+      v->s = a->val[i];
+      v->n = a->vlen[i];
+      continue;
+    }
+    a0c_rawgetfield(L, a->t, f->name);
     if (f->flags & A0_F_ARR) {
       v->kind = A0_KV_ARRAY;
       v->items = items + used;
       v->n = a0c_rawlen(L, -1);
-      for (size_t i = 1; i <= v->n; i++, used++) {
-        lua_rawgeti(L, -1, (int)i);
+      for (size_t j = 1; j <= v->n; j++, used++) {
+        lua_rawgeti(L, -1, (int)j);
         items[used].s = lua_tolstring(L, -1, &items[used].n);
         lua_pop(L, 1);
       }
@@ -319,14 +350,12 @@ static int encode_fields(lua_State *L, const a0l_call *a, a0_buf *b) {
         v->n++;
         lua_pop(L, 1);
       }
-    } else {
-      v->s = lua_tolstring(L, -1, &v->n);
     }
     lua_pop(L, 1);
   }
-  rc = a0_body_json(b, kv, nkv, &bad);
-  free(kv);
-  return rc == 0 ? 0 : -1;   /* values were checked: only memory can fail */
+  rc = a0_body_json_checked(b, kv, nkv);   /* check_fields checked every value once */
+  if (kv != local) free(kv);
+  return rc == 0 ? 0 : -1;
 }
 
 static int header_line(a0_xfer *x, const char *name, const char *v, size_t vl) {

@@ -9,6 +9,8 @@
 
 struct curl_slist;
 
+#define A0L_MAX_FIELDS 16   /* fields of one endpoint (the shipped table has at most 7) */
+
 typedef struct {
   const a0_endpoint *ep;
   int t;                    /* stack index of the fields table (may be nil) */
@@ -18,6 +20,10 @@ typedef struct {
   const char *bearer, *lang, *seg, *query, *raw, *fwd;
   size_t blen, llen, plen, qlen, rlen, flen;
   long timeout_ms;
+  unsigned opts_has;        /* which known options opts holds (checks read only those) */
+  unsigned present;         /* bit i: the fields table holds ep->fields[i] */
+  const char *val[A0L_MAX_FIELDS];   /* string fields as checked, anchored by the table */
+  size_t vlen[A0L_MAX_FIELDS];
 } a0l_call;
 
 /* Checks (endpoint at e, fields at t, opts at o) of the client at ci; raises on misuse and

@@ -88,7 +88,7 @@ static int push_result(lua_State *L, a0_xfer *x) {
   }
   lua_pushinteger(L, x->status);
   lua_pushlstring(L, x->resp.data ? x->resp.data : "", x->resp.len);
-  lua_createtable(L, 0, 2);
+  lua_createtable(L, 0, 4);   /* content type and the three rate-limit headers: no rehash */
   for (int h = 0; h < A0_NHDR; h++) {
     const char *v = a0_xfer_header(x, h);
     if (v[0] == '\0') continue;

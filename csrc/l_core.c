@@ -14,5 +14,6 @@ int luaopen_auth0_core(lua_State *L) {
   a0l_open_store(L);
   a0l_open_call(L);
   a0l_open_listen(L);
+  a0l_open_json(L);
   return 1;
 }

@@ -12,7 +12,7 @@ local cjson = require("cjson.safe").new()
 
 local type, pairs, tostring, tonumber, setmetatable, pcall, max =
   type, pairs, tostring, tonumber, setmetatable, pcall, math.max
-local now, sleep = core.now, core.sleep
+local now, sleep, json_flat = core.now, core.sleep, core.json_flat
 local new_error, from_response = errors.new, errors.from_response
 local at = check.at
 
@@ -216,20 +216,21 @@ local function finish(self, ep, fit, status, body, hdrs)
     self:_log("debug", "response", { endpoint = ep, status = status, request_id = hdrs and hdrs.request_id })
   end
   if status >= 200 and status < 300 then
-    local decoded = true
-    if body ~= "" and not body:find("^%s*$") then
+    -- a flat object (a token set) decodes in C as cjson would; anything else through cjson
+    local decoded = body ~= "" and json_flat(body) or true
+    if decoded == true and body ~= "" and not body:find("^%s*$") then
       decoded = cjson.decode(body)
       if decoded == nil then
         return nil, errors.add_headers(new_error("bad_response", "the server sent invalid JSON",
           { status = status, context = ep }), hdrs)
       end
-      -- old servers answer authorization_pending with 200 (docs/protocol.md, "MFA push"): an
-      -- error body is an error whatever the status
-      if type(decoded) == "table" and type(decoded.error) == "string" and decoded.access_token == nil then
-        local e = from_response(status, body, hdrs, ep)
-        if self._on_log then self:_log("info", "request failed", { endpoint = ep, status = status, code = e.code }) end
-        return nil, e
-      end
+    end
+    -- old servers answer authorization_pending with 200 (docs/protocol.md, "MFA push"): an
+    -- error body is an error whatever the status
+    if type(decoded) == "table" and type(decoded.error) == "string" and decoded.access_token == nil then
+      local e = from_response(status, body, hdrs, ep)
+      if self._on_log then self:_log("info", "request failed", { endpoint = ep, status = status, code = e.code }) end
+      return nil, e
     end
     if not fit then return decoded end
     local v, msg = fit(decoded, self)
@@ -245,6 +246,9 @@ local function finish(self, ep, fit, status, body, hdrs)
   return nil, e
 end
 
+-- Only a failed connection, 429 or 503 can be retried (auth0.retry): the common answer skips the policy.
+local function may_retry(status) return status == nil or status == 429 or status == 503 end
+
 -- A retry only gets what is left of the call's timeout.
 local function remaining(opts, left)
   local o = {}
@@ -257,7 +261,8 @@ function Client:_timeout(opts) return (opts and opts.timeout) or self._cfg.timeo
 
 -- One blocking call, retries included.
 function Client:_call_blocking(ep, fields, opts, fit)
-  local cfg, timeout = self._cfg, self:_timeout(opts)
+  local cfg = self._cfg
+  local timeout = (opts and opts.timeout) or cfg.timeout   -- self:_timeout(opts), inlined: per call
   local deadline = now() + timeout
   local attempt, o = 0, opts
   while true do
@@ -266,6 +271,7 @@ function Client:_call_blocking(ep, fields, opts, fit)
     local status, body, hdrs
     if self._transport then status, body, hdrs = via_transport(self, ep, fields, o)
     else status, body, hdrs = self._core:request(ep, fields, o) end
+    if status ~= nil and status ~= 429 and status ~= 503 then return finish(self, ep, fit, status, body, hdrs) end
     local wait = retry.wait(cfg, ep, attempt, status, body, hdrs, deadline - now(), timeout)
     if not wait then return finish(self, ep, fit, status, body, hdrs) end
     self:_log("info", "retrying", { endpoint = ep, attempt = attempt, wait = wait })
@@ -281,7 +287,7 @@ function Client:_attempts(req, ep, fields, opts, fit, on_result)
   local deadline = now() + timeout
   local attempt, send = 1, nil
   local function answer(status, body, hdrs)
-    local wait = retry.wait(cfg, ep, attempt, status, body, hdrs, deadline - now(), timeout)
+    local wait = may_retry(status) and retry.wait(cfg, ep, attempt, status, body, hdrs, deadline - now(), timeout)
     if not wait then return on_result(finish(self, ep, fit, status, body, hdrs)) end
     if self._on_log then self:_log("info", "retrying", { endpoint = ep, attempt = attempt, wait = wait }) end
     attempt = attempt + 1
