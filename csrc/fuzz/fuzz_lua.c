@@ -115,7 +115,7 @@ static const char HARNESS[] =
   "      assert(type(t.header) == 'table' and type(t.payload) == 'table', 'bad parts')\n"
   "      assert(type(t.signing_input) == 'string' and type(t.signature) == 'string')\n"
   "    else\n"
-  "      assert(type(err) == 'string', 'no message')\n"
+  "      assert(errors.is(err) and err.code == 'invalid_jwt' and type(err.message) == 'string', 'no error')\n"
   "    end\n"
   "  else\n"
   "    local r, err = otp.parse_otpauth(arg)\n"
@@ -128,7 +128,7 @@ static const char HARNESS[] =
   "      assert(r.secret == nil or type(r.secret) == 'string', 'bad secret')\n"
   "      assert(r.type ~= 'hotp' or math.type(r.counter) == 'integer', 'bad counter')\n"
   "    else\n"
-  "      assert(type(err) == 'string', 'no message')\n"
+  "      assert(errors.is(err) and err.code == 'invalid_otpauth' and type(err.message) == 'string', 'no error')\n"
   "    end\n"
   "  end\n"
   "end\n";
