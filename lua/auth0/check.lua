@@ -9,7 +9,8 @@ local type, error, tostring, tonumber, ipairs, getinfo = type, error, tostring, 
 
 local M = {}
 
--- The first stack level outside the library's own files: where the misuse is.
+-- The first stack level outside the library's own files: where the misuse is (flow's
+-- misuse uses it too).
 local function user_level()
   local level = 3
   while true do
@@ -19,6 +20,7 @@ local function user_level()
     level = level + 1
   end
 end
+M.user_level = user_level
 
 --- Raises `bad argument #narg to 'fn' (msg)` at the first caller outside auth0.
 -- @tparam string fn public function name

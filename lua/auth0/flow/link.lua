@@ -27,23 +27,7 @@ local function on_answer(f)
   end
 end
 
--- The launch of machine.lua, which is local there: the same generation and cancel rules.
-local function launch(f, state, start, on_result)
-  f._gen = f._gen + 1
-  local old = f._req
-  if old and not old:done() then old:cancel() end
-  local gen, answered = f._gen, false
-  local req = start(function(result, e)
-    if f._gen ~= gen then return end
-    answered = true
-    f._req = nil
-    if e and e.reason == "cancelled" then return finish(f, "cancelled", e) end
-    on_result(result, e)
-  end)
-  if answered or f._gen ~= gen then return end
-  f._req = req
-  set_state(f, state)
-end
+local launch = machine.launch
 
 --- Sends the link (state sending_link, then awaiting_link; a failed first send fails the flow).
 function _M.send_link(f)

@@ -3,8 +3,8 @@
 -- Decisions switch on `err.reason` (lua/auth0/error.lua), never on Auth0's wording.
 local auth0 = require "auth0"
 
-local type, pairs, ipairs, tostring, select, error, rawget, getinfo =
-  type, pairs, ipairs, tostring, select, error, rawget, debug.getinfo
+local type, pairs, ipairs, tostring, select, error, rawget =
+  type, pairs, ipairs, tostring, select, error, rawget
 local time, now = os.time, auth0.core.now
 local new_error = auth0.error.new
 
@@ -22,16 +22,7 @@ function Flow.__index(f, k)
   return Flow[k]
 end
 
--- The first stack level outside the library's files: where the misuse is (as in check.lua).
-local function user_level()
-  local level = 3
-  while true do
-    local info = getinfo(level, "S")
-    if not info then return 0 end
-    if not info.source:find("[/\\]auth0[/\\][%w_/\\]*%.lua$") then return level - 1 end
-    level = level + 1
-  end
-end
+local user_level = require("auth0.check").user_level
 
 -- Misuse raises "auth0.flow: ..." at the caller of the public function.
 local function misuse(msg) error("auth0.flow: " .. msg, user_level()) end
@@ -92,6 +83,7 @@ local function launch(f, state, start, on_result, err)
   f._req = req
   set_state(f, state, err)
 end
+_M.launch = launch
 
 -- Errors after which the same step may simply be tried again (later).
 local TRANSIENT = { rate_limited = true, too_many_attempts = true, timeout = true, network = true, tls = true,
