@@ -196,10 +196,11 @@ function Client:passwordless_complete_link(callback_url, link, cb)
   local e
   if not u then
     e = invalid("the callback is not an absolute URL")
+  elseif u.params.state ~= state then
+    -- first: an error answer carries the state too (RFC 6749 4.1.2.1), and one without it is forged
+    e = errors.new("invalid_state", "the callback's state is not this login's", { reason = "invalid_state" })
   elseif u.params.error then
     e = errors.new(u.params.error, u.params.error_description or u.params.error, { context = "magic link" })
-  elseif u.params.state ~= state then
-    e = errors.new("invalid_state", "the callback's state is not this login's", { reason = "invalid_state" })
   elseif not u.params.code and not u.params.id_token then
     e = invalid("the callback has no code and no tokens")
   end
