@@ -43,3 +43,61 @@ describe("passwordless_complete_link against forged callbacks", function()
     c:close()
   end)
 end)
+
+describe("auth0.loopback against connections that hold it", function()
+  local socket = require "socket"
+
+  local function connect(port)
+    local s = assert(socket.tcp())
+    s:settimeout(2)
+    assert(s:connect("127.0.0.1", port))
+    return s
+  end
+
+  -- Steps lb until it has the callback; gives up after `limit` seconds.
+  local function wait(lb, limit)
+    local t0 = socket.gettime()
+    while socket.gettime() - t0 < limit do
+      local url, err = lb:step()
+      if url or err then return url, err end
+      socket.sleep(0.01)
+    end
+  end
+
+  -- A browser's speculative preconnect (or a local process, or a web page's
+  -- <link rel=preconnect>) opens sockets that send nothing; the listener read one connection
+  -- at a time, so each of them held the real redirect for the idle limit (3 s).
+  for _, idle_count in ipairs({ 1, 20 }) do
+    it("answers the browser's request while " .. idle_count .. " silent connection(s) stay open", function()
+      local lb = assert(auth0.loopback {})
+      lb.state = "s1"
+      local idle = {}
+      for i = 1, idle_count do
+        idle[i] = connect(lb.port)
+        lb:step()   -- accepted and read (nothing) before the browser comes
+      end
+      local real = connect(lb.port)
+      assert(real:send("GET /callback?code=c1&state=s1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
+      local url = wait(lb, 2)
+      assert.equal(lb.redirect_uri .. "?code=c1&state=s1", url)
+      assert.matches("^HTTP/1.1 200", real:receive("*l"))
+      for _, s in ipairs(idle) do s:close() end
+      real:close()
+    end)
+  end
+
+  it("a request trickled byte by byte between other connections is still read whole", function()
+    local lb = assert(auth0.loopback {})
+    local a, b = connect(lb.port), connect(lb.port)
+    local req = "GET /callback?code=c2 HTTP/1.1\r\nHost: x\r\n\r\n"
+    local url
+    for i = 1, #req do
+      assert(a:send(req:sub(i, i)))
+      if i % 5 == 0 then assert(b:send("X")) end
+      url = url or lb:step()
+    end
+    url = url or wait(lb, 2)
+    assert.equal(lb.redirect_uri .. "?code=c2", url)
+    a:close(); b:close()
+  end)
+end)
