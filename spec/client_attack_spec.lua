@@ -44,3 +44,51 @@ describe("a table raised from a callback", function()
     end
   end)
 end)
+
+describe("callbacks that close, cancel and raise", function()
+  setup(function() server = emu.start() end)
+  before_each(function() emu.reset() end)
+
+  local function new(opts)
+    local o = { base_url = server.base_url, ca_file = server.ca_file, client_id = "emu-native" }
+    for k, v in pairs(opts or {}) do o[k] = v end
+    return auth0.new(o)
+  end
+
+  it("close from a callback ends every other request once, and later polls raise", function()
+    local errs = {}
+    local c = new { on_callback_error = function(m) errs[#errs + 1] = m end }
+    local calls, closing = {}, false
+    for i = 1, 6 do
+      c:passwordless_start({ connection = "email", email = "c" .. i .. "@example.com" }, function(r, err)
+        calls[i] = (calls[i] or 0) + 1
+        if r and not closing then closing = true; c:close() end
+        if not r then assert.equal("cancelled", err.code) end
+      end)
+    end
+    local deadline = os.time() + 10
+    while not closing do c:poll(20); assert(os.time() < deadline, "no answer") end
+    for i = 1, 6 do assert.equal(1, calls[i], "callback " .. i) end
+    assert.same({}, errs)
+    assert.has_error(function() c:poll(0) end)
+  end)
+
+  it("cancelling a request whose answer is already queued runs its callback once", function()
+    local c = new()
+    local n = { a = 0, b = 0 }
+    local b
+    c:passwordless_start({ connection = "email", email = "a@example.com" }, function()
+      n.a = n.a + 1
+      b:cancel()
+    end)
+    b = c:passwordless_start({ connection = "email", email = "b@example.com" }, function()
+      n.b = n.b + 1
+      b:cancel()   -- from its own callback: a no-op
+    end)
+    local deadline = os.time() + 10
+    while n.a + n.b < 2 do c:poll(20); assert(os.time() < deadline, "no answer") end
+    c:poll(50); c:poll(50)
+    assert.same({ a = 1, b = 1 }, n)
+    c:close()
+  end)
+end)
