@@ -44,6 +44,52 @@ describe("passwordless_complete_link against forged callbacks", function()
   end)
 end)
 
+describe("passwordless_complete_link after a key rotation", function()
+  local CB = "https://app.example/callback"
+  setup(function() server = server or emu.start() end)
+  before_each(function()
+    emu.reset()
+    emu.control("POST", "/__emulator/callbacks", { client_id = "emu-native", callbacks = { CB } })
+  end)
+
+  -- Opens the magic link with curl (not following the redirect): the Location.
+  local function open(url)
+    local p = assert(io.popen(string.format("env -u LD_PRELOAD curl -s --cacert '%s' -o /dev/null -w '%%{redirect_url}' '%s'",
+      server.ca_file, (url:gsub("'", "%%27")))))
+    local loc = p:read("*a")
+    p:close()
+    return loc
+  end
+
+  -- The completion checked the nonce against the held JWKS only: a token signed with a key
+  -- the tenant rotated in was refused (unknown kid) until jwks_ttl, where verify_id_token
+  -- refetches the key set (and an id_token_alg = "HS256" client was refused outright).
+  for _, async in ipairs({ false, true }) do
+    it("verifies the ID token with the client's key set" .. (async and " (callback form)" or ""), function()
+      local c = client({ jwks_min_refetch = 0.2 })
+      assert(c:jwks())   -- keys held, then the tenant rotates
+      emu.control("POST", "/__emulator/keys", { rotate = true, keep_old = true })
+      auth0.core.sleep(0.25)
+      local email = "rot@example.com"
+      local _, link = assert(c:passwordless_start { connection = "email", email = email, send = "link", redirect_uri = CB })
+      local out = emu.control("GET", "/__emulator/outbox?to=" .. auth0.core.pct_escape(email))
+      local loc = open(out.messages[#out.messages].link)
+      local t, err
+      if async then
+        local done = false
+        c:passwordless_complete_link(loc, link, function(tt, e) t, err, done = tt, e, true end)
+        local deadline = os.time() + 10
+        while not done do c:poll(20); assert(os.time() < deadline, "no answer") end
+      else
+        t, err = c:passwordless_complete_link(loc, link)
+      end
+      assert.is_nil(err, err and tostring(err))
+      assert.is_string(t.access_token)
+      c:close()
+    end)
+  end
+end)
+
 describe("auth0.loopback against connections that hold it", function()
   local socket = require "socket"
 
