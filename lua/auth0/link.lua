@@ -5,7 +5,6 @@ local core = require "auth0.core"
 local check = require "auth0.check"
 local shape = require "auth0.shape"
 local errors = require "auth0.error"
-local jwt = require "auth0.jwt"
 local Client = require("auth0.client").Client
 require "auth0.login"
 
@@ -158,23 +157,25 @@ function Client:passwordless_start(p, cb)
   return start(self, q, function(r, e) cb(r, e, r ~= nil and link or nil) end)
 end
 
--- Checks the ID token's nonce (and signature and claims): returns the function to give the
--- JWKS to, which calls done(tokens) or done(nil, err); or calls done(nil, err) and returns nil.
-local function check_nonce(self, tokens, nonce, done)
-  if tokens.id_token == nil then
+-- Checks the ID token's nonce (and signature and claims) as verify_id_token does, with the
+-- client's key set (refetched for a rotated key) and its pinned algorithm; then calls
+-- done(tokens) or done(nil, err), from the callback when `async`.
+local function check_nonce(self, tokens, nonce, done, async)
+  local tok = tokens.id_token
+  if tok == nil then
     return done(nil, errors.new("invalid_id_token", "the answer has no id_token to check the nonce against"))
   end
-  local function with(jwks, err)
-    if not jwks then return done(nil, err) end
-    local claims, verr = jwt.verify_id_token(tokens.id_token, { jwks = jwks, issuer = self._cfg.issuer,
-      client_id = self._cfg.client_id, nonce = nonce })
+  local function after(claims, err)
     if not claims then
-      if errors.is(verr) then return done(nil, verr) end
-      return done(nil, errors.new("invalid_id_token", tostring(verr)))
+      if errors.is(err) then return done(nil, err) end
+      return done(nil, errors.new("invalid_id_token", tostring(err)))
     end
     return done(tokens)
   end
-  return with
+  -- the token came from the network: a value verify_id_token would refuse as misuse is invalid
+  local ok, r1, r2 = pcall(self.verify_id_token, self, tok, { nonce = nonce }, async and after or nil)
+  if not ok then return after(nil, errors.new("invalid_id_token", "the id_token cannot be verified")) end
+  if not async then return after(r1, r2) end
 end
 
 --- Completes a link login from the redirect it led to: checks `state`, then exchanges the
@@ -225,8 +226,7 @@ function Client:passwordless_complete_link(callback_url, link, cb)
       local function done(...) req:finish(...) end
       local ok, serr = self:_attempts(req, "authorization_code", fields, O_CODE, shape.tokens, function(t, terr)
         if not t then return done(nil, terr) end
-        local with = check_nonce(self, t, nonce, done)
-        if with then self:jwks(with) end
+        check_nonce(self, t, nonce, done, true)
       end)
       if not ok then return nil, serr end
       return req
@@ -238,14 +238,12 @@ function Client:passwordless_complete_link(callback_url, link, cb)
     if cb then
       if self._sched.closed then COMPLETE:fail("attempt to use a closed auth0.Client") end
       local req = self._sched:request("passwordless_complete_link", cb)
-      local with = check_nonce(self, tokens, nonce, function(...) req:finish(...) end)
-      if with then self:jwks(with) end
+      check_nonce(self, tokens, nonce, function(...) req:finish(...) end, true)
       return req
     end
   end
   local result, rerr
-  local with = check_nonce(self, tokens, nonce, function(t, ee) result, rerr = t, ee end)
-  if with then with(self:jwks()) end
+  check_nonce(self, tokens, nonce, function(t, ee) result, rerr = t, ee end, false)
   return result, rerr
 end
 
