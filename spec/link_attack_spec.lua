@@ -90,6 +90,38 @@ describe("passwordless_complete_link after a key rotation", function()
   end
 end)
 
+describe("the emulator's PKCE", function()
+  local CB = "https://app.example/callback"
+  setup(function() server = server or emu.start() end)
+  before_each(function()
+    emu.reset()
+    emu.control("POST", "/__emulator/callbacks", { client_id = "emu-native", callbacks = { CB } })
+  end)
+
+  -- An unknown code_challenge_method was compared as "plain": whoever can rewrite a link
+  -- (or a client that misspells S256) got a code whose verifier is the challenge itself.
+  -- The discovery document says S256 and plain; anything else is refused at the redirect.
+  it("refuses a code_challenge_method other than S256 and plain", function()
+    local c = client()
+    local email = "pkce@example.com"
+    local _, link = assert(c:passwordless_start { connection = "email", email = email, send = "link", redirect_uri = CB })
+    local url = emu.control("GET", "/__emulator/outbox?to=" .. auth0.core.pct_escape(email)).messages[1].link
+    assert.matches("code_challenge_method=S256", url)
+    url = url:gsub("code_challenge_method=S256", "code_challenge_method=S512")
+             :gsub("code_challenge=[^&]*", "code_challenge=" .. link.code_verifier)
+    local p = assert(io.popen(string.format("env -u LD_PRELOAD curl -s --cacert '%s' -o /dev/null -w '%%{redirect_url}' '%s'",
+      server.ca_file, (url:gsub("'", "%%27")))))
+    local loc = p:read("*a")
+    p:close()
+    assert.matches("error=invalid_request", loc)
+    assert.is_nil(loc:find("code=", 1, true))
+    local t, err = c:passwordless_complete_link(loc, link)
+    assert.is_nil(t)
+    assert.equal("invalid_request", err.code)
+    c:close()
+  end)
+end)
+
 describe("auth0.loopback against connections that hold it", function()
   local socket = require "socket"
 
