@@ -126,6 +126,11 @@ function methods:verify_redirect(req)
     return redirect(uri, { error = "unsupported_response_type", error_description = "Unsupported response type: "
                            .. rtype, state = q.state })
   end
+  -- the methods the discovery document lists; another one must not be compared as plain
+  if q.code_challenge ~= nil and q.code_challenge_method ~= nil and q.code_challenge_method ~= "S256"
+      and q.code_challenge_method ~= "plain" then
+    return fail("invalid_request", "Invalid code_challenge_method")
+  end
   local conn = type(q.connection) == "string" and self.connections[q.connection]
   local field = conn and conn.strategy == "sms" and "phone_number" or "email"
   local identifier = q[field]
