@@ -122,6 +122,59 @@ describe("the emulator's PKCE", function()
   end)
 end)
 
+describe("a flow with a loopback listener after a failed link", function()
+  local flow = require "auth0.flow"
+  setup(function() server = server or emu.start() end)
+  before_each(function() emu.reset() end)
+
+  local function open(url)
+    local p = assert(io.popen(string.format("env -u LD_PRELOAD curl -s --cacert '%s' -o /dev/null -w '%%{redirect_url}' '%s'",
+      server.ca_file, (url:gsub("'", "%%27")))))
+    local loc = p:read("*a")
+    p:close()
+    return loc
+  end
+  -- What a browser does with the redirect: GET it on the listener (in the background; the
+  -- listener answers only when polled). @return a function: the HTTP status once curl ended
+  local function browse(loc)
+    local st = os.tmpname()
+    os.execute(string.format("(env -u LD_PRELOAD curl -s -m 10 -o /dev/null -w '%%{http_code}' '%s' > '%s.tmp'; mv '%s.tmp' '%s') &",
+      loc, st, st, st))
+    return function()
+      local f = io.open(st); local v = f and f:read("*a"); if f then f:close() end
+      if v and v ~= "" then os.remove(st); return tonumber(v) end
+    end
+  end
+
+  -- The listener closes after one callback with its state, an error one too (an expired
+  -- link); resend_link then sent a link whose redirect went to a closed port.
+  it("resend_link after an expired link still completes through the loopback", function()
+    emu.control("POST", "/__emulator/callbacks", { client_id = "emu-native", callbacks = { "http://127.0.0.1/callback" } })
+    local c = client()
+    local lb = assert(auth0.loopback {})
+    local email = "again@example.com"
+    local f = flow.login(c, { connection = "email", email = email, send = "link", loopback = lb })
+    local deadline = os.time() + 20
+    local function until_(pred) while not pred() do c:poll(20); assert(os.time() < deadline, "stuck in " .. f.state) end end
+    until_(function() return f.state == "awaiting_link" end)
+    emu.control("POST", "/__emulator/clock", { advance = 400 })
+    local st = browse(open(emu.control("GET", "/__emulator/outbox?to=" .. email).messages[1].link))
+    until_(function() return f.state == "awaiting_link" and f.error ~= nil end)
+    assert.equal("access_denied", f.error.code)
+    until_(st)
+    f:resend_link()
+    until_(function() return f.state == "awaiting_link" and f._sends == 2 end)
+    local msgs = emu.control("GET", "/__emulator/outbox?to=" .. email).messages
+    local st2 = browse(open(msgs[#msgs].link))
+    until_(function() return f.state == "done" or f.state == "failed" or (f.error and f.error.code ~= "access_denied") end)
+    assert.equal("done", f.state, f.error and tostring(f.error))
+    local code
+    until_(function() code = st2(); return code end)
+    assert.equal(200, code)
+    c:close()
+  end)
+end)
+
 describe("auth0.loopback against connections that hold it", function()
   local socket = require "socket"
 
