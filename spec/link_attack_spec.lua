@@ -146,9 +146,9 @@ describe("a flow with a loopback listener after a failed link", function()
     end
   end
 
-  -- The listener closes after one callback with its state, an error one too (an expired
-  -- link); resend_link then sent a link whose redirect went to a closed port.
-  it("resend_link after an expired link still completes through the loopback", function()
+  -- The listener closes after one callback with its state, an error one too (a wrong or
+  -- expired link); resend_link then sent a link whose redirect went to a closed port.
+  it("resend_link after a failed link still completes through the loopback", function()
     emu.control("POST", "/__emulator/callbacks", { client_id = "emu-native", callbacks = { "http://127.0.0.1/callback" } })
     local c = client()
     local lb = assert(auth0.loopback {})
@@ -157,8 +157,10 @@ describe("a flow with a loopback listener after a failed link", function()
     local deadline = os.time() + 20
     local function until_(pred) while not pred() do c:poll(20); assert(os.time() < deadline, "stuck in " .. f.state) end end
     until_(function() return f.state == "awaiting_link" end)
-    emu.control("POST", "/__emulator/clock", { advance = 400 })
-    local st = browse(open(emu.control("GET", "/__emulator/outbox?to=" .. email).messages[1].link))
+    -- a mistyped link (a wrong code) redirects with this login's state and an error
+    local first = emu.control("GET", "/__emulator/outbox?to=" .. email).messages[1].link
+    local wrong = first:match("verification_code=(%d+)") == "000000" and "111111" or "000000"
+    local st = browse(open((first:gsub("verification_code=%d+", "verification_code=" .. wrong))))
     until_(function() return f.state == "awaiting_link" and f.error ~= nil end)
     assert.equal("access_denied", f.error.code)
     until_(st)
