@@ -177,6 +177,43 @@ describe("a flow with a loopback listener after a failed link", function()
   end)
 end)
 
+describe("the fragment's tokens", function()
+  local CB = "https://app.example/callback"
+  setup(function() server = server or emu.start() end)
+  before_each(function()
+    emu.reset()
+    emu.control("POST", "/__emulator/callbacks", { client_id = "emu-native", callbacks = { CB } })
+  end)
+
+  local function redirect_of(c, email)
+    local _, link = assert(c:passwordless_start { connection = "email", email = email, send = "link",
+      redirect_uri = CB, response_type = "token id_token" })
+    local url = emu.control("GET", "/__emulator/outbox?to=" .. auth0.core.pct_escape(email)).messages[1].link
+    local p = assert(io.popen(string.format("env -u LD_PRELOAD curl -s --cacert '%s' -o /dev/null -w '%%{redirect_url}' '%s'",
+      server.ca_file, (url:gsub("'", "%%27")))))
+    local loc = p:read("*a")
+    p:close()
+    return loc, link
+  end
+
+  -- OIDC Core 3.2.2.9/3.2.2.10: with "token id_token" the ID token's at_hash binds the access
+  -- token; without the check an access token of another login (another user's, or one of
+  -- lower rights) rode along with this login's signed ID token.
+  it("an access token swapped into the fragment is refused (at_hash)", function()
+    local c = client()
+    local loc, link = redirect_of(c, "victim@example.com")
+    local other = redirect_of(c, "attacker@example.com")
+    local swapped = loc:gsub("access_token=[^&]*", other:match("access_token=[^&]*"))
+    assert.are_not.equal(loc, swapped)
+    local t, err = c:passwordless_complete_link(swapped, link)
+    assert.is_nil(t)
+    assert.equal("invalid_id_token", err.code)
+    -- the untouched redirect still logs in
+    assert.is_string(assert(c:passwordless_complete_link(loc, link)).access_token)
+    c:close()
+  end)
+end)
+
 describe("auth0.loopback against connections that hold it", function()
   local socket = require "socket"
 
