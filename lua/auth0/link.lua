@@ -159,8 +159,9 @@ end
 
 -- Checks the ID token's nonce (and signature and claims) as verify_id_token does, with the
 -- client's key set (refetched for a rotated key) and its pinned algorithm; then calls
--- done(tokens) or done(nil, err), from the callback when `async`.
-local function check_nonce(self, tokens, nonce, done, async)
+-- done(tokens) or done(nil, err), from the callback when `async`. With `bind` (tokens from
+-- the fragment) the ID token's at_hash must match the access token (OIDC Core 3.2.2.9).
+local function check_nonce(self, tokens, nonce, done, async, bind)
   local tok = tokens.id_token
   if tok == nil then
     return done(nil, errors.new("invalid_id_token", "the answer has no id_token to check the nonce against"))
@@ -169,6 +170,10 @@ local function check_nonce(self, tokens, nonce, done, async)
     if not claims then
       if errors.is(err) then return done(nil, err) end
       return done(nil, errors.new("invalid_id_token", tostring(err)))
+    end
+    if bind and tokens.access_token ~= nil
+        and claims.at_hash ~= core.b64url_encode(core.sha256(tokens.access_token):sub(1, 16)) then
+      return done(nil, errors.new("invalid_id_token", "the id token's at_hash does not match the access token"))
     end
     return done(tokens)
   end
@@ -238,12 +243,12 @@ function Client:passwordless_complete_link(callback_url, link, cb)
     if cb then
       if self._sched.closed then COMPLETE:fail("attempt to use a closed auth0.Client") end
       local req = self._sched:request("passwordless_complete_link", cb)
-      check_nonce(self, tokens, nonce, function(...) req:finish(...) end, true)
+      check_nonce(self, tokens, nonce, function(...) req:finish(...) end, true, true)
       return req
     end
   end
   local result, rerr
-  check_nonce(self, tokens, nonce, function(t, ee) result, rerr = t, ee end, false)
+  check_nonce(self, tokens, nonce, function(t, ee) result, rerr = t, ee end, false, p.code == nil)
   return result, rerr
 end
 
