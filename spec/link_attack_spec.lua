@@ -208,6 +208,12 @@ describe("the fragment's tokens", function()
     local t, err = c:passwordless_complete_link(swapped, link)
     assert.is_nil(t)
     assert.equal("invalid_id_token", err.code)
+    local got
+    c:passwordless_complete_link(swapped, link, function(tt, e) got = { tt, e } end)
+    local deadline = os.time() + 10
+    while not got do c:poll(20); assert(os.time() < deadline, "no answer") end
+    assert.is_nil(got[1])
+    assert.equal("invalid_id_token", got[2].code)
     -- the untouched redirect still logs in
     assert.is_string(assert(c:passwordless_complete_link(loc, link)).access_token)
     c:close()
