@@ -93,7 +93,7 @@ end
 -- The fields that hold a secret wherever the library hands out a table (tokens, MFA
 -- answers, the link of passwordless_start, options): never rendered.
 local SECRET = { access_token = true, id_token = true, refresh_token = true, mfa_token = true,
-  client_secret = true, otp = true, code = true, verification_code = true, recovery_code = true,
+  client_secret = true, otp = true, verification_code = true, recovery_code = true,
   binding_code = true, oob_code = true, code_verifier = true, nonce = true, recovery_codes = true,
   password = true, secret = true, token = true, barcode_uri = true }
 
