@@ -27,12 +27,18 @@ static int nonblock(int fd) {
   return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
+void a0_listen_init(a0_listener *l) {
+  memset(l, 0, sizeof *l);
+  l->fd = -1;
+  l->cur = -1;
+  for (int i = 0; i < A0_LISTEN_CONNS; i++) l->c[i].fd = -1;
+}
+
 int a0_listen_open(a0_listener *l, int port) {
   struct sockaddr_in sa;
   socklen_t sl = sizeof sa;
   int one = 1;
-  memset(l, 0, sizeof *l);
-  l->fd = l->conn = -1;
+  a0_listen_init(l);
   if (port < 0 || port > 65535) return EINVAL;
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return errno;
@@ -42,7 +48,7 @@ int a0_listen_open(a0_listener *l, int port) {
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);   /* never another interface */
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || nonblock(fd) < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
-      listen(fd, 8) < 0 || getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
+      listen(fd, 64) < 0 || getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
     int e = errno;
     close(fd);
     return e;
@@ -52,37 +58,42 @@ int a0_listen_open(a0_listener *l, int port) {
   return 0;
 }
 
-static void drop_conn(a0_listener *l) {
-  if (l->conn >= 0) close(l->conn);
-  l->conn = -1;
-  a0_wipe(l->req, sizeof l->req);
-  l->len = 0;
+static void drop_conn(a0_listener *l, a0_listen_conn *c) {
+  if (c->fd >= 0) close(c->fd);
+  c->fd = -1;
+  a0_wipe(c->req, sizeof c->req);   /* may hold an authorization code */
+  c->len = 0;
+  if (l->cur >= 0 && &l->c[l->cur] == c) l->cur = -1;
 }
 
-void a0_listen_reply(a0_listener *l, int status, const char *body, size_t n) {
+static void answer(a0_listener *l, a0_listen_conn *c, int status, const char *body, size_t n) {
   char head[256];
   const char *text = status == 200 ? "OK" : status == 404 ? "Not Found" : status == 405 ? "Method Not Allowed"
                    : status == 431 ? "Request Header Fields Too Large" : "Bad Request";
-  if (l->conn < 0) return;
+  if (c->fd < 0) return;
   int h = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: text/html; charset=utf-8\r\n"
                    "Content-Length: %zu\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n", status, text, n);
   /* a short answer to a local browser: one best-effort send each, never blocking */
-  if (h > 0 && send(l->conn, head, (size_t)h, MSG_NOSIGNAL | MSG_DONTWAIT) == h && n > 0)
-    (void)send(l->conn, body, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-  drop_conn(l);
+  if (h > 0 && send(c->fd, head, (size_t)h, MSG_NOSIGNAL | MSG_DONTWAIT) == h && n > 0)
+    (void)send(c->fd, body, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+  drop_conn(l, c);
 }
 
-/* A complete head in req: the GET target, or an answer of our own (returns 0). */
-static int parse(a0_listener *l, const char **target, size_t *n) {
-  char *sp1 = memchr(l->req, ' ', l->len);
-  if (sp1 == NULL || (size_t)(sp1 - l->req) != 3 || memcmp(l->req, "GET", 3) != 0) {
-    a0_listen_reply(l, sp1 == NULL ? 400 : 405, "", 0);
+void a0_listen_reply(a0_listener *l, int status, const char *body, size_t n) {
+  if (l->cur >= 0) answer(l, &l->c[l->cur], status, body, n);
+}
+
+/* A complete head in c->req: the GET target, or an answer of our own (returns 0). */
+static int parse(a0_listener *l, a0_listen_conn *c, const char **target, size_t *n) {
+  char *req = c->req, *sp1 = memchr(req, ' ', c->len);
+  if (sp1 == NULL || (size_t)(sp1 - req) != 3 || memcmp(req, "GET", 3) != 0) {
+    answer(l, c, sp1 == NULL ? 400 : 405, "", 0);
     return 0;
   }
-  char *t = sp1 + 1, *end = memchr(t, ' ', l->len - (size_t)(t - l->req));
-  char *eol = memchr(l->req, '\r', l->len);
+  char *t = sp1 + 1, *end = memchr(t, ' ', c->len - (size_t)(t - req));
+  char *eol = memchr(req, '\r', c->len);
   if (end == NULL || eol == NULL || end > eol || end == t || *t != '/') {
-    a0_listen_reply(l, 400, "", 0);
+    answer(l, c, 400, "", 0);
     return 0;
   }
   *end = '\0';
@@ -91,39 +102,66 @@ static int parse(a0_listener *l, const char **target, size_t *n) {
   return 1;
 }
 
+/* Reads what c has; 1 when it holds a complete GET (target set), else 0. */
+static int read_conn(a0_listener *l, a0_listen_conn *c, const char **target, size_t *n) {
+  while (c->fd >= 0) {
+    if (c->len >= A0_LISTEN_MAX) { answer(l, c, 431, "", 0); return 0; }
+    ssize_t r = recv(c->fd, c->req + c->len, A0_LISTEN_MAX - c->len, 0);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
+    if (r <= 0) { drop_conn(l, c); return 0; }
+    c->len += (size_t)r;
+    c->req[c->len] = '\0';
+    /* the head ends with an empty line (maybe split across reads); a GET has no body */
+    size_t from = c->len > (size_t)r + 3 ? c->len - (size_t)r - 3 : 0;
+    for (size_t i = from; i + 4 <= c->len; i++)
+      if (memcmp(c->req + i, "\r\n\r\n", 4) == 0) return parse(l, c, target, n);
+  }
+  return 0;
+}
+
+/* A slot for a new connection: a free one, else the oldest silent one, else the oldest
+ * (a preconnect that never speaks gives way to the browser that does). */
+static a0_listen_conn *free_slot(a0_listener *l) {
+  a0_listen_conn *slot = NULL;
+  for (int i = 0; i < A0_LISTEN_CONNS; i++) {
+    a0_listen_conn *c = &l->c[i];
+    if (c->fd < 0) return c;
+    if (slot == NULL || (c->len == 0 && slot->len > 0) ||
+        ((c->len == 0) == (slot->len == 0) && c->since < slot->since)) slot = c;
+  }
+  drop_conn(l, slot);
+  return slot;
+}
+
+static int found(a0_listener *l, a0_listen_conn *c) {
+  l->cur = (int)(c - l->c);
+  return A0_LISTEN_REQUEST;
+}
+
 int a0_listen_step(a0_listener *l, const char **target, size_t *n) {
   if (l->fd < 0) return A0_LISTEN_ERROR;
-  if (l->conn >= 0 && mono_ms() - l->conn_since > A0_LISTEN_IDLE_MS) drop_conn(l);
-  if (l->conn < 0) {
-    int c = accept(l->fd, NULL, NULL);
-    if (c < 0) return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
-                      ? A0_LISTEN_NONE : A0_LISTEN_ERROR;
-    if (nonblock(c) < 0 || fcntl(c, F_SETFD, FD_CLOEXEC) < 0) { close(c); return A0_LISTEN_NONE; }
-    l->conn = c;
-    l->len = 0;
-    l->conn_since = mono_ms();
+  double t = mono_ms();
+  for (int i = 0; i < A0_LISTEN_CONNS; i++) {
+    a0_listen_conn *c = &l->c[i];
+    if (c->fd >= 0 && t - c->since > A0_LISTEN_IDLE_MS) drop_conn(l, c);
+    if (c->fd >= 0 && read_conn(l, c, target, n)) return found(l, c);
   }
-  for (;;) {
-    if (l->len >= A0_LISTEN_MAX) { a0_listen_reply(l, 431, "", 0); return A0_LISTEN_NONE; }
-    ssize_t r = recv(l->conn, l->req + l->len, A0_LISTEN_MAX - l->len, 0);
-    if (r < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return A0_LISTEN_NONE;
-      drop_conn(l);
-      return A0_LISTEN_NONE;
-    }
-    if (r == 0) { drop_conn(l); return A0_LISTEN_NONE; }
-    l->len += (size_t)r;
-    l->req[l->len] = '\0';
-    /* the head ends with an empty line (maybe split across reads); a GET has no body */
-    size_t from = l->len > (size_t)r + 3 ? l->len - (size_t)r - 3 : 0;
-    for (size_t i = from; i + 4 <= l->len; i++) {
-      if (memcmp(l->req + i, "\r\n\r\n", 4) == 0) return parse(l, target, n) ? A0_LISTEN_REQUEST : A0_LISTEN_NONE;
-    }
+  /* each new connection is read as soon as it is accepted, before another can evict it */
+  for (int k = 0; k < 4 * A0_LISTEN_CONNS; k++) {
+    int fd = accept(l->fd, NULL, NULL);
+    if (fd < 0) break;
+    if (nonblock(fd) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) { close(fd); continue; }
+    a0_listen_conn *c = free_slot(l);
+    c->fd = fd;
+    c->len = 0;
+    c->since = t;
+    if (read_conn(l, c, target, n)) return found(l, c);
   }
+  return A0_LISTEN_NONE;
 }
 
 void a0_listen_close(a0_listener *l) {
-  drop_conn(l);
+  for (int i = 0; i < A0_LISTEN_CONNS; i++) drop_conn(l, &l->c[i]);
   if (l->fd >= 0) close(l->fd);
   l->fd = -1;
 }

@@ -14,7 +14,7 @@ static int l_listen(lua_State *L) {
   lua_Integer port = luaL_optinteger(L, 1, 0);
   luaL_argcheck(L, port >= 0 && port <= 65535, 1, "port must be in 0..65535");
   a0_listener *l = (a0_listener *)a0c_newuserdata(L, sizeof *l);
-  l->fd = l->conn = -1;               /* a raise below must find nothing to close */
+  a0_listen_init(l);                  /* a raise below must find nothing to close */
   luaL_setmetatable(L, LISTEN_MT);
   int e = a0_listen_open(l, (int)port);
   if (e != 0) {

@@ -5,7 +5,6 @@ local core = require "auth0.core"
 local check = require "auth0.check"
 local shape = require "auth0.shape"
 local errors = require "auth0.error"
-local jwt = require "auth0.jwt"
 local Client = require("auth0.client").Client
 require "auth0.login"
 
@@ -158,23 +157,30 @@ function Client:passwordless_start(p, cb)
   return start(self, q, function(r, e) cb(r, e, r ~= nil and link or nil) end)
 end
 
--- Checks the ID token's nonce (and signature and claims): returns the function to give the
--- JWKS to, which calls done(tokens) or done(nil, err); or calls done(nil, err) and returns nil.
-local function check_nonce(self, tokens, nonce, done)
-  if tokens.id_token == nil then
+-- Checks the ID token's nonce (and signature and claims) as verify_id_token does, with the
+-- client's key set (refetched for a rotated key) and its pinned algorithm; then calls
+-- done(tokens) or done(nil, err), from the callback when `async`. With `bind` (tokens from
+-- the fragment) the ID token's at_hash must match the access token (OIDC Core 3.2.2.9).
+local function check_nonce(self, tokens, nonce, done, async, bind)
+  local tok = tokens.id_token
+  if tok == nil then
     return done(nil, errors.new("invalid_id_token", "the answer has no id_token to check the nonce against"))
   end
-  local function with(jwks, err)
-    if not jwks then return done(nil, err) end
-    local claims, verr = jwt.verify_id_token(tokens.id_token, { jwks = jwks, issuer = self._cfg.issuer,
-      client_id = self._cfg.client_id, nonce = nonce })
+  local function after(claims, err)
     if not claims then
-      if errors.is(verr) then return done(nil, verr) end
-      return done(nil, errors.new("invalid_id_token", tostring(verr)))
+      if errors.is(err) then return done(nil, err) end
+      return done(nil, errors.new("invalid_id_token", tostring(err)))
+    end
+    if bind and tokens.access_token ~= nil
+        and claims.at_hash ~= core.b64url_encode(core.sha256(tokens.access_token):sub(1, 16)) then
+      return done(nil, errors.new("invalid_id_token", "the id token's at_hash does not match the access token"))
     end
     return done(tokens)
   end
-  return with
+  -- the token came from the network: a value verify_id_token would refuse as misuse is invalid
+  local ok, r1, r2 = pcall(self.verify_id_token, self, tok, { nonce = nonce }, async and after or nil)
+  if not ok then return after(nil, errors.new("invalid_id_token", "the id_token cannot be verified")) end
+  if not async then return after(r1, r2) end
 end
 
 --- Completes a link login from the redirect it led to: checks `state`, then exchanges the
@@ -196,10 +202,11 @@ function Client:passwordless_complete_link(callback_url, link, cb)
   local e
   if not u then
     e = invalid("the callback is not an absolute URL")
+  elseif u.params.state ~= state then
+    -- first: an error answer carries the state too (RFC 6749 4.1.2.1), and one without it is forged
+    e = errors.new("invalid_state", "the callback's state is not this login's", { reason = "invalid_state" })
   elseif u.params.error then
     e = errors.new(u.params.error, u.params.error_description or u.params.error, { context = "magic link" })
-  elseif u.params.state ~= state then
-    e = errors.new("invalid_state", "the callback's state is not this login's", { reason = "invalid_state" })
   elseif not u.params.code and not u.params.id_token then
     e = invalid("the callback has no code and no tokens")
   end
@@ -224,8 +231,7 @@ function Client:passwordless_complete_link(callback_url, link, cb)
       local function done(...) req:finish(...) end
       local ok, serr = self:_attempts(req, "authorization_code", fields, O_CODE, shape.tokens, function(t, terr)
         if not t then return done(nil, terr) end
-        local with = check_nonce(self, t, nonce, done)
-        if with then self:jwks(with) end
+        check_nonce(self, t, nonce, done, true)
       end)
       if not ok then return nil, serr end
       return req
@@ -237,14 +243,12 @@ function Client:passwordless_complete_link(callback_url, link, cb)
     if cb then
       if self._sched.closed then COMPLETE:fail("attempt to use a closed auth0.Client") end
       local req = self._sched:request("passwordless_complete_link", cb)
-      local with = check_nonce(self, tokens, nonce, function(...) req:finish(...) end)
-      if with then self:jwks(with) end
+      check_nonce(self, tokens, nonce, function(...) req:finish(...) end, true, true)
       return req
     end
   end
   local result, rerr
-  local with = check_nonce(self, tokens, nonce, function(t, ee) result, rerr = t, ee end)
-  if with then with(self:jwks()) end
+  check_nonce(self, tokens, nonce, function(t, ee) result, rerr = t, ee end, false, p.code == nil)
   return result, rerr
 end
 

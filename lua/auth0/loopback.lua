@@ -51,10 +51,29 @@ function M.new(opts)
   if not sock then return nil, errors.new("network", "cannot listen on 127.0.0.1:" .. port .. ": " .. bound) end
   return setmetatable({
     port = bound, path = path, redirect_uri = "http://127.0.0.1:" .. bound .. path,
-    _sock = sock, _deadline = now() + check.seconds(NEW, opts.timeout, "timeout", 300),
+    _sock = sock, _timeout = check.seconds(NEW, opts.timeout, "timeout", 300),
     _page = check.string(NEW, opts.page, "page", true) or PAGE,
     _interval = check.seconds(NEW, opts.interval, "interval", 0.05),
-  }, Loopback)
+  }, Loopback):_started()
+end
+
+function Loopback:_started()
+  self._deadline = now() + self._timeout
+  return self
+end
+
+--- Opens the listener again once it has closed (after a callback, a timeout or close), for
+-- a new link: on the same port when it is free, else on another (`redirect_uri` follows);
+-- the timeout starts again.
+-- @return true, or nil, err when no port can be bound
+function Loopback:reopen()
+  if self._sock then return true end
+  local sock, bound = core.listen(self.port)
+  if not sock then sock, bound = core.listen(0) end
+  if not sock then return nil, errors.new("network", "cannot listen on 127.0.0.1: " .. bound) end
+  self._sock, self.port, self.redirect_uri = sock, bound, "http://127.0.0.1:" .. bound .. self.path
+  self:_started()
+  return true
 end
 
 local function query_has(q, name, value)

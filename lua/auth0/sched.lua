@@ -90,6 +90,13 @@ function M.new(c, opts)
     charge = 0, polling = false, closed = false }, Sched)
 end
 
+-- The fields that hold a secret wherever the library hands out a table (tokens, MFA
+-- answers, the link of passwordless_start, options): never rendered.
+local SECRET = { access_token = true, id_token = true, refresh_token = true, mfa_token = true,
+  client_secret = true, otp = true, verification_code = true, recovery_code = true,
+  binding_code = true, oob_code = true, code_verifier = true, nonce = true, recovery_codes = true,
+  password = true, secret = true, token = true, barcode_uri = true }
+
 -- Keys and scalars of a table shown in a log line: a bounded, one-line rendering.
 local function show_table(t, depth)
   if errors.is(t) then return tostring(t) end
@@ -98,7 +105,7 @@ local function show_table(t, depth)
   for k, v in next, t do
     n = n + 1
     if n > 8 then parts[#parts + 1] = "..."; break end
-    local sv = type(v) == "table" and show_table(v, depth + 1) or M.plain(v)
+    local sv = SECRET[k] and "(secret)" or type(v) == "table" and show_table(v, depth + 1) or M.plain(v)
     parts[#parts + 1] = tostring(M.plain(k)) .. "=" .. tostring(sv)
   end
   return "{" .. table.concat(parts, ", ") .. "}"

@@ -94,13 +94,17 @@ local function link_user(self, conn, identifier)
   return user
 end
 
--- Adds `nonce` to the ID token of a token response (issue_tokens knows no nonce).
-local function with_nonce(self, resp, nonce)
-  if resp.status ~= 200 or not nonce then return resp end
+-- Adds `nonce` to the ID token of a token response (issue_tokens knows no nonce), and with
+-- `at_hash` the hash binding the access token (OIDC Core 3.2.2.10, implicit answers).
+local function with_nonce(self, resp, nonce, at_hash)
+  if resp.status ~= 200 or not (nonce or at_hash) then return resp end
   local body = util.decode(resp.body)
   local claims = body.id_token and self:verify_jwt(body.id_token)
   if claims then
     claims.nonce = nonce
+    if at_hash and body.access_token then
+      claims.at_hash = core.b64url_encode(core.sha256(body.access_token):sub(1, 16))
+    end
     body.id_token = self:sign_jwt(claims)
     resp.body = util.encode(body)
   end
@@ -125,6 +129,11 @@ function methods:verify_redirect(req)
   if rtype ~= "code" and rtype ~= "token id_token" and rtype ~= "id_token token" and rtype ~= "id_token" then
     return redirect(uri, { error = "unsupported_response_type", error_description = "Unsupported response type: "
                            .. rtype, state = q.state })
+  end
+  -- the methods the discovery document lists; another one must not be compared as plain
+  if q.code_challenge ~= nil and q.code_challenge_method ~= nil and q.code_challenge_method ~= "S256"
+      and q.code_challenge_method ~= "plain" then
+    return fail("invalid_request", "Invalid code_challenge_method")
   end
   local conn = type(q.connection) == "string" and self.connections[q.connection]
   local field = conn and conn.strategy == "sms" and "phone_number" or "email"
@@ -158,7 +167,7 @@ function methods:verify_redirect(req)
     local b = util.decode(gate.body) or {}
     return fail(b.error or "access_denied", b.error_description or "Multifactor authentication required")
   end
-  local resp = with_nonce(self, self:issue_tokens(user, client, login), q.nonce)
+  local resp = with_nonce(self, self:issue_tokens(user, client, login), q.nonce, rtype ~= "id_token")
   local body = util.decode(resp.body)
   local out = { id_token = body.id_token, state = q.state, token_type = body.token_type,
                 expires_in = tostring(body.expires_in) }

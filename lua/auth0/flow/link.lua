@@ -32,6 +32,16 @@ local launch = machine.launch
 --- Sends the link (state sending_link, then awaiting_link; a failed first send fails the flow).
 function _M.send_link(f)
   local first = f._sent_at == nil
+  local lb = f._loopback
+  if lb and not lb._sock then
+    -- closed by the callback of an earlier link (an expired one): the new link needs it open
+    local ok, e = lb:reopen()
+    if not ok then
+      if first then return finish(f, "failed", e) end
+      return set_state(f, "awaiting_link", e)
+    end
+    f._redirect_uri = lb.redirect_uri
+  end
   local p = { connection = f.connection, send = "link", language = f._language, redirect_uri = f._redirect_uri,
     response_type = f._redirect_uri and f._response_type or nil }
   -- the login's scope and audience travel in authParams, for the code exchange too
@@ -49,7 +59,6 @@ function _M.send_link(f)
       return set_state(f, "awaiting_link", e)
     end
     f._sent_at, f._sends = os.time(), f._sends + 1
-    local lb = f._loopback
     if lb and f._link then
       lb.state = f._link.state   -- a resend moves the listener on to the new link
       if not lb._timer then
