@@ -164,7 +164,7 @@ static void check_fields(lua_State *L, a0l_call *a) {
 /* The options the checks read; a call's opts usually holds only fn, so one pass over it
  * spares looking up each of the others by name. */
 static const char *const known_opts[] = { "fn", "arg", "bearer", "language", "path_arg", "query", "body",
-                                          "timeout", NULL };
+                                          "timeout", "forwarded_for", NULL };
 
 static unsigned opt_bit(const char *k) {
   for (int i = 0; known_opts[i] != NULL; i++)
@@ -181,7 +181,11 @@ static void scan_options(lua_State *L, a0l_call *a) {
   }
 }
 
-static int has_opt(const a0l_call *a, const char *k) { return (a->opts_has & opt_bit(k)) != 0; }
+/* A name missing from known_opts is always looked up: a new option can never be dropped. */
+static int has_opt(const a0l_call *a, const char *k) {
+  unsigned b = opt_bit(k);
+  return b == 0 || (a->opts_has & b) != 0;
+}
 
 static const char *opt_string(lua_State *L, const a0l_call *a, const char *k, size_t *len, int header) {
   const char *s = NULL;
