@@ -118,11 +118,14 @@ http {
   uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
   lua_shared_dict seen 1m;
   upstream gateways { server 127.0.0.1:%d; server 127.0.0.1:%d; }
+  # X-Node: 1 or 2 picks the gateway (a spec proving that every step may land on the other
+  # node); without it, round-robin
+  map $http_x_node $gateway { "1" 127.0.0.1:%d; "2" 127.0.0.1:%d; default gateways; }
   server {
     listen 127.0.0.1:%d backlog=4096;
     client_max_body_size 1m;
     location / {
-      proxy_pass http://gateways;
+      proxy_pass http://$gateway;
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       proxy_next_upstream off;
       add_header X-Upstream $upstream_addr always;
@@ -158,7 +161,7 @@ http {
     } }
   }
 }
-]]):format(io.popen("id -u"):read("*l") == "0" and "user root;" or "", gw1.port, gw2.port, e.port,
+]]):format(io.popen("id -u"):read("*l") == "0" and "user root;" or "", gw1.port, gw2.port, gw1.port, gw2.port, e.port,
     e.rec, conf, conf, srv.port, srv.ca_file, e.rec_ctl))
   e.pid = tonumber(io.popen(("nginx -p %s -c conf/nginx.conf -e stderr >>%s/logs/error.log 2>&1 </dev/null & echo $!")
     :format(prefix, prefix)):read("*l"))
