@@ -25,21 +25,13 @@ end
 -- their own leaks, and some (pgrep) hang in its leak check. Returns its output.
 function _M.tool(cmd) return _M.sh("env -u LD_PRELOAD sh -c " .. _M.q(cmd)) end
 
+local sys = require "auth0.emulator.sys"
+
 --- A file's bytes, or nil.
-function _M.read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+_M.read = sys.read_file
 
 --- Writes `s` to `path` (raises on failure).
-function _M.write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+function _M.write(path, s) assert(sys.write_file(path, s)) end
 
 --- A new folder under /tmp named after `tag`; `rm_tmp()` removes the last ones made.
 local made = {}

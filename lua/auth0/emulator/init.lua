@@ -19,7 +19,7 @@ local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 local setmetatable, xpcall, traceback = setmetatable, xpcall, debug.traceback
 local unpack = rawget(table, "unpack") or rawget(_G, "unpack")
 local concat = table.concat
-local byte, format, gsub, lower = string.byte, string.format, string.gsub, string.lower
+local format, gsub, lower = string.format, string.gsub, string.lower
 local os_time = os.time
 local url_decode = util.url_decode
 
@@ -142,42 +142,10 @@ function Emulator:freeze(on)
   return self:now()
 end
 
---- `n` random bytes (deterministic when the emulator has a seed).
-function Emulator:random_bytes(n)
-  if not self.seed then return core.random_bytes(n) end
-  local out = {}
-  local len = 0
-  while len < n do
-    self.seed_counter = self.seed_counter + 1
-    local block = core.sha256(self.seed .. ":" .. self.seed_counter)
-    out[#out + 1] = block
-    len = len + #block
-  end
-  return concat(out):sub(1, n)
-end
-
---- `n` random bytes as lowercase hex.
-function Emulator:random_hex(n)
-  return (gsub(self:random_bytes(n), ".", function(c) return format("%02x", byte(c)) end))
-end
-
---- A 24-hex id like Auth0's object ids.
-function Emulator:new_id()
-  return self:random_hex(12)
-end
-
---- A string of `n` uniformly random decimal digits.
-function Emulator:random_digits(n)
-  local out = {}
-  while #out < n do
-    local bytes = self:random_bytes(n)
-    for i = 1, #bytes do
-      local b = byte(bytes, i)
-      if b < 250 and #out < n then out[#out + 1] = tostring(b % 10) end
-    end
-  end
-  return concat(out)
-end
+-- Randomness (ids, codes, secrets): lua/auth0/emulator/random.lua, deterministic with a seed.
+local random = require "auth0.emulator.random"
+Emulator.random_bytes, Emulator.random_hex = random.bytes, random.hex
+Emulator.new_id, Emulator.random_digits = random.id, random.digits
 
 --- Creates or replaces a client (application).
 -- @tparam table c `client_id` (required), `client_secret` (makes it confidential), `app_type`,
