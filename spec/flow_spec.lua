@@ -155,7 +155,8 @@ describe("auth0.flow", function()
       end
       local ok, msg = pcall(f.submit_code, f, code)
       assert.is_false(ok)
-      assert.is_truthy(msg:find("auth0.flow: this code can no longer be used: call resend_code() first", 1, true))
+      assert.is_truthy(msg:find("calling 'submit_code' on bad self (this code can no longer be used: call resend_code() first)",
+        1, true), msg)
       f:resend_code()
       assert.equal("sending_code", f.state)
       run_until(c, f, "awaiting_code")
@@ -286,64 +287,87 @@ describe("auth0.flow", function()
     it("raises on misuse", function()
       local c = client()
       local f = flow.login(c, { connection = "email", email = "f10@example.com" })
-      local cases = {
-        { function() f:submit_code("123456") end, "submit_code called in state 'sending_code'" },
-        { function() f:serialize() end, "serialize called in state 'sending_code'" },
-        { function() flow.login(nil, { connection = "email", email = "a@example.com" }) end,
-          "an auth0.Client is required, got nil" },
-        { function() flow.login(c, { connection = "email", email = "a@example.com", colour = 1 }) end,
-          "unknown option 'colour'" },
-        { function() flow.login(c, { connection = "email", email = "a@example.com", phone_number = "+1555" }) end,
-          "give exactly one of email, phone_number" },
-        { function() flow.login(c, { email = "a@example.com" }) end, "connection is required" },
-        { function() flow.login(c, { connection = "email", email = "a@example.com", on_state = 1 }) end,
-          "on_state must be a function, got number" },
-        { function() flow.run(c, { connection = "email", email = "a@example.com" }, {}) end,
-          "prompts.ask_code is required" },
-        { function() flow.resume(c, { version = 2 }) end, "unknown serialized flow version 2" },
-        { function() flow.resume(c, { version = 1, state = "verifying" }) end,
-          "cannot resume a flow in state 'verifying'" },
-        { function() flow.resume(c, { version = 1, state = "awaiting_mfa_code" }) end, "mfa_token is missing" },
-      }
-      for _, case in ipairs(cases) do
-        local ok, msg = pcall(case[1])
+      -- luaL_argerror's form (issue 11 item 9), raised at the caller's line, not inside the library
+      local function raises(fn, want)
+        local ok, msg = pcall(fn)
         assert.is_false(ok)
-        assert.is_truthy(msg:find("auth0.flow: " .. case[2], 1, true), msg)
-        -- raised at the caller's line, not inside the library
-        assert.is_truthy(msg:find("^spec/flow_spec%.lua:%d+: auth0%.flow: "), msg)
+        assert.matches("^spec/flow_spec%.lua:%d+: ", msg)
+        assert.equal(want, (msg:gsub("^[^:]+:%d+: ", "")))
       end
-      for _, case in ipairs {
-        { function() flow.login(c, { connection = "email", email = "not an email" }) end, "email is malformed" },
-        { function() flow.login(c, { connection = "sms", phone_number = "555" }) end, "phone_number must match" },
-        { function() flow.login(c, { connection = "email", email = "a@example.com", push_interval = 0 / 0 }) end,
-          "push_interval must be a number of seconds in (0, 86400]" },
-        { function() flow.login(c, { connection = "email", email = "a@example.com", max_prompts = 0 }) end,
-          "max_prompts must be an integer >= 1" },
-        { function() flow.login(c, { connection = "email", email = "a@example.com", audience = 1 }) end,
-          "audience must be a string, got number" },
-      } do
-        local ok, msg = pcall(case[1])
-        assert.is_false(ok)
-        assert.is_truthy(msg:find("^spec/flow_spec%.lua:%d+: auth0%.flow: " .. case[2]:gsub("%p", "%%%0")), msg)
+      local E = { connection = "email", email = "a@example.com" }
+      local function with(extra)
+        local t = {}
+        for k, v in pairs(E) do t[k] = v end
+        for k, v in pairs(extra) do t[k] = v end
+        return t
       end
+      raises(function() f:submit_code("123456") end, "calling 'submit_code' on bad self (called in state 'sending_code')")
+      raises(function() f:serialize() end, "calling 'serialize' on bad self (called in state 'sending_code')")
+      raises(function() flow.login(nil, E) end, "bad argument #1 to 'login' (auth0.Client expected, got nil)")
+      raises(function() flow.login(c) end, "bad argument #2 to 'login' (table expected, got nil)")
+      raises(function() flow.login(c, with { colour = 1 }) end, "bad argument #2 to 'login' (unknown option 'colour')")
+      raises(function() flow.login(c, with { phone_number = "+1555" }) end,
+        "bad argument #2 to 'login' (give exactly one of email, phone_number)")
+      raises(function() flow.login(c, { email = "a@example.com" }) end,
+        "bad argument #2 to 'login' (field 'connection': string expected, got nil)")
+      raises(function() flow.login(c, with { on_state = 1 }) end,
+        "bad argument #2 to 'login' (field 'on_state': function expected, got number)")
+      raises(function() flow.run(c, E, {}) end, "bad argument #3 to 'run' (field 'ask_code': function expected, got nil)")
+      raises(function() flow.run(c, E, "x") end, "bad argument #3 to 'run' (table expected, got string)")
+      raises(function() flow.run(c, "x", {}) end, "bad argument #2 to 'run' (table expected, got string)")
+      raises(function() flow.run(nil, E, {}) end, "bad argument #1 to 'run' (auth0.Client expected, got nil)")
+      raises(function() flow.run(c, with { max_wait = 0 / 0 }, { ask_code = print }) end,
+        "bad argument #2 to 'run' (max_wait must be a number of seconds in (0, 86400])")
+      raises(function() flow.resume(c, { version = 2 }) end, "bad argument #2 to 'resume' (unknown serialized flow version 2)")
+      raises(function() flow.resume(c, nil) end,
+        "bad argument #2 to 'resume' (the table from f:serialize() expected, got nil)")
+      raises(function() flow.resume(c, { version = 1, state = "verifying" }) end,
+        "bad argument #2 to 'resume' (cannot resume a flow in state 'verifying')")
+      raises(function() flow.resume(c, { version = 1, state = "awaiting_mfa_code" }) end,
+        "bad argument #2 to 'resume' (mfa_token is missing)")
+      raises(function() flow.resume(c, { version = 1, state = "awaiting_code", connection = "email", identifier = "a@b.co",
+        identifier_field = "email" }, { email = "x@y.z" }) end,
+        "bad argument #3 to 'resume' (takes no email: it comes from the serialized flow)")
+      raises(function() flow.resume(c, { version = 1, state = "awaiting_code", connection = "email", identifier = "a@b.co",
+        identifier_field = "email" }, { max_restarts = 1 / 0 }) end,
+        "bad argument #3 to 'resume' (max_restarts must be an integer >= 0)")
+      raises(function() flow.resume({}, { version = 1 }) end, "bad argument #1 to 'resume' (auth0.Client expected, got table)")
+      raises(function() flow.login(c, { connection = "email", email = "not an email" }) end,
+        "bad argument #2 to 'login' (email is malformed)")
+      raises(function() flow.login(c, { connection = "sms", phone_number = "555" }) end,
+        "bad argument #2 to 'login' (phone_number must match ^\\+[0-9]{1,15}$)")
+      raises(function() flow.login(c, with { push_interval = 0 / 0 }) end,
+        "bad argument #2 to 'login' (push_interval must be a number of seconds in (0, 86400])")
+      raises(function() flow.login(c, with { max_prompts = 0 }) end,
+        "bad argument #2 to 'login' (max_prompts must be an integer >= 1)")
+      raises(function() flow.login(c, with { audience = 1 }) end,
+        "bad argument #2 to 'login' (field 'audience': string expected, got number)")
+      raises(function() flow.login(c, with { redirect_uri = "x" }) end,
+        "bad argument #2 to 'login' (redirect_uri, response_type and loopback need send = \"link\")")
+      raises(function() flow.login(c, with { send = "links" }) end,
+        "bad argument #2 to 'login' (send must be \"code\" or \"link\", got \"links\")")
+      raises(function() flow.login(c, with { send = "link", redirect_uri = 1 }) end,
+        "bad argument #2 to 'login' (field 'redirect_uri': string expected, got number)")
+      raises(function() flow.login(c, with { send = "link", loopback = {} }) end,
+        "bad argument #2 to 'login' (field 'loopback': auth0.Loopback expected, got table)")
       run_until(c, f, "awaiting_code")
-      for _, case in ipairs {
-        { function() f:submit_code(123456) end, "code must be a non-empty string, got number" },
-        { function() f:submit_code("12 34") end, "code is malformed" },
-        { function() f:submit_mfa_code("123456") end, "submit_mfa_code called in state 'awaiting_code'" },
-        { function() f:choose_authenticator({}) end, "choose_authenticator called in state 'awaiting_code'" },
-        { function() f:enroll({}) end, "enroll called in state 'awaiting_code'" },
-        { function() f:submit_recovery_code("X") end, "submit_recovery_code called in state 'awaiting_code'" },
-      } do
-        local ok, msg = pcall(case[1])
-        assert.is_false(ok)
-        assert.is_truthy(msg:find("auth0.flow: " .. case[2], 1, true), msg)
-      end
+      raises(function() f:submit_code(123456) end, "bad argument #1 to 'submit_code' (string expected, got number)")
+      raises(function() f:submit_code("") end, "bad argument #1 to 'submit_code' (code must not be empty)")
+      raises(function() f:submit_code("12 34") end, "bad argument #1 to 'submit_code' (code is malformed)")
+      raises(function() f:submit_mfa_code("123456") end,
+        "calling 'submit_mfa_code' on bad self (called in state 'awaiting_code')")
+      raises(function() f:choose_authenticator({}) end,
+        "calling 'choose_authenticator' on bad self (called in state 'awaiting_code')")
+      raises(function() f:enroll({}) end, "calling 'enroll' on bad self (called in state 'awaiting_code')")
+      raises(function() f:submit_recovery_code("X") end,
+        "calling 'submit_recovery_code' on bad self (called in state 'awaiting_code')")
+      raises(function() f:submit_link("https://x/") end, "calling 'submit_link' on bad self (called in state 'awaiting_code')")
+      raises(function() f:submit_callback("https://x/") end,
+        "calling 'submit_callback' on bad self (called in state 'awaiting_code')")
+      raises(function() f:resend_link() end, "calling 'resend_link' on bad self (called in state 'awaiting_code')")
       assert.equal("awaiting_code", f.state)
       f:cancel()
-      local ok, msg = pcall(f.resend_code, f)
-      assert.is_false(ok)
-      assert.is_truthy(msg:find("resend_code called in state 'cancelled'", 1, true))
+      raises(function() f:resend_code() end, "calling 'resend_code' on bad self (called in state 'cancelled')")
     end)
   end)
 
@@ -369,12 +393,34 @@ describe("auth0.flow", function()
       assert.is_false(f.enroll_required)
       assert.is_true(f.has_recovery_code)
       assert.same({ challenge = { { type = "otp" } } }, f.mfa_requirements)
+      -- misuse in the choice, in luaL_argerror's form, at this line (issue 11 item 9)
+      for _, case in ipairs {
+        { function() f:choose_authenticator({ id = "nope" }) end,
+          "bad argument #1 to 'choose_authenticator' (one of f.authenticators expected, got table)" },
+        { function() f:choose_authenticator() end,
+          "bad argument #1 to 'choose_authenticator' (one of f.authenticators expected, got nil)" },
+        { function() f:enroll("otp") end, "bad argument #1 to 'enroll' (table expected, got string)" },
+        { function() f:enroll { token = "x" } end,
+          "bad argument #1 to 'enroll' (field 'token': not allowed, the flow supplies the token)" },
+        { function() f:submit_recovery_code(42) end, "bad argument #1 to 'submit_recovery_code' (string expected, got number)" },
+        { function() f:submit_recovery_code("A B") end,
+          "bad argument #1 to 'submit_recovery_code' (recovery code is malformed)" },
+      } do
+        local ok, msg = pcall(case[1])
+        assert.is_false(ok)
+        assert.matches("^spec/flow_spec%.lua:%d+: ", msg)
+        assert.equal(case[2], (msg:gsub("^[^:]+:%d+: ", "")))
+      end
+      assert.equal("awaiting_mfa_choice", f.state)
       f:choose_authenticator(f.authenticators[1])
       assert.equal("mfa_challenging", f.state)
       run_until(c, f, "awaiting_mfa_code")
       assert.equal("otp", f.challenge_type)
       assert.is_nil(f.binding_method)
       local code = totp(u.otp.secret)
+      local ok, msg = pcall(function() f:submit_mfa_code(true) end)
+      assert.is_false(ok)
+      assert.matches("^[^:]+:%d+: bad argument #1 to 'submit_mfa_code' %(string expected, got boolean%)$", msg)
       f:submit_mfa_code(wrong(code))
       run_until(c, f, "awaiting_mfa_code", "failed")
       assert.equal("awaiting_mfa_code", f.state)
@@ -676,7 +722,7 @@ describe("auth0.flow", function()
       local deadline = now() + 10
       while ok == nil and now() < deadline do c:poll(10) end
       assert.is_false(ok)
-      assert.is_truthy(msg:find("auth0.flow: flow.run cannot run inside a callback", 1, true), msg)
+      assert.is_truthy(msg:find("bad argument #1 to 'run' (flow.run cannot run inside a callback", 1, true), msg)
       assert.equal(0, c:poll(50))
     end)
   end)
@@ -969,17 +1015,23 @@ describe("auth0.flow", function()
 
     it("raises on misuse", function()
       local c = client()
-      assert.has_error(function() flow.mfa(c, nil) end, "auth0.flow: flow.mfa expects a table with mfa_token, got nil")
-      assert.has_error(function() flow.mfa(c, {}) end, "auth0.flow: mfa_token must be a non-empty string")
-      assert.has_error(function() flow.mfa(c, { mfa_token = "t", x = 1 }) end, "auth0.flow: flow.mfa: unknown field 'x'")
+      assert.has_error(function() flow.mfa(c, nil) end, "bad argument #2 to 'mfa' (table expected, got nil)")
+      assert.has_error(function() flow.mfa(nil, {}) end, "bad argument #1 to 'mfa' (auth0.Client expected, got nil)")
+      assert.has_error(function() flow.mfa(c, {}) end, "bad argument #2 to 'mfa' (field 'mfa_token': string expected, got nil)")
+      assert.has_error(function() flow.mfa(c, { mfa_token = "" }) end, "bad argument #2 to 'mfa' (mfa_token must not be empty)")
+      assert.has_error(function() flow.mfa(c, { mfa_token = "t", x = 1 }) end, "bad argument #2 to 'mfa' (unknown field 'x')")
       assert.has_error(function() flow.mfa(c, { mfa_token = "t", mfa_requirements = "x" }) end,
-        "auth0.flow: mfa_requirements must be a table")
+        "bad argument #2 to 'mfa' (field 'mfa_requirements': table expected, got string)")
       assert.has_error(function() flow.mfa(c, { mfa_token = "t" }, { email = "a@b.c" }) end,
-        "auth0.flow: flow.mfa takes no email: there is no login to restart")
+        "bad argument #3 to 'mfa' (takes no email for an MFA flow: there is no login to restart)")
       assert.has_error(function() flow.mfa(c, { mfa_token = "t" }, { bogus = 1 }) end,
-        "auth0.flow: unknown option 'bogus'")
+        "bad argument #3 to 'mfa' (unknown option 'bogus')")
+      assert.has_error(function() flow.mfa(c, { mfa_token = "t" }, 5) end,
+        "bad argument #3 to 'mfa' (table expected, got number)")
       assert.has_error(function() flow.run(c, { mfa_token = "t" }, { ask_mfa_code = 1 }) end,
-        "auth0.flow: prompts.ask_mfa_code must be a function")
+        "bad argument #3 to 'run' (field 'ask_mfa_code': function expected, got number)")
+      assert.has_error(function() flow.run(c, { mfa_token = 7 }, {}) end,
+        "bad argument #2 to 'run' (field 'mfa_token': string expected, got number)")
     end)
   end)
 

@@ -87,7 +87,7 @@ local machine = require "auth0.flow.machine"
 
 local type, pairs, ipairs, tostring, setmetatable, getmetatable = type, pairs, ipairs, tostring, setmetatable,
   getmetatable
-local misuse, Flow, AT = machine.misuse, machine.Flow, machine.AT
+local Flow, at = machine.Flow, machine.at
 
 local _M = { Flow = Flow, ATTEMPTS_PER_CODE = machine.ATTEMPTS_PER_CODE }
 
@@ -98,49 +98,72 @@ local OPTS = { connection = true, email = true, phone_number = true, audience = 
   max_restarts = true, max_prompts = true, max_wait = true, totp_period = true,
   send = true, redirect_uri = true, response_type = true, loopback = true }
 
-local function callback(v, name)
-  if v ~= nil and type(v) ~= "function" then misuse(name .. " must be a function, got " .. type(v)) end
+local function callback(a, v, name)
+  if v ~= nil and type(v) ~= "function" then a:fail("field '" .. name .. "': function expected, got " .. type(v)) end
   return v
 end
 
-local function seconds(v, name, default) return check.seconds(AT, v, name, default) end
-
--- An integer option (check.lua has none).
-local function count(v, name, default, min)
+-- An integer option (check.lua has none); NaN and inf fail the range test.
+local function count(a, v, name, default, min)
   if v == nil then return default end
-  if type(v) ~= "number" or not (v >= min and v <= 1e6) or v % 1 ~= 0 then misuse(name .. " must be an integer >= " .. min) end
+  if type(v) ~= "number" or not (v >= min and v <= 1e6) or v % 1 ~= 0 then a:fail(name .. " must be an integer >= " .. min) end
   return v
 end
 
-local function new_flow(client, opts, skip)
-  if getmetatable(client) ~= auth0.Client then misuse("an auth0.Client is required, got " .. type(client)) end
-  if opts == nil then opts = {} end
-  if type(opts) ~= "table" then misuse("options must be a table, got " .. type(opts)) end
-  for k in pairs(opts) do
-    if not OPTS[k] and not (skip and skip[k]) then misuse("unknown option '" .. tostring(k) .. "'") end
+-- `fn` is the public function and `narg` the position of its options table (for misuse).
+local function new_flow(client, opts, skip, fn, narg)
+  if getmetatable(client) ~= auth0.Client then
+    machine.misuse(fn, 1, "auth0.Client expected, got " .. type(client))
   end
+  local a = at(fn, narg, true)
+  if opts == nil then opts = {} end
+  check.table(a, opts)
+  for k in pairs(opts) do
+    if not OPTS[k] and not (skip and skip[k]) then a:fail("unknown option '" .. tostring(k) .. "'") end
+  end
+  local function seconds(v, name, default) return check.seconds(a, v, name, default) end
   return setmetatable({
     state = "new", restarts = 0, push_polls = 0,
-    audience = check.string(AT, opts.audience, "audience", true),
-    scope = check.string(AT, opts.scope, "scope", true),
+    audience = check.string(a, opts.audience, "audience", true),
+    scope = check.string(a, opts.scope, "scope", true),
     _client = client, _gen = 0, _push_base = 0, _sends = 0,
-    _max_restarts = count(opts.max_restarts, "max_restarts", 1, 0),
-    _max_prompts = count(opts.max_prompts, "max_prompts", 5, 1),
+    _max_restarts = count(a, opts.max_restarts, "max_restarts", 1, 0),
+    _max_prompts = count(a, opts.max_prompts, "max_prompts", 5, 1),
     _max_wait = seconds(opts.max_wait, "max_wait", 300),
     _totp_period = seconds(opts.totp_period, "totp_period", 30),
-    _on_state = callback(opts.on_state, "on_state"),
-    _language = check.string(AT, opts.language, "language", true),
+    _on_state = callback(a, opts.on_state, "on_state"),
+    _language = check.string(a, opts.language, "language", true),
     _code_lifetime = seconds(opts.code_lifetime, "code_lifetime", 180),
     _push_interval = seconds(opts.push_interval, "push_interval", 5),
     _push_timeout = seconds(opts.push_timeout, "push_timeout", 300),
   }, Flow)
 end
 
-local function identify(f, opts)
-  if type(opts.connection) ~= "string" or opts.connection == "" then misuse("connection is required") end
-  local field = check.one_of(AT, opts, { "email", "phone_number" })
+-- `a`: where the connection and identifier come from (an options table, a serialized flow).
+local function identify(f, opts, a)
+  check.string(a, opts.connection, "connection")
+  local field = check.one_of(a, opts, { "email", "phone_number" })
   f.connection, f._id_field = opts.connection, field
-  f.identifier = field == "email" and check.email(AT, opts.email) or check.phone(AT, opts.phone_number)
+  f.identifier = field == "email" and check.email(a, opts.email) or check.phone(a, opts.phone_number)
+end
+
+-- flow.login, and flow.run's start of a login: `fn` names the public function for misuse.
+local function start_login(client, opts, fn)
+  local f = new_flow(client, opts, nil, fn, 2)
+  local a = at(fn, 2, true)
+  check.table(a, opts)
+  identify(f, opts, a)
+  if opts.send ~= nil and opts.send ~= "code" then
+    local link = require "auth0.flow.link"
+    link.configure(f, opts, a)
+    link.send_link(f)
+    return f
+  end
+  if opts.redirect_uri ~= nil or opts.response_type ~= nil or opts.loopback ~= nil then
+    a:fail("redirect_uri, response_type and loopback need send = \"link\"")
+  end
+  machine.send_code(f)
+  return f
 end
 
 --- Starts a login: sends the code (state sending_code) or the link (sending_link) at once.
@@ -156,38 +179,31 @@ end
 -- `max_wait` (300 s), `totp_period` (30 s)
 -- @return the flow object `f`; raises on misuse
 function _M.login(client, opts)
-  local f = new_flow(client, opts)
-  identify(f, opts)
-  if opts.send ~= nil and opts.send ~= "code" then
-    local link = require "auth0.flow.link"
-    link.configure(f, opts)
-    link.send_link(f)
-    return f
-  end
-  if opts.redirect_uri ~= nil or opts.response_type ~= nil or opts.loopback ~= nil then misuse("redirect_uri needs send = \"link\"") end
-  machine.send_code(f)
-  return f
+  return start_login(client, opts, "login")
 end
 
 local MFA_FIELDS = { mfa_token = true, mfa_requirements = true }
 
--- Copies the mfa_required fields into a new flow; `level` names the caller for misuse.
-local function mfa_start(client, t, opts, skip)
-  if type(t) ~= "table" then misuse("flow.mfa expects a table with mfa_token, got " .. type(t)) end
+-- Copies the mfa_required fields into a new flow; `fn`, `tn`, `on` name the public function
+-- and the positions of `t` and `opts` for misuse.
+local function mfa_start(client, t, opts, fn, tn, on)
+  if getmetatable(client) ~= auth0.Client then machine.misuse(fn, 1, "auth0.Client expected, got " .. type(client)) end
+  local a = at(fn, tn, true)
+  check.table(a, t)
   for k in pairs(t) do
-    if not MFA_FIELDS[k] then misuse("flow.mfa: unknown field '" .. tostring(k) .. "'") end
+    if not MFA_FIELDS[k] then a:fail("unknown field '" .. tostring(k) .. "'") end
   end
-  if type(t.mfa_token) ~= "string" or t.mfa_token == "" then misuse("mfa_token must be a non-empty string") end
+  check.string(a, t.mfa_token, "mfa_token")
   if t.mfa_requirements ~= nil and type(t.mfa_requirements) ~= "table" then
-    misuse("mfa_requirements must be a table")
+    a:fail("field 'mfa_requirements': table expected, got " .. type(t.mfa_requirements))
   end
   opts = opts or {}
   if type(opts) == "table" then
     for _, k in ipairs { "connection", "email", "phone_number" } do
-      if opts[k] ~= nil then misuse("flow.mfa takes no " .. k .. ": there is no login to restart") end
+      if opts[k] ~= nil then at(fn, on, true):fail("takes no " .. k .. " for an MFA flow: there is no login to restart") end
     end
   end
-  local f = new_flow(client, opts, skip)
+  local f = new_flow(client, opts, nil, fn, on)
   f._mfa_token, f.mfa_requirements = t.mfa_token, t.mfa_requirements
   machine.list_authenticators(f)
   return f
@@ -204,32 +220,34 @@ end
 -- @tparam[opt] table opts the `flow.login` options except connection/email/phone_number
 -- @return the flow object; raises on misuse
 function _M.mfa(client, t, opts)
-  local f = mfa_start(client, t, opts)
+  local f = mfa_start(client, t, opts, "mfa", 2, 3)
   return f
 end
 
+local RESUME = at("resume", 2, true)
+
 local function check_resume_table(t)
-  if type(t) ~= "table" then misuse("resume expects the table from f:serialize(), got " .. type(t)) end
-  if t.version ~= 1 then misuse("unknown serialized flow version " .. tostring(t.version)) end
-  if not RESUMABLE[t.state] then misuse("cannot resume a flow in state '" .. tostring(t.state) .. "'") end
-  if t.state ~= "awaiting_code" and type(t.mfa_token) ~= "string" then misuse("mfa_token is missing") end
+  check.table(RESUME, t, "the table from f:serialize()")
+  if t.version ~= 1 then RESUME:fail("unknown serialized flow version " .. tostring(t.version)) end
+  if not RESUMABLE[t.state] then RESUME:fail("cannot resume a flow in state '" .. tostring(t.state) .. "'") end
+  if t.state ~= "awaiting_code" and type(t.mfa_token) ~= "string" then RESUME:fail("mfa_token is missing") end
   for _, k in ipairs { "attempts_left", "sent_at", "restarts", "push_waited" } do
     local v = t[k]   -- NaN or inf here would stall or skip the flow's limits
     if v ~= nil and (type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge or v < 0) then
-      misuse(k .. " must be a finite number >= 0")
+      RESUME:fail(k .. " must be a finite number >= 0")
     end
   end
-  if t.state == "awaiting_push" and type(t.oob_code) ~= "string" then misuse("oob_code is missing") end
-  if t.state == "awaiting_mfa_code" and type(t.authenticator) ~= "table" then misuse("authenticator is missing") end
+  if t.state == "awaiting_push" and type(t.oob_code) ~= "string" then RESUME:fail("oob_code is missing") end
+  if t.state == "awaiting_mfa_code" and type(t.authenticator) ~= "table" then RESUME:fail("authenticator is missing") end
   if t.state == "awaiting_mfa_choice" and type(t.authenticators) ~= "table" then
-    misuse("authenticators is missing")
+    RESUME:fail("authenticators is missing")
   end
   -- a flow.mfa flow has no identifier: it never waits for a login code
   if t.identifier_field == nil and t.identifier == nil and t.connection == nil and t.state ~= "awaiting_code" then
     return
   end
   if t.identifier_field ~= "email" and t.identifier_field ~= "phone_number" then
-    misuse("identifier_field must be \"email\" or \"phone_number\"")
+    RESUME:fail("identifier_field must be \"email\" or \"phone_number\"")
   end
 end
 
@@ -242,17 +260,18 @@ end
 -- (audience and scope come from `t`)
 -- @return the flow object; raises on a malformed table
 function _M.resume(client, t, opts)
+  if getmetatable(client) ~= auth0.Client then machine.misuse("resume", 1, "auth0.Client expected, got " .. type(client)) end
   check_resume_table(t)
   opts = opts or {}
-  if type(opts) ~= "table" then misuse("options must be a table, got " .. type(opts)) end
+  check.table(at("resume", 3, true), opts)
   for _, k in ipairs { "connection", "email", "phone_number", "audience", "scope" } do
-    if opts[k] ~= nil then misuse("resume takes " .. k .. " from the serialized flow") end
+    if opts[k] ~= nil then at("resume", 3):fail("takes no " .. k .. ": it comes from the serialized flow") end
   end
-  local f = new_flow(client, opts)
+  local f = new_flow(client, opts, nil, "resume", 3)
   if t.identifier_field ~= nil then
-    identify(f, { connection = t.connection, [t.identifier_field] = t.identifier })
+    identify(f, { connection = t.connection, [t.identifier_field] = t.identifier }, RESUME)
   end
-  f.audience, f.scope = check.string(AT, t.audience, "audience", true), check.string(AT, t.scope, "scope", true)
+  f.audience, f.scope = check.string(RESUME, t.audience, "audience", true), check.string(RESUME, t.scope, "scope", true)
   f.attempts_left = type(t.attempts_left) == "number" and t.attempts_left or machine.ATTEMPTS_PER_CODE
   f.must_resend = t.must_resend == true
   f._sent_at, f.restarts = t.sent_at, type(t.restarts) == "number" and t.restarts or 0
@@ -297,17 +316,19 @@ end
 -- @return tokens, nil, f | nil, err, f
 function _M.run(client, opts, prompts)
   local run = require "auth0.flow.run"
-  local link = type(opts) == "table" and opts.send ~= nil and opts.send ~= "code"
-  run.check_prompts(prompts, type(opts) == "table" and (opts.mfa_token ~= nil or link))
+  if getmetatable(client) ~= auth0.Client then machine.misuse("run", 1, "auth0.Client expected, got " .. type(client)) end
+  check.table(at("run", 2, true), opts)
+  local link = opts.send ~= nil and opts.send ~= "code"
+  run.check_prompts(prompts, opts.mfa_token ~= nil or link)
   local f
-  if type(opts) == "table" and opts.mfa_token ~= nil then
+  if opts.mfa_token ~= nil then
     local t, o = {}, {}
     for k, v in pairs(opts) do
       if MFA_FIELDS[k] then t[k] = v else o[k] = v end
     end
-    f = mfa_start(client, t, o)
+    f = mfa_start(client, t, o, "run", 2, 2)
   else
-    f = _M.login(client, opts)
+    f = start_login(client, opts, "run")
   end
   return run.run(client, f, prompts)
 end

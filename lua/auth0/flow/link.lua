@@ -4,9 +4,11 @@
 -- link goes on as after a code (lua/auth0/flow.lua documents the states). Internal.
 -- @local
 local machine = require "auth0.flow.machine"
+local check = require "auth0.check"
 
-local type, getmetatable = type, getmetatable
-local Flow, misuse, set_state, finish = machine.Flow, machine.misuse, machine.set_state, machine.finish
+local type, tostring, getmetatable = type, tostring, getmetatable
+local Flow, misuse, bad_self, set_state, finish = machine.Flow, machine.misuse, machine.bad_self, machine.set_state,
+  machine.finish
 
 local _M = {}
 
@@ -73,15 +75,21 @@ function _M.send_link(f)
   end)
 end
 
---- Reads the link options of flow.login into `f`.
-function _M.configure(f, opts)
-  if opts.send ~= "link" then misuse("send must be \"code\" or \"link\"") end
-  if opts.redirect_uri ~= nil and type(opts.redirect_uri) ~= "string" then misuse("redirect_uri must be a string") end
+--- Reads the link options of flow.login into `f`; `a` reports misuse (check.at).
+function _M.configure(f, opts, a)
+  if opts.send ~= "link" then a:fail("send must be \"code\" or \"link\", got " .. check.show(opts.send)) end
+  if opts.redirect_uri ~= nil and type(opts.redirect_uri) ~= "string" then
+    a:fail("field 'redirect_uri': string expected, got " .. type(opts.redirect_uri))
+  end
   local lb = opts.loopback
   if lb ~= nil then
-    if getmetatable(lb) ~= require("auth0.loopback").Loopback then misuse("loopback must be an auth0.loopback listener") end
-    if opts.redirect_uri ~= nil then misuse("give redirect_uri or loopback, not both") end
-    if opts.response_type ~= nil and opts.response_type ~= "code" then misuse("a loopback listener needs response_type \"code\"") end
+    if getmetatable(lb) ~= require("auth0.loopback").Loopback then
+      a:fail("field 'loopback': auth0.Loopback expected, got " .. type(lb))
+    end
+    if opts.redirect_uri ~= nil then a:fail("give redirect_uri or loopback, not both") end
+    if opts.response_type ~= nil and opts.response_type ~= "code" then
+      a:fail("a loopback listener needs response_type \"code\"")
+    end
     f._loopback = lb
   end
   f._redirect_uri = lb and lb.redirect_uri or opts.redirect_uri
@@ -89,11 +97,12 @@ function _M.configure(f, opts)
 end
 
 local function expect_link(f, method)
-  if f.state ~= "awaiting_link" then misuse(method .. " called in state '" .. tostring(f.state) .. "'") end
+  if f.state ~= "awaiting_link" then bad_self(method, "called in state '" .. tostring(f.state) .. "'") end
 end
 
-local function check_url(url)
-  if type(url) ~= "string" or url == "" then misuse("url must be a non-empty string, got " .. type(url)) end
+local function check_url(url, fn)
+  if type(url) ~= "string" then misuse(fn, 1, "string expected, got " .. type(url)) end
+  if url == "" then misuse(fn, 1, "url must not be empty") end
   return url
 end
 
@@ -103,7 +112,7 @@ end
 -- @tparam string url the magic link
 function Flow:submit_link(url)
   expect_link(self, "submit_link")
-  check_url(url)
+  check_url(url, "submit_link")
   local client, o = self._client, { audience = self.audience, scope = self.scope }
   launch(self, "verifying", function(cb) return client:passwordless_login_link(url, o, cb) end, on_answer(self))
 end
@@ -113,8 +122,8 @@ end
 -- @tparam string url the callback URL
 function Flow:submit_callback(url)
   expect_link(self, "submit_callback")
-  check_url(url)
-  if not self._link then misuse("submit_callback needs a flow started with redirect_uri") end
+  check_url(url, "submit_callback")
+  if not self._link then bad_self("submit_callback", "the flow was not started with redirect_uri") end
   local client, link = self._client, self._link
   launch(self, "verifying", function(cb) return client:passwordless_complete_link(url, link, cb) end, on_answer(self))
 end

@@ -22,14 +22,25 @@ function Flow.__index(f, k)
   return Flow[k]
 end
 
-local user_level = require("auth0.check").user_level
+local check = require "auth0.check"
+local user_level = check.user_level
 
--- Misuse raises "auth0.flow: ..." at the caller of the public function.
-local function misuse(msg) error("auth0.flow: " .. msg, user_level()) end
+-- Misuse raises in luaL_argerror's form at the caller of the public function, as everywhere
+-- in the library: `bad argument #narg to 'fn' (msg)`.
+local function misuse(fn, narg, msg) check.argerror(fn, narg, msg) end
 _M.misuse = misuse
 
--- Where check.lua's validators report: in flow's words, at the same place.
-_M.AT = { fail = function(_, msg) misuse(msg) end }
+--- Where check.lua's validators report for argument `narg` of `fn`; `fields` when that
+-- argument is a table of options, so that type errors name the field (`field 'x': ...`).
+function _M.at(fn, narg, fields)
+  local a = check.at(fn, narg)
+  a.fields = fields
+  return a
+end
+
+-- A method called on a flow whose state does not allow it: luaL_argerror's words for self.
+local function bad_self(fn, msg) error(("calling '%s' on bad self (%s)"):format(fn, msg), user_level()) end
+_M.bad_self = bad_self
 
 local TERMINAL = { done = true, failed = true, cancelled = true }
 
@@ -227,12 +238,15 @@ local function expect(f, method, ...)
   for i = 1, select("#", ...) do
     if f.state == select(i, ...) then return end
   end
-  misuse(method .. " called in state '" .. tostring(f.state) .. "'")
+  bad_self(method, "called in state '" .. tostring(f.state) .. "'")
 end
+_M.expect = expect
 
-local function check_code(code, name)
-  if type(code) ~= "string" or code == "" then misuse(name .. " must be a non-empty string, got " .. type(code)) end
-  if #code > 256 or code:find("[%c%s]") then misuse(name .. " is malformed") end
+-- The code argument (#1) of method `fn`.
+local function check_code(code, name, fn)
+  if type(code) ~= "string" then misuse(fn, 1, "string expected, got " .. type(code)) end
+  if code == "" then misuse(fn, 1, name .. " must not be empty") end
+  if #code > 256 or code:find("[%c%s]") then misuse(fn, 1, name .. " is malformed") end
   return code
 end
 
@@ -242,8 +256,8 @@ end
 -- @tparam string code the one-time code
 function Flow:submit_code(code)
   expect(self, "submit_code", "awaiting_code")
-  if self.must_resend then misuse("this code can no longer be used: call resend_code() first") end
-  check_code(code, "code")
+  if self.must_resend then bad_self("submit_code", "this code can no longer be used: call resend_code() first") end
+  check_code(code, "code", "submit_code")
   local client = self._client
   local p = { realm = self.connection, username = self.identifier, otp = code,
     audience = self.audience, scope = self.scope }
@@ -289,7 +303,7 @@ function Flow:choose_authenticator(authenticator)
   for _, a in ipairs(self.authenticators or {}) do
     if a == authenticator or (type(authenticator) == "table" and a.id == authenticator.id) then found = a end
   end
-  if not found then misuse("choose_authenticator expects one of f.authenticators") end
+  if not found then misuse("choose_authenticator", 1, "one of f.authenticators expected, got " .. type(authenticator)) end
   self.authenticator, self.enrollment = found, nil
   local ct = found.authenticator_type == "otp" and "otp" or "oob"
   local client = self._client
@@ -310,8 +324,9 @@ end
 -- `phone_number`, `email`
 function Flow:enroll(p)
   expect(self, "enroll", "awaiting_mfa_choice")
-  if type(p) ~= "table" then misuse("enroll expects a table") end
-  if p.token ~= nil then misuse("enroll: the flow supplies the token") end
+  local at = _M.at("enroll", 1, true)
+  check.table(at, p)
+  if p.token ~= nil then at:fail("field 'token': not allowed, the flow supplies the token") end
   local q = { token = self._mfa_token }
   for k, v in pairs(p) do q[k] = v end
   local client = self._client
@@ -334,7 +349,7 @@ end
 -- @tparam string code
 function Flow:submit_mfa_code(code)
   expect(self, "submit_mfa_code", "awaiting_mfa_code")
-  check_code(code, "code")
+  check_code(code, "code", "submit_mfa_code")
   local p = { mfa_token = self._mfa_token }
   if self._oob_code then p.oob_code, p.binding_code = self._oob_code, code else p.otp = code end
   local client = self._client
@@ -350,7 +365,7 @@ end
 -- @tparam string code
 function Flow:submit_recovery_code(code)
   expect(self, "submit_recovery_code", "awaiting_mfa_choice", "awaiting_mfa_code", "awaiting_push")
-  check_code(code, "recovery code")
+  check_code(code, "recovery code", "submit_recovery_code")
   local back = self.state == "awaiting_push" and "awaiting_mfa_choice" or self.state
   local client = self._client
   local p = { mfa_token = self._mfa_token, recovery_code = code }

@@ -6,7 +6,7 @@ local machine = require "auth0.flow.machine"
 
 local type, ipairs, tostring, floor, min = type, ipairs, tostring, math.floor, math.min
 local time, now, sleep = os.time, auth0.core.now, auth0.core.sleep
-local misuse = machine.misuse
+local check = require "auth0.check"
 
 local _M = {}
 
@@ -17,11 +17,17 @@ local MAX_SLEEP = 0.1
 local WAIT = { rate_limited = true, too_many_attempts = true }
 
 --- Raises unless `prompts` is a table of functions with the ones a run needs.
+local PROMPTS = machine.at("run", 3, true)
+
 function _M.check_prompts(prompts, no_code)
-  if type(prompts) ~= "table" then misuse("prompts must be a table, got " .. type(prompts)) end
-  if not no_code and type(prompts.ask_code) ~= "function" then misuse("prompts.ask_code is required") end
+  check.table(PROMPTS, prompts)
+  if not no_code and type(prompts.ask_code) ~= "function" then
+    PROMPTS:fail("field 'ask_code': function expected, got " .. type(prompts.ask_code))
+  end
   for _, k in ipairs { "ask_code", "choose_authenticator", "ask_mfa_code", "on_push_wait", "on_wait", "ask_link" } do
-    if prompts[k] ~= nil and type(prompts[k]) ~= "function" then misuse("prompts." .. k .. " must be a function") end
+    if prompts[k] ~= nil and type(prompts[k]) ~= "function" then
+      PROMPTS:fail("field '" .. k .. "': function expected, got " .. type(prompts[k]))
+    end
   end
 end
 
@@ -29,7 +35,7 @@ local function poll(f, client, ms)
   local n, err = client:poll(ms)
   if not n then
     f:cancel()
-    misuse("flow.run cannot run inside a callback (" .. tostring(err) .. ")")
+    machine.misuse("run", 1, "flow.run cannot run inside a callback of this client (" .. tostring(err) .. ")")
   end
 end
 
@@ -120,7 +126,7 @@ function _M.run(client, f, prompts)
       else
         if not prompts.ask_mfa_code then
           f:cancel()
-          misuse("prompts.ask_mfa_code is required: the login asks for an MFA code")
+          PROMPTS:fail("field 'ask_mfa_code': function expected, got nil (the login asks for an MFA code)")
         end
         local ok, code = ask("ask_mfa_code", nil)
         if not ok then return stop(code) end
