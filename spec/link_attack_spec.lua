@@ -40,6 +40,41 @@ describe("passwordless_complete_link against forged callbacks", function()
     local _, err = c:passwordless_complete_link(
       "http://127.0.0.1:1/callback?error=access_denied&error_description=no&state=" .. link.state, link)
     assert.equal("access_denied", err.code)
+    assert.equal("access_denied", err.reason)
+    c:close()
+  end)
+
+  -- Issue 11 (third review): a callback with the right state but a forged error_description
+  -- kept its decoded CR/LF in err.message, and so in tostring(err) and in any log line.
+  it("cleans the error text of a callback with the right state (control characters, separators)", function()
+    local c = client()
+    local forged = {
+      { "line%0D%0AINFO%20fake%20log%20line", "line  INFO fake log line" },
+      { "a%1B%5B31mred%07%00z", "a [31mred  z" },
+      { "sep%E2%80%A8x%E2%80%AEy%C2%85z", "sep x y z" },
+      { "bad%FF%FEutf8", "bad??utf8" },
+      { string.rep("x", 400), string.rep("x", 300) .. "..." },
+    }
+    for _, case in ipairs(forged) do
+      local url = "http://127.0.0.1:1/callback?error=access%0Adenied&error_description=" .. case[1] .. "&state=" .. link.state
+      for _, async in ipairs({ false, true }) do
+        local err
+        if async then
+          c:passwordless_complete_link(url, link, function(_, e) err = e end)
+          c:poll(0)
+        else
+          _, err = c:passwordless_complete_link(url, link)
+        end
+        assert.equal("access denied", err.code)
+        assert.equal(case[2], err.message)
+        assert.is_nil(tostring(err):find("[%c\128-\159]"))
+        assert.is_nil(tostring(err):find("\226\128[\168\174]"))
+      end
+    end
+    -- without a description the (cleaned) code stands in for it
+    local _, err = c:passwordless_complete_link("http://127.0.0.1:1/callback?error=x%0D&state=" .. link.state, link)
+    assert.equal("x ", err.code)
+    assert.equal("x ", err.message)
     c:close()
   end)
 end)
@@ -262,10 +297,29 @@ describe("auth0.loopback against connections that hold it", function()
     end)
   end
 
+  -- issue 11 (third review): a listener without state took the first code it got
+  it("refuses a code without the state, or with an empty or another one, and takes the right one", function()
+    local lb = assert(auth0.loopback {})
+    lb.state = "s3"
+    for _, q in ipairs({ "code=evil", "code=evil&state=", "code=evil&state=s", "state=s3" }) do
+      local s = connect(lb.port)
+      assert(s:send("GET /callback?" .. q .. " HTTP/1.1\r\nHost: x\r\n\r\n"))
+      local url = wait(lb, 0.3)
+      assert.is_nil(url)
+      assert.matches("^HTTP/1.1 400", s:receive("*l"))
+      s:close()
+    end
+    local s = connect(lb.port)
+    assert(s:send("GET /callback?code=good&state=s3 HTTP/1.1\r\nHost: x\r\n\r\n"))
+    assert.equal(lb.redirect_uri .. "?code=good&state=s3", wait(lb, 2))
+    s:close()
+  end)
+
   it("a request trickled byte by byte between other connections is still read whole", function()
     local lb = assert(auth0.loopback {})
+    lb.state = "s2"
     local a, b = connect(lb.port), connect(lb.port)
-    local req = "GET /callback?code=c2 HTTP/1.1\r\nHost: x\r\n\r\n"
+    local req = "GET /callback?code=c2&state=s2 HTTP/1.1\r\nHost: x\r\n\r\n"
     local url
     for i = 1, #req do
       assert(a:send(req:sub(i, i)))
@@ -273,7 +327,7 @@ describe("auth0.loopback against connections that hold it", function()
       url = url or lb:step()
     end
     url = url or wait(lb, 2)
-    assert.equal(lb.redirect_uri .. "?code=c2", url)
+    assert.equal(lb.redirect_uri .. "?code=c2&state=s2", url)
     a:close(); b:close()
   end)
 end)

@@ -45,6 +45,7 @@
 -- | timeout, network, tls, bad_response, cancelled | no usable answer (ours)               |
 -- | unknown             | anything else (a code this version does not know)                |
 local cjson = require("cjson.safe").new()
+local core = require "auth0.core"
 
 local type, tonumber, tostring, setmetatable = type, tonumber, tostring, setmetatable
 local floor, time = math.floor, os.time
@@ -228,13 +229,30 @@ local status_codes = {
   [401] = "unauthorized", [403] = "forbidden", [404] = "not_found", [429] = "too_many_requests",
 }
 
--- Server text is shown to people: one line, bounded, no control characters.
+-- Characters that break a line or reorder text on screen without being ASCII controls:
+-- C1 controls (U+0080..U+009F), U+2028/U+2029 (line and paragraph separators), the bidi
+-- embeddings and overrides (U+202A..U+202E) and isolates (U+2066..U+2069).
+local function unicode_controls(s)
+  s = s:gsub("\194[\128-\159]", " ")
+  s = s:gsub("\226\128[\168-\174]", " ")
+  return (s:gsub("\226\129[\166-\169]", " "))
+end
+
+--- Server text (or a forger's) as it may appear in an error message or a log: one line,
+-- at most 300 bytes, no control characters (ASCII, C1, line separators, bidi overrides),
+-- valid UTF-8 (else every non-ASCII byte becomes "?"). Nil for a non-string.
+-- @param s the text
+-- @treturn string|nil
 local function clean(s)
   if type(s) ~= "string" then return nil end
-  s = s:gsub("[%c]", " ")
+  s = s:gsub("%c", " ")
+  if s:find("[\128-\255]") then
+    if core.utf8_valid(s) then s = unicode_controls(s) else s = s:gsub("[\128-\255]", "?") end
+  end
   if #s > 300 then s = s:sub(1, 300):gsub("[\192-\255][\128-\191]*$", "") .. "..." end
   return s
 end
+_M.clean = clean
 
 local months = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9,
   Oct = 10, Nov = 11, Dec = 12 }
@@ -272,7 +290,7 @@ end
 --- Fills rate-limit fields from the captured headers.
 local function add_headers(e, hdrs)
   if not hdrs then return e end
-  e.request_id = hdrs.request_id
+  e.request_id = clean(hdrs.request_id)   -- a header value: logged, so one clean line too
   if e.status and e.status >= 300 and e.status < 400 then e.location = hdrs.location end
   local limit, remaining, reset = tonumber(hdrs.ratelimit_limit), tonumber(hdrs.ratelimit_remaining),
     tonumber(hdrs.ratelimit_reset)
@@ -316,6 +334,19 @@ function _M.from_response(status, body, hdrs, context)
     if type(decoded.mfa_requirements) == "table" then e.mfa_requirements = decoded.mfa_requirements end
   end
   return add_headers(e, hdrs)
+end
+
+--- Builds the error object of an OAuth error redirect (RFC 6749 section 4.1.2.1) from its
+-- decoded parameters: `error` and `error_description` came through a URL anyone can
+-- forge, so they are cleaned as a server answer's are (one line, bounded, no controls).
+-- @tparam table params the callback's decoded query and fragment parameters
+-- @tparam[opt] string context
+-- @return the error object, `reason` set
+function _M.from_callback(params, context)
+  local code = clean(params.error)
+  if code == nil or code == "" then code = "invalid_request" end
+  local message = clean(params.error_description) or code
+  return _M.new(code, message, { context = context, reason = _M.reason(code, nil, message, nil) })
 end
 
 return _M

@@ -206,7 +206,7 @@ function Client:passwordless_complete_link(callback_url, link, cb)
     -- first: an error answer carries the state too (RFC 6749 4.1.2.1), and one without it is forged
     e = errors.new("invalid_state", "the callback's state is not this login's", { reason = "invalid_state" })
   elseif u.params.error then
-    e = errors.new(u.params.error, u.params.error_description or u.params.error, { context = "magic link" })
+    e = errors.from_callback(u.params, "magic link")
   elseif not u.params.code and not u.params.id_token then
     e = invalid("the callback has no code and no tokens")
   end
