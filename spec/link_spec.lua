@@ -454,6 +454,15 @@ describe("auth0.loopback", function()
   it("times out, refuses oversized requests, and raises on misuse", function()
     local c = client()
     local lb = assert(auth0.loopback { timeout = 1 })
+    -- issue 11 (third review): without a state the first code that came was taken
+    for _, fn in ipairs({ "step", "attach" }) do
+      local ok, msg = pcall(function() lb[fn](lb, c, function() end) end)
+      assert.is_false(ok)
+      assert.equal("spec/link_spec.lua", msg:match("^([^:]+):%d+: "))
+      assert.equal("calling '" .. fn .. "' on bad self (state is not set: set lb.state to the link's state first)",
+        (msg:gsub("^[^:]+:%d+: ", "")))
+    end
+    lb.state = "s0"
     local big = curl_bg(lb.redirect_uri .. "?code=x", "-H 'X-Big: " .. string.rep("a", 9000) .. "'")
     local got
     lb:attach(c, function(url, err) got = { url, err } end)

@@ -13,11 +13,15 @@
 -- loop's `client:poll(0)` drives it. The listener closes after one valid callback (its path,
 -- a `code` or an `error`, the expected `state`) or at its timeout. The browser gets a
 -- short page; other requests get 404 or 400 and the listener goes on.
+--
+-- `state` is required: `step` and `attach` raise until it is set. Without it the first
+-- request with a `code` would be taken, and any local process or web page can send one
+-- (login CSRF: the victim ends up logged in as the attacker).
 local core = require "auth0.core"
 local check = require "auth0.check"
 local errors = require "auth0.error"
 
-local type, pairs, setmetatable = type, pairs, setmetatable
+local type, pairs, setmetatable, error = type, pairs, setmetatable, error
 local now = core.now
 local at = check.at
 
@@ -89,8 +93,18 @@ end
 
 --- One non-blocking step: accepts and reads what has arrived.
 -- @return the callback URL (the listener is then closed), or nil while waiting, or nil, err
--- (`timeout`, or `cancelled` once closed)
+-- (`timeout`, or `cancelled` once closed); raises when `state` is not set
+-- A listener used before its `state` is set: luaL_argerror's words for self, at the caller.
+local function need_state(self, fn)
+  local st = self.state
+  if type(st) ~= "string" or st == "" then
+    error(("calling '%s' on bad self (state is not set: set lb.state to the link's state first)"):format(fn),
+      check.user_level())
+  end
+end
+
 function Loopback:step()
+  need_state(self, "step")
   local sock = self._sock
   if not sock then return nil, errors.new("cancelled", "the loopback listener is closed") end
   while true do
@@ -100,7 +114,7 @@ function Loopback:step()
     if p ~= self.path then
       sock:reply(404, "")
     elseif not (query_has(q, "code") or query_has(q, "error"))
-        or (self.state and not query_has(q, "state", self.state)) then
+        or not query_has(q, "state", self.state) then
       sock:reply(400, BAD)
     else
       sock:reply(200, self._page)
@@ -119,8 +133,9 @@ end
 -- calls `cb(url)` or `cb(nil, err)` once (as a callback: errors go to on_callback_error).
 -- @param client an auth0.Client
 -- @tparam function cb
--- @return true
+-- @return true; raises when `state` is not set (set it from passwordless_start's link)
 function Loopback:attach(client, cb)
+  need_state(self, "attach")
   check.func(at("attach", 2), cb, "callback")
   local function tick()
     self._timer = nil
