@@ -70,6 +70,48 @@ describe("ID-token key set", function()
     c:close()
   end)
 
+  -- issue 11 (third review): with no keys held, each verification during an outage fetched
+  -- the JWKS again (20 verifications, 20 fetches); a failed fetch now backs off as well
+  it("a JWKS outage with no keys held: one fetch per jwks_min_refetch, the others fail at once", function()
+    local c0 = client()
+    local tok = id_token(c0)                     -- a valid token, from a client that has no part below
+    c0:close()
+    local c = client({ jwks_min_refetch = 0.5 })
+    ctl("POST", "/faults", { rules = { { kind = "http_503", path = JWKS } } })
+    for i = 1, 20 do
+      local claims, err = c:verify_id_token(tok)
+      assert.is_nil(claims)
+      assert.equal("server_error", err.code)
+      assert.equal("server_error", err.reason)
+      if i > 1 then
+        assert.matches("the last fetch failed [%d.]+ s ago and is not tried again within jwks_min_refetch", err.message)
+        assert.equal(1, err.retry_after)
+        assert.equal("jwks", err.context)
+      end
+    end
+    local got = {}
+    for _ = 1, 5 do c:verify_id_token(tok, function(claims, e) got[#got + 1] = { claims, e } end) end
+    local deadline = core.now() + 10
+    while #got < 5 and core.now() < deadline do c:poll(10) end
+    assert.equal(5, #got)
+    for _, r in ipairs(got) do
+      assert.is_nil(r[1])
+      assert.equal("server_error", r[2].reason)
+    end
+    assert.equal(1, fetches())                   -- 25 verifications, one fetch
+    core.sleep(0.55)
+    for _ = 1, 5 do assert.is_nil((c:verify_id_token(tok))) end
+    assert.equal(2, fetches())                   -- the back-off passed: tried once more
+    ctl("POST", "/faults", { rules = {} })       -- the outage ends
+    assert.is_nil((c:verify_id_token(tok)))      -- still within the back-off: not fetched
+    assert.equal(0, fetches())
+    core.sleep(0.55)
+    assert(c:verify_id_token(tok))
+    assert(c:verify_id_token(tok))
+    assert.equal(1, fetches())
+    c:close()
+  end)
+
   it("keys expire after jwks_ttl: a removed key stops verifying, a new one is fetched", function()
     local c = client({ jwks_ttl = 0.5, jwks_min_refetch = 30 })
     local old = id_token(c)

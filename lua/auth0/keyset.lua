@@ -2,12 +2,15 @@
 -- held for `jwks_ttl` seconds (600), refetched for a token whose `kid` it lacks at most once
 -- per `jwks_min_refetch` seconds (60) for the whole client, one fetch shared by every
 -- verification waiting for it. A failed fetch never drops the keys held: a forged `kid`
--- during a JWKS outage cannot make valid tokens fail.
+-- during a JWKS outage cannot make valid tokens fail. A failed fetch is remembered too: with
+-- no keys held, verifications within `jwks_min_refetch` of it fail at once with its reason
+-- instead of each fetching again (an outage must not turn every login into a JWKS request).
 local core = require "auth0.core"
 local jwt = require "auth0.jwt"
 local shape = require "auth0.shape"
+local errors = require "auth0.error"
 
-local ipairs, huge, now = ipairs, math.huge, core.now
+local ipairs, huge, now, ceil = ipairs, math.huge, core.now, math.ceil
 
 local M = {}
 
@@ -17,8 +20,8 @@ local function state(client)
   local k = client._keys
   if not k then
     -- jwks: the held key set; at: when it was fetched; tried: when a fetch last started;
-    -- failed: when a fetch last failed
-    k = { jwks = nil, at = -huge, tried = -huge, failed = -huge, waiters = nil }
+    -- failed: when a fetch last failed, and last_err its error
+    k = { jwks = nil, at = -huge, tried = -huge, failed = -huge, last_err = nil, waiters = nil }
     client._keys = k
   end
   return k
@@ -36,7 +39,7 @@ function M.fetch_blocking(client, where)
   local k = state(client)
   k.tried = now()
   local v, err = client:_call(where, "jwks", nil, O_JWKS, nil, shape.jwks)
-  if v then k.jwks, k.at = v, now() else k.failed = now() end
+  if v then k.jwks, k.at = v, now() else k.failed, k.last_err = now(), err end
   return v, err
 end
 
@@ -51,7 +54,7 @@ function M.fetch_async(client, on_done)
   local freq = s:request("jwks", function(v, err)
     local w = k.waiters
     k.waiters = nil
-    if v then k.jwks, k.at = v, now() else k.failed = now() end
+    if v then k.jwks, k.at = v, now() else k.failed, k.last_err = now(), err end
     for _, fn in ipairs(w) do s:call(fn, v, err) end
   end)
   local ok, err = client:_attempts(freq, "jwks", nil, O_JWKS, shape.jwks, function(...) freq:finish(...) end)
@@ -66,6 +69,17 @@ local function check(client, token, opts, jwks)
     client_secret = hs and cfg.client_secret or nil,
     leeway = opts.leeway, now = opts.now, nonce = opts.nonce, max_age = opts.max_age,
   })
+end
+
+-- The error of a verification that found no keys while the last fetch failed less than
+-- jwks_min_refetch ago: that fetch's code and reason, and when trying again makes sense.
+local function backed_off(k, cfg)
+  local last, ago = k.last_err, now() - k.failed
+  local msg = ("no JWKS keys: the last fetch failed %.1f s ago and is not tried again within jwks_min_refetch (%g s)")
+    :format(ago, cfg.jwks_min_refetch)
+  if last and last.message and last.message ~= "" then msg = msg .. ": " .. last.message end
+  return errors.new(last and last.code or "network", msg, { reason = last and last.reason or "network",
+    status = last and last.status, context = "jwks", retry_after = ceil(cfg.jwks_min_refetch - ago) })
 end
 
 --- Verifies `token`; `fetch(on_done)` gets the JWKS (blocking or not); `done(claims, err)`.
@@ -85,7 +99,10 @@ function M.verify(client, token, opts, fetch, done)
   local held = M.fresh(client)
   if held then return with(held, false) end
   -- stale keys during a fetch outage still verify, until a fetch succeeds
-  if k.jwks and not k.waiters and now() - k.failed < cfg.jwks_min_refetch then return with(k.jwks, true) end
+  if not k.waiters and now() - k.failed < cfg.jwks_min_refetch then
+    if k.jwks then return with(k.jwks, true) end
+    return done(nil, backed_off(k, cfg))
+  end
   fetch(function(v, ferr)
     if v then return with(v, true) end
     if k.jwks then
