@@ -83,22 +83,39 @@ void a0_listen_reply(a0_listener *l, int status, const char *body, size_t n) {
   if (l->cur >= 0) answer(l, &l->c[l->cur], status, body, n);
 }
 
+size_t a0_listen_head_end(const char *buf, size_t len, size_t from) {
+  for (size_t i = from; i + 4 <= len; i++)
+    if (memcmp(buf + i, "\r\n\r\n", 4) == 0) return i + 4;
+  return 0;
+}
+
+int a0_listen_parse(const char *buf, size_t len, size_t *off, size_t *n) {
+  const char *eol = memchr(buf, '\r', len);
+  if (eol == NULL || (size_t)(eol - buf) + 1 >= len || eol[1] != '\n') return 400;
+  size_t line = (size_t)(eol - buf);
+  const char *sp1 = memchr(buf, ' ', line);
+  if (sp1 == NULL || sp1 == buf) return 400;
+  if ((size_t)(sp1 - buf) != 3 || memcmp(buf, "GET", 3) != 0) return 405;
+  size_t t = (size_t)(sp1 - buf) + 1, e = t;
+  /* the target: printable ASCII only, so no control or binary byte reaches the application */
+  while (e < line && (unsigned char)buf[e] > 0x20 && (unsigned char)buf[e] < 0x7f) e++;
+  if (e == t || buf[t] != '/' || e >= line || buf[e] != ' ') return 400;
+  if (line - e - 1 != 8 || memcmp(buf + e + 1, "HTTP/1.", 7) != 0 || (buf[e + 8] != '0' && buf[e + 8] != '1'))
+    return 400;
+  *off = t;
+  *n = e - t;
+  return 0;
+}
+
 /* A complete head in c->req: the GET target, or an answer of our own (returns 0). */
 static int parse(a0_listener *l, a0_listen_conn *c, const char **target, size_t *n) {
-  char *req = c->req, *sp1 = memchr(req, ' ', c->len);
-  if (sp1 == NULL || (size_t)(sp1 - req) != 3 || memcmp(req, "GET", 3) != 0) {
-    answer(l, c, sp1 == NULL ? 400 : 405, "", 0);
+  size_t off;
+  int status = a0_listen_parse(c->req, c->len, &off, n);
+  if (status != 0) {
+    answer(l, c, status, "", 0);
     return 0;
   }
-  char *t = sp1 + 1, *end = memchr(t, ' ', c->len - (size_t)(t - req));
-  char *eol = memchr(req, '\r', c->len);
-  if (end == NULL || eol == NULL || end > eol || end == t || *t != '/') {
-    answer(l, c, 400, "", 0);
-    return 0;
-  }
-  *end = '\0';
-  *target = t;
-  *n = (size_t)(end - t);
+  *target = c->req + off;
   return 1;
 }
 
@@ -113,8 +130,7 @@ static int read_conn(a0_listener *l, a0_listen_conn *c, const char **target, siz
     c->req[c->len] = '\0';
     /* the head ends with an empty line (maybe split across reads); a GET has no body */
     size_t from = c->len > (size_t)r + 3 ? c->len - (size_t)r - 3 : 0;
-    for (size_t i = from; i + 4 <= c->len; i++)
-      if (memcmp(c->req + i, "\r\n\r\n", 4) == 0) return parse(l, c, target, n);
+    if (a0_listen_head_end(c->req, c->len, from) > 0) return parse(l, c, target, n);
   }
   return 0;
 }

@@ -26,6 +26,16 @@ typedef struct a0_listener {
   a0_listen_conn c[A0_LISTEN_CONNS];
 } a0_listener;
 
+/* The request parser, pure (no I/O, reads only buf[0..len)), for the tests and the fuzz
+ * target too. a0_listen_head_end: the length of the head (through the empty line CRLF CRLF)
+ * when buf holds a complete one, else 0; `from` is where a new CRLF CRLF may start (bytes
+ * before it were searched already). a0_listen_parse: 0 when the head is
+ * "GET <target> HTTP/1.0|1.1" CRLF ..., the target starting with '/' and made of printable
+ * ASCII (0x21..0x7e) only, its offset and length in *off, *n; else the status to answer
+ * (405: another method, 400: anything else malformed). */
+size_t a0_listen_head_end(const char *buf, size_t len, size_t from);
+int a0_listen_parse(const char *buf, size_t len, size_t *off, size_t *n);
+
 /* Marks everything closed (nothing to close yet): before a0_listen_open, or after a raise. */
 void a0_listen_init(a0_listener *l);
 

@@ -8,7 +8,7 @@
 FUZZ_CC       ?= clang
 FUZZ_SECONDS  ?= 30
 FUZZ_DIR      := build/fuzz
-FUZZ_TARGETS  ?= fuzz_enc fuzz_body fuzz_header fuzz_codec fuzz_lua fuzz_seal
+FUZZ_TARGETS  ?= fuzz_enc fuzz_body fuzz_header fuzz_codec fuzz_lua fuzz_seal fuzz_listen
 FUZZ_SAN      := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                  -fno-omit-frame-pointer
 FUZZ_CFLAGS   := $(FUZZ_SAN) -std=c99 -Wall -Wextra -D_POSIX_C_SOURCE=200809L -Icsrc \
@@ -27,6 +27,7 @@ FUZZ_MAXLEN_fuzz_header := 1024
 FUZZ_MAXLEN_fuzz_codec  := 2048
 FUZZ_MAXLEN_fuzz_lua    := 4096
 FUZZ_MAXLEN_fuzz_seal   := 2048
+FUZZ_MAXLEN_fuzz_listen := 9000
 FUZZ_OPTS_fuzz_lua      := -dict=csrc/fuzz/fuzz_lua.dict
 
 .PHONY: fuzz fuzz-smoke
@@ -53,6 +54,10 @@ $(FUZZ_DIR)/fuzz_seal: csrc/fuzz/fuzz_seal.c csrc/a0_seal.c csrc/a0_buf.c $(FUZZ
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lcrypto
 
+$(FUZZ_DIR)/fuzz_listen: csrc/fuzz/fuzz_listen.c csrc/a0_listen.c csrc/a0_buf.c $(FUZZ_HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lcrypto
+
 # Embeds Lua 5.4 and links the whole module (instrumented) into the binary: fine for a
 # fuzz program, never for the module itself.
 $(FUZZ_DIR)/fuzz_lua: csrc/fuzz/fuzz_lua.c $(FUZZ_ENGINE) $(FUZZ_BIND) $(FUZZ_HDRS)
@@ -73,6 +78,7 @@ fuzz-smoke: fuzz
 	    fuzz_header) opts="-max_len=$(FUZZ_MAXLEN_fuzz_header)";; \
 	    fuzz_codec) opts="-max_len=$(FUZZ_MAXLEN_fuzz_codec)";; \
 	    fuzz_seal) opts="-max_len=$(FUZZ_MAXLEN_fuzz_seal)";; \
+	    fuzz_listen) opts="-max_len=$(FUZZ_MAXLEN_fuzz_listen)";; \
 	    fuzz_lua) opts="-max_len=$(FUZZ_MAXLEN_fuzz_lua) $(FUZZ_OPTS_fuzz_lua)";; \
 	  esac; \
 	  $(FUZZ_DIR)/$$t $$opts -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
