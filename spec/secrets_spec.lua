@@ -2,6 +2,7 @@
 -- secret, TOTP secret) reaches a log line, an error message, a tostring or a traceback.
 local auth0 = require "auth0"
 local emu = require "spec.support.emulator"
+local scenario = require "spec.support.secrets_scenario"
 
 -- Everything a user or an operator could see, flattened to text.
 local seen = {}
@@ -207,47 +208,18 @@ describe("secrets", function()
         if type(msg) ~= "string" then bad_msgs[#bad_msgs + 1] = type(msg) end
         deep(msg)
       end }
-    local u = emu.control("POST", "/__emulator/users", { connection = "email", email = "cb@example.com", mfa = "always" })
-    emu.control("POST", "/__emulator/mfa/authenticators", { user_id = u.user_id, type = "push", name = "phone" })
-    emu.control("POST", "/__emulator/mfa", { poll_min_interval = 0 })
-    local function mfa_err(cl)
-      cl:passwordless_start { connection = "email", email = "cb@example.com" }
-      local _, err = cl:passwordless_login { realm = "email", username = "cb@example.com", otp = code_for("cb@example.com") }
-      assert.equal("mfa_required", err.code)
-      secret(err.mfa_token)
-      return err
-    end
-    local raisers = {
-      function(_, err) assert(nil, err) end,                     -- assert(tokens, err)
-      function(_, err) error(err) end,
-      function(_, err) error({ err = err, note = "wrapped" }) end,
-      function(_, err) error({ { inner = err } }) end,
-    }
-    for _, cl in ipairs({ c, c2 }) do
-      for _, raise in ipairs(raisers) do
-        -- a request callback
-        cl:passwordless_start { connection = "email", email = "cb@example.com" }
-        local code = code_for("cb@example.com")
-        cl:passwordless_login({ realm = "email", username = "cb@example.com", otp = code }, raise)
-        while cl:poll(50) > 0 do end
-        -- a cached-value callback (jwks) and mfa_poll's on_pending and final callback
-        local e = mfa_err(cl)
-        cl:jwks(function() raise(nil, e) end)
-        while cl:poll(50) > 0 do end
-        local ch = assert(cl:mfa_challenge { mfa_token = e.mfa_token, challenge_type = "oob" })
-        secret(ch.oob_code)
-        cl:mfa_poll({ mfa_token = e.mfa_token, oob_code = ch.oob_code, interval = 0.01, timeout = 0.05,
-          on_pending = function() raise(nil, e) end }, function() raise(nil, e) end)
-        while cl:poll(20) > 0 do end
-      end
-    end
+    -- every kind of callback raises error objects, tables holding them and the flow itself
+    local runs = scenario { clients = { c, c2 }, secret = secret, dump = deep,
+      control = function(m, p, b) return emu.control(m, "/__emulator" .. p, b) end }
+    assert.equal(12, runs)
     c:close(); c2:close()
     assert.same({}, bad_fields)
     assert.same({}, bad_msgs)
     local text = table.concat(dump, "\n")
     assert.truthy(text:find("mfa_required", 1, true))   -- the redacted tostring got through
     for _, s in ipairs(secrets) do
-      assert.is_nil(text:find(s, 1, true), "secret leaked through a callback error")
+      local at = text:find(s, 1, true)
+      assert.is_nil(at, "secret leaked through a callback error: ..." .. (at and text:sub(math.max(1, at - 300), at + 40) or ""))
     end
   end)
 
@@ -259,5 +231,126 @@ describe("secrets", function()
     assert(c:passwordless_start { connection = "email", email = "i@example.com" })
     assert.equal(2, warnings)
     secret("unused-marker")
+  end)
+end)
+
+-- The same callbacks inside a real nginx worker, on the cosocket transport (issue 11: the
+-- OpenResty example's on_log JSON-encoded its fields, and a live mfa_token reached nginx's
+-- error log). The worker's on_log writes every field encoded into the error log, as that
+-- example did; its on_callback_error writes what it gets. Neither may see a table, and no
+-- secret may reach the log.
+local WORKER = [[
+local cjson = require("cjson.safe").new()
+local auth0 = require "auth0"
+ngx.req.read_body()
+local args = cjson.decode(ngx.req.get_body_data() or "") or {}
+local base, token = args.base, args.token
+local send = require("auth0.transport.ngx").new({ base_url = base, host = base:match("^https?://([^:/]+)"),
+  timeout = 10, connect_timeout = 2 }, { server_name = "localhost" })   -- the emulator's issuer is an IP
+local secrets, bad, dump = {}, {}, {}
+local function secret(s)
+  if type(s) == "string" and #s >= 6 then
+    secrets[#secrets + 1] = s
+    local sig = s:match("%.([%w_%-]+)$")
+    if sig and #sig >= 16 then secrets[#secrets + 1] = sig end
+  end
+  return s
+end
+local function deep(v, d)
+  d = d or 0
+  if type(v) == "table" then
+    if d > 5 then return end
+    for k, x in pairs(v) do deep(k, d + 1); deep(x, d + 1) end
+  elseif v ~= nil then dump[#dump + 1] = tostring(v) end
+end
+local function control(method, path, body)
+  local resp, code, msg = send { method = method, url = base .. "/__emulator" .. path, timeout = 10,
+    headers = { authorization = "Bearer " .. token, accept = "application/json",
+      ["content-type"] = body and "application/json" or nil }, body = body and cjson.encode(body) or nil }
+  if not resp then error("control API " .. path .. ": " .. tostring(code) .. " " .. tostring(msg)) end
+  return cjson.decode(resp.body)
+end
+local function on_log(level, message, fields)
+  if type(message) ~= "string" then bad[#bad + 1] = "on_log message " .. type(message) end
+  for k, v in pairs(type(fields) == "table" and fields or {}) do
+    local t = type(v)
+    if t ~= "string" and t ~= "number" and t ~= "boolean" then bad[#bad + 1] = "on_log field " .. k .. " " .. t end
+  end
+  deep(message); deep(fields)
+  ngx.log(ngx.WARN, "auth0 ", level, ": ", tostring(message), " ", cjson.encode(fields) or "(unencodable)")
+end
+local function on_callback_error(msg)
+  if type(msg) ~= "string" then bad[#bad + 1] = "on_callback_error " .. type(msg) end
+  deep(msg)
+  ngx.log(ngx.ERR, "callback error: ", type(msg) == "string" and msg or cjson.encode(msg) or "(unencodable)")
+end
+local function client(extra)
+  local o = { base_url = base, client_id = "emu-native", transport = send, sleep = ngx.sleep, retries = 0, timeout = 10 }
+  for k, v in pairs(extra) do o[k] = v end
+  return auth0.new(o)
+end
+local c, c2 = client { on_log = on_log }, client { on_callback_error = on_callback_error }
+local ok, runs = pcall(dofile(args.scenario), { clients = { c, c2 }, control = control, secret = secret, dump = deep,
+  email = "ngx" })
+c:close(); c2:close()
+ngx.header["content-type"] = "application/json"
+ngx.print(cjson.encode { ok = ok, runs = ok and runs or nil, err = not ok and tostring(runs) or nil,
+  secrets = secrets, bad = bad, dump = table.concat(dump, "\n") })
+]]
+
+describe("secrets on the ngx transport, inside nginx", function()
+  local socket_http = require "socket.http"
+  local ltn12 = require "ltn12"
+  local cjson = require("cjson.safe").new()
+  local launch = dofile("examples/openresty/launch.lua")
+  local emu_server = require "auth0.emulator.server"
+  local server, api, work
+
+  setup(function()
+    server = emu.start()
+    work = (io.popen("mktemp -d /tmp/auth0-secrets-spec.XXXXXX"):read("*l"))
+    local f = assert(io.open(work .. "/secrets.lua", "wb"))
+    f:write(WORKER)
+    f:close()
+    local err
+    api, err = launch.start { base_url = "https://localhost:" .. server.port, ca_file = server.ca_file,
+      owner_pid = emu_server.self_pid(),
+      server = ("    location = /__test/secrets { content_by_lua_file %s/secrets.lua; }\n"):format(work),
+      options = "limit_ip = false, limit_identifier = false, limit_global = false, limit_verify = false," }
+    assert(api, err)
+  end)
+  teardown(function()
+    if api then api:stop() end
+    if work then os.execute("rm -rf '" .. work .. "'") end
+  end)
+
+  it("error objects raised from every kind of callback reach neither the error log nor a sink as a table", function()
+    emu.reset()
+    local here = (os.getenv("PWD") or io.popen("pwd"):read("*l")) .. "/spec/support/secrets_scenario.lua"
+    local body = assert(cjson.encode { base = server.base_url, token = server.control_token,
+      scenario = here })
+    local chunks = {}
+    socket_http.TIMEOUT = 300
+    local ok, status = socket_http.request { url = api.url .. "/__test/secrets", method = "POST",
+      headers = { ["content-type"] = "application/json", ["content-length"] = tostring(#body) },
+      source = ltn12.source.string(body), sink = ltn12.sink.table(chunks) }
+    assert(ok, status)
+    local log = api:log()
+    assert.equal(200, status, log:sub(-2000))
+    local r = assert(cjson.decode(table.concat(chunks)))
+    assert.is_true(r.ok, r.err)
+    assert.equal(12, r.runs)
+    assert.same({}, r.bad)
+    assert.is_true(#r.secrets > 50)
+    -- the sinks ran, and the redacted texts reached the log
+    assert.truthy(log:find("auth0 warn: error in a callback", 1, true))
+    assert.truthy(log:find("callback error: ", 1, true))
+    assert.truthy(log:find("mfa_required", 1, true))
+    for _, s in ipairs(r.secrets) do
+      local at = log:find(s, 1, true)
+      assert.is_nil(at, "secret in nginx's error log: ..." .. (at and log:sub(math.max(1, at - 200), at + 20) or ""))
+      at = r.dump:find(s, 1, true)
+      assert.is_nil(at, "secret handed to a sink: ..." .. (at and r.dump:sub(math.max(1, at - 200), at + 20) or ""))
+    end
   end)
 end)

@@ -3,8 +3,8 @@
 -- Decisions switch on `err.reason` (lua/auth0/error.lua), never on Auth0's wording.
 local auth0 = require "auth0"
 
-local type, pairs, ipairs, tostring, select, error, rawget =
-  type, pairs, ipairs, tostring, select, error, rawget
+local type, pairs, ipairs, tostring, select, error, rawget, rawset, setmetatable =
+  type, pairs, ipairs, tostring, select, error, rawget, rawset, setmetatable
 local time, now = os.time, auth0.core.now
 local new_error = auth0.error.new
 
@@ -13,13 +13,33 @@ local _M = { ATTEMPTS_PER_CODE = 3 }
 local Flow = { __name = "auth0.Flow" }
 _M.Flow = Flow
 
+-- The flow's secrets (mfa_token, oob_code, the link's state, nonce and PKCE verifier) live
+-- beside it, not in it: a flow raised from a callback, or dumped field by field by a logger,
+-- shows none of them (issue 11). Weak keys: they go with their flow.
+local HIDDEN = { _mfa_token = true, _oob_code = true, _link = true }
+local hidden = setmetatable({}, { __mode = "k" })
+
 -- `f.push_waited` is the time spent in this push wait so far, whenever it is read.
 function Flow.__index(f, k)
   if k == "push_waited" then
     local started = rawget(f, "_push_started")
     return rawget(f, "_push_base") + (started and now() - started or 0)
   end
+  if HIDDEN[k] then
+    local h = hidden[f]
+    return h and h[k]
+  end
   return Flow[k]
+end
+
+function Flow.__newindex(f, k, v)
+  if not HIDDEN[k] then return rawset(f, k, v) end
+  local h = hidden[f]
+  if not h then
+    h = {}
+    hidden[f] = h
+  end
+  h[k] = v
 end
 
 local check = require "auth0.check"
