@@ -236,3 +236,47 @@ describe("err.reason on real answers (emulator over HTTPS)", function()
     assert.equal("mfa_token_invalid", e.reason)
   end)
 end)
+
+-- Issue 11 (third review): text from outside (a transport's failure, a server's code and
+-- description, a response header) is one line in an error object and in what on_log gets:
+-- no CR/LF, no other control character, no line separator or bidi override, valid UTF-8.
+describe("error text from outside is one line", function()
+  local auth0 = require "auth0"
+  local HOSTILE = "a\r\nINFO forged line\27[2J\226\128\168b\226\128\174c\194\133d"
+  local function clean_text(s)
+    return s ~= nil and not s:find("[%c]") and not s:find("\226\128[\168\169\170-\174]")
+      and not s:find("\194[\128-\159]") and auth0.core.utf8_valid(s)
+  end
+  local answers = {
+    { nil, "network", HOSTILE },
+    { nil, "net\r\nwork", "x" },
+    { { status = 400, headers = { ["x-auth0-requestid"] = "id\27[31m\1" },
+        body = '{"error":"bad\\u0085code\\r\\n","error_description":"d\\u2028e\\r\\nf\\u202eg"}' } },
+    { { status = 500, body = HOSTILE } },
+    { { status = 400, body = '{"error":"x","error_description":"' .. "\255\254" .. '"}' } },
+  }
+  for i, a in ipairs(answers) do
+    it("answer " .. i, function()
+      local logged = {}
+      local c = auth0.new { base_url = "https://tenant.example", client_id = "c", retries = 0,
+        transport = function() return a[1], a[2], a[3] end,
+        on_log = function(_, msg, fields)
+          logged[#logged + 1] = msg
+          for _, v in pairs(fields) do logged[#logged + 1] = tostring(v) end
+        end }
+      local r, err = c:passwordless_start { connection = "email", email = "a@example.com" }
+      assert.is_nil(r)
+      assert.is_true(clean_text(err.code), err.code)
+      assert.is_true(clean_text(err.message), err.message)
+      assert.is_true(clean_text(tostring(err)))
+      if err.request_id then assert.is_true(clean_text(err.request_id), err.request_id) end
+      -- the request id of a 4xx answer reaches on_log raw from the debug "response" line of
+      -- lua/auth0/client.lua (not this track's file): reported, checked there once fixed
+      if i ~= 3 then
+        for _, l in ipairs(logged) do assert.is_true(clean_text(l), l) end
+      end
+      c:close()
+    end)
+  end
+  pending("the debug 'response' log line cleans the request id (lua/auth0/client.lua, reported)")
+end)

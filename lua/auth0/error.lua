@@ -208,10 +208,34 @@ function _M.reason(code, status, message, endpoint)
   return derive(code, status or 0, type(message) == "string" and message:lower() or "", endpoint)
 end
 
+-- Characters that break a line or reorder text on screen without being ASCII controls:
+-- C1 controls (U+0080..U+009F), U+2028/U+2029 (line and paragraph separators), the bidi
+-- embeddings and overrides (U+202A..U+202E) and isolates (U+2066..U+2069).
+local function unicode_controls(s)
+  s = s:gsub("\194[\128-\159]", " ")
+  s = s:gsub("\226\128[\168-\174]", " ")
+  return (s:gsub("\226\129[\166-\169]", " "))
+end
+
+-- One line of text: no control characters (ASCII, C1, separators, bidi), valid UTF-8 (else
+-- every non-ASCII byte becomes "?").
+local function one_line(s)
+  if not s:find("[%c\128-\255]") then return s end
+  s = s:gsub("%c", " ")
+  if s:find("[\128-\255]") then
+    if core.utf8_valid(s) then s = unicode_controls(s) else s = s:gsub("[\128-\255]", "?") end
+  end
+  return s
+end
+
 --- A new error object; `fields` may carry anything the caller needs to act on, and
 -- `reason` when the code alone does not say it (else it is derived from the code).
+-- A string code or message is made one line (no control characters, valid UTF-8) whatever
+-- its source: a transport's text, a server's, a forged callback's.
 function _M.new(code, message, fields)
   local e = fields or {}
+  if type(code) == "string" then code = one_line(code) end
+  if type(message) == "string" then message = one_line(message) end
   e.code, e.message = code, message
   e.reason = e.reason or BY_CODE[code] or "unknown"
   return setmetatable(e, Error)
@@ -229,15 +253,6 @@ local status_codes = {
   [401] = "unauthorized", [403] = "forbidden", [404] = "not_found", [429] = "too_many_requests",
 }
 
--- Characters that break a line or reorder text on screen without being ASCII controls:
--- C1 controls (U+0080..U+009F), U+2028/U+2029 (line and paragraph separators), the bidi
--- embeddings and overrides (U+202A..U+202E) and isolates (U+2066..U+2069).
-local function unicode_controls(s)
-  s = s:gsub("\194[\128-\159]", " ")
-  s = s:gsub("\226\128[\168-\174]", " ")
-  return (s:gsub("\226\129[\166-\169]", " "))
-end
-
 --- Server text (or a forger's) as it may appear in an error message or a log: one line,
 -- at most 300 bytes, no control characters (ASCII, C1, line separators, bidi overrides),
 -- valid UTF-8 (else every non-ASCII byte becomes "?"). Nil for a non-string.
@@ -245,10 +260,7 @@ end
 -- @treturn string|nil
 local function clean(s)
   if type(s) ~= "string" then return nil end
-  s = s:gsub("%c", " ")
-  if s:find("[\128-\255]") then
-    if core.utf8_valid(s) then s = unicode_controls(s) else s = s:gsub("[\128-\255]", "?") end
-  end
+  s = one_line(s)
   if #s > 300 then s = s:sub(1, 300):gsub("[\192-\255][\128-\191]*$", "") .. "..." end
   return s
 end
