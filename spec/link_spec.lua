@@ -463,6 +463,16 @@ describe("auth0.loopback", function()
         (msg:gsub("^[^:]+:%d+: ", "")))
     end
     lb.state = "s0"
+    for _, case in ipairs({
+      { function() lb:attach(nil, function() end) end, "bad argument #1 to 'attach' (auth0.Client expected, got nil)" },
+      { function() lb:attach({}, function() end) end, "bad argument #1 to 'attach' (auth0.Client expected, got table)" },
+      { function() lb:attach(c, 1) end, "bad argument #2 to 'attach' (callback must be a function)" },
+    }) do
+      local ok, msg = pcall(case[1])
+      assert.is_false(ok)
+      assert.equal("spec/link_spec.lua", msg:match("^([^:]+):%d+: "))
+      assert.equal(case[2], (msg:gsub("^[^:]+:%d+: ", "")))
+    end
     local big = curl_bg(lb.redirect_uri .. "?code=x", "-H 'X-Big: " .. string.rep("a", 9000) .. "'")
     local got
     lb:attach(c, function(url, err) got = { url, err } end)

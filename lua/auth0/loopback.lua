@@ -21,7 +21,7 @@ local core = require "auth0.core"
 local check = require "auth0.check"
 local errors = require "auth0.error"
 
-local type, pairs, setmetatable, error = type, pairs, setmetatable, error
+local type, pairs, setmetatable, getmetatable, error = type, pairs, setmetatable, getmetatable, error
 local now = core.now
 local at = check.at
 
@@ -136,6 +136,9 @@ end
 -- @return true; raises when `state` is not set (set it from passwordless_start's link)
 function Loopback:attach(client, cb)
   need_state(self, "attach")
+  if getmetatable(client) ~= require("auth0.client").Client then
+    check.argerror("attach", 1, "auth0.Client expected, got " .. type(client))
+  end
   check.func(at("attach", 2), cb, "callback")
   local function tick()
     self._timer = nil
