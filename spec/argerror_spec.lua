@@ -54,6 +54,15 @@ local CASES = {
   { "#1 to 'resume' (auth0.Client expected, got nil)", function() local r = flow.resume(nil, {}); return r end },
   { "#2 to 'resume' (the table from f:serialize() expected, got string)",
     function() local r = flow.resume(c, "x"); return r end },
+  -- the magic-link completion names the argument a field or a callback belongs to
+  { "#2 to 'passwordless_complete_link' (field 'state': string expected, got nil)",
+    function() local r = c:passwordless_complete_link("https://x/cb?code=1", { nonce = "n" }); return r end },
+  { "#2 to 'passwordless_complete_link' (field 'nonce': string expected, got number)",
+    function() local r = c:passwordless_complete_link("https://x/cb?code=1", { state = "s", nonce = 1 }); return r end },
+  { "#3 to 'passwordless_complete_link' (callback must be a function)",
+    function() local r = c:passwordless_complete_link("https://x/cb", { state = "s", nonce = "n" }, 1); return r end },
+  { "#3 to 'passwordless_login_link' (callback must be a function)",
+    function() local r = c:passwordless_login_link("https://x/", {}, 1); return r end },
   { "#2 to 'resume' (attempts_left must be a finite number >= 0)",
     function() local r = flow.resume(c, { version = 1, state = "awaiting_code", attempts_left = 0 / 0 }); return r end },
 }

@@ -95,10 +95,11 @@ end
 -- @return tokens, or nil, err: `err.code == "invalid_link"` (nothing sent) for a malformed
 -- link or one of another host or client; else as passwordless_login (e.g. `mfa_required`)
 function Client:passwordless_login_link(url, opts, cb)
-  if type(opts) == "function" and cb == nil then opts, cb = nil, opts end
+  local cbn = 3   -- the callback's position, for misuse
+  if type(opts) == "function" and cb == nil then opts, cb, cbn = nil, opts, 2 end
   check.string(LOGIN_LINK, url, "url")
   if opts ~= nil then check.table(at("passwordless_login_link", 2), opts) end
-  if cb ~= nil then check.func(LOGIN_LINK, cb, "callback") end
+  if cb ~= nil then check.func(at("passwordless_login_link", cbn), cb, "callback") end
   local f, why = link_fields(self, url)
   if not f then
     local e = invalid(why)
@@ -194,10 +195,11 @@ end
 -- sent), the callback's `error` as an auth0.Error, `invalid_id_token` (nonce), or the grant's
 function Client:passwordless_complete_link(callback_url, link, cb)
   check.string(COMPLETE, callback_url, "callback_url")
-  check.table(at("passwordless_complete_link", 2), link, "a table { state, nonce }")
-  local state = check.string(COMPLETE, link.state, "state")
-  local nonce = check.string(COMPLETE, link.nonce, "nonce")
-  if cb ~= nil then check.func(COMPLETE, cb, "callback") end
+  local at2 = at("passwordless_complete_link", 2)   -- the link's fields are argument #2's
+  check.table(at2, link, "a table { state, nonce }")
+  local state = check.string(at2, link.state, "state")
+  local nonce = check.string(at2, link.nonce, "nonce")
+  if cb ~= nil then check.func(at("passwordless_complete_link", 3), cb, "callback") end
   local u = M.parse(callback_url)
   local e
   if not u then
