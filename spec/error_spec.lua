@@ -241,7 +241,6 @@ end)
 -- description, a response header) is one line in an error object and in what on_log gets:
 -- no CR/LF, no other control character, no line separator or bidi override, valid UTF-8.
 describe("error text from outside is one line", function()
-  local auth0 = require "auth0"
   local HOSTILE = "a\r\nINFO forged line\27[2J\226\128\168b\226\128\174c\194\133d"
   local function clean_text(s)
     return s ~= nil and not s:find("[%c]") and not s:find("\226\128[\168\169\170-\174]")
