@@ -102,6 +102,24 @@ else
 end
 ]]
 
+-- Misuse of the cosocket transport's options, directly and through auth0.new: each pcall's
+-- message, as JSON { name = message }.
+local MISUSE = [==[
+local cjson = require("cjson.safe").new()
+local auth0 = require "auth0"
+local ngxt = require "auth0.transport.ngx"
+local base, out = "https://localhost:1", {}
+local function try(name, fn) local ok, err = pcall(fn); out[name] = ok and "ok" or tostring(err) end
+local cfg = { base_url = base, host = "localhost" }
+try("pool_nan", function() ngxt.new(cfg, { pool_size = 0 / 0 }) end)
+try("opts", function() ngxt.new(cfg, "x") end)
+try("keepalive_nan", function() ngxt.new(cfg, { keepalive_timeout = 0 / 0 }) end)
+try("new_keepalive_inf", function() auth0.new { base_url = base, client_id = "c", transport = "ngx", keepalive_timeout = math.huge } end)
+try("new_pool_ninf", function() auth0.new { base_url = base, client_id = "c", transport = "ngx", pool_size = -math.huge } end)
+try("new_server_name", function() auth0.new { base_url = base, client_id = "c", transport = "ngx", server_name = "a b" } end)
+ngx.print(cjson.encode(out))
+]==]
+
 local function http_post(base, path, body, headers)
   local data = type(body) == "string" and body or assert(cjson.encode(body))
   local chunks = {}
@@ -198,6 +216,7 @@ describe("OpenResty transport and example", function()
     write(work .. "/call.lua", CALL)
     write(work .. "/phase.lua", PHASE:format("https://localhost:" .. srv.port))
     write(work .. "/fake.lua", FAKE)
+    write(work .. "/misuse.lua", MISUSE)
     -- a trust store without the emulator's CA: one unrelated self-signed certificate
     assert(os.execute(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
       .. " -keyout %s/other.key -out %s/other.pem -days 2 -subj /CN=other >/dev/null 2>&1"):format(work, work)))
@@ -230,6 +249,7 @@ describe("OpenResty transport and example", function()
 ]]):format(fake_port, work, slow_port, conf, conf, DELAY, srv.port, srv.ca_file)
     local server_extra = ([[
     location = /__test/call { content_by_lua_file %s/call.lua; }
+    location = /__test/misuse { content_by_lua_file %s/misuse.lua; }
     location = /__test/untrusted {
       lua_ssl_trusted_certificate %s/other.pem;
       content_by_lua_file %s/call.lua;
@@ -245,7 +265,7 @@ describe("OpenResty transport and example", function()
     location = /__test/result {
       content_by_lua_block { ngx.print(ngx.shared.auth0_sessions:get("test:" .. ngx.var.arg_phase) or "none") }
     }
-]]):format(work, work, work, work, work)
+]]):format(work, work, work, work, work, work)
     local init_worker = ([[
     ngx.shared.auth0_sessions:set("test:init_worker", dofile("%s/phase.lua"))
 ]]):format(work)
@@ -269,6 +289,22 @@ describe("OpenResty transport and example", function()
   before_each(function()
     emu.reset()
     emu.control("POST", "/rate_limits", { enabled = false })
+  end)
+
+  -- issue 11: the transport raised "auth0: pool_size ..." where the library raises luaL_argerror's form
+  it("raises on misuse of its options in luaL_argerror's form, NaN and inf included", function()
+    local r = http_get(api.url .. "/__test/misuse")
+    local function msg(k) return (r[k]:gsub("^[^:]+:%d+: ", "")) end
+    for k in pairs(r) do assert.matches("misuse%.lua:%d+: ", r[k], k) end   -- at the caller's line
+    assert.equal("bad argument #2 to 'new' (pool_size must be an integer in 1..100000)", msg("pool_nan"))
+    assert.equal("bad argument #2 to 'new' (table expected, got string)", msg("opts"))
+    assert.equal("bad argument #2 to 'new' (keepalive_timeout must be a number of seconds in (0, 86400])",
+      msg("keepalive_nan"))
+    assert.equal("bad argument #1 to 'new' (keepalive_timeout must be a number of seconds in (0, 86400])",
+      msg("new_keepalive_inf"))
+    assert.equal("bad argument #1 to 'new' (pool_size must be an integer in 1..100000)", msg("new_pool_ninf"))
+    assert.equal("bad argument #1 to 'new' (server_name must be a non-empty string without spaces)",
+      msg("new_server_name"))
   end)
 
   describe("the example API", function()

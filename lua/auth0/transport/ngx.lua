@@ -11,8 +11,8 @@
 -- (the system CA bundle; the certificate store is nginx's, `ca_file` is not used here),
 -- `lua_ssl_verify_depth 5;`, and a `resolver` for the tenant's host name (nginx does not
 -- read /etc/hosts; "localhost" is mapped to 127.0.0.1 here).
-local type, tonumber, tostring, pairs, ipairs, error, lower, find, match, setmetatable =
-  type, tonumber, tostring, pairs, ipairs, error, string.lower, string.find, string.match, setmetatable
+local type, tonumber, tostring, pairs, ipairs, lower, find, match, setmetatable =
+  type, tonumber, tostring, pairs, ipairs, string.lower, string.find, string.match, setmetatable
 local tcp, get_phase, now, update_time = ngx.socket.tcp, ngx.get_phase, ngx.now, ngx.update_time
 
 local read_response = require("auth0.transport.http1").read_response
@@ -80,18 +80,24 @@ end
 --   different pools: a pooled connection is not verified again)
 -- @return function(request) -> response | nil, code, message
 function _M.new(cfg, opts)
+  -- misuse in luaL_argerror's form: these are argument #1 of auth0.new when it calls here
+  -- (transport = "ngx"), else argument #2 of this function
+  local caller = debug.getinfo(2, "S")
+  local narg = caller and find(caller.source, "auth0[/\\]client%.lua$") and 1 or 2
+  local function bad(msg) require("auth0.check").argerror("new", narg, msg) end
+  if opts ~= nil and type(opts) ~= "table" then bad("table expected, got " .. type(opts)) end
   opts = opts or {}
   local n = opts.pool_size
-  if n ~= nil and (type(n) ~= "number" or n < 1 or n > 100000 or n % 1 ~= 0) then
-    error("auth0: pool_size must be an integer in 1..100000", 3)
+  if n ~= nil and (type(n) ~= "number" or n < 1 or n > 100000 or n % 1 ~= 0) then   -- NaN too
+    bad("pool_size must be an integer in 1..100000")
   end
   n = opts.keepalive_timeout
   if n ~= nil and (type(n) ~= "number" or not (n > 0 and n <= 86400)) then   -- NaN too
-    error("auth0: keepalive_timeout must be a number of seconds in (0, 86400]", 3)
+    bad("keepalive_timeout must be a number of seconds in (0, 86400]")
   end
   for _, k in ipairs { "server_name", "pool" } do
     if opts[k] ~= nil and (type(opts[k]) ~= "string" or opts[k] == "" or find(opts[k], "[%c%s]")) then
-      error("auth0: " .. k .. " must be a non-empty string without spaces", 3)
+      bad(k .. " must be a non-empty string without spaces")
     end
   end
   local verify = opts.insecure_skip_verify ~= true
