@@ -332,6 +332,14 @@ describe("auth0.flow", function()
         identifier_field = "email" }, { max_restarts = 1 / 0 }) end,
         "bad argument #3 to 'resume' (max_restarts must be an integer >= 0)")
       raises(function() flow.resume({}, { version = 1 }) end, "bad argument #1 to 'resume' (auth0.Client expected, got table)")
+      -- a damaged serialized flow raises at resume, not later in a method (issue 11, third review)
+      raises(function() flow.resume(c, { version = 1, state = "awaiting_mfa_choice", mfa_token = "m", authenticators = { 5 } }) end,
+        "bad argument #2 to 'resume' (authenticators[1] must be a table with a string id)")
+      raises(function() flow.resume(c, { version = 1, state = "awaiting_mfa_code", mfa_token = "m", authenticator = {},
+        oob_code = 5 }) end, "bad argument #2 to 'resume' (field 'oob_code': string expected, got number)")
+      raises(function() flow.resume(c, { version = 1, state = "awaiting_code", connection = "email", identifier = "a@b.co",
+        identifier_field = "email", must_resend = "yes" }) end,
+        "bad argument #2 to 'resume' (field 'must_resend': boolean expected, got string)")
       raises(function() flow.login(c, { connection = "email", email = "not an email" }) end,
         "bad argument #2 to 'login' (email is malformed)")
       raises(function() flow.login(c, { connection = "sms", phone_number = "555" }) end,

@@ -225,6 +225,10 @@ function _M.mfa(client, t, opts)
 end
 
 local RESUME = at("resume", 2, true)
+local RESUME_TYPES = { connection = "string", identifier = "string", mfa_token = "string", oob_code = "string",
+  challenge_type = "string", binding_method = "string", audience = "string", scope = "string",
+  mfa_requirements = "table", authenticators = "table", authenticator = "table", enrollment = "table",
+  must_resend = "boolean", enroll_required = "boolean", has_recovery_code = "boolean" }
 
 local function check_resume_table(t)
   check.table(RESUME, t, "the table from f:serialize()")
@@ -235,6 +239,17 @@ local function check_resume_table(t)
     local v = t[k]   -- NaN or inf here would stall or skip the flow's limits
     if v ~= nil and (type(v) ~= "number" or v ~= v or v == math.huge or v == -math.huge or v < 0) then
       RESUME:fail(k .. " must be a finite number >= 0")
+    end
+  end
+  -- every field of its type, so that a damaged table raises here and not in a later method
+  for k, want in pairs(RESUME_TYPES) do
+    if t[k] ~= nil and type(t[k]) ~= want then
+      RESUME:fail("field '" .. k .. "': " .. want .. " expected, got " .. type(t[k]))
+    end
+  end
+  for i, a in ipairs(type(t.authenticators) == "table" and t.authenticators or {}) do
+    if type(a) ~= "table" or type(a.id) ~= "string" then
+      RESUME:fail("authenticators[" .. i .. "] must be a table with a string id")
     end
   end
   if t.state == "awaiting_push" and type(t.oob_code) ~= "string" then RESUME:fail("oob_code is missing") end
