@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -276,3 +277,128 @@ void a0_store_unlock(int fd) {
     close(fd);
   }
 }
+
+/* ---- jobs: one store operation on a thread of its own ---- */
+
+struct a0_store_job {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int refs;                 /* the caller's and the thread's; the last one out frees */
+  int done;
+  a0_store_op op;
+  a0_store_fault fault;
+  a0_store_status status;
+  a0_store_err err;
+  char *path;
+  a0_buf data;              /* what to write, or what was read: wiped when freed */
+};
+
+static void job_free(a0_store_job *j) {
+  pthread_mutex_destroy(&j->mu);
+  pthread_cond_destroy(&j->cv);
+  a0_buf_free(&j->data);
+  free(j->path);
+  free(j);
+}
+
+/* Drops one reference; the last one frees (outside the lock). */
+static void job_unref(a0_store_job *j) {
+  int left;
+  pthread_mutex_lock(&j->mu);
+  left = --j->refs;
+  pthread_mutex_unlock(&j->mu);
+  if (left == 0) job_free(j);
+}
+
+static void *job_main(void *arg) {
+  a0_store_job *j = (a0_store_job *)arg;
+  a0_store_err e = { { 0 } };
+  a0_buf got = { 0 };
+  a0_store_status s;
+  if (j->fault == A0_FAULT_SLOW_JOB) sleep_ms(300);
+  if (j->op == A0_JOB_WRITE) {
+    s = a0_store_write(j->path, j->data.data ? j->data.data : "", j->data.len, j->fault, &e);
+    a0_buf_free(&j->data);   /* the tokens go as soon as they are on disk */
+  } else if (j->op == A0_JOB_REMOVE) {
+    s = a0_store_remove(j->path, &e);
+  } else {
+    s = a0_store_read(j->path, &got, &e);
+  }
+  pthread_mutex_lock(&j->mu);
+  j->status = s;
+  j->err = e;
+  if (j->op == A0_JOB_READ) j->data = got;   /* the buffer moves: nothing to wipe twice */
+  j->done = 1;
+  pthread_cond_broadcast(&j->cv);
+  pthread_mutex_unlock(&j->mu);
+  job_unref(j);
+  return NULL;
+}
+
+a0_store_job *a0_store_job_start(a0_store_op op, const char *path, const void *data, size_t len,
+                                 a0_store_fault fault, a0_store_err *e) {
+  a0_store_job *j;
+  pthread_attr_t attr;
+  pthread_t th;
+  int rc;
+  if (op == A0_JOB_WRITE && len > A0_STORE_MAX) { fail(e, A0_STORE_TOO_BIG, "data is over 1 MiB"); return NULL; }
+  j = (a0_store_job *)calloc(1, sizeof *j);
+  if (j == NULL || (j->path = strdup(path)) == NULL ||
+      (op == A0_JOB_WRITE && a0_buf_add(&j->data, data, len) != 0)) {
+    if (j != NULL) { a0_buf_free(&j->data); free(j->path); free(j); }
+    fail(e, A0_STORE_IO, "out of memory");
+    return NULL;
+  }
+  pthread_mutex_init(&j->mu, NULL);
+  pthread_cond_init(&j->cv, NULL);
+  j->op = op;
+  j->fault = fault;
+  j->refs = 2;
+  /* detached: releasing a running job must not wait for a join */
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  rc = pthread_create(&th, &attr, job_main, j);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) {
+    job_free(j);
+    fail(e, A0_STORE_IO, "cannot start the store thread: %s", strerror(rc));
+    return NULL;
+  }
+  return j;
+}
+
+int a0_store_job_result(a0_store_job *j, a0_store_status *s, a0_buf *out, a0_store_err *e) {
+  int done;
+  pthread_mutex_lock(&j->mu);
+  done = j->done;
+  if (done) {
+    *s = j->status;
+    if (j->status != A0_STORE_OK) *e = j->err;
+    if (out != NULL && j->op == A0_JOB_READ && j->data.len > 0) {
+      if (a0_buf_add(out, j->data.data, j->data.len) != 0) { *s = fail(e, A0_STORE_IO, "out of memory"); }
+      a0_buf_free(&j->data);
+    }
+  }
+  pthread_mutex_unlock(&j->mu);
+  return done;
+}
+
+void a0_store_job_wait(a0_store_job *j) {
+  pthread_mutex_lock(&j->mu);
+  while (!j->done) pthread_cond_wait(&j->cv, &j->mu);
+  pthread_mutex_unlock(&j->mu);
+}
+
+void a0_store_job_release(a0_store_job *j) {
+  if (j != NULL) job_unref(j);
+}
+
+#ifdef A0_TEST_HOOKS
+const void *a0_store_job_data(a0_store_job *j) {
+  const void *p;
+  pthread_mutex_lock(&j->mu);
+  p = j->data.data;
+  pthread_mutex_unlock(&j->mu);
+  return p;
+}
+#endif

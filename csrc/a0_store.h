@@ -21,7 +21,8 @@ typedef enum {
 /* Test-only fault points, chosen by the caller (the binding reads A0_STORE_FAULT). */
 typedef enum {
   A0_FAULT_NONE = 0,
-  A0_FAULT_STALL_BEFORE_RENAME   /* temp file written and synced, then sleep up to 60 s */
+  A0_FAULT_STALL_BEFORE_RENAME,  /* temp file written and synced, then sleep up to 60 s */
+  A0_FAULT_SLOW_JOB              /* a job's thread sleeps 300 ms before its work */
 } a0_store_fault;
 
 typedef struct {
@@ -55,5 +56,31 @@ a0_store_status a0_store_remove(const char *path, a0_store_err *e);
  * (0: one try). On success *fd holds the lock; a0_store_unlock releases it. */
 a0_store_status a0_store_lock(const char *lock_path, long timeout_ms, int *fd, a0_store_err *e);
 void a0_store_unlock(int fd);
+
+/* A store operation on a thread of its own, so that a game's frame never waits for the disk
+ * (write: temp file, fsync, rename, fsync of the directory). The job owns a copy of the path
+ * and of the data (in a wiping buffer: it holds tokens). */
+typedef enum { A0_JOB_WRITE, A0_JOB_REMOVE, A0_JOB_READ } a0_store_op;
+typedef struct a0_store_job a0_store_job;
+
+/* Starts `op` on `path` (`data` for a write). NULL when it could not start (out of memory,
+ * no thread), with the reason in `e`. */
+a0_store_job *a0_store_job_start(a0_store_op op, const char *path, const void *data, size_t len,
+                                 a0_store_fault fault, a0_store_err *e);
+
+/* Never blocks: 0 while the thread works; then 1, with the status, `e` filled on failure and,
+ * for a read, the content moved into `out` (appended; once: a second call gives no data). */
+int a0_store_job_result(a0_store_job *j, a0_store_status *s, a0_buf *out, a0_store_err *e);
+
+/* Waits until the thread has done its work. */
+void a0_store_job_wait(a0_store_job *j);
+
+/* Drops the caller's reference without waiting: a job still running is freed (wiped) by its
+ * thread when it ends. */
+void a0_store_job_release(a0_store_job *j);
+
+#ifdef A0_TEST_HOOKS
+const void *a0_store_job_data(a0_store_job *j);   /* the data block, to watch its wipe */
+#endif
 
 #endif

@@ -8,6 +8,7 @@
 #include "a0_store.h"
 
 #define LOCK_MT "auth0.StoreLock"
+#define JOB_MT "auth0.StoreJob"
 
 typedef struct {
   int fd;   /* -1 once unlocked */
@@ -23,6 +24,7 @@ static int push_fail(lua_State *L, a0_store_status s, const a0_store_err *e) {
 /* The test-only fault point, from the environment so a spec can arm it in a child process. */
 static a0_store_fault env_fault(void) {
   const char *f = getenv("A0_STORE_FAULT");
+  if (f != NULL && strcmp(f, "slow_job") == 0) return A0_FAULT_SLOW_JOB;
   return f != NULL && strcmp(f, "stall_before_rename") == 0 ? A0_FAULT_STALL_BEFORE_RENAME : A0_FAULT_NONE;
 }
 
@@ -73,6 +75,77 @@ static int l_store_lock(lua_State *L) {
   lua_setmetatable(L, -2);
   s = a0_store_lock(path, (long)(wait * 1000), &k->fd, &e);
   if (s != A0_STORE_OK) return push_fail(L, s, &e);
+  return 1;
+}
+
+typedef struct {
+  a0_store_job *job;   /* NULL once its result was taken */
+  a0_store_op op;
+} l_job;
+
+/* Starts a job; the userdata exists first, so that a raise cannot leak the job. */
+static int start_job(lua_State *L, a0_store_op op, const char *path, const char *data, size_t n) {
+  a0_store_err e;
+  l_job *u = (l_job *)a0c_newuserdata(L, sizeof *u);
+  u->job = NULL;
+  u->op = op;
+  luaL_getmetatable(L, JOB_MT);
+  lua_setmetatable(L, -2);
+  u->job = a0_store_job_start(op, path, data, n, env_fault(), &e);
+  if (u->job == NULL) return push_fail(L, A0_STORE_IO, &e);
+  return 1;
+}
+
+static int l_store_write_async(lua_State *L) {
+  size_t n;
+  const char *path = luaL_checkstring(L, 1);
+  const char *data = luaL_checklstring(L, 2, &n);
+  return start_job(L, A0_JOB_WRITE, path, data, n);
+}
+
+static int l_store_remove_async(lua_State *L) { return start_job(L, A0_JOB_REMOVE, luaL_checkstring(L, 1), NULL, 0); }
+
+static int l_store_read_async(lua_State *L) { return start_job(L, A0_JOB_READ, luaL_checkstring(L, 1), NULL, 0); }
+
+/* job:result(): nothing while the thread works, then what the blocking function returns
+ * (taken once: a second call raises). */
+static int l_job_result(lua_State *L) {
+  l_job *u = (l_job *)luaL_checkudata(L, 1, JOB_MT);
+  a0_buf b = { 0 };
+  a0_store_err e;
+  a0_store_status s;
+  if (u->job == NULL) return luaL_error(L, "auth0.StoreJob: the result was taken already");
+  if (!a0_store_job_result(u->job, &s, &b, &e)) return 0;
+  a0_store_job_release(u->job);
+  u->job = NULL;
+  if (s != A0_STORE_OK) { a0_buf_free(&b); return push_fail(L, s, &e); }
+  if (u->op == A0_JOB_READ) lua_pushlstring(L, b.data ? b.data : "", b.len);
+  else lua_pushboolean(L, 1);
+  a0_buf_free(&b);
+  return 1;
+}
+
+/* job:wait(): blocks until the thread is done (the blocking forms, before touching the file). */
+static int l_job_wait(lua_State *L) {
+  l_job *u = (l_job *)luaL_checkudata(L, 1, JOB_MT);
+  if (u->job != NULL) a0_store_job_wait(u->job);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int l_job_gc(lua_State *L) {
+  l_job *u = (l_job *)luaL_checkudata(L, 1, JOB_MT);
+  a0_store_job_release(u->job);   /* never waits: a running thread frees it when it ends */
+  u->job = NULL;
+  return 0;
+}
+
+static int l_job_tostring(lua_State *L) {
+  l_job *u = (l_job *)luaL_checkudata(L, 1, JOB_MT);
+  a0_store_status s;
+  a0_store_err e;
+  int done = u->job == NULL || a0_store_job_result(u->job, &s, NULL, &e);
+  lua_pushstring(L, done ? "auth0.StoreJob (done)" : "auth0.StoreJob (running)");
   return 1;
 }
 
@@ -145,10 +218,16 @@ static const luaL_Reg lock_meta[] = {
   { "__tostring", l_lock_tostring }, { NULL, NULL },
 };
 
+static const luaL_Reg job_meta[] = {
+  { "result", l_job_result }, { "wait", l_job_wait }, { "__gc", l_job_gc }, { "__tostring", l_job_tostring },
+  { NULL, NULL },
+};
+
 static const luaL_Reg store_funcs[] = {
   { "store_read", l_store_read }, { "store_write", l_store_write }, { "store_remove", l_store_remove },
   { "store_lock", l_store_lock }, { "seal", l_seal }, { "open", l_open }, { "seal_key_id", l_seal_key_id },
-  { NULL, NULL },
+  { "store_write_async", l_store_write_async }, { "store_remove_async", l_store_remove_async },
+  { "store_read_async", l_store_read_async }, { NULL, NULL },
 };
 
 void a0l_open_store(lua_State *L) {
@@ -157,6 +236,13 @@ void a0l_open_store(lua_State *L) {
   lua_pushvalue(L, -1);
   lua_setfield(L, -2, "__index");
   lua_pushliteral(L, LOCK_MT);
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, JOB_MT);
+  a0c_setfuncs(L, job_meta);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "__index");
+  lua_pushliteral(L, JOB_MT);
   lua_setfield(L, -2, "__name");
   lua_pop(L, 1);
   a0c_setfuncs(L, store_funcs);
