@@ -22,6 +22,7 @@ local type, pairs, ipairs, tostring, setmetatable, error, xpcall, pcall = type, 
   error, xpcall, pcall
 local traceback = debug.traceback
 local new_error, copy = errors.new, stores.copy
+local mono = require("auth0.core").now
 
 local _M = {
   memory_store = stores.memory_store,
@@ -188,6 +189,76 @@ local function store_new(self, d, event)
   return true
 end
 
+-- ------------------------------------------------------------------------------------
+-- The store in the callback forms: its disk work (write, fsync, rename) on a thread of its
+-- own when it has save_async/clear_async, looked at from the client's timers, so that the
+-- thread calling poll (a game's frame) never waits for the disk.
+
+local STORE_STEP = 0.002   -- seconds between looks at a store job (a write takes about 1 ms)
+
+local function async_store(self)
+  local s = self._store
+  return s.save_async ~= nil and s.clear_async ~= nil and type(self._client._after) == "function"
+end
+
+local function no_guard(fn) return fn end
+
+-- fn(result, err) from poll once the job behind `poll` ended; `guard` wraps what runs from
+-- the timer (a refresh in flight lands whatever raises there).
+local function wait_job(self, poll, fn, guard)
+  local look
+  look = (guard or no_guard)(function()
+    local done, res, err = poll()
+    if not done then self._client:_after(STORE_STEP, look); return end
+    fn(res, err)
+  end)
+  self._client:_after(STORE_STEP, look)
+end
+
+-- fn() once the store's earlier jobs ended (a read must see what they wrote), at once if none.
+local function after_jobs(self, fn, guard)
+  local s = self._store
+  if not (async_store(self) and s.busy and s.busy()) then return fn() end
+  wait_job(self, function() return not s.busy() end, fn, guard)
+end
+
+-- store_new for the callback forms: fn(true | nil, err) once the data is on disk. The cached
+-- data changes only then: nobody sees a rotated access token before its refresh token is saved.
+local function store_new_cb(self, d, event, fn, guard)
+  if not async_store(self) then return fn(store_new(self, d, event)) end
+  wait_job(self, self._store.save_async(d), function(ok, err)
+    self._data = d
+    if not ok then return fn(nil, err) end
+    changed(self, event, { expires_at = d.expires_at })
+    fn(true)
+  end, guard)
+end
+
+-- The store emptied, for the callback forms: fn(true | nil, err).
+local function store_clear_cb(self, fn, guard)
+  if not async_store(self) then return fn(self._store.clear()) end
+  wait_job(self, self._store.clear_async(), fn, guard)
+end
+
+-- The store's lock for the callback forms: a store that says how long to wait (lock_wait) is
+-- tried without waiting, again on a timer until then, so a lock held elsewhere never blocks
+-- the caller's thread; fn(handle | nil, err), at once when the first try decides.
+local function lock_cb(self, fn, guard)
+  local s = self._store
+  if not s.lock then return fn(true) end
+  if type(s.lock_wait) ~= "number" or type(self._client._after) ~= "function" then return fn(s.lock()) end
+  local deadline, delay = mono() + s.lock_wait, STORE_STEP
+  local try
+  local function attempt()
+    local l, err = s.lock(0)
+    if l or not err or err.code ~= "store_busy" or mono() >= deadline then return fn(l, err) end
+    self._client:_after(delay, try)
+    delay = delay < 0.02 and delay * 2 or delay   -- short first waits: a refresh takes tens of ms
+  end
+  try = (guard or no_guard)(attempt)
+  attempt()
+end
+
 --- Stores the tokens of a login (flow's `f.tokens`, `passwordless_login`'s result, an MFA
 -- grant's result), replacing what was stored. The ID token, when present, is verified
 -- first (fetching the JWKS if needed) and its claims kept for `user()`.
@@ -201,7 +272,8 @@ function Manager:save(tokens, cb)
   local client = self._client
   local function verified(claims, err)
     if err then return deliver(cb, nil, err) end
-    return deliver(cb, store_new(self, build(self, tokens, claims), "saved"))
+    if cb then store_new_cb(self, build(self, tokens, claims), "saved", cb); return true end
+    return store_new(self, build(self, tokens, claims), "saved")
   end
   if type(tokens.id_token) ~= "string" then return verified(nil) end
   local function check() return client:verify_id_token(tokens.id_token, { now = self._now() }) end
@@ -237,7 +309,8 @@ end
 require("auth0.credentials.renew")(Manager, {
   raise = raise, check_ttl = check_ttl, api_key = api_key, entry_of = entry_of, fresh = fresh, view = view,
   deliver = deliver, changed = changed, login_required = login_required, entry_from = entry_from,
-  store_new = store_new, new_error = new_error, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
+  store_new = store_new, store_new_cb = store_new_cb, store_clear_cb = store_clear_cb, lock_cb = lock_cb,
+  after_jobs = after_jobs, new_error = new_error, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
 })
 
 return _M

@@ -3,6 +3,11 @@
 -- `save(data) -> true | nil, err` and `clear() -> true | nil, err`; optionally
 -- `lock(wait) -> handle | nil, err` and `unlock(handle)` so that several processes
 -- (or nginx workers) sharing it refresh one at a time, and `kind` (a name for tostring).
+-- A store whose disk work should stay off the caller's thread also has `save_async(data)`
+-- and `clear_async()`, each returning a function `poll()` that returns false while the work
+-- goes on, then `true, result, err` (result as save/clear would return it), and `lock_wait`
+-- (seconds): the manager's callback forms then try `lock(0)` again on a timer instead of
+-- waiting in the lock; and `busy()`, true while a job is unfinished (reads wait for it).
 -- @module auth0.credentials.stores
 local core = require "auth0.core"
 local errors = require "auth0.error"
@@ -128,18 +133,65 @@ function _M.file_store(opts)
     if type(data) ~= "table" or data.v ~= 1 then return nil, new_error("store_corrupt", path .. " is not a credentials file") end
     return data
   end
-  function store.save(data)
+  local function text_of(data)
     local text = assert(cjson.encode(data))
     if keys then text = core.seal(key, key_id, text) end
+    return text
+  end
+  -- Jobs run one after the other, in the order they were asked for: a later save must never
+  -- be overtaken by an earlier one's rename. `last` is the newest; each waits for the one before.
+  local last
+  local function advance(op, block)
+    if op.res then return true end
+    if not op.job then
+      if op.prev and not advance(op.prev, block) then return false end
+      op.prev = nil
+      local job, code, msg = op.start()
+      if not job then op.res = { nil, store_error(code, msg) }; return true end
+      op.job = job
+    end
+    if block then op.job:wait() end
+    local r = { op.job:result() }
+    if r[1] == nil and r[2] == nil then return false end   -- nothing: still running
+    op.job = nil
+    op.res = r[1] and { true } or { nil, store_error(r[2], r[3]) }
+    if last == op then last = nil end
+    return true
+  end
+  local function queue(start)
+    local op = { start = start, prev = last }
+    last = op
+    advance(op, false)
+    return function()
+      if not advance(op, false) then return false end
+      return true, op.res[1], op.res[2]
+    end
+  end
+  -- The blocking forms first let the jobs asked for before them end.
+  local function drain() if last then advance(last, true) end end
+  function store.save(data)
+    local text = text_of(data)
+    drain()
     local ok, code, msg = core.store_write(path, text)
     if not ok then return nil, store_error(code, msg) end
     return true
   end
   function store.clear()
+    drain()
     local ok, code, msg = core.store_remove(path)
     if not ok then return nil, store_error(code, msg) end
     return true
   end
+  --- The save on a thread of its own: see the module comment.
+  function store.save_async(data)
+    local text = text_of(data)
+    return queue(function() return core.store_write_async(path, text) end)
+  end
+  --- The removal on a thread of its own.
+  function store.clear_async() return queue(function() return core.store_remove_async(path) end) end
+  --- True while a job asked for is not finished (the manager's callback forms read after it).
+  function store.busy() return last ~= nil and not advance(last, false) end
+  store.lock_wait = wait
   function store.lock(w)
     local l, code, msg = core.store_lock(path .. ".lock", w or wait)
     if not l then return nil, store_error(code, msg) end
