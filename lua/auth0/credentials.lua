@@ -215,6 +215,14 @@ local function wait_job(self, poll, fn, guard)
   self._client:_after(STORE_STEP, look)
 end
 
+-- fn() from the next poll, as a task of its own, for a store with async methods: the steps of a
+-- callback-form call (lock and read; verify; write) then fall into separate polls within the
+-- client's poll budget instead of adding up in one frame. Other stores: fn() at once.
+local function later(self, fn, guard)
+  if not async_store(self) then return fn() end
+  self._client:_after(0, (guard or no_guard)(fn))
+end
+
 -- fn() once the store's earlier jobs ended (a read must see what they wrote), at once if none.
 local function after_jobs(self, fn, guard)
   local s = self._store
@@ -226,11 +234,13 @@ end
 -- data changes only then: nobody sees a rotated access token before its refresh token is saved.
 local function store_new_cb(self, d, event, fn, guard)
   if not async_store(self) then return fn(store_new(self, d, event)) end
-  wait_job(self, self._store.save_async(d), function(ok, err)
-    self._data = d
-    if not ok then return fn(nil, err) end
-    changed(self, event, { expires_at = d.expires_at })
-    fn(true)
+  later(self, function()   -- not in the task that verified the ID token: each fits a poll
+    wait_job(self, self._store.save_async(d), function(ok, err)
+      self._data = d
+      if not ok then return fn(nil, err) end
+      changed(self, event, { expires_at = d.expires_at })
+      fn(true)
+    end, guard)
   end, guard)
 end
 
@@ -310,7 +320,7 @@ require("auth0.credentials.renew")(Manager, {
   raise = raise, check_ttl = check_ttl, api_key = api_key, entry_of = entry_of, fresh = fresh, view = view,
   deliver = deliver, changed = changed, login_required = login_required, entry_from = entry_from,
   store_new = store_new, store_new_cb = store_new_cb, store_clear_cb = store_clear_cb, lock_cb = lock_cb,
-  after_jobs = after_jobs, new_error = new_error, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
+  later = later, after_jobs = after_jobs, new_error = new_error, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
 })
 
 return _M

@@ -9,6 +9,7 @@ return function(Manager, h)
     h.entry_from, h.store_new
   local xpcall, pcall, traceback, copy, new_error = h.xpcall, h.pcall, h.traceback, h.copy, h.new_error
   local store_new_cb, store_clear_cb, lock_cb, after_jobs = h.store_new_cb, h.store_clear_cb, h.lock_cb, h.after_jobs
+  local later = h.later
 
   -- The store's lock, when it has one (file: flock; ngx.shared: add with a TTL).
   local function lock(self)
@@ -165,15 +166,17 @@ return function(Manager, h)
     local function locked(l, lerr)
       if not l then return land(self, f, nil, lerr) end
       f.lock = l
-      after_jobs(self, function()   -- the store's own writes in flight first: reread what they wrote
-        local d, done, rerr = reread(self, key, min_ttl, force)
-        if not d or done then return land(self, f, done, rerr) end
-        refresh(d)
+      later(self, function()
+        after_jobs(self, function()   -- the store's own writes in flight first: reread what they wrote
+          local d, done, rerr = reread(self, key, min_ttl, force)
+          if not d or done then return land(self, f, done, rerr) end
+          later(self, function() refresh(d) end, guard)
+        end, guard)
       end, guard)
     end
     -- a raise from a custom store's lock or load, in this call, must not leave the flight (or
     -- the lock) behind
-    local ok, msg = pcall(lock_cb, self, locked, guard)
+    local ok, msg = pcall(later, self, function() lock_cb(self, locked, guard) end, guard)
     if not ok then
       if self._flight == f then self._flight = nil; unlock(self, f.lock) end
       error(msg, 0)
@@ -272,7 +275,7 @@ return function(Manager, h)
     local function locked(lk, lerr)
       if not lk then return cb(nil, lerr) end
       l, held = lk, true
-      after_jobs(self, function()
+      later(self, function() after_jobs(self, function()
         self._data = nil   -- reread: another process may have rotated the token
         local d, rerr = self:_current()
         if rerr and opts.revoke ~= false then return finish(nil, rerr) end
@@ -282,9 +285,9 @@ return function(Manager, h)
           if not rok then return finish(nil, rerr2) end
           empty()
         end))
-      end, guard)
+      end, guard) end, guard)
     end
-    local ok, msg = pcall(lock_cb, self, locked, guard)
+    local ok, msg = pcall(later, self, function() lock_cb(self, locked, guard) end, guard)
     if not ok then release(); error(msg, 0) end
     return true
   end
