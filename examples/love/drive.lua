@@ -1,7 +1,7 @@
 --- The autopilot of the LÖVE login screen, both runs (lua5.4, run by `make love-demo
 -- AUTOPILOT=1`, spec/love_spec.lua and bench/love_frames.lua):
 --   1. starts the bundled emulator once, for both LÖVE processes, with the player on it;
---   2. `login`: a LÖVE process under Xvfb logs in (e-mail code, TOTP enrollment, logout, push)
+--   2. `login`: a LÖVE process under Xvfb logs in (e-mail code, TOTP enrollment, logout, push, SMS)
 --      and quits logged in; the credentials file must then be 0600 in a 0700 folder;
 --   3. `restart`: a second LÖVE process must skip the login thanks to the stored credentials,
 --      then log out with the button; the file must be gone and the refresh token revoked;

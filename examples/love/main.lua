@@ -48,6 +48,7 @@ local control = require "auth0.emulator.client"
 
 local cpu = auth0.core.thread_cpu
 local EMAIL = "player@example.com"
+local PHONE = "+15555550123"       -- the player's phone, for SMS codes (autopilot: added on the side)
 local RESEND_COOLDOWN = 30   -- seconds before "resend" is offered again
 local POLL_BUDGET_MS = 0.15
 
@@ -67,13 +68,17 @@ local update_worst = 0
 local autopilot                    -- the autopilot's coroutine
 local load_session                 -- the session when love.load ended (the autopilot checks it)
 local carried = 0                  -- library work done in input handlers, added to the next frame
+local prompt                       -- the line telling the player what to do (defined with the drawing)
 local LOGOUT = { x = 20, y = 80, w = 120, h = 30 }   -- the logout button
 
 local function field_label()
   if session then return nil end
   if not f then return "e-mail" end
   if f.state == "awaiting_code" then return "code from the e-mail" end
-  if f.state == "awaiting_mfa_code" then return f.enrollment and "6-digit code from the app" or "code" end
+  if f.state == "awaiting_mfa_code" then
+    if f.challenge_type == "oob" then return "code from the SMS" end
+    return f.enrollment and "6-digit code from the app" or "6-digit code from your authenticator app"
+  end
   return nil
 end
 
@@ -170,6 +175,9 @@ local function start_login()
     if fl.state == "done" then keep_login(fl.tokens) end
     push_since = fl.state == "awaiting_push" and (push_since or love.timer.getTime()) or nil
     if fl.state == "awaiting_code" or fl.state == "awaiting_mfa_code" then input = "" end
+    if fl.state == "awaiting_mfa_code" and fl.challenge_type == "oob" then   -- an SMS just went out
+      resend_at = love.timer.getTime() + RESEND_COOLDOWN
+    end
   end })
   resend_at = love.timer.getTime() + RESEND_COOLDOWN
 end
@@ -182,7 +190,9 @@ local function submit()
     if f.must_resend then message = "error: that code expired: press F2 for a new one"
     elseif input:find("^%d+$") then f:submit_code(input) else message = "error: the code is digits only" end
   elseif f.state == "awaiting_mfa_code" then
-    if input:find("^%d%d%d%d%d%d$") then f:submit_mfa_code(input) else message = "error: the code has 6 digits" end
+    if f.challenge_type == "oob" then   -- a code sent by SMS (or voice, e-mail): digits, its length is the server's
+      if input:find("^%d+$") then f:submit_mfa_code(input) else message = "error: the code is digits only" end
+    elseif input:find("^%d%d%d%d%d%d$") then f:submit_mfa_code(input) else message = "error: the code has 6 digits" end
   end
 end
 
@@ -196,14 +206,18 @@ function love.keypressed(key)
   elseif key == "f2" and f and f.state == "awaiting_code" and love.timer.getTime() >= resend_at then
     lib(f.resend_code, f)
     resend_at = love.timer.getTime() + RESEND_COOLDOWN
+  elseif key == "f2" and f and f.state == "awaiting_mfa_code" and f.challenge_type == "oob"
+         and love.timer.getTime() >= resend_at then   -- a new SMS: the same authenticator challenged again
+    lib(f.choose_authenticator, f, f.authenticator)
+    resend_at = love.timer.getTime() + RESEND_COOLDOWN
   elseif key == "f3" and f and f.state == "awaiting_mfa_choice" then
     lib(f.enroll, f, { authenticator_types = { "otp" } })
   elseif key:find("^%d$") and f and f.state == "awaiting_mfa_choice" then   -- the choice list (no text field)
     local a = f.authenticators[tonumber(key)]
     if a then lib(f.choose_authenticator, f, a) end
   elseif key == "f4" and session == "in" then lib(logout)
-  elseif key == "f1" then   -- the emulator's outbox stands in for the player's mailbox
-    local code = ctl:last_code(EMAIL)
+  elseif key == "f1" then   -- the emulator's outbox stands in for the player's mailbox and phone
+    local code = ctl:last_code(f and f.state == "awaiting_mfa_code" and f.challenge_type == "oob" and PHONE or EMAIL)
     message = code and ("outbox: the last code sent is " .. code) or "outbox: empty"
   elseif key == "escape" then
     if f and f.state ~= "done" then lib(f.cancel, f) else love.event.quit() end
@@ -254,7 +268,8 @@ function love.update()
     local ok, err = coroutine.resume(autopilot, { flow = function() return f end, ctl = ctl, email = EMAIL,
       code_img = function() return code_img end, frames = function() return frames end, user_id = user_id,
       session = function() return session end, load_session = load_session, welcome = function() return welcome end,
-      message = function() return message end, logout_button = LOGOUT, store_path = cm._store.path })
+      message = function() return message end, logout_button = LOGOUT, store_path = cm._store.path,
+      phone = PHONE, prompt = function() return session and "" or prompt() end })
     if not ok then
       print("autopilot: FAILED: " .. tostring(err))
       love.event.quit(1)
@@ -313,12 +328,22 @@ local STATE_TEXT = {
   cancelled = "cancelled",
 }
 
+-- The line under the title: what the player has to do now.
+function prompt()
+  if not f then return "enter your e-mail and press Enter" end
+  if f.state == "awaiting_mfa_code" and f.challenge_type == "oob" then
+    local a = f.authenticator or {}
+    return "enter the code we sent by SMS to " .. tostring(a.name or a.phone_number or "your phone")
+  end
+  return STATE_TEXT[f.state] or f.state
+end
+
 function love.draw()
   local g = love.graphics
   g.clear(0.12, 0.13, 0.16)
   g.setColor(1, 1, 1)
   g.print("lua-auth0 login (state: " .. (session or (f and f.state) or "start") .. ")", 20, 20)
-  g.print(session and "" or f and STATE_TEXT[f.state] or "enter your e-mail and press Enter", 20, 45)
+  g.print(session and "" or prompt(), 20, 45)
   local label = field_label()
   if label then
     g.print(label .. ":", 20, 80)
@@ -339,6 +364,10 @@ function love.draw()
       y = y + 20
     end
     g.print(f.enroll_required and "F3: set up an authenticator app" or "F3: add an authenticator app", 20, y)
+    y = y + 25
+  elseif f and f.state == "awaiting_mfa_code" and f.challenge_type == "oob" then
+    local wait = resend_at - love.timer.getTime()
+    g.print(wait > 0 and ("new SMS in %d s"):format(math.ceil(wait)) or "F2: send a new SMS", 20, y)
     y = y + 25
   elseif f and f.state == "awaiting_push" then
     local t = love.timer.getTime()
