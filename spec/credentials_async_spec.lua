@@ -231,6 +231,18 @@ describe("auth0.credentials callback forms (store work off the caller's thread)"
     local n = select("#", slow:result())
     assert.is_true(n == 0 or n == 1)   -- 1 only when the thread already finished
     slow:wait()
+    -- a store's worker: its jobs in order; a lock taken on a thread, handed over as a lock
+    local w = core.store_worker()
+    w:write(dir .. "/w/creds", "one")
+    w:write(dir .. "/w/creds", "two")
+    assert.same({ "two" }, { w:read(dir .. "/w/creds"):wait():result() })
+    local lk = core.store_lock_async(dir .. "/w/creds.lock", 0):wait():result()
+    assert.equal("auth0.StoreLock (held)", tostring(lk))
+    local busy, bcode = core.store_lock_async(dir .. "/w/creds.lock", 0.05):wait():result()
+    assert.is_nil(busy)
+    assert.equal("busy", bcode)
+    assert.is_true(lk:unlock())
+    assert.has_error(function() core.store_lock_async(dir .. "/w/creds.lock", 0 / 0) end)
     assert.has_error(function() core.store_write_async(dir .. "/z", {}) end)
     assert.has_error(function() core.store_remove_async(nil) end)
   end)

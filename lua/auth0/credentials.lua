@@ -115,15 +115,21 @@ local function data_ok(d)
   return true
 end
 
+-- What the store's load gave (data | nil), checked and cached: data | false, or nil, err.
+function Manager:_accept(d)
+  if d and not data_ok(d) then
+    return nil, new_error("store_corrupt", "the stored credentials have fields of the wrong type")
+  end
+  self._data = d or false
+  return self._data
+end
+
 -- The store's content (cached): data | false, or nil, err.
 function Manager:_current()
   if self._data == nil then
     local d, err = self._store.load()
     if err then return nil, err end
-    if d and not data_ok(d) then
-      return nil, new_error("store_corrupt", "the stored credentials have fields of the wrong type")
-    end
-    self._data = d or false
+    return self:_accept(d)
   end
   return self._data
 end
@@ -230,6 +236,23 @@ local function after_jobs(self, fn, guard)
   wait_job(self, function() return not s.busy() end, fn, guard)
 end
 
+-- The store reread (the cache dropped: another process may have written), for the callback
+-- forms: fn(data | false | nil, err), the read on the store's thread when it has load_async.
+local function load_cb(self, fn, guard)
+  local s = self._store
+  if not (s.load_async and async_store(self)) then
+    return after_jobs(self, function()
+      self._data = nil
+      fn(self:_current())
+    end, guard)
+  end
+  wait_job(self, s.load_async(), function(d, err)
+    self._data = nil
+    if err then return fn(nil, err) end
+    fn(self:_accept(d))
+  end, guard)
+end
+
 -- store_new for the callback forms: fn(true | nil, err) once the data is on disk. The cached
 -- data changes only then: nobody sees a rotated access token before its refresh token is saved.
 local function store_new_cb(self, d, event, fn, guard)
@@ -256,6 +279,7 @@ end
 local function lock_cb(self, fn, guard)
   local s = self._store
   if not s.lock then return fn(true) end
+  if s.lock_async and async_store(self) then return wait_job(self, s.lock_async(), fn, guard) end
   if type(s.lock_wait) ~= "number" or type(self._client._after) ~= "function" then return fn(s.lock()) end
   local deadline, delay = mono() + s.lock_wait, STORE_STEP
   local try
@@ -320,7 +344,7 @@ require("auth0.credentials.renew")(Manager, {
   raise = raise, check_ttl = check_ttl, api_key = api_key, entry_of = entry_of, fresh = fresh, view = view,
   deliver = deliver, changed = changed, login_required = login_required, entry_from = entry_from,
   store_new = store_new, store_new_cb = store_new_cb, store_clear_cb = store_clear_cb, lock_cb = lock_cb,
-  later = later, after_jobs = after_jobs, new_error = new_error, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
+  later = later, load_cb = load_cb, new_error = new_error, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
 })
 
 return _M

@@ -8,7 +8,7 @@ return function(Manager, h)
   local deliver, changed, login_required, entry_from, store_new = h.deliver, h.changed, h.login_required,
     h.entry_from, h.store_new
   local xpcall, pcall, traceback, copy, new_error = h.xpcall, h.pcall, h.traceback, h.copy, h.new_error
-  local store_new_cb, store_clear_cb, lock_cb, after_jobs = h.store_new_cb, h.store_clear_cb, h.lock_cb, h.after_jobs
+  local store_new_cb, store_clear_cb, lock_cb, load_cb = h.store_new_cb, h.store_clear_cb, h.lock_cb, h.load_cb
   local later = h.later
 
   -- The store's lock, when it has one (file: flock; ngx.shared: add with a TTL).
@@ -78,16 +78,20 @@ return function(Manager, h)
     return { refresh_token = d.refresh_token, audience = req.audience, scope = req.scope }
   end
 
-  -- Reloads the store under the lock: another process may have renewed already.
-  local function reread(self, key, min_ttl, force)
-    self._data = nil
-    local d, err = self:_current()
+  -- What the store held when reread under the lock (another process may have renewed
+  -- already): d to refresh from, or nil, tokens (still fresh), or nil, nil, err.
+  local function judge(self, key, min_ttl, force, d, err)
     if err then return nil, nil, err end
     local now = self._now()
     local e = entry_of(d, key)
     if not force and fresh(e, now, min_ttl) then return d, view(e, d, now, key) end
     if not d or not d.refresh_token then return nil, nil, login_required() end
     return d
+  end
+
+  local function reread(self, key, min_ttl, force)
+    self._data = nil
+    return judge(self, key, min_ttl, force, self:_current())
   end
 
   local function blocking_refresh(self, key, req, min_ttl, force)
@@ -167,8 +171,8 @@ return function(Manager, h)
       if not l then return land(self, f, nil, lerr) end
       f.lock = l
       later(self, function()
-        after_jobs(self, function()   -- the store's own writes in flight first: reread what they wrote
-          local d, done, rerr = reread(self, key, min_ttl, force)
+        load_cb(self, function(data, lerr2)   -- after the store's own writes in flight
+          local d, done, rerr = judge(self, key, min_ttl, force, data, lerr2)
           if not d or done then return land(self, f, done, rerr) end
           later(self, function() refresh(d) end, guard)
         end, guard)
@@ -275,16 +279,16 @@ return function(Manager, h)
     local function locked(lk, lerr)
       if not lk then return cb(nil, lerr) end
       l, held = lk, true
-      later(self, function() after_jobs(self, function()
-        self._data = nil   -- reread: another process may have rotated the token
-        local d, rerr = self:_current()
+      later(self, function() load_cb(self, function(d, rerr)   -- reread: another process may have rotated the token
         if rerr and opts.revoke ~= false then return finish(nil, rerr) end
         local token = opts.revoke ~= false and not rerr and d and d.refresh_token
         if not token then return empty() end
-        self._client:revoke(token, guard(function(rok, rerr2)
-          if not rok then return finish(nil, rerr2) end
-          empty()
-        end))
+        later(self, function()
+          self._client:revoke(token, guard(function(rok, rerr2)
+            if not rok then return finish(nil, rerr2) end
+            empty()
+          end))
+        end, guard)
       end, guard) end, guard)
     end
     local ok, msg = pcall(later, self, function() lock_cb(self, locked, guard) end, guard)

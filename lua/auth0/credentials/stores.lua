@@ -5,9 +5,10 @@
 -- (or nginx workers) sharing it refresh one at a time, and `kind` (a name for tostring).
 -- A store whose disk work should stay off the caller's thread also has `save_async(data)`
 -- and `clear_async()`, each returning a function `poll()` that returns false while the work
--- goes on, then `true, result, err` (result as save/clear would return it), and `lock_wait`
--- (seconds): the manager's callback forms then try `lock(0)` again on a timer instead of
--- waiting in the lock; and `busy()`, true while a job is unfinished (reads wait for it).
+-- goes on, then `true, result, err` (result as save/clear would return it); optionally
+-- `load_async()` and `lock_async()` (the same, with load's and lock's results), `busy()`
+-- (true while a job is unfinished: reads wait for it) and `lock_wait` (seconds: without
+-- lock_async, the manager's callback forms try `lock(0)` again on a timer until then).
 -- @module auth0.credentials.stores
 local core = require "auth0.core"
 local errors = require "auth0.error"
@@ -113,8 +114,8 @@ function _M.file_store(opts)
   if type(wait) ~= "number" or not (wait >= 0 and wait <= 3600) then raise("lock_wait must be seconds in 0..3600") end
 
   local store = { kind = key and "encrypted file" or "file", path = path }
-  function store.load()
-    local raw, code, msg = core.store_read(path)
+  -- The file's bytes (store_read's answer) as credentials.
+  local function decode(raw, code, msg)
     if not raw then
       if code == "not_found" then return nil end
       return nil, store_error(code, msg)
@@ -138,57 +139,78 @@ function _M.file_store(opts)
     if keys then text = core.seal(key, key_id, text) end
     return text
   end
-  -- Jobs run one after the other, in the order they were asked for: a later save must never
-  -- be overtaken by an earlier one's rename. `last` is the newest; each waits for the one before.
-  local last
+  -- The store's jobs run on one thread of its own (made at the first one), one after the
+  -- other in the order they were asked for: a later save is never overtaken by an earlier
+  -- one's rename, and a read sees every write asked for before it. `last` is the newest job.
+  local worker, last
+  local function start(method, ...)
+    if not worker then
+      local w, code, msg = core.store_worker()
+      if not w then return nil, code, msg end
+      worker = w
+    end
+    return worker[method](worker, ...)
+  end
+  -- Takes the job's result into op.res once it is there (block: waits for it).
   local function advance(op, block)
     if op.res then return true end
-    if not op.job then
-      if op.prev and not advance(op.prev, block) then return false end
-      op.prev = nil
-      local job, code, msg = op.start()
-      if not job then op.res = { nil, store_error(code, msg) }; return true end
-      op.job = job
-    end
     if block then op.job:wait() end
     local r = { op.job:result() }
     if r[1] == nil and r[2] == nil then return false end   -- nothing: still running
     op.job = nil
-    op.res = r[1] and { true } or { nil, store_error(r[2], r[3]) }
+    op.res = r
     if last == op then last = nil end
     return true
   end
-  local function queue(start)
-    local op = { start = start, prev = last }
-    last = op
-    advance(op, false)
+  -- A job and the poll function of the protocol; `finish(r1, r2, r3)` turns the job's result
+  -- into what the blocking method returns.
+  local function queue(finish, method, ...)
+    local job, code, msg = start(method, ...)
+    local op = { job = job, res = not job and { nil, code, msg } or nil }
+    if job then last = op end
     return function()
       if not advance(op, false) then return false end
-      return true, op.res[1], op.res[2]
+      return true, finish(op.res[1], op.res[2], op.res[3])
     end
+  end
+  local function done(ok, code, msg)
+    if not ok then return nil, store_error(code, msg) end
+    return true
   end
   -- The blocking forms first let the jobs asked for before them end.
   local function drain() if last then advance(last, true) end end
+  function store.load()
+    drain()
+    return decode(core.store_read(path))
+  end
   function store.save(data)
     local text = text_of(data)
     drain()
-    local ok, code, msg = core.store_write(path, text)
-    if not ok then return nil, store_error(code, msg) end
-    return true
+    return done(core.store_write(path, text))
   end
   function store.clear()
     drain()
-    local ok, code, msg = core.store_remove(path)
-    if not ok then return nil, store_error(code, msg) end
-    return true
+    return done(core.store_remove(path))
   end
-  --- The save on a thread of its own: see the module comment.
-  function store.save_async(data)
-    local text = text_of(data)
-    return queue(function() return core.store_write_async(path, text) end)
+  --- The save on the store's thread: see the module comment.
+  function store.save_async(data) return queue(done, "write", path, text_of(data)) end
+  --- The removal on the store's thread.
+  function store.clear_async() return queue(done, "remove", path) end
+  --- The read on the store's thread (after the jobs asked for before it); decoded when polled.
+  function store.load_async() return queue(decode, "read", path) end
+  --- The lock taken on a thread of its own, waiting there up to `w` (default lock_wait).
+  function store.lock_async(w)
+    local job, code, msg = core.store_lock_async(path .. ".lock", w or wait)
+    local res = not job and { nil, store_error(code, msg) } or nil
+    return function()
+      if not res then
+        local r = { job:result() }
+        if r[1] == nil and r[2] == nil then return false end
+        res = r[1] and { r[1] } or { nil, store_error(r[2], r[3]) }
+      end
+      return true, res[1], res[2]
+    end
   end
-  --- The removal on a thread of its own.
-  function store.clear_async() return queue(function() return core.store_remove_async(path) end) end
   --- True while a job asked for is not finished (the manager's callback forms read after it).
   function store.busy() return last ~= nil and not advance(last, false) end
   store.lock_wait = wait
