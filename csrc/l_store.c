@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "a0_lua.h"
 #include "a0_seal.h"
@@ -88,6 +89,7 @@ typedef struct {
 
 typedef struct {
   a0_store_worker *w;
+  pid_t pid;           /* the process that made it: a forked child has no such thread */
 } l_worker;
 
 /* Store jobs run on detached threads that may outlive the Lua state: this module must then
@@ -136,6 +138,13 @@ static int l_store_lock_async(lua_State *L) { return job_args(L, NULL, A0_JOB_LO
 static a0_store_worker *check_worker(lua_State *L) {
   l_worker *u = (l_worker *)luaL_checkudata(L, 1, WORKER_MT);
   if (u->w == NULL) luaL_error(L, "auth0.StoreWorker is closed");
+  if (u->pid != getpid()) {   /* after a fork: a thread of our own (the parent's is not ours to free) */
+    a0_store_err e;
+    a0_store_worker *w = a0_store_worker_new(&e);
+    if (w == NULL) luaL_error(L, "auth0.StoreWorker: %s", e.msg);
+    u->w = w;
+    u->pid = getpid();
+  }
   return u->w;
 }
 
@@ -152,6 +161,7 @@ static int l_store_worker(lua_State *L) {
   luaL_getmetatable(L, WORKER_MT);
   lua_setmetatable(L, -2);
   pin_module();
+  u->pid = getpid();
   u->w = a0_store_worker_new(&e);
   if (u->w == NULL) return push_fail(L, A0_STORE_IO, &e);
   return 1;

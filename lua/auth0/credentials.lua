@@ -73,6 +73,8 @@ function _M.new(client, opts)
       return t
     end
   end
+  -- the store's thread starts now (a loading screen), not in the frame of the first save
+  if type(store.prepare) == "function" and type(client._after) == "function" then store.prepare() end
   return setmetatable({
     _client = client, _store = store, _min_ttl = check_ttl(opts.min_ttl or 60, "min_ttl", 2),
     _on_change = opts.on_change, _now = now,
@@ -279,15 +281,17 @@ end
 local function lock_cb(self, fn, guard)
   local s = self._store
   if not s.lock then return fn(true) end
-  if s.lock_async and async_store(self) then return wait_job(self, s.lock_async(), fn, guard) end
   if type(s.lock_wait) ~= "number" or type(self._client._after) ~= "function" then return fn(s.lock()) end
   local deadline, delay = mono() + s.lock_wait, STORE_STEP
   local try
-  local function attempt()
-    local l, err = s.lock(0)
+  local function tried(l, err)
     if l or not err or err.code ~= "store_busy" or mono() >= deadline then return fn(l, err) end
     self._client:_after(delay, try)
     delay = delay < 0.02 and delay * 2 or delay   -- short first waits: a refresh takes tens of ms
+  end
+  local function attempt()   -- the try itself on the store's thread when it has lock_async
+    if s.lock_async and async_store(self) then return wait_job(self, s.lock_async(), tried, guard) end
+    tried(s.lock(0))
   end
   try = (guard or no_guard)(attempt)
   attempt()

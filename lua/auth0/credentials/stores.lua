@@ -6,9 +6,9 @@
 -- A store whose disk work should stay off the caller's thread also has `save_async(data)`
 -- and `clear_async()`, each returning a function `poll()` that returns false while the work
 -- goes on, then `true, result, err` (result as save/clear would return it); optionally
--- `load_async()` and `lock_async()` (the same, with load's and lock's results), `busy()`
--- (true while a job is unfinished: reads wait for it) and `lock_wait` (seconds: without
--- lock_async, the manager's callback forms try `lock(0)` again on a timer until then).
+-- `load_async()` and `lock_async()` (the same, with load's and lock(0)'s results), `busy()`
+-- (true while a job is unfinished: reads wait for it) and `lock_wait` (seconds: the
+-- manager's callback forms try the lock again on a timer until then).
 -- @module auth0.credentials.stores
 local core = require "auth0.core"
 local errors = require "auth0.error"
@@ -151,6 +151,16 @@ function _M.file_store(opts)
     end
     return worker[method](worker, ...)
   end
+  --- Starts the store's thread now (a game's loading screen) rather than at the first job
+  -- (a frame): starting a thread costs a tenth of a millisecond or more.
+  -- @return true, or nil, err
+  function store.prepare()
+    if worker then return true end
+    local w, code, msg = core.store_worker()
+    if not w then return nil, store_error(code, msg) end
+    worker = w
+    return true
+  end
   -- Takes the job's result into op.res once it is there (block: waits for it).
   local function advance(op, block)
     if op.res then return true end
@@ -198,18 +208,13 @@ function _M.file_store(opts)
   function store.clear_async() return queue(done, "remove", path) end
   --- The read on the store's thread (after the jobs asked for before it); decoded when polled.
   function store.load_async() return queue(decode, "read", path) end
-  --- The lock taken on a thread of its own, waiting there up to `w` (default lock_wait).
-  function store.lock_async(w)
-    local job, code, msg = core.store_lock_async(path .. ".lock", w or wait)
-    local res = not job and { nil, store_error(code, msg) } or nil
-    return function()
-      if not res then
-        local r = { job:result() }
-        if r[1] == nil and r[2] == nil then return false end
-        res = r[1] and { r[1] } or { nil, store_error(r[2], r[3]) }
-      end
-      return true, res[1], res[2]
-    end
+  --- One try of the lock on the store's thread (the manager tries again on a timer until
+  -- lock_wait: the thread never waits, so the jobs behind it do not either).
+  function store.lock_async()
+    return queue(function(l, code, msg)
+      if not l then return nil, store_error(code, msg) end
+      return l
+    end, "lock", path .. ".lock", 0)
   end
   --- True while a job asked for is not finished (the manager's callback forms read after it).
   function store.busy() return last ~= nil and not advance(last, false) end
