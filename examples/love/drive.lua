@@ -83,7 +83,7 @@ if run_love("login") then
 end
 
 -- Both processes' frames together: the library's own work per frame (thread CPU time), all
--- frames, and the frames where auth0.credentials did not touch the store.
+-- frames, and the frames where auth0.credentials was not at work (saving, renewing, logging out).
 local work, other, update = {}, {}, 0
 for line in io.lines(frames_file) do
   local u = line:match("^update (%S+)$")
@@ -101,8 +101,8 @@ local function figures(t)
 end
 print(("love frames, both runs: %d frames: library work per frame (poll, callbacks, ID token checks, QR, store;" ..
   " thread CPU) %s; love.update worst %.3f ms (wall)"):format(#work, figures(work), update))
-print(("love frames, both runs, without the %d frames where auth0.credentials verified an ID token or" ..
-  " touched the store: %s"):format(#work - #other, figures(other)))
+print(("love frames, both runs, without the %d frames where auth0.credentials was at work (a save, a renewal," ..
+  " a logout): %s"):format(#work - #other, figures(other)))
 
 local shots = os.getenv("A0_LOVE_SHOTS")   -- a folder to keep the screenshots in
 if shots then os.execute("cp " .. q(tmp) .. "/love/auth0-love-demo/*.png " .. q(shots) .. " 2>/dev/null") end

@@ -61,7 +61,7 @@ local resend_at = 0
 local code_img                      -- { uri = ..., m = auth0.QR, image = love Image } being shown
 local frame_work, frames = {}, 0   -- per frame: the library's own CPU time (ms)
 local frame_state = {}             -- per frame: the flow's state after the poll
-local frame_store = {}             -- per frame: true when auth0.credentials wrote or read the store
+local frame_store = {}             -- per frame: true when auth0.credentials was at work (a save, renewal, logout)
 local store_touched = false
 local qr_ms                        -- what building the QR code cost (ms)
 local update_worst = 0
@@ -104,7 +104,7 @@ end
 local function keep_login(tokens)
   session = "saving"
   cm:save(tokens, function(ok, err)
-    store_touched = true   -- the ID token checked and the file written, inside this callback
+    store_touched = true   -- the ID token was checked and the file written, in earlier polls
     if not ok then say_error(err) end   -- still logged in for this run, just not remembered
     session, welcome = "in", cm:user() or {}
   end)
@@ -128,7 +128,7 @@ end
 
 local function logout()
   session = "logging_out"
-  store_touched = true   -- clear takes the store's lock and rereads it now
+  store_touched = true
   cm:clear({ revoke = true }, function(ok, err)
     store_touched = true
     if ok then session, welcome, f, code_img, input, message = nil, nil, nil, nil, EMAIL, "logged out"
@@ -155,9 +155,10 @@ function love.load()
   client = auth0.new { base_url = url, ca_file = ca, client_id = "emu-native",
     io_thread = true, poll_budget_ms = POLL_BUDGET_MS }
   -- in the save folder (~/.local/share/love/<identity>): the store makes auth0/ 0700, the file 0600
-  -- when it writes; lock_wait 0: another copy of the game refreshing means "busy", not a wait
+  -- when it writes; another copy of the game refreshing: the lock is tried again from poll for
+  -- up to lock_wait seconds, never waited for in a frame (the store's disk work is on its thread)
   cm = credentials.new(client, { store = credentials.file_store {
-    path = love.filesystem.getSaveDirectory() .. "/auth0/credentials", lock_wait = 0 } })
+    path = love.filesystem.getSaveDirectory() .. "/auth0/credentials", lock_wait = 5 } })
   client:jwks(function() end)   -- the TLS handshake happens now, on the I/O thread
   -- warm-up during loading: libqrencode's first codes build its tables (cold, 2-3x slower)
   for _ = 1, 3 do qr.encode("otpauth://totp/x:y?secret=" .. ("A"):rep(32) .. ("&issuer=x"):rep(10)) end
@@ -260,7 +261,10 @@ function love.update()
   end
   frames = frames + 1
   frame_work[frames] = (cpu() - c0) * 1000 + carried
-  frame_store[frames], carried, store_touched = store_touched, 0, false
+  -- auth0.credentials' frames: from the call to its callback (lock, reread, ID token check and
+  -- write each run from a poll of their own)
+  local at_work = session == "saving" or session == "restoring" or session == "logging_out"
+  frame_store[frames], carried, store_touched = store_touched or at_work, 0, false
   if code_img and not code_img.image then code_img.image = qr_image(code_img.m) end   -- the game's work
   frame_state[frames] = session or (f and f.state) or "start"
   if autopilot then   -- the player, not the game: its time is left out of the figures
@@ -314,6 +318,12 @@ function love.quit()
     for i = 1, frames do fh:write(("%.6f %s\n"):format(frame_work[i], frame_store[i] and "store" or "-")) end
     fh:write(("update %.6f\n"):format(update_worst))
     fh:close()
+  end
+  -- a save or logout still writing on the store's thread: let it end (a second at most)
+  local deadline = love.timer.getTime() + 1
+  local busy = { saving = true, restoring = true, logging_out = true }
+  while client and busy[session] and love.timer.getTime() < deadline do
+    client:poll(10)
   end
   if client then client:close() end
   if ctl then ctl:close() end
