@@ -247,6 +247,39 @@ describe("auth0.credentials callback forms (store work off the caller's thread)"
     assert.has_error(function() core.store_remove_async(nil) end)
   end)
 
+  it("client:close() ends a callback-form call waiting on the store: cancelled, lock released", function()
+    local path = tmpdir() .. "/creds"
+    local c = client()
+    local cm = credentials.new(c, { store = credentials.file_store { path = path, lock_wait = 5 }, now = now })
+    assert(cm:save(login(c, "closing@example.com")))
+    local held = assert(core.store_lock(path .. ".lock", 0))
+    local renewed, cleared
+    assert.is_true(cm:renew(function(t, e) renewed = { t, e } end))
+    assert.is_true(c:pending() > 0)   -- the manager's work counts as pending
+    c:poll(20)
+    c:close()
+    held:unlock()
+    assert.is_nil(renewed[1])
+    assert.equal("cancelled", renewed[2].code)
+    -- closed while the refresh holds the lock: released
+    local c1 = client()
+    local cm1 = credentials.new(c1, { store = credentials.file_store { path = path, lock_wait = 5 }, now = now })
+    renewed = nil
+    assert.is_true(cm1:renew(function(t, e) renewed = { t, e } end))
+    poll_until(c1, function() return cm1._flight and cm1._flight.lock end)
+    c1:close()
+    assert.equal("cancelled", renewed[2].code)
+    assert.truthy(assert(core.store_lock(path .. ".lock", 0)):unlock())
+    -- a save whose write is waited for: cancelled too, never a callback after the close
+    local c2 = client()
+    local cm2 = credentials.new(c2, { store = credentials.file_store { path = path }, now = now })
+    assert.is_true(cm2:save({ access_token = "at", refresh_token = "rt", expires_in = 60 }, function(ok, e)
+      cleared = { ok, e }
+    end))
+    c2:close()
+    assert.equal("cancelled", cleared[2].code)
+  end)
+
   it("a custom store without async methods keeps working in the callback form", function()
     local c = client()
     local cm = credentials.new(c, { store = credentials.memory_store(), now = now })

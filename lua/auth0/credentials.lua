@@ -223,6 +223,24 @@ local function wait_job(self, poll, fn, guard)
   self._client:_after(STORE_STEP, look)
 end
 
+-- Work of the manager's in flight (timers and store jobs, no request of the client's): counted
+-- by client:pending(), and ended by client:close(), which runs on_close(err) once with
+-- "cancelled" (the timers it waited on are dropped then). Returns the function that ends it.
+local function hold(self, on_close)
+  local s = self._client._sched
+  if type(s) ~= "table" or type(s.request) ~= "function" or type(s.hold) ~= "function" then
+    return function() end
+  end
+  local ended = false
+  local req = s:request("credentials", function(_, err)
+    if not ended then ended = true; on_close(err) end
+  end)
+  s:hold(req)
+  return function()
+    if not ended then ended = true; req:finish() end
+  end
+end
+
 -- fn() from the next poll, as a task of its own, for a store with async methods: the steps of a
 -- callback-form call (lock and read; verify; write) then fall into separate polls within the
 -- client's poll budget instead of adding up in one frame. Other stores: fn() at once.
@@ -259,6 +277,9 @@ end
 -- data changes only then: nobody sees a rotated access token before its refresh token is saved.
 local function store_new_cb(self, d, event, fn, guard)
   if not async_store(self) then return fn(store_new(self, d, event)) end
+  local unhold = hold(self, function(err) fn(nil, err) end)
+  local done = fn
+  fn = function(...) unhold(); return done(...) end
   later(self, function()   -- not in the task that verified the ID token: each fits a poll
     wait_job(self, self._store.save_async(d), function(ok, err)
       self._data = d
@@ -348,7 +369,7 @@ require("auth0.credentials.renew")(Manager, {
   raise = raise, check_ttl = check_ttl, api_key = api_key, entry_of = entry_of, fresh = fresh, view = view,
   deliver = deliver, changed = changed, login_required = login_required, entry_from = entry_from,
   store_new = store_new, store_new_cb = store_new_cb, store_clear_cb = store_clear_cb, lock_cb = lock_cb,
-  later = later, load_cb = load_cb, new_error = new_error, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
+  later = later, load_cb = load_cb, hold = hold, new_error = new_error, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
 })
 
 return _M

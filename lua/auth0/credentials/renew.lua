@@ -9,7 +9,7 @@ return function(Manager, h)
     h.entry_from, h.store_new
   local xpcall, pcall, traceback, copy, new_error = h.xpcall, h.pcall, h.traceback, h.copy, h.new_error
   local store_new_cb, store_clear_cb, lock_cb, load_cb = h.store_new_cb, h.store_clear_cb, h.lock_cb, h.load_cb
-  local later = h.later
+  local later, hold = h.later, h.hold
 
   -- The store's lock, when it has one (file: flock; ngx.shared: add with a TTL).
   local function lock(self)
@@ -116,6 +116,9 @@ return function(Manager, h)
 
   -- Delivers the flight's result to every waiter, then starts the calls queued behind it.
   local function land(self, f, res, err)
+    if f.landed then return end   -- once: client:close() may land it before its own steps do
+    f.landed = true
+    if f.unhold then f.unhold() end
     unlock(self, f.lock)
     self._flight = nil
     local first
@@ -158,6 +161,8 @@ return function(Manager, h)
       end
     end
     local function landed(res, err) land(self, f, res, err) end
+    -- client:close() lands the flight ("cancelled"): the timers it waits on are dropped then
+    f.unhold = hold(self, function(err) if self._flight == f then land(self, f, nil, err) end end)
     local function refresh(d)
       client:refresh(refresh_fields(d, req), guard(function(t, terr)
         if not t or key or type(t.id_token) ~= "string" then return settle_cb(self, d, key, t, terr, nil, landed, guard) end
@@ -259,15 +264,23 @@ return function(Manager, h)
   -- clear in callback form: the lock tried on a timer, the revocation and the removal waited
   -- for from poll; the lock is held throughout and released before cb runs.
   local function clear_cb(self, opts, cb)
-    local held, l = false, nil
-    local function release() if held then held = false; unlock(self, l) end end
+    local held, l, unhold = false, nil, nil
+    local function release()
+      unhold()
+      if held then held = false; unlock(self, l) end
+    end
     local function guard(fn)   -- a raise goes on unchanged, after the release
       return function(...)
         local ok, msg = pcall(fn, ...)
         if not ok then release(); error(msg, 0) end
       end
     end
-    local function finish(ok, err) release(); cb(ok, err) end
+    local over = false
+    local function finish(ok, err)
+      release()
+      if not over then over = true; cb(ok, err) end
+    end
+    unhold = hold(self, function(err) finish(nil, err) end)   -- client:close(): "cancelled"
     local function empty()
       store_clear_cb(self, function(ok, cerr)
         if not ok then return finish(nil, cerr) end
@@ -277,7 +290,7 @@ return function(Manager, h)
       end, guard)
     end
     local function locked(lk, lerr)
-      if not lk then return cb(nil, lerr) end
+      if not lk then return finish(nil, lerr) end
       l, held = lk, true
       later(self, function() load_cb(self, function(d, rerr)   -- reread: another process may have rotated the token
         if rerr and opts.revoke ~= false then return finish(nil, rerr) end
