@@ -1,6 +1,7 @@
 -- luacheck: globals love
 --- A LÖVE 11.4 login screen over `auth0.flow`: an e-mail code, then the enrollment of an
--- authenticator app, its QR code drawn from `auth0.qr`'s matrix, and the code it shows.
+-- authenticator app, its QR code drawn from `auth0.qr`'s matrix (built on a love.thread,
+-- qrthread.lua), and the code it shows; push and SMS codes for the next logins.
 -- The login is kept between runs by `auth0.credentials` in LÖVE's save folder: the next start
 -- renews it (callback form) and skips the login; the logout button revokes it and clears it.
 -- The network runs on the client's I/O thread (`io_thread`); every call is in callback form,
@@ -43,7 +44,6 @@ package.cpath = ROOT .. "/build/luajit/?.so;" .. package.cpath   -- LÖVE is Lua
 local auth0 = require "auth0"
 local flow = require "auth0.flow"
 local credentials = require "auth0.credentials"
-local qr = require "auth0.qr"
 local control = require "auth0.emulator.client"
 
 local cpu = auth0.core.thread_cpu
@@ -58,7 +58,9 @@ local welcome                      -- the verified ID token's claims shown once 
 local push_since                   -- when the push was sent (for the elapsed time shown)
 local input, message = "", nil     -- the text field, and a line of help or error
 local resend_at = 0
-local code_img                      -- { uri = ..., m = auth0.QR, image = love Image } being shown
+local code_img                      -- { uri = ..., image = love Image } being shown
+local qr_thread, qr_requests, qr_answers   -- QR codes are built on a love.thread (qrthread.lua)
+local qr_asked                      -- the URI handed to it
 local frame_work, frames = {}, 0   -- per frame: the library's own CPU time (ms)
 local frame_state = {}             -- per frame: the flow's state after the poll
 local frame_store = {}             -- per frame: true when auth0.credentials was at work (a save, renewal, logout)
@@ -131,7 +133,7 @@ local function logout()
   store_touched = true
   cm:clear({ revoke = true }, function(ok, err)
     store_touched = true
-    if ok then session, welcome, f, code_img, input, message = nil, nil, nil, nil, EMAIL, "logged out"
+    if ok then session, welcome, f, code_img, qr_asked, input, message = nil, nil, nil, nil, nil, EMAIL, "logged out"
     else session = "in"; say_error(err) end
   end)
 end
@@ -160,8 +162,10 @@ function love.load()
   cm = credentials.new(client, { store = credentials.file_store {
     path = love.filesystem.getSaveDirectory() .. "/auth0/credentials", lock_wait = 5 } })
   client:jwks(function() end)   -- the TLS handshake happens now, on the I/O thread
-  -- warm-up during loading: libqrencode's first codes build its tables (cold, 2-3x slower)
-  for _ = 1, 3 do qr.encode("otpauth://totp/x:y?secret=" .. ("A"):rep(32) .. ("&issuer=x"):rep(10)) end
+  -- the QR codes' thread (a code costs 0.1-0.4 ms: not in a frame); it warms libqrencode up
+  qr_requests, qr_answers = love.thread.newChannel(), love.thread.newChannel()
+  qr_thread = love.thread.newThread("qrthread.lua")
+  qr_thread:start(qr_requests, qr_answers, ROOT)
   love.keyboard.setKeyRepeat(true)
   input = AUTOPILOT and "" or EMAIL
   if cm:has_valid() then restore() end
@@ -232,12 +236,15 @@ end
 
 -- The QR code as an image made once: one pixel per module, light, with a quiet zone of 4
 -- modules, drawn scaled up without smoothing (per-module rectangles every frame cost more).
-local function qr_image(m)
-  local side = m.size + 8
+-- `size` and `rows` come from auth0.qr's matrix (built on the QR thread).
+local function qr_image(size, rows)
+  local side = size + 8
   local data = love.image.newImageData(side, side)
   data:mapPixel(function() return 1, 1, 1, 1 end)
-  for y, row in ipairs(m:rows()) do
-    for x = 1, m.size do
+  local y = 0
+  for row in rows:gmatch("[01]+") do
+    y = y + 1
+    for x = 1, size do
       if row:byte(x) == 49 then data:setPixel(x + 3, y + 3, 0, 0, 0, 1) end   -- "1": dark
     end
   end
@@ -249,15 +256,13 @@ end
 function love.update()
   local t0, auto = love.timer.getTime(), 0
   local c0 = cpu()
-  -- the enrollment QR code is built once, in the frame after its URI arrived: not on top of
-  -- the poll that decoded the answer (the frame budget), and before this frame's poll
+  assert(client:poll(0))
+  -- the enrollment QR code: built once, on the QR thread (handing the URI over costs
+  -- microseconds), drawn once its matrix is back
   local uri = f and f.enrollment and f.enrollment.barcode_uri
-  if uri and (not code_img or code_img.uri ~= uri) then
-    local q0 = cpu()
-    code_img = { uri = uri, m = assert(qr.encode(uri)) }
-    qr_ms = (cpu() - q0) * 1000
-  else
-    assert(client:poll(0))
+  if uri and uri ~= qr_asked then
+    qr_asked = uri
+    qr_requests:push(uri)
   end
   frames = frames + 1
   frame_work[frames] = (cpu() - c0) * 1000 + carried
@@ -265,7 +270,11 @@ function love.update()
   -- write each run from a poll of their own)
   local at_work = session == "saving" or session == "restoring" or session == "logging_out"
   frame_store[frames], carried, store_touched = store_touched or at_work, 0, false
-  if code_img and not code_img.image then code_img.image = qr_image(code_img.m) end   -- the game's work
+  local got = qr_answers:pop()   -- the game's work: an image from the matrix, once
+  if got and got.uri == qr_asked then
+    assert(not got.err, got.err)
+    code_img, qr_ms = { uri = got.uri, image = qr_image(got.size, got.rows) }, got.ms
+  end
   frame_state[frames] = session or (f and f.state) or "start"
   if autopilot then   -- the player, not the game: its time is left out of the figures
     local a0 = love.timer.getTime()
@@ -305,7 +314,7 @@ local function frame_report()
   end
   print("the costliest frames (frame, state after the poll, ms): " .. table.concat(top, "; "))
   return ("%d frames: library work per frame (thread CPU) worst %.3f ms (frame %d, %s), p99 %.3f ms, median %.3f ms;" ..
-    " of it building the QR code %s; love.update worst %.3f ms (wall, without the autopilot)")
+    " building the QR code (on its thread, not in a frame) %s; love.update worst %.3f ms (wall, without the autopilot)")
     :format(frames, t[#t] or 0, worst, frame_state[worst] or "-", t[math.max(1, math.ceil(#t * 0.99))] or 0,
       t[math.max(1, math.ceil(#t / 2))] or 0, qr_ms and ("%.3f ms"):format(qr_ms) or "-", update_worst)
 end
@@ -325,6 +334,7 @@ function love.quit()
   while client and busy[session] and love.timer.getTime() < deadline do
     client:poll(10)
   end
+  if qr_thread then qr_requests:push(false); qr_thread:wait() end
   if client then client:close() end
   if ctl then ctl:close() end
   if srv then srv:stop() end
