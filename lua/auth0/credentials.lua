@@ -278,8 +278,14 @@ end
 local function store_new_cb(self, d, event, fn, guard)
   if not async_store(self) then return fn(store_new(self, d, event)) end
   local unhold = hold(self, function(err) fn(nil, err) end)
-  local done = fn
+  local done, outer = fn, guard or no_guard
   fn = function(...) unhold(); return done(...) end
+  guard = function(g)   -- a raise on the way (the store's save_async) ends the hold too
+    return outer(function(...)
+      local ok, msg = pcall(g, ...)
+      if not ok then unhold(); error(msg, 0) end
+    end)
+  end
   later(self, function()   -- not in the task that verified the ID token: each fits a poll
     wait_job(self, self._store.save_async(d), function(ok, err)
       self._data = d

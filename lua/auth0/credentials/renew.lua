@@ -187,6 +187,8 @@ return function(Manager, h)
     -- the lock) behind
     local ok, msg = pcall(later, self, function() lock_cb(self, locked, guard) end, guard)
     if not ok then
+      f.landed = true
+      f.unhold()
       if self._flight == f then self._flight = nil; unlock(self, f.lock) end
       error(msg, 0)
     end
