@@ -17,7 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
 
 static a0_store_status fail(a0_store_err *e, a0_store_status s, const char *fmt, ...) {
   va_list ap;
@@ -220,7 +219,9 @@ a0_store_status a0_store_write(const char *path, const void *data, size_t len, a
   if ((s = a0_store_mkdirs(dir, e)) != A0_STORE_OK) return s;
   if ((s = check_dir(dir, e)) != A0_STORE_OK) return s;
   sweep_stale(dir, path);
-  if (RAND_bytes(r, sizeof r) != 1) return fail(e, A0_STORE_IO, "random generator failed");
+  /* the kernel's generator, not OpenSSL's: a store job's thread then holds no per-thread
+   * OpenSSL state (still allocated if the process exits while the thread waits for work) */
+  if (getentropy(r, sizeof r) != 0) return fail(e, A0_STORE_IO, "random generator failed");
   snprintf(tmp, sizeof tmp, "%s.tmp-%ld-%02x%02x%02x%02x%02x%02x", path, (long)getpid(),
            r[0], r[1], r[2], r[3], r[4], r[5]);
   fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);

@@ -212,9 +212,11 @@ static int l_job_wait(lua_State *L) {
   return 1;
 }
 
+/* job:release() (and __gc): the result is not wanted; never waits: a running thread frees
+ * the job when it ends, releasing a lock it took. */
 static int l_job_gc(lua_State *L) {
   l_job *u = (l_job *)luaL_checkudata(L, 1, JOB_MT);
-  a0_store_job_release(u->job);   /* never waits: a running thread frees it when it ends */
+  a0_store_job_release(u->job);
   u->job = NULL;
   return 0;
 }
@@ -298,7 +300,8 @@ static const luaL_Reg lock_meta[] = {
 };
 
 static const luaL_Reg job_meta[] = {
-  { "result", l_job_result }, { "wait", l_job_wait }, { "__gc", l_job_gc }, { "__tostring", l_job_tostring },
+  { "result", l_job_result }, { "wait", l_job_wait }, { "release", l_job_gc }, { "__gc", l_job_gc },
+  { "__tostring", l_job_tostring },
   { NULL, NULL },
 };
 

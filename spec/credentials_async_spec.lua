@@ -46,6 +46,7 @@ describe("auth0.credentials callback forms (store work off the caller's thread)"
       local path, url, ca = arg[1], arg[2], arg[3]
       local c = auth0.new { base_url = url, ca_file = ca, client_id = "emu-native" }
       local cm = credentials.new(c, { store = credentials.file_store { path = path } })
+      io.stdout:setvbuf("no")   -- every line out even if the process ends abruptly
       local function print(...) io.write(table.concat({ ... }, " "), "\n") end
       local t0, done = auth0.core.now(), nil
       local ok = cm:save({ access_token = "at-child", refresh_token = "rt-child-secret", expires_in = 3600 },

@@ -304,8 +304,9 @@ end
 
 -- The store's lock for the callback forms: a store that says how long to wait (lock_wait) is
 -- tried without waiting, again on a timer until then, so a lock held elsewhere never blocks
--- the caller's thread; fn(handle | nil, err), at once when the first try decides.
-local function lock_cb(self, fn, guard)
+-- the caller's thread; fn(handle | nil, err), at once when the first try decides. `st.drop`
+-- is set while a try runs on the store's thread (to drop it when the call is cancelled).
+local function lock_cb(self, fn, guard, st)
   local s = self._store
   if not s.lock then return fn(true) end
   if type(s.lock_wait) ~= "number" or type(self._client._after) ~= "function" then return fn(s.lock()) end
@@ -317,7 +318,14 @@ local function lock_cb(self, fn, guard)
     delay = delay < 0.02 and delay * 2 or delay   -- short first waits: a refresh takes tens of ms
   end
   local function attempt()   -- the try itself on the store's thread when it has lock_async
-    if s.lock_async and async_store(self) then return wait_job(self, s.lock_async(), tried, guard) end
+    if s.lock_async and async_store(self) then
+      local poll, drop = s.lock_async()
+      if st then st.drop = drop end   -- client:close() drops a try in flight: no lock left held
+      return wait_job(self, poll, function(l, err)
+        if st then st.drop = nil end
+        tried(l, err)
+      end, guard)
+    end
     tried(s.lock(0))
   end
   try = (guard or no_guard)(attempt)

@@ -162,7 +162,10 @@ return function(Manager, h)
     end
     local function landed(res, err) land(self, f, res, err) end
     -- client:close() lands the flight ("cancelled"): the timers it waits on are dropped then
-    f.unhold = hold(self, function(err) if self._flight == f then land(self, f, nil, err) end end)
+    f.unhold = hold(self, function(err)
+      if f.drop then f.drop() end
+      if self._flight == f then land(self, f, nil, err) end
+    end)
     local function refresh(d)
       client:refresh(refresh_fields(d, req), guard(function(t, terr)
         if not t or key or type(t.id_token) ~= "string" then return settle_cb(self, d, key, t, terr, nil, landed, guard) end
@@ -185,7 +188,7 @@ return function(Manager, h)
     end
     -- a raise from a custom store's lock or load, in this call, must not leave the flight (or
     -- the lock) behind
-    local ok, msg = pcall(later, self, function() lock_cb(self, locked, guard) end, guard)
+    local ok, msg = pcall(later, self, function() lock_cb(self, locked, guard, f) end, guard)
     if not ok then
       f.landed = true
       f.unhold()
@@ -282,7 +285,11 @@ return function(Manager, h)
       release()
       if not over then over = true; cb(ok, err) end
     end
-    unhold = hold(self, function(err) finish(nil, err) end)   -- client:close(): "cancelled"
+    local st = {}   -- st.drop: the lock's try in flight
+    unhold = hold(self, function(err)   -- client:close(): "cancelled"
+      if st.drop then st.drop() end
+      finish(nil, err)
+    end)
     local function empty()
       store_clear_cb(self, function(ok, cerr)
         if not ok then return finish(nil, cerr) end
@@ -306,7 +313,7 @@ return function(Manager, h)
         end, guard)
       end, guard) end, guard)
     end
-    local ok, msg = pcall(later, self, function() lock_cb(self, locked, guard) end, guard)
+    local ok, msg = pcall(later, self, function() lock_cb(self, locked, guard, st) end, guard)
     if not ok then release(); error(msg, 0) end
     return true
   end

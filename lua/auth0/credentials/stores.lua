@@ -174,6 +174,8 @@ function _M.file_store(opts)
   end
   -- A job and the poll function of the protocol; `finish(r1, r2, r3)` turns the job's result
   -- into what the blocking method returns.
+  -- Also returns a function dropping the job (its result no longer wanted: a lock it takes
+  -- is released at once).
   local function queue(finish, method, ...)
     local job, code, msg = start(method, ...)
     local op = { job = job, res = not job and { nil, code, msg } or nil }
@@ -181,6 +183,9 @@ function _M.file_store(opts)
     return function()
       if not advance(op, false) then return false end
       return true, finish(op.res[1], op.res[2], op.res[3])
+    end, function()
+      if op.job then op.job:release(); op.job = nil; op.res = { nil, "io", "dropped" } end
+      if last == op then last = nil end
     end
   end
   local function done(ok, code, msg)
@@ -209,7 +214,8 @@ function _M.file_store(opts)
   --- The read on the store's thread (after the jobs asked for before it); decoded when polled.
   function store.load_async() return queue(decode, "read", path) end
   --- One try of the lock on the store's thread (the manager tries again on a timer until
-  -- lock_wait: the thread never waits, so the jobs behind it do not either).
+  -- lock_wait: the thread never waits, so the jobs behind it do not either). Returns the poll
+  -- function and a function dropping the try (a lock it takes is then released).
   function store.lock_async()
     return queue(function(l, code, msg)
       if not l then return nil, store_error(code, msg) end
