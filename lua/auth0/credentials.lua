@@ -9,6 +9,9 @@
 -- a trailing callback `function(result, err)` it returns `true` at once and the callback runs
 -- later from `client:poll()` (or before the call returns when nothing needs the network:
 -- a valid stored token); inside a coroutine `auth0.await(cm, "credentials")` works too.
+-- In those forms a file store's disk work (write, removal, reread, each try of the lock) runs
+-- on the store's own thread and is looked at from the client's timers: the caller's thread
+-- (a game's frame) never waits for the disk nor for another process's lock.
 --
 -- Concurrent calls make one refresh: callbacks and coroutines of one manager join the
 -- refresh in flight; processes sharing a file store, and nginx workers sharing an
