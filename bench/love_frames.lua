@@ -2,8 +2,8 @@
 -- under Xvfb, examples/love/drive.lua), `rounds` times, with the per-frame figures of each
 -- round: the library's own work per frame (poll, its callbacks, ID token checks, QR building,
 -- the credentials store; thread CPU time) worst, p99 and median with the frame count, the same
--- without the frames where auth0.credentials verified an ID token or touched the store, and
--- love.update's worst (wall). A benchmark, not a test: it fails only when the autopilot does.
+-- without the frames where auth0.credentials was at work (from a save's, renewal's or logout's
+-- call to its callback), and love.update's worst (wall). A benchmark, not a test: it fails only when the autopilot does.
 -- Targets (issue 14): worst < 0.5 ms, p99 < 0.15 ms.
 --   make all luajit && lua5.4 bench/love_frames.lua [rounds]
 local rounds = tonumber(arg[1]) or 3

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
 
 static a0_store_status fail(a0_store_err *e, a0_store_status s, const char *fmt, ...) {
   va_list ap;
@@ -219,7 +219,9 @@ a0_store_status a0_store_write(const char *path, const void *data, size_t len, a
   if ((s = a0_store_mkdirs(dir, e)) != A0_STORE_OK) return s;
   if ((s = check_dir(dir, e)) != A0_STORE_OK) return s;
   sweep_stale(dir, path);
-  if (RAND_bytes(r, sizeof r) != 1) return fail(e, A0_STORE_IO, "random generator failed");
+  /* the kernel's generator, not OpenSSL's: a store job's thread then holds no per-thread
+   * OpenSSL state (still allocated if the process exits while the thread waits for work) */
+  if (getentropy(r, sizeof r) != 0) return fail(e, A0_STORE_IO, "random generator failed");
   snprintf(tmp, sizeof tmp, "%s.tmp-%ld-%02x%02x%02x%02x%02x%02x", path, (long)getpid(),
            r[0], r[1], r[2], r[3], r[4], r[5]);
   fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -276,3 +278,222 @@ void a0_store_unlock(int fd) {
     close(fd);
   }
 }
+
+/* ---- jobs: store operations on a thread of their own ---- */
+
+struct a0_store_job {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int refs;                 /* the caller's and the thread's; the last one out frees */
+  int done;
+  a0_store_op op;
+  a0_store_fault fault;
+  long lock_ms;             /* A0_JOB_LOCK: how long the thread may wait for the lock */
+  a0_store_status status;
+  a0_store_err err;
+  int fd;                   /* A0_JOB_LOCK: the lock taken, until the result hands it over */
+  char *path;
+  a0_buf data;              /* what to write, or what was read: wiped when freed */
+  a0_store_job *next;       /* in a worker's queue */
+};
+
+struct a0_store_worker {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int refs;                 /* the owner's and the thread's */
+  int closing;
+  a0_store_job *head, *tail;
+};
+
+static void job_free(a0_store_job *j) {
+  pthread_mutex_destroy(&j->mu);
+  pthread_cond_destroy(&j->cv);
+  if (j->fd >= 0) a0_store_unlock(j->fd);   /* a lock nobody took: released */
+  a0_buf_free(&j->data);
+  free(j->path);
+  free(j);
+}
+
+/* Drops one reference; the last one frees (outside the lock). */
+static void job_unref(a0_store_job *j) {
+  int left;
+  pthread_mutex_lock(&j->mu);
+  left = --j->refs;
+  pthread_mutex_unlock(&j->mu);
+  if (left == 0) job_free(j);
+}
+
+/* Does the job's work (on its thread), publishes the result, drops the thread's reference. */
+static void job_run(a0_store_job *j) {
+  a0_store_err e = { { 0 } };
+  a0_buf got = { 0 };
+  a0_store_status s;
+  int fd = -1;
+  if (j->fault == A0_FAULT_SLOW_JOB) sleep_ms(300);
+  if (j->op == A0_JOB_WRITE) {
+    s = a0_store_write(j->path, j->data.data ? j->data.data : "", j->data.len, j->fault, &e);
+  } else if (j->op == A0_JOB_REMOVE) {
+    s = a0_store_remove(j->path, &e);
+  } else if (j->op == A0_JOB_LOCK) {
+    s = a0_store_lock(j->path, j->lock_ms, &fd, &e);
+  } else {
+    s = a0_store_read(j->path, &got, &e);
+  }
+  pthread_mutex_lock(&j->mu);
+  if (j->op == A0_JOB_WRITE) a0_buf_free(&j->data);   /* the tokens go as soon as they are on disk */
+  j->status = s;
+  j->err = e;
+  j->fd = fd;
+  if (j->op == A0_JOB_READ) j->data = got;   /* the buffer moves: nothing to wipe twice */
+  j->done = 1;
+  pthread_cond_broadcast(&j->cv);
+  pthread_mutex_unlock(&j->mu);
+  job_unref(j);
+}
+
+static void *job_main(void *arg) {
+  job_run((a0_store_job *)arg);
+  return NULL;
+}
+
+static void worker_unref(a0_store_worker *w) {
+  int left;
+  pthread_mutex_lock(&w->mu);
+  left = --w->refs;
+  pthread_mutex_unlock(&w->mu);
+  if (left == 0) {
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+  }
+}
+
+/* The worker's thread: the queued jobs one after the other, in order, until it is released
+ * and its queue is empty. */
+static void *worker_main(void *arg) {
+  a0_store_worker *w = (a0_store_worker *)arg;
+  for (;;) {
+    a0_store_job *j;
+    pthread_mutex_lock(&w->mu);
+    while (w->head == NULL && !w->closing) pthread_cond_wait(&w->cv, &w->mu);
+    j = w->head;
+    if (j != NULL) {
+      w->head = j->next;
+      if (w->head == NULL) w->tail = NULL;
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (j == NULL) break;
+    job_run(j);
+  }
+  worker_unref(w);
+  return NULL;
+}
+
+/* A detached thread: releasing must never wait for a join. */
+static int start_thread(void *(*fn)(void *), void *arg) {
+  pthread_attr_t attr;
+  pthread_t th;
+  int rc;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  rc = pthread_create(&th, &attr, fn, arg);
+  pthread_attr_destroy(&attr);
+  return rc;
+}
+
+a0_store_worker *a0_store_worker_new(a0_store_err *e) {
+  int rc;
+  a0_store_worker *w = (a0_store_worker *)calloc(1, sizeof *w);
+  if (w == NULL) { fail(e, A0_STORE_IO, "out of memory"); return NULL; }
+  pthread_mutex_init(&w->mu, NULL);
+  pthread_cond_init(&w->cv, NULL);
+  w->refs = 2;
+  if ((rc = start_thread(worker_main, w)) != 0) {
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+    fail(e, A0_STORE_IO, "cannot start the store thread: %s", strerror(rc));
+    return NULL;
+  }
+  return w;
+}
+
+void a0_store_worker_release(a0_store_worker *w) {
+  if (w == NULL) return;
+  pthread_mutex_lock(&w->mu);
+  w->closing = 1;
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+  worker_unref(w);
+}
+
+a0_store_job *a0_store_job_start(a0_store_worker *w, const a0_store_req *r, a0_store_err *e) {
+  a0_store_job *j;
+  int rc;
+  if (r->op == A0_JOB_WRITE && r->len > A0_STORE_MAX) { fail(e, A0_STORE_TOO_BIG, "data is over 1 MiB"); return NULL; }
+  j = (a0_store_job *)calloc(1, sizeof *j);
+  if (j == NULL || (j->path = strdup(r->path)) == NULL ||
+      (r->op == A0_JOB_WRITE && a0_buf_add(&j->data, r->data, r->len) != 0)) {
+    if (j != NULL) { a0_buf_free(&j->data); free(j->path); free(j); }
+    fail(e, A0_STORE_IO, "out of memory");
+    return NULL;
+  }
+  pthread_mutex_init(&j->mu, NULL);
+  pthread_cond_init(&j->cv, NULL);
+  j->op = r->op;
+  j->fault = r->fault;
+  j->lock_ms = r->lock_ms;
+  j->fd = -1;
+  j->refs = 2;
+  if (w != NULL) {
+    pthread_mutex_lock(&w->mu);
+    if (w->tail != NULL) w->tail->next = j; else w->head = j;
+    w->tail = j;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return j;
+  }
+  if ((rc = start_thread(job_main, j)) != 0) {
+    job_free(j);
+    fail(e, A0_STORE_IO, "cannot start the store thread: %s", strerror(rc));
+    return NULL;
+  }
+  return j;
+}
+
+int a0_store_job_result(a0_store_job *j, a0_store_status *s, a0_buf *out, int *fd, a0_store_err *e) {
+  int done;
+  pthread_mutex_lock(&j->mu);
+  done = j->done;
+  if (done) {
+    *s = j->status;
+    if (j->status != A0_STORE_OK) *e = j->err;
+    if (out != NULL && j->op == A0_JOB_READ && j->data.len > 0) {
+      if (a0_buf_add(out, j->data.data, j->data.len) != 0) { *s = fail(e, A0_STORE_IO, "out of memory"); }
+      a0_buf_free(&j->data);
+    }
+    if (fd != NULL && j->op == A0_JOB_LOCK) { *fd = j->fd; j->fd = -1; }   /* handed over once */
+  }
+  pthread_mutex_unlock(&j->mu);
+  return done;
+}
+
+void a0_store_job_wait(a0_store_job *j) {
+  pthread_mutex_lock(&j->mu);
+  while (!j->done) pthread_cond_wait(&j->cv, &j->mu);
+  pthread_mutex_unlock(&j->mu);
+}
+
+void a0_store_job_release(a0_store_job *j) {
+  if (j != NULL) job_unref(j);
+}
+
+#ifdef A0_TEST_HOOKS
+const void *a0_store_job_data(a0_store_job *j) {
+  const void *p;
+  pthread_mutex_lock(&j->mu);
+  p = j->data.data;
+  pthread_mutex_unlock(&j->mu);
+  return p;
+}
+#endif

@@ -21,7 +21,8 @@ typedef enum {
 /* Test-only fault points, chosen by the caller (the binding reads A0_STORE_FAULT). */
 typedef enum {
   A0_FAULT_NONE = 0,
-  A0_FAULT_STALL_BEFORE_RENAME   /* temp file written and synced, then sleep up to 60 s */
+  A0_FAULT_STALL_BEFORE_RENAME,  /* temp file written and synced, then sleep up to 60 s */
+  A0_FAULT_SLOW_JOB              /* a job's thread sleeps 300 ms before its work */
 } a0_store_fault;
 
 typedef struct {
@@ -55,5 +56,50 @@ a0_store_status a0_store_remove(const char *path, a0_store_err *e);
  * (0: one try). On success *fd holds the lock; a0_store_unlock releases it. */
 a0_store_status a0_store_lock(const char *lock_path, long timeout_ms, int *fd, a0_store_err *e);
 void a0_store_unlock(int fd);
+
+/* Store operations on a thread, so that a game's frame never waits for the disk (write:
+ * temp file, fsync, rename, fsync of the directory) nor for a lock. A job owns a copy of the
+ * path and of the data (in a wiping buffer: it holds tokens). A worker is one thread running
+ * its jobs one after the other, in the order they were started; without one a job gets a
+ * thread of its own. */
+typedef enum { A0_JOB_WRITE, A0_JOB_REMOVE, A0_JOB_READ, A0_JOB_LOCK } a0_store_op;
+typedef struct a0_store_job a0_store_job;
+typedef struct a0_store_worker a0_store_worker;
+
+typedef struct {
+  a0_store_op op;
+  const char *path;        /* for A0_JOB_LOCK: the lock file */
+  const void *data;        /* A0_JOB_WRITE */
+  size_t len;
+  long lock_ms;            /* A0_JOB_LOCK: a0_store_lock's timeout, waited on the thread */
+  a0_store_fault fault;
+} a0_store_req;
+
+/* NULL when the thread could not start, with the reason in `e`. */
+a0_store_worker *a0_store_worker_new(a0_store_err *e);
+
+/* Drops the owner's reference without waiting: the thread runs the jobs still queued, then
+ * ends and frees the worker. */
+void a0_store_worker_release(a0_store_worker *w);
+
+/* Starts `r` on worker `w` (NULL: a thread of its own). NULL when it could not start (out of
+ * memory, no thread), with the reason in `e`. */
+a0_store_job *a0_store_job_start(a0_store_worker *w, const a0_store_req *r, a0_store_err *e);
+
+/* Never blocks: 0 while the thread works; then 1, with the status, `e` filled on failure, for
+ * a read the content moved into `out` (appended, once), for a lock the descriptor moved into
+ * `*fd` (once; a0_store_unlock releases it; a lock never taken is released with the job). */
+int a0_store_job_result(a0_store_job *j, a0_store_status *s, a0_buf *out, int *fd, a0_store_err *e);
+
+/* Waits until the thread has done the job's work. */
+void a0_store_job_wait(a0_store_job *j);
+
+/* Drops the caller's reference without waiting: a job still queued or running is freed
+ * (wiped) by its thread when it ends. */
+void a0_store_job_release(a0_store_job *j);
+
+#ifdef A0_TEST_HOOKS
+const void *a0_store_job_data(a0_store_job *j);   /* the data block, to watch its wipe */
+#endif
 
 #endif

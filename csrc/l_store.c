@@ -1,13 +1,18 @@
 /* Binding for the credentials store (a0_store.c) and sealed envelopes (a0_seal.c).
  * Expected failures return nil, code, message; misuse raises. */
+#define _GNU_SOURCE   /* dladdr, RTLD_NODELETE */
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "a0_lua.h"
 #include "a0_seal.h"
 #include "a0_store.h"
 
 #define LOCK_MT "auth0.StoreLock"
+#define JOB_MT "auth0.StoreJob"
+#define WORKER_MT "auth0.StoreWorker"
 
 typedef struct {
   int fd;   /* -1 once unlocked */
@@ -23,6 +28,7 @@ static int push_fail(lua_State *L, a0_store_status s, const a0_store_err *e) {
 /* The test-only fault point, from the environment so a spec can arm it in a child process. */
 static a0_store_fault env_fault(void) {
   const char *f = getenv("A0_STORE_FAULT");
+  if (f != NULL && strcmp(f, "slow_job") == 0) return A0_FAULT_SLOW_JOB;
   return f != NULL && strcmp(f, "stall_before_rename") == 0 ? A0_FAULT_STALL_BEFORE_RENAME : A0_FAULT_NONE;
 }
 
@@ -73,6 +79,154 @@ static int l_store_lock(lua_State *L) {
   lua_setmetatable(L, -2);
   s = a0_store_lock(path, (long)(wait * 1000), &k->fd, &e);
   if (s != A0_STORE_OK) return push_fail(L, s, &e);
+  return 1;
+}
+
+typedef struct {
+  a0_store_job *job;   /* NULL once its result was taken */
+  a0_store_op op;
+} l_job;
+
+typedef struct {
+  a0_store_worker *w;
+  pid_t pid;           /* the process that made it: a forked child has no such thread */
+} l_worker;
+
+/* Store jobs run on detached threads that may outlive the Lua state: this module must then
+ * stay mapped after lua_close (which unloads C modules), or a thread still finishing a write
+ * would run unmapped code. Called before the first thread starts; repeated calls only add a
+ * reference to a module that is never unloaded anyway. */
+static void pin_module(void) {
+  Dl_info info;
+  if (dladdr((void *)pin_module, &info) != 0 && info.dli_fname != NULL)
+    (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
+/* Starts a job on `w` (NULL: a thread of its own); the userdata exists first, so that a
+ * raise cannot leak the job. */
+static int start_job(lua_State *L, a0_store_worker *w, a0_store_req *r) {
+  a0_store_err e;
+  l_job *u = (l_job *)a0c_newuserdata(L, sizeof *u);
+  u->job = NULL;
+  u->op = r->op;
+  luaL_getmetatable(L, JOB_MT);
+  lua_setmetatable(L, -2);
+  r->fault = env_fault();
+  if (w == NULL) pin_module();
+  u->job = a0_store_job_start(w, r, &e);
+  if (u->job == NULL) return push_fail(L, A0_STORE_IO, &e);
+  return 1;
+}
+
+/* The request of a job from the arguments at `i` on: (op, path[, data | wait]). */
+static int job_args(lua_State *L, a0_store_worker *w, a0_store_op op, int i) {
+  a0_store_req r = { op, luaL_checkstring(L, i), NULL, 0, 0, A0_FAULT_NONE };
+  if (op == A0_JOB_WRITE) r.data = luaL_checklstring(L, i + 1, &r.len);
+  if (op == A0_JOB_LOCK) {
+    lua_Number wait = luaL_optnumber(L, i + 1, 0);
+    luaL_argcheck(L, wait >= 0 && wait <= 3600, i + 1, "wait must be seconds in 0..3600");
+    r.lock_ms = (long)(wait * 1000);
+  }
+  return start_job(L, w, &r);
+}
+
+static int l_store_write_async(lua_State *L) { return job_args(L, NULL, A0_JOB_WRITE, 1); }
+static int l_store_remove_async(lua_State *L) { return job_args(L, NULL, A0_JOB_REMOVE, 1); }
+static int l_store_read_async(lua_State *L) { return job_args(L, NULL, A0_JOB_READ, 1); }
+static int l_store_lock_async(lua_State *L) { return job_args(L, NULL, A0_JOB_LOCK, 1); }
+
+static a0_store_worker *check_worker(lua_State *L) {
+  l_worker *u = (l_worker *)luaL_checkudata(L, 1, WORKER_MT);
+  if (u->w == NULL) luaL_error(L, "auth0.StoreWorker is closed");
+  if (u->pid != getpid()) {   /* after a fork: a thread of our own (the parent's is not ours to free) */
+    a0_store_err e;
+    a0_store_worker *w = a0_store_worker_new(&e);
+    if (w == NULL) luaL_error(L, "auth0.StoreWorker: %s", e.msg);
+    u->w = w;
+    u->pid = getpid();
+  }
+  return u->w;
+}
+
+static int l_worker_write(lua_State *L) { return job_args(L, check_worker(L), A0_JOB_WRITE, 2); }
+static int l_worker_remove(lua_State *L) { return job_args(L, check_worker(L), A0_JOB_REMOVE, 2); }
+static int l_worker_read(lua_State *L) { return job_args(L, check_worker(L), A0_JOB_READ, 2); }
+static int l_worker_lock(lua_State *L) { return job_args(L, check_worker(L), A0_JOB_LOCK, 2); }
+
+/* store_worker(): one thread for a store's jobs, in order (nil, "io", msg when it cannot start). */
+static int l_store_worker(lua_State *L) {
+  a0_store_err e;
+  l_worker *u = (l_worker *)a0c_newuserdata(L, sizeof *u);
+  u->w = NULL;
+  luaL_getmetatable(L, WORKER_MT);
+  lua_setmetatable(L, -2);
+  pin_module();
+  u->pid = getpid();
+  u->w = a0_store_worker_new(&e);
+  if (u->w == NULL) return push_fail(L, A0_STORE_IO, &e);
+  return 1;
+}
+
+static int l_worker_gc(lua_State *L) {
+  l_worker *u = (l_worker *)luaL_checkudata(L, 1, WORKER_MT);
+  a0_store_worker_release(u->w);   /* never waits: the thread runs what is queued, then ends */
+  u->w = NULL;
+  return 0;
+}
+
+static l_lock *new_lock(lua_State *L) {
+  l_lock *k = (l_lock *)a0c_newuserdata(L, sizeof *k);
+  k->fd = -1;
+  luaL_getmetatable(L, LOCK_MT);
+  lua_setmetatable(L, -2);
+  return k;
+}
+
+/* job:result(): nothing while the thread works, then what the blocking function returns
+ * (taken once: a second call raises). */
+static int l_job_result(lua_State *L) {
+  l_job *u = (l_job *)luaL_checkudata(L, 1, JOB_MT);
+  a0_buf b = { 0 };
+  a0_store_err e;
+  a0_store_status s;
+  l_lock *k = NULL;
+  int fd = -1;
+  if (u->job == NULL) return luaL_error(L, "auth0.StoreJob: the result was taken already");
+  if (u->op == A0_JOB_LOCK) k = new_lock(L);   /* before the fd is ours: a raise cannot leak it */
+  if (!a0_store_job_result(u->job, &s, &b, &fd, &e)) return 0;
+  a0_store_job_release(u->job);
+  u->job = NULL;
+  if (s != A0_STORE_OK) { a0_buf_free(&b); return push_fail(L, s, &e); }
+  if (k != NULL) k->fd = fd;
+  else if (u->op == A0_JOB_READ) lua_pushlstring(L, b.data ? b.data : "", b.len);
+  else lua_pushboolean(L, 1);
+  a0_buf_free(&b);
+  return 1;
+}
+
+/* job:wait(): blocks until the thread is done (the blocking forms, before touching the file). */
+static int l_job_wait(lua_State *L) {
+  l_job *u = (l_job *)luaL_checkudata(L, 1, JOB_MT);
+  if (u->job != NULL) a0_store_job_wait(u->job);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* job:release() (and __gc): the result is not wanted; never waits: a running thread frees
+ * the job when it ends, releasing a lock it took. */
+static int l_job_gc(lua_State *L) {
+  l_job *u = (l_job *)luaL_checkudata(L, 1, JOB_MT);
+  a0_store_job_release(u->job);
+  u->job = NULL;
+  return 0;
+}
+
+static int l_job_tostring(lua_State *L) {
+  l_job *u = (l_job *)luaL_checkudata(L, 1, JOB_MT);
+  a0_store_status s;
+  a0_store_err e;
+  int done = u->job == NULL || a0_store_job_result(u->job, &s, NULL, NULL, &e);
+  lua_pushstring(L, done ? "auth0.StoreJob (done)" : "auth0.StoreJob (running)");
   return 1;
 }
 
@@ -145,10 +299,23 @@ static const luaL_Reg lock_meta[] = {
   { "__tostring", l_lock_tostring }, { NULL, NULL },
 };
 
+static const luaL_Reg job_meta[] = {
+  { "result", l_job_result }, { "wait", l_job_wait }, { "release", l_job_gc }, { "__gc", l_job_gc },
+  { "__tostring", l_job_tostring },
+  { NULL, NULL },
+};
+
+static const luaL_Reg worker_meta[] = {
+  { "write", l_worker_write }, { "remove", l_worker_remove }, { "read", l_worker_read }, { "lock", l_worker_lock },
+  { "__gc", l_worker_gc }, { NULL, NULL },
+};
+
 static const luaL_Reg store_funcs[] = {
   { "store_read", l_store_read }, { "store_write", l_store_write }, { "store_remove", l_store_remove },
   { "store_lock", l_store_lock }, { "seal", l_seal }, { "open", l_open }, { "seal_key_id", l_seal_key_id },
-  { NULL, NULL },
+  { "store_write_async", l_store_write_async }, { "store_remove_async", l_store_remove_async },
+  { "store_read_async", l_store_read_async }, { "store_lock_async", l_store_lock_async },
+  { "store_worker", l_store_worker }, { NULL, NULL },
 };
 
 void a0l_open_store(lua_State *L) {
@@ -157,6 +324,20 @@ void a0l_open_store(lua_State *L) {
   lua_pushvalue(L, -1);
   lua_setfield(L, -2, "__index");
   lua_pushliteral(L, LOCK_MT);
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, WORKER_MT);
+  a0c_setfuncs(L, worker_meta);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "__index");
+  lua_pushliteral(L, WORKER_MT);
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, JOB_MT);
+  a0c_setfuncs(L, job_meta);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "__index");
+  lua_pushliteral(L, JOB_MT);
   lua_setfield(L, -2, "__name");
   lua_pop(L, 1);
   a0c_setfuncs(L, store_funcs);

@@ -9,6 +9,7 @@ CTEST_CC     ?= gcc
 CTEST_DIR    := build/ctest
 CTEST_SRCS   := $(wildcard csrc/test/test_*.c)
 CTESTS       ?= $(basename $(notdir $(CTEST_SRCS))) tsan_test_http
+CTESTS       += tsan_test_store
 CTEST_CFLAGS := -std=c99 -Wall -Wextra -g -O1 -fsanitize=address,undefined \
                 -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
                 -D_POSIX_C_SOURCE=200809L -DA0_TEST_HOOKS -Icsrc $(shell pkg-config --cflags libcurl 2>/dev/null)
@@ -17,6 +18,8 @@ CTEST_ENGINE := $(filter-out csrc/l_%.c,$(wildcard csrc/*.c))
 CTEST_LIBS   := -pthread $(shell pkg-config --libs libcurl 2>/dev/null || echo -lcurl) -lcrypto -lqrencode
 # test_buf watches free() to check that released blocks were wiped first
 CTEST_LDFLAGS_test_buf := -Wl,--wrap=free
+# test_store watches the wipe of a store job's data block the same way (not under TSan)
+CTEST_LDFLAGS_test_store := -DA0_WATCH_FREE -Wl,--wrap=free
 
 .PHONY: ctest
 

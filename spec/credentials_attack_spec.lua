@@ -69,6 +69,7 @@ describe("auth0.credentials attacked", function()
     advance(86400 + 10)
     fail_load = true
     assert.has_error(function() cm:credentials(function() end) end, "load exploded")
+    assert.equal(0, c:pending())   -- nothing left counted as in flight
     fail_load = false
     local got, called
     assert.is_true(cm:credentials(function(t) got, called = t, true end))

@@ -76,6 +76,14 @@ describe("examples/love under Xvfb", function()
     }
   end)
 
+  it("logs in with an SMS code: the choice list offers the phone, the screen asks for the SMS code", function()
+    expect {
+      "autopilot: the player adds a phone (SMS), logs out (F4) and logs in with an SMS code",
+      "autopilot: typing the code of the SMS (enter the code we sent by SMS to ",
+      "autopilot: logged in with the SMS code",
+    }
+  end)
+
   it("restarts without the login thanks to the stored credentials, then logs out with the button", function()
     expect {
       "autopilot: restarted: the stored credentials are being renewed (no login screen)",

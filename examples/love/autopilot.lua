@@ -3,7 +3,8 @@
 -- person would, through LÖVE's event queue, one step per frame (a coroutine resumed from
 -- love.update). Raises on anything unexpected; main.lua then quits with status 1.
 --   login:   e-mail code, TOTP enrollment (QR decoded from a screenshot), logout, a login
---            again with a push; quits logged in (the credentials stay in the save folder)
+--            again with a push, then with an SMS code; quits logged in (the credentials stay
+--            in the save folder)
 --   restart: the next start: no login, the stored credentials renewed; then the logout button
 local auth0 = require "auth0"
 
@@ -99,6 +100,30 @@ function M.login(env)
   print(("autopilot: push approved, logged in again (%.1f s after the push was sent)"):format(love.timer.getTime() - sent))
   while env.session() ~= "in" do step() end
   assert(file_exists(env.store_path), "the second login was not stored")
+
+  print("autopilot: the player adds a phone (SMS), logs out (F4) and logs in with an SMS code")
+  assert(env.ctl:post("mfa/authenticators", { user_id = env.user_id, type = "sms", phone_number = env.phone }))
+  love.event.push("keypressed", "f4", "f4", false)
+  while env.session() do step() end
+  love.event.push("keypressed", "return", "return", false)
+  wait_for("awaiting_code")
+  type_text(assert(env.ctl:last_code(env.email)))
+  f = wait_for("awaiting_mfa_choice")
+  pick = nil
+  for i, a in ipairs(f.authenticators) do
+    if a.oob_channel == "sms" then pick = i end
+  end
+  assert(pick, "no SMS authenticator in the choice list")
+  love.event.push("keypressed", tostring(pick), tostring(pick), false)
+  wait_for("awaiting_mfa_code")
+  assert(env.prompt():find("SMS", 1, true), "the screen does not ask for the SMS code: " .. env.prompt())
+  local sms = assert(env.ctl:last_code(env.phone))
+  print("autopilot: typing the code of the SMS (" .. env.prompt() .. ")")
+  type_text(sms)
+  wait_for("done")
+  while env.session() ~= "in" do step() end
+  assert(file_exists(env.store_path), "the SMS login was not stored")
+  print("autopilot: logged in with the SMS code")
   print("autopilot: quitting logged in (the credentials stay in the save folder)")
   love.event.quit(0)
 end

@@ -1,7 +1,7 @@
 --- The autopilot of the LÖVE login screen, both runs (lua5.4, run by `make love-demo
 -- AUTOPILOT=1`, spec/love_spec.lua and bench/love_frames.lua):
 --   1. starts the bundled emulator once, for both LÖVE processes, with the player on it;
---   2. `login`: a LÖVE process under Xvfb logs in (e-mail code, TOTP enrollment, logout, push)
+--   2. `login`: a LÖVE process under Xvfb logs in (e-mail code, TOTP enrollment, logout, push, SMS)
 --      and quits logged in; the credentials file must then be 0600 in a 0700 folder;
 --   3. `restart`: a second LÖVE process must skip the login thanks to the stored credentials,
 --      then log out with the button; the file must be gone and the refresh token revoked;
@@ -83,7 +83,7 @@ if run_love("login") then
 end
 
 -- Both processes' frames together: the library's own work per frame (thread CPU time), all
--- frames, and the frames where auth0.credentials did not touch the store.
+-- frames, and the frames where auth0.credentials was not at work (saving, renewing, logging out).
 local work, other, update = {}, {}, 0
 for line in io.lines(frames_file) do
   local u = line:match("^update (%S+)$")
@@ -101,8 +101,8 @@ local function figures(t)
 end
 print(("love frames, both runs: %d frames: library work per frame (poll, callbacks, ID token checks, QR, store;" ..
   " thread CPU) %s; love.update worst %.3f ms (wall)"):format(#work, figures(work), update))
-print(("love frames, both runs, without the %d frames where auth0.credentials verified an ID token or" ..
-  " touched the store: %s"):format(#work - #other, figures(other)))
+print(("love frames, both runs, without the %d frames where auth0.credentials was at work (a save, a renewal," ..
+  " a logout): %s"):format(#work - #other, figures(other)))
 
 local shots = os.getenv("A0_LOVE_SHOTS")   -- a folder to keep the screenshots in
 if shots then os.execute("cp " .. q(tmp) .. "/love/auth0-love-demo/*.png " .. q(shots) .. " 2>/dev/null") end

@@ -1,6 +1,7 @@
 -- luacheck: globals love
 --- A LÖVE 11.4 login screen over `auth0.flow`: an e-mail code, then the enrollment of an
--- authenticator app, its QR code drawn from `auth0.qr`'s matrix, and the code it shows.
+-- authenticator app, its QR code drawn from `auth0.qr`'s matrix (built on a love.thread,
+-- qrthread.lua), and the code it shows; push and SMS codes for the next logins.
 -- The login is kept between runs by `auth0.credentials` in LÖVE's save folder: the next start
 -- renews it (callback form) and skips the login; the logout button revokes it and clears it.
 -- The network runs on the client's I/O thread (`io_thread`); every call is in callback form,
@@ -43,11 +44,11 @@ package.cpath = ROOT .. "/build/luajit/?.so;" .. package.cpath   -- LÖVE is Lua
 local auth0 = require "auth0"
 local flow = require "auth0.flow"
 local credentials = require "auth0.credentials"
-local qr = require "auth0.qr"
 local control = require "auth0.emulator.client"
 
 local cpu = auth0.core.thread_cpu
 local EMAIL = "player@example.com"
+local PHONE = "+15555550123"       -- the player's phone, for SMS codes (autopilot: added on the side)
 local RESEND_COOLDOWN = 30   -- seconds before "resend" is offered again
 local POLL_BUDGET_MS = 0.15
 
@@ -57,23 +58,29 @@ local welcome                      -- the verified ID token's claims shown once 
 local push_since                   -- when the push was sent (for the elapsed time shown)
 local input, message = "", nil     -- the text field, and a line of help or error
 local resend_at = 0
-local code_img                      -- { uri = ..., m = auth0.QR, image = love Image } being shown
+local code_img                      -- { uri = ..., image = love Image } being shown
+local qr_thread, qr_requests, qr_answers   -- QR codes are built on a love.thread (qrthread.lua)
+local qr_asked                      -- the URI handed to it
 local frame_work, frames = {}, 0   -- per frame: the library's own CPU time (ms)
 local frame_state = {}             -- per frame: the flow's state after the poll
-local frame_store = {}             -- per frame: true when auth0.credentials wrote or read the store
+local frame_store = {}             -- per frame: true when auth0.credentials was at work (a save, renewal, logout)
 local store_touched = false
 local qr_ms                        -- what building the QR code cost (ms)
 local update_worst = 0
 local autopilot                    -- the autopilot's coroutine
 local load_session                 -- the session when love.load ended (the autopilot checks it)
 local carried = 0                  -- library work done in input handlers, added to the next frame
+local prompt                       -- the line telling the player what to do (defined with the drawing)
 local LOGOUT = { x = 20, y = 80, w = 120, h = 30 }   -- the logout button
 
 local function field_label()
   if session then return nil end
   if not f then return "e-mail" end
   if f.state == "awaiting_code" then return "code from the e-mail" end
-  if f.state == "awaiting_mfa_code" then return f.enrollment and "6-digit code from the app" or "code" end
+  if f.state == "awaiting_mfa_code" then
+    if f.challenge_type == "oob" then return "code from the SMS" end
+    return f.enrollment and "6-digit code from the app" or "6-digit code from your authenticator app"
+  end
   return nil
 end
 
@@ -99,7 +106,7 @@ end
 local function keep_login(tokens)
   session = "saving"
   cm:save(tokens, function(ok, err)
-    store_touched = true   -- the ID token checked and the file written, inside this callback
+    store_touched = true   -- the ID token was checked and the file written, in earlier polls
     if not ok then say_error(err) end   -- still logged in for this run, just not remembered
     session, welcome = "in", cm:user() or {}
   end)
@@ -123,10 +130,10 @@ end
 
 local function logout()
   session = "logging_out"
-  store_touched = true   -- clear takes the store's lock and rereads it now
+  store_touched = true
   cm:clear({ revoke = true }, function(ok, err)
     store_touched = true
-    if ok then session, welcome, f, code_img, input, message = nil, nil, nil, nil, EMAIL, "logged out"
+    if ok then session, welcome, f, code_img, qr_asked, input, message = nil, nil, nil, nil, nil, EMAIL, "logged out"
     else session = "in"; say_error(err) end
   end)
 end
@@ -150,12 +157,15 @@ function love.load()
   client = auth0.new { base_url = url, ca_file = ca, client_id = "emu-native",
     io_thread = true, poll_budget_ms = POLL_BUDGET_MS }
   -- in the save folder (~/.local/share/love/<identity>): the store makes auth0/ 0700, the file 0600
-  -- when it writes; lock_wait 0: another copy of the game refreshing means "busy", not a wait
+  -- when it writes; another copy of the game refreshing: the lock is tried again from poll for
+  -- up to lock_wait seconds, never waited for in a frame (the store's disk work is on its thread)
   cm = credentials.new(client, { store = credentials.file_store {
-    path = love.filesystem.getSaveDirectory() .. "/auth0/credentials", lock_wait = 0 } })
+    path = love.filesystem.getSaveDirectory() .. "/auth0/credentials", lock_wait = 5 } })
   client:jwks(function() end)   -- the TLS handshake happens now, on the I/O thread
-  -- warm-up during loading: libqrencode's first codes build its tables (cold, 2-3x slower)
-  for _ = 1, 3 do qr.encode("otpauth://totp/x:y?secret=" .. ("A"):rep(32) .. ("&issuer=x"):rep(10)) end
+  -- the QR codes' thread (a code costs 0.1-0.4 ms: not in a frame); it warms libqrencode up
+  qr_requests, qr_answers = love.thread.newChannel(), love.thread.newChannel()
+  qr_thread = love.thread.newThread("qrthread.lua")
+  qr_thread:start(qr_requests, qr_answers, ROOT)
   love.keyboard.setKeyRepeat(true)
   input = AUTOPILOT and "" or EMAIL
   if cm:has_valid() then restore() end
@@ -170,6 +180,9 @@ local function start_login()
     if fl.state == "done" then keep_login(fl.tokens) end
     push_since = fl.state == "awaiting_push" and (push_since or love.timer.getTime()) or nil
     if fl.state == "awaiting_code" or fl.state == "awaiting_mfa_code" then input = "" end
+    if fl.state == "awaiting_mfa_code" and fl.challenge_type == "oob" then   -- an SMS just went out
+      resend_at = love.timer.getTime() + RESEND_COOLDOWN
+    end
   end })
   resend_at = love.timer.getTime() + RESEND_COOLDOWN
 end
@@ -182,7 +195,9 @@ local function submit()
     if f.must_resend then message = "error: that code expired: press F2 for a new one"
     elseif input:find("^%d+$") then f:submit_code(input) else message = "error: the code is digits only" end
   elseif f.state == "awaiting_mfa_code" then
-    if input:find("^%d%d%d%d%d%d$") then f:submit_mfa_code(input) else message = "error: the code has 6 digits" end
+    if f.challenge_type == "oob" then   -- a code sent by SMS (or voice, e-mail): digits, its length is the server's
+      if input:find("^%d+$") then f:submit_mfa_code(input) else message = "error: the code is digits only" end
+    elseif input:find("^%d%d%d%d%d%d$") then f:submit_mfa_code(input) else message = "error: the code has 6 digits" end
   end
 end
 
@@ -196,14 +211,18 @@ function love.keypressed(key)
   elseif key == "f2" and f and f.state == "awaiting_code" and love.timer.getTime() >= resend_at then
     lib(f.resend_code, f)
     resend_at = love.timer.getTime() + RESEND_COOLDOWN
+  elseif key == "f2" and f and f.state == "awaiting_mfa_code" and f.challenge_type == "oob"
+         and love.timer.getTime() >= resend_at then   -- a new SMS: the same authenticator challenged again
+    lib(f.choose_authenticator, f, f.authenticator)
+    resend_at = love.timer.getTime() + RESEND_COOLDOWN
   elseif key == "f3" and f and f.state == "awaiting_mfa_choice" then
     lib(f.enroll, f, { authenticator_types = { "otp" } })
   elseif key:find("^%d$") and f and f.state == "awaiting_mfa_choice" then   -- the choice list (no text field)
     local a = f.authenticators[tonumber(key)]
     if a then lib(f.choose_authenticator, f, a) end
   elseif key == "f4" and session == "in" then lib(logout)
-  elseif key == "f1" then   -- the emulator's outbox stands in for the player's mailbox
-    local code = ctl:last_code(EMAIL)
+  elseif key == "f1" then   -- the emulator's outbox stands in for the player's mailbox and phone
+    local code = ctl:last_code(f and f.state == "awaiting_mfa_code" and f.challenge_type == "oob" and PHONE or EMAIL)
     message = code and ("outbox: the last code sent is " .. code) or "outbox: empty"
   elseif key == "escape" then
     if f and f.state ~= "done" then lib(f.cancel, f) else love.event.quit() end
@@ -217,12 +236,15 @@ end
 
 -- The QR code as an image made once: one pixel per module, light, with a quiet zone of 4
 -- modules, drawn scaled up without smoothing (per-module rectangles every frame cost more).
-local function qr_image(m)
-  local side = m.size + 8
+-- `size` and `rows` come from auth0.qr's matrix (built on the QR thread).
+local function qr_image(size, rows)
+  local side = size + 8
   local data = love.image.newImageData(side, side)
   data:mapPixel(function() return 1, 1, 1, 1 end)
-  for y, row in ipairs(m:rows()) do
-    for x = 1, m.size do
+  local y = 0
+  for row in rows:gmatch("[01]+") do
+    y = y + 1
+    for x = 1, size do
       if row:byte(x) == 49 then data:setPixel(x + 3, y + 3, 0, 0, 0, 1) end   -- "1": dark
     end
   end
@@ -235,23 +257,32 @@ function love.update()
   local t0, auto = love.timer.getTime(), 0
   local c0 = cpu()
   assert(client:poll(0))
-  -- the enrollment QR code is built once, in the frame its URI arrives
-  if f and f.enrollment and f.enrollment.barcode_uri and (not code_img or code_img.uri ~= f.enrollment.barcode_uri) then
-    local q0 = cpu()
-    code_img = { uri = f.enrollment.barcode_uri, m = assert(qr.encode(f.enrollment.barcode_uri)) }
-    qr_ms = (cpu() - q0) * 1000
+  -- the enrollment QR code: built once, on the QR thread (handing the URI over costs
+  -- microseconds), drawn once its matrix is back
+  local uri = f and f.enrollment and f.enrollment.barcode_uri
+  if uri and uri ~= qr_asked then
+    qr_asked = uri
+    qr_requests:push(uri)
   end
   frames = frames + 1
   frame_work[frames] = (cpu() - c0) * 1000 + carried
-  frame_store[frames], carried, store_touched = store_touched, 0, false
-  if code_img and not code_img.image then code_img.image = qr_image(code_img.m) end   -- the game's work
+  -- auth0.credentials' frames: from the call to its callback (lock, reread, ID token check and
+  -- write each run from a poll of their own)
+  local at_work = session == "saving" or session == "restoring" or session == "logging_out"
+  frame_store[frames], carried, store_touched = store_touched or at_work, 0, false
+  local got = qr_answers:pop()   -- the game's work: an image from the matrix, once
+  if got and got.uri == qr_asked then
+    assert(not got.err, got.err)
+    code_img, qr_ms = { uri = got.uri, image = qr_image(got.size, got.rows) }, got.ms
+  end
   frame_state[frames] = session or (f and f.state) or "start"
   if autopilot then   -- the player, not the game: its time is left out of the figures
     local a0 = love.timer.getTime()
     local ok, err = coroutine.resume(autopilot, { flow = function() return f end, ctl = ctl, email = EMAIL,
       code_img = function() return code_img end, frames = function() return frames end, user_id = user_id,
       session = function() return session end, load_session = load_session, welcome = function() return welcome end,
-      message = function() return message end, logout_button = LOGOUT, store_path = cm._store.path })
+      message = function() return message end, logout_button = LOGOUT, store_path = cm._store.path,
+      phone = PHONE, prompt = function() return session and "" or prompt() end })
     if not ok then
       print("autopilot: FAILED: " .. tostring(err))
       love.event.quit(1)
@@ -278,12 +309,12 @@ local function frame_report()
   for i = 1, frames do idx[i] = i end
   table.sort(idx, function(x, y) return frame_work[x] > frame_work[y] end)
   local top = {}
-  for i = 1, math.min(5, frames) do
+  for i = 1, math.min(12, frames) do
     top[i] = ("%d %s %.3f"):format(idx[i], frame_state[idx[i]], frame_work[idx[i]])
   end
   print("the costliest frames (frame, state after the poll, ms): " .. table.concat(top, "; "))
   return ("%d frames: library work per frame (thread CPU) worst %.3f ms (frame %d, %s), p99 %.3f ms, median %.3f ms;" ..
-    " of it building the QR code %s; love.update worst %.3f ms (wall, without the autopilot)")
+    " building the QR code (on its thread, not in a frame) %s; love.update worst %.3f ms (wall, without the autopilot)")
     :format(frames, t[#t] or 0, worst, frame_state[worst] or "-", t[math.max(1, math.ceil(#t * 0.99))] or 0,
       t[math.max(1, math.ceil(#t / 2))] or 0, qr_ms and ("%.3f ms"):format(qr_ms) or "-", update_worst)
 end
@@ -297,6 +328,13 @@ function love.quit()
     fh:write(("update %.6f\n"):format(update_worst))
     fh:close()
   end
+  -- a save or logout still writing on the store's thread: let it end (a second at most)
+  local deadline = love.timer.getTime() + 1
+  local busy = { saving = true, restoring = true, logging_out = true }
+  while client and busy[session] and love.timer.getTime() < deadline do
+    client:poll(10)
+  end
+  if qr_thread then qr_requests:push(false); qr_thread:wait() end
   if client then client:close() end
   if ctl then ctl:close() end
   if srv then srv:stop() end
@@ -310,12 +348,22 @@ local STATE_TEXT = {
   cancelled = "cancelled",
 }
 
+-- The line under the title: what the player has to do now.
+function prompt()
+  if not f then return "enter your e-mail and press Enter" end
+  if f.state == "awaiting_mfa_code" and f.challenge_type == "oob" then
+    local a = f.authenticator or {}
+    return "enter the code we sent by SMS to " .. tostring(a.name or a.phone_number or "your phone")
+  end
+  return STATE_TEXT[f.state] or f.state
+end
+
 function love.draw()
   local g = love.graphics
   g.clear(0.12, 0.13, 0.16)
   g.setColor(1, 1, 1)
   g.print("lua-auth0 login (state: " .. (session or (f and f.state) or "start") .. ")", 20, 20)
-  g.print(session and "" or f and STATE_TEXT[f.state] or "enter your e-mail and press Enter", 20, 45)
+  g.print(session and "" or prompt(), 20, 45)
   local label = field_label()
   if label then
     g.print(label .. ":", 20, 80)
@@ -336,6 +384,10 @@ function love.draw()
       y = y + 20
     end
     g.print(f.enroll_required and "F3: set up an authenticator app" or "F3: add an authenticator app", 20, y)
+    y = y + 25
+  elseif f and f.state == "awaiting_mfa_code" and f.challenge_type == "oob" then
+    local wait = resend_at - love.timer.getTime()
+    g.print(wait > 0 and ("new SMS in %d s"):format(math.ceil(wait)) or "F2: send a new SMS", 20, y)
     y = y + 25
   elseif f and f.state == "awaiting_push" then
     local t = love.timer.getTime()

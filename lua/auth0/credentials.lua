@@ -9,6 +9,9 @@
 -- a trailing callback `function(result, err)` it returns `true` at once and the callback runs
 -- later from `client:poll()` (or before the call returns when nothing needs the network:
 -- a valid stored token); inside a coroutine `auth0.await(cm, "credentials")` works too.
+-- In those forms a file store's disk work (write, removal, reread, each try of the lock) runs
+-- on the store's own thread and is looked at from the client's timers: the caller's thread
+-- (a game's frame) never waits for the disk nor for another process's lock.
 --
 -- Concurrent calls make one refresh: callbacks and coroutines of one manager join the
 -- refresh in flight; processes sharing a file store, and nginx workers sharing an
@@ -22,6 +25,7 @@ local type, pairs, ipairs, tostring, setmetatable, error, xpcall, pcall = type, 
   error, xpcall, pcall
 local traceback = debug.traceback
 local new_error, copy = errors.new, stores.copy
+local mono = require("auth0.core").now
 
 local _M = {
   memory_store = stores.memory_store,
@@ -72,6 +76,8 @@ function _M.new(client, opts)
       return t
     end
   end
+  -- the store's thread starts now (a loading screen), not in the frame of the first save
+  if type(store.prepare) == "function" and type(client._after) == "function" then store.prepare() end
   return setmetatable({
     _client = client, _store = store, _min_ttl = check_ttl(opts.min_ttl or 60, "min_ttl", 2),
     _on_change = opts.on_change, _now = now,
@@ -114,15 +120,21 @@ local function data_ok(d)
   return true
 end
 
+-- What the store's load gave (data | nil), checked and cached: data | false, or nil, err.
+function Manager:_accept(d)
+  if d and not data_ok(d) then
+    return nil, new_error("store_corrupt", "the stored credentials have fields of the wrong type")
+  end
+  self._data = d or false
+  return self._data
+end
+
 -- The store's content (cached): data | false, or nil, err.
 function Manager:_current()
   if self._data == nil then
     local d, err = self._store.load()
     if err then return nil, err end
-    if d and not data_ok(d) then
-      return nil, new_error("store_corrupt", "the stored credentials have fields of the wrong type")
-    end
-    self._data = d or false
+    return self:_accept(d)
   end
   return self._data
 end
@@ -188,6 +200,141 @@ local function store_new(self, d, event)
   return true
 end
 
+-- ------------------------------------------------------------------------------------
+-- The store in the callback forms: its disk work (write, fsync, rename) on a thread of its
+-- own when it has save_async/clear_async, looked at from the client's timers, so that the
+-- thread calling poll (a game's frame) never waits for the disk.
+
+local STORE_STEP = 0.002   -- seconds between looks at a store job (a write takes about 1 ms)
+
+local function async_store(self)
+  local s = self._store
+  return s.save_async ~= nil and s.clear_async ~= nil and type(self._client._after) == "function"
+end
+
+local function no_guard(fn) return fn end
+
+-- fn(result, err) from poll once the job behind `poll` ended; `guard` wraps what runs from
+-- the timer (a refresh in flight lands whatever raises there).
+local function wait_job(self, poll, fn, guard)
+  local look
+  look = (guard or no_guard)(function()
+    local done, res, err = poll()
+    if not done then self._client:_after(STORE_STEP, look); return end
+    fn(res, err)
+  end)
+  self._client:_after(STORE_STEP, look)
+end
+
+-- Work of the manager's in flight (timers and store jobs, no request of the client's): counted
+-- by client:pending(), and ended by client:close(), which runs on_close(err) once with
+-- "cancelled" (the timers it waited on are dropped then). Returns the function that ends it.
+local function hold(self, on_close)
+  local s = self._client._sched
+  if type(s) ~= "table" or type(s.request) ~= "function" or type(s.hold) ~= "function" then
+    return function() end
+  end
+  local ended = false
+  local req = s:request("credentials", function(_, err)
+    if not ended then ended = true; on_close(err) end
+  end)
+  s:hold(req)
+  return function()
+    if not ended then ended = true; req:finish() end
+  end
+end
+
+-- fn() from the next poll, as a task of its own, for a store with async methods: the steps of a
+-- callback-form call (lock and read; verify; write) then fall into separate polls within the
+-- client's poll budget instead of adding up in one frame. Other stores: fn() at once.
+local function later(self, fn, guard)
+  if not async_store(self) then return fn() end
+  self._client:_after(0, (guard or no_guard)(fn))
+end
+
+-- fn() once the store's earlier jobs ended (a read must see what they wrote), at once if none.
+local function after_jobs(self, fn, guard)
+  local s = self._store
+  if not (async_store(self) and s.busy and s.busy()) then return fn() end
+  wait_job(self, function() return not s.busy() end, fn, guard)
+end
+
+-- The store reread (the cache dropped: another process may have written), for the callback
+-- forms: fn(data | false | nil, err), the read on the store's thread when it has load_async.
+local function load_cb(self, fn, guard)
+  local s = self._store
+  if not (s.load_async and async_store(self)) then
+    return after_jobs(self, function()
+      self._data = nil
+      fn(self:_current())
+    end, guard)
+  end
+  wait_job(self, s.load_async(), function(d, err)
+    self._data = nil
+    if err then return fn(nil, err) end
+    fn(self:_accept(d))
+  end, guard)
+end
+
+-- store_new for the callback forms: fn(true | nil, err) once the data is on disk. The cached
+-- data changes only then: nobody sees a rotated access token before its refresh token is saved.
+local function store_new_cb(self, d, event, fn, guard)
+  if not async_store(self) then return fn(store_new(self, d, event)) end
+  local unhold = hold(self, function(err) fn(nil, err) end)
+  local done, outer = fn, guard or no_guard
+  fn = function(...) unhold(); return done(...) end
+  guard = function(g)   -- a raise on the way (the store's save_async) ends the hold too
+    return outer(function(...)
+      local ok, msg = pcall(g, ...)
+      if not ok then unhold(); error(msg, 0) end
+    end)
+  end
+  later(self, function()   -- not in the task that verified the ID token: each fits a poll
+    wait_job(self, self._store.save_async(d), function(ok, err)
+      self._data = d
+      if not ok then return fn(nil, err) end
+      changed(self, event, { expires_at = d.expires_at })
+      fn(true)
+    end, guard)
+  end, guard)
+end
+
+-- The store emptied, for the callback forms: fn(true | nil, err).
+local function store_clear_cb(self, fn, guard)
+  if not async_store(self) then return fn(self._store.clear()) end
+  wait_job(self, self._store.clear_async(), fn, guard)
+end
+
+-- The store's lock for the callback forms: a store that says how long to wait (lock_wait) is
+-- tried without waiting, again on a timer until then, so a lock held elsewhere never blocks
+-- the caller's thread; fn(handle | nil, err), at once when the first try decides. `st.drop`
+-- is set while a try runs on the store's thread (to drop it when the call is cancelled).
+local function lock_cb(self, fn, guard, st)
+  local s = self._store
+  if not s.lock then return fn(true) end
+  if type(s.lock_wait) ~= "number" or type(self._client._after) ~= "function" then return fn(s.lock()) end
+  local deadline, delay = mono() + s.lock_wait, STORE_STEP
+  local try
+  local function tried(l, err)
+    if l or not err or err.code ~= "store_busy" or mono() >= deadline then return fn(l, err) end
+    self._client:_after(delay, try)
+    delay = delay < 0.02 and delay * 2 or delay   -- short first waits: a refresh takes tens of ms
+  end
+  local function attempt()   -- the try itself on the store's thread when it has lock_async
+    if s.lock_async and async_store(self) then
+      local poll, drop = s.lock_async()
+      if st then st.drop = drop end   -- client:close() drops a try in flight: no lock left held
+      return wait_job(self, poll, function(l, err)
+        if st then st.drop = nil end
+        tried(l, err)
+      end, guard)
+    end
+    tried(s.lock(0))
+  end
+  try = (guard or no_guard)(attempt)
+  attempt()
+end
+
 --- Stores the tokens of a login (flow's `f.tokens`, `passwordless_login`'s result, an MFA
 -- grant's result), replacing what was stored. The ID token, when present, is verified
 -- first (fetching the JWKS if needed) and its claims kept for `user()`.
@@ -201,7 +348,8 @@ function Manager:save(tokens, cb)
   local client = self._client
   local function verified(claims, err)
     if err then return deliver(cb, nil, err) end
-    return deliver(cb, store_new(self, build(self, tokens, claims), "saved"))
+    if cb then store_new_cb(self, build(self, tokens, claims), "saved", cb); return true end
+    return store_new(self, build(self, tokens, claims), "saved")
   end
   if type(tokens.id_token) ~= "string" then return verified(nil) end
   local function check() return client:verify_id_token(tokens.id_token, { now = self._now() }) end
@@ -237,7 +385,8 @@ end
 require("auth0.credentials.renew")(Manager, {
   raise = raise, check_ttl = check_ttl, api_key = api_key, entry_of = entry_of, fresh = fresh, view = view,
   deliver = deliver, changed = changed, login_required = login_required, entry_from = entry_from,
-  store_new = store_new, new_error = new_error, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
+  store_new = store_new, store_new_cb = store_new_cb, store_clear_cb = store_clear_cb, lock_cb = lock_cb,
+  later = later, load_cb = load_cb, hold = hold, new_error = new_error, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
 })
 
 return _M

@@ -8,6 +8,8 @@ return function(Manager, h)
   local deliver, changed, login_required, entry_from, store_new = h.deliver, h.changed, h.login_required,
     h.entry_from, h.store_new
   local xpcall, pcall, traceback, copy, new_error = h.xpcall, h.pcall, h.traceback, h.copy, h.new_error
+  local store_new_cb, store_clear_cb, lock_cb, load_cb = h.store_new_cb, h.store_clear_cb, h.lock_cb, h.load_cb
+  local later, hold = h.later, h.hold
 
   -- The store's lock, when it has one (file: flock; ngx.shared: add with a TTL).
   local function lock(self)
@@ -18,18 +20,8 @@ return function(Manager, h)
     if l ~= nil and l ~= true then self._store.unlock(l) end
   end
 
-  -- Applies a refresh answer to `d` (the store content the refresh started from).
-  -- Rotation: the new refresh token is saved before anyone sees the new access token.
-  local function settle(self, d, key, res, err, claims)
-    if err then
-      if err.code == "invalid_grant" then
-        self._store.clear()
-        self._data = false
-        changed(self, "cleared", { reason = "invalid_grant" })
-        return nil, login_required(err)
-      end
-      return nil, err   -- mfa_required (with its mfa_token), network, 5xx: the store is kept
-    end
+  -- The store content after a refresh answer `res` to `d` (what the refresh started from).
+  local function merged(self, d, key, res, claims)
     local now = self._now()
     local nd = copy(d)
     local e = entry_from(res, now)
@@ -41,25 +33,65 @@ return function(Manager, h)
       if claims then nd.id_token, nd.user = res.id_token, claims end
     end
     if res.refresh_token then nd.refresh_token = res.refresh_token end
+    return nd, e, now
+  end
+
+  local function refused(self)
+    self._data = false
+    changed(self, "cleared", { reason = "invalid_grant" })
+  end
+
+  -- Applies a refresh answer to `d` (the store content the refresh started from).
+  -- Rotation: the new refresh token is saved before anyone sees the new access token.
+  local function settle(self, d, key, res, err, claims)
+    if err then
+      if err.code == "invalid_grant" then
+        self._store.clear()
+        refused(self)
+        return nil, login_required(err)
+      end
+      return nil, err   -- mfa_required (with its mfa_token), network, 5xx: the store is kept
+    end
+    local nd, e, now = merged(self, d, key, res, claims)
     local ok, serr = store_new(self, nd, "renewed")
     if not ok then return nil, serr end
     return view(e, nd, now, key)
+  end
+
+  -- settle for the callback forms: done(tokens | nil, err) once the store has the new tokens.
+  local function settle_cb(self, d, key, res, err, claims, done, guard)
+    if err then
+      if err.code ~= "invalid_grant" then return done(nil, err) end
+      return store_clear_cb(self, function()
+        refused(self)
+        done(nil, login_required(err))
+      end, guard)
+    end
+    local nd, e, now = merged(self, d, key, res, claims)
+    store_new_cb(self, nd, "renewed", function(ok, serr)
+      if not ok then return done(nil, serr) end
+      done(view(e, nd, now, key))
+    end, guard)
   end
 
   local function refresh_fields(d, req)
     return { refresh_token = d.refresh_token, audience = req.audience, scope = req.scope }
   end
 
-  -- Reloads the store under the lock: another process may have renewed already.
-  local function reread(self, key, min_ttl, force)
-    self._data = nil
-    local d, err = self:_current()
+  -- What the store held when reread under the lock (another process may have renewed
+  -- already): d to refresh from, or nil, tokens (still fresh), or nil, nil, err.
+  local function judge(self, key, min_ttl, force, d, err)
     if err then return nil, nil, err end
     local now = self._now()
     local e = entry_of(d, key)
     if not force and fresh(e, now, min_ttl) then return d, view(e, d, now, key) end
     if not d or not d.refresh_token then return nil, nil, login_required() end
     return d
+  end
+
+  local function reread(self, key, min_ttl, force)
+    self._data = nil
+    return judge(self, key, min_ttl, force, self:_current())
   end
 
   local function blocking_refresh(self, key, req, min_ttl, force)
@@ -84,6 +116,9 @@ return function(Manager, h)
 
   -- Delivers the flight's result to every waiter, then starts the calls queued behind it.
   local function land(self, f, res, err)
+    if f.landed then return end   -- once: client:close() may land it before its own steps do
+    f.landed = true
+    if f.unhold then f.unhold() end
     unlock(self, f.lock)
     self._flight = nil
     local first
@@ -115,34 +150,48 @@ return function(Manager, h)
     end
     f = { key = key, waiters = { cb } }
     self._flight = f
-    local client, d
-    -- a raise from a custom store's lock or load must not leave the flight (or the lock) behind
-    local ok, msg = pcall(function()
-      local l, lerr = lock(self)
-      if not l then land(self, f, nil, lerr); return end
-      f.lock = l
-      local done, rerr
-      d, done, rerr = reread(self, key, min_ttl, force)
-      if not d or done then land(self, f, done, rerr); return end
-      client = self._client
-      client:refresh(refresh_fields(d, req), function(t, terr)
-        -- whatever raises while settling (on_change, a store's save, the ID token check) still
-        -- lands the flight, so waiters hear of it and the lock is released; then it goes on
-        -- to on_callback_error
-        local sok, serr = pcall(function()
-          if not t or key or type(t.id_token) ~= "string" then return land(self, f, settle(self, d, key, t, terr)) end
-          client:jwks(function(jwks)   -- a JWKS failure only means the old claims stay
-            local lok, lerr2 = pcall(function()
-              local claims = jwks and client:verify_id_token(t.id_token, { now = self._now() }) or nil
-              land(self, f, settle(self, d, key, t, nil, claims))
-            end)
-            if not lok then abort(self, f, lerr2) end
-          end)
-        end)
-        if not sok then abort(self, f, serr) end
-      end)
+    local client = self._client
+    -- whatever raises later, from a callback or a timer (on_change, a store's save, the ID
+    -- token check), still lands the flight, so waiters hear of it and the lock is released;
+    -- then it goes on to on_callback_error
+    local function guard(fn)
+      return function(...)
+        local ok, msg = pcall(fn, ...)
+        if not ok then abort(self, f, msg) end
+      end
+    end
+    local function landed(res, err) land(self, f, res, err) end
+    -- client:close() lands the flight ("cancelled"): the timers it waits on are dropped then
+    f.unhold = hold(self, function(err)
+      if f.drop then f.drop() end
+      if self._flight == f then land(self, f, nil, err) end
     end)
+    local function refresh(d)
+      client:refresh(refresh_fields(d, req), guard(function(t, terr)
+        if not t or key or type(t.id_token) ~= "string" then return settle_cb(self, d, key, t, terr, nil, landed, guard) end
+        client:jwks(guard(function(jwks)   -- a JWKS failure only means the old claims stay
+          local claims = jwks and client:verify_id_token(t.id_token, { now = self._now() }) or nil
+          settle_cb(self, d, key, t, nil, claims, landed, guard)
+        end))
+      end))
+    end
+    local function locked(l, lerr)
+      if not l then return land(self, f, nil, lerr) end
+      f.lock = l
+      later(self, function()
+        load_cb(self, function(data, lerr2)   -- after the store's own writes in flight
+          local d, done, rerr = judge(self, key, min_ttl, force, data, lerr2)
+          if not d or done then return land(self, f, done, rerr) end
+          later(self, function() refresh(d) end, guard)
+        end, guard)
+      end, guard)
+    end
+    -- a raise from a custom store's lock or load, in this call, must not leave the flight (or
+    -- the lock) behind
+    local ok, msg = pcall(later, self, function() lock_cb(self, locked, guard, f) end, guard)
     if not ok then
+      f.landed = true
+      f.unhold()
       if self._flight == f then self._flight = nil; unlock(self, f.lock) end
       error(msg, 0)
     end
@@ -217,6 +266,58 @@ return function(Manager, h)
     return self:_get(nil, {}, self._min_ttl, true, cb)
   end
 
+  -- clear in callback form: the lock tried on a timer, the revocation and the removal waited
+  -- for from poll; the lock is held throughout and released before cb runs.
+  local function clear_cb(self, opts, cb)
+    local held, l, unhold = false, nil, nil
+    local function release()
+      unhold()
+      if held then held = false; unlock(self, l) end
+    end
+    local function guard(fn)   -- a raise goes on unchanged, after the release
+      return function(...)
+        local ok, msg = pcall(fn, ...)
+        if not ok then release(); error(msg, 0) end
+      end
+    end
+    local over = false
+    local function finish(ok, err)
+      release()
+      if not over then over = true; cb(ok, err) end
+    end
+    local st = {}   -- st.drop: the lock's try in flight
+    unhold = hold(self, function(err)   -- client:close(): "cancelled"
+      if st.drop then st.drop() end
+      finish(nil, err)
+    end)
+    local function empty()
+      store_clear_cb(self, function(ok, cerr)
+        if not ok then return finish(nil, cerr) end
+        self._data = false
+        changed(self, "cleared", { reason = "clear" })
+        finish(true)
+      end, guard)
+    end
+    local function locked(lk, lerr)
+      if not lk then return finish(nil, lerr) end
+      l, held = lk, true
+      later(self, function() load_cb(self, function(d, rerr)   -- reread: another process may have rotated the token
+        if rerr and opts.revoke ~= false then return finish(nil, rerr) end
+        local token = opts.revoke ~= false and not rerr and d and d.refresh_token
+        if not token then return empty() end
+        later(self, function()
+          self._client:revoke(token, guard(function(rok, rerr2)
+            if not rok then return finish(nil, rerr2) end
+            empty()
+          end))
+        end, guard)
+      end, guard) end, guard)
+    end
+    local ok, msg = pcall(later, self, function() lock_cb(self, locked, guard, st) end, guard)
+    if not ok then release(); error(msg, 0) end
+    return true
+  end
+
   --- Logs out: with `revoke` (default true) revokes the refresh token at Auth0, then empties
   -- the store. A failed revocation keeps the store (so that it can be retried) and returns
   -- the error. It holds the store's lock throughout and revokes the token the store holds
@@ -233,49 +334,26 @@ return function(Manager, h)
       end
       while self._flight do self._client:poll(10) end
     end
+    if cb then return clear_cb(self, opts, cb) end
     local l, lerr = lock(self)
-    if not l then return deliver(cb, nil, lerr) end
-    local held = true
-    local function release() if held then held = false; unlock(self, l) end end
-    local function empty()
-      local ok, cerr = self._store.clear()
-      if not ok then return nil, cerr end
-      self._data = false
-      changed(self, "cleared", { reason = "clear" })
-      return true
-    end
-    -- fn under the lock, then the lock released; a raise goes on unchanged after the release
-    local function finally(fn)
-      local ok, a, b = pcall(fn)
-      release()
-      if not ok then error(a, 0) end
-      return a, b
-    end
-    local PENDING = {}
+    if not l then return nil, lerr end
     local ok, a, b = pcall(function()
       self._data = nil   -- reread: another process may have rotated the token
       local d, rerr = self:_current()
       if rerr and opts.revoke ~= false then return nil, rerr end
       local token = opts.revoke ~= false and not rerr and d and d.refresh_token
-      if not token then return empty() end
-      local client = self._client
-      if not cb then
-        local rok, rerr2 = client:revoke(token)
+      if token then
+        local rok, rerr2 = self._client:revoke(token)
         if not rok then return nil, rerr2 end
-        return empty()
       end
-      client:revoke(token, function(rok, rerr2)
-        local r1, r2 = finally(function()
-          if not rok then return nil, rerr2 end
-          return empty()
-        end)
-        cb(r1, r2)
-      end)
-      return PENDING   -- the revocation's callback releases the lock
+      local cok, cerr = self._store.clear()
+      if not cok then return nil, cerr end
+      self._data = false
+      changed(self, "cleared", { reason = "clear" })
+      return true
     end)
-    if not ok then release(); error(a, 0) end
-    if a == PENDING then return true end
-    release()
-    return deliver(cb, a, b)
+    unlock(self, l)
+    if not ok then error(a, 0) end   -- a raise goes on unchanged, after the release
+    return a, b
   end
 end

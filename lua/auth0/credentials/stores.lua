@@ -3,6 +3,12 @@
 -- `save(data) -> true | nil, err` and `clear() -> true | nil, err`; optionally
 -- `lock(wait) -> handle | nil, err` and `unlock(handle)` so that several processes
 -- (or nginx workers) sharing it refresh one at a time, and `kind` (a name for tostring).
+-- A store whose disk work should stay off the caller's thread also has `save_async(data)`
+-- and `clear_async()`, each returning a function `poll()` that returns false while the work
+-- goes on, then `true, result, err` (result as save/clear would return it); optionally
+-- `load_async()` and `lock_async()` (the same, with load's and lock(0)'s results), `busy()`
+-- (true while a job is unfinished: reads wait for it) and `lock_wait` (seconds: the
+-- manager's callback forms try the lock again on a timer until then).
 -- @module auth0.credentials.stores
 local core = require "auth0.core"
 local errors = require "auth0.error"
@@ -108,8 +114,8 @@ function _M.file_store(opts)
   if type(wait) ~= "number" or not (wait >= 0 and wait <= 3600) then raise("lock_wait must be seconds in 0..3600") end
 
   local store = { kind = key and "encrypted file" or "file", path = path }
-  function store.load()
-    local raw, code, msg = core.store_read(path)
+  -- The file's bytes (store_read's answer) as credentials.
+  local function decode(raw, code, msg)
     if not raw then
       if code == "not_found" then return nil end
       return nil, store_error(code, msg)
@@ -128,18 +134,97 @@ function _M.file_store(opts)
     if type(data) ~= "table" or data.v ~= 1 then return nil, new_error("store_corrupt", path .. " is not a credentials file") end
     return data
   end
-  function store.save(data)
+  local function text_of(data)
     local text = assert(cjson.encode(data))
     if keys then text = core.seal(key, key_id, text) end
-    local ok, code, msg = core.store_write(path, text)
+    return text
+  end
+  -- The store's jobs run on one thread of its own (made at the first one), one after the
+  -- other in the order they were asked for: a later save is never overtaken by an earlier
+  -- one's rename, and a read sees every write asked for before it. `last` is the newest job.
+  local worker, last
+  local function start(method, ...)
+    if not worker then
+      local w, code, msg = core.store_worker()
+      if not w then return nil, code, msg end
+      worker = w
+    end
+    return worker[method](worker, ...)
+  end
+  --- Starts the store's thread now (a game's loading screen) rather than at the first job
+  -- (a frame): starting a thread costs a tenth of a millisecond or more.
+  -- @return true, or nil, err
+  function store.prepare()
+    if worker then return true end
+    local w, code, msg = core.store_worker()
+    if not w then return nil, store_error(code, msg) end
+    worker = w
+    return true
+  end
+  -- Takes the job's result into op.res once it is there (block: waits for it).
+  local function advance(op, block)
+    if op.res then return true end
+    if block then op.job:wait() end
+    local r = { op.job:result() }
+    if r[1] == nil and r[2] == nil then return false end   -- nothing: still running
+    op.job = nil
+    op.res = r
+    if last == op then last = nil end
+    return true
+  end
+  -- A job and the poll function of the protocol; `finish(r1, r2, r3)` turns the job's result
+  -- into what the blocking method returns.
+  -- Also returns a function dropping the job (its result no longer wanted: a lock it takes
+  -- is released at once).
+  local function queue(finish, method, ...)
+    local job, code, msg = start(method, ...)
+    local op = { job = job, res = not job and { nil, code, msg } or nil }
+    if job then last = op end
+    return function()
+      if not advance(op, false) then return false end
+      return true, finish(op.res[1], op.res[2], op.res[3])
+    end, function()
+      if op.job then op.job:release(); op.job = nil; op.res = { nil, "io", "dropped" } end
+      if last == op then last = nil end
+    end
+  end
+  local function done(ok, code, msg)
     if not ok then return nil, store_error(code, msg) end
     return true
+  end
+  -- The blocking forms first let the jobs asked for before them end.
+  local function drain() if last then advance(last, true) end end
+  function store.load()
+    drain()
+    return decode(core.store_read(path))
+  end
+  function store.save(data)
+    local text = text_of(data)
+    drain()
+    return done(core.store_write(path, text))
   end
   function store.clear()
-    local ok, code, msg = core.store_remove(path)
-    if not ok then return nil, store_error(code, msg) end
-    return true
+    drain()
+    return done(core.store_remove(path))
   end
+  --- The save on the store's thread: see the module comment.
+  function store.save_async(data) return queue(done, "write", path, text_of(data)) end
+  --- The removal on the store's thread.
+  function store.clear_async() return queue(done, "remove", path) end
+  --- The read on the store's thread (after the jobs asked for before it); decoded when polled.
+  function store.load_async() return queue(decode, "read", path) end
+  --- One try of the lock on the store's thread (the manager tries again on a timer until
+  -- lock_wait: the thread never waits, so the jobs behind it do not either). Returns the poll
+  -- function and a function dropping the try (a lock it takes is then released).
+  function store.lock_async()
+    return queue(function(l, code, msg)
+      if not l then return nil, store_error(code, msg) end
+      return l
+    end, "lock", path .. ".lock", 0)
+  end
+  --- True while a job asked for is not finished (the manager's callback forms read after it).
+  function store.busy() return last ~= nil and not advance(last, false) end
+  store.lock_wait = wait
   function store.lock(w)
     local l, code, msg = core.store_lock(path .. ".lock", w or wait)
     if not l then return nil, store_error(code, msg) end
