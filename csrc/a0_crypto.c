@@ -466,16 +466,29 @@ done:
   return pkey;
 }
 
-int a0_rs256_verify(const unsigned char *n, size_t nlen, const unsigned char *e, size_t elen,
-                    const void *data, size_t dlen, const unsigned char *sig, size_t siglen) {
+/* A public-only key from (n, e), checked as rsa_public checks it; NULL if unusable. */
+a0_key *a0_key_from_rsa_public(const unsigned char *n, size_t nlen, const unsigned char *e,
+                               size_t elen) {
   EVP_PKEY *pkey = rsa_public(n, nlen, e, elen);
-  EVP_MD_CTX *ctx = NULL;
+  ERR_clear_error();
+  return key_wrap(pkey);
+}
+
+int a0_key_verify_rs256(const a0_key *k, const void *data, size_t dlen, const unsigned char *sig,
+                        size_t siglen) {
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
   int ok = 0;
-  if (pkey != NULL && (ctx = EVP_MD_CTX_new()) != NULL &&
-      EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, pkey) == 1)
+  if (ctx != NULL && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, k->pkey) == 1)
     ok = EVP_DigestVerify(ctx, sig, siglen, data, dlen) == 1;
   ERR_clear_error();
   EVP_MD_CTX_free(ctx);
-  EVP_PKEY_free(pkey);
+  return ok;
+}
+
+int a0_rs256_verify(const unsigned char *n, size_t nlen, const unsigned char *e, size_t elen,
+                    const void *data, size_t dlen, const unsigned char *sig, size_t siglen) {
+  a0_key *k = a0_key_from_rsa_public(n, nlen, e, elen);
+  int ok = k != NULL && a0_key_verify_rs256(k, data, dlen, sig, siglen);
+  a0_key_free(k);
   return ok;
 }

@@ -54,7 +54,7 @@ int a0_hotp(a0_hash_alg alg, const unsigned char *key, size_t keylen, uint64_t c
 int a0_totp(a0_hash_alg alg, const unsigned char *key, size_t keylen, uint64_t unix_time,
             uint64_t period, int digits, char *out);
 
-/* An RSA private key. */
+/* An RSA key: a private one (generated, from PEM), or public only (from n and e). */
 typedef struct a0_key a0_key;
 
 a0_key *a0_key_generate(int bits);
@@ -76,6 +76,13 @@ size_t a0_key_pem(const a0_key *k, char *out, size_t cap);
 
 /* 1 if sig is a valid RS256 signature of data under the public key (n, e), 0 if not or
  * if the key is unusable (too small or large, even or tiny exponent). */
+/* A public-only key from the big-endian (n, e) of a JWK, or NULL when rs256_verify would
+ * refuse it; built once and kept, it saves OpenSSL's key import on every verification. */
+a0_key *a0_key_from_rsa_public(const unsigned char *n, size_t nlen, const unsigned char *e,
+                               size_t elen);
+/* 1 if sig is a valid RS256 signature of data under k's public key, else 0. */
+int a0_key_verify_rs256(const a0_key *k, const void *data, size_t dlen, const unsigned char *sig,
+                        size_t siglen);
 int a0_rs256_verify(const unsigned char *n, size_t nlen, const unsigned char *e, size_t elen,
                     const void *data, size_t dlen, const unsigned char *sig, size_t siglen);
 

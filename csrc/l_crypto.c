@@ -157,18 +157,26 @@ static int l_totp(lua_State *L) {
   return push_otp(L, a0_totp(alg, key, klen, t, period, digits, code), code);
 }
 
-static int l_rs256_verify(lua_State *L) {
-  size_t nl, el, dl, sl, nlen = 0, elen = 0;
+/* Decodes a JWK's base64url n and e (args 1, 2) into a public key, or NULL. */
+static a0_key *jwk_public(lua_State *L) {
+  size_t nl, el, nlen = 0, elen = 0;
   const char *n64 = luaL_checklstring(L, 1, &nl);
   const char *e64 = luaL_checklstring(L, 2, &el);
-  const char *data = luaL_checklstring(L, 3, &dl);
-  const unsigned char *sig = (const unsigned char *)luaL_checklstring(L, 4, &sl);
   unsigned char *n = scratch(L, a0_b64_decoded_max(nl));
   unsigned char *e = scratch(L, a0_b64_decoded_max(el));
-  int ok = a0_b64_decode(n64, nl, n, &nlen, 1, NULL, 0) == 0 &&
-           a0_b64_decode(e64, el, e, &elen, 1, NULL, 0) == 0 &&
-           a0_rs256_verify(n, nlen, e, elen, data, dl, sig, sl);
-  lua_pushboolean(L, ok);
+  if (a0_b64_decode(n64, nl, n, &nlen, 1, NULL, 0) != 0 ||
+      a0_b64_decode(e64, el, e, &elen, 1, NULL, 0) != 0)
+    return NULL;
+  return a0_key_from_rsa_public(n, nlen, e, elen);
+}
+
+static int l_rs256_verify(lua_State *L) {
+  size_t dl, sl;
+  const char *data = luaL_checklstring(L, 3, &dl);
+  const unsigned char *sig = (const unsigned char *)luaL_checklstring(L, 4, &sl);
+  a0_key *k = jwk_public(L);
+  lua_pushboolean(L, k != NULL && a0_key_verify_rs256(k, data, dl, sig, sl));
+  a0_key_free(k);
   return 1;
 }
 
@@ -201,6 +209,36 @@ static int l_rsa_key(lua_State *L) {
       return 2;
     }
   }
+  return 1;
+}
+
+/* core.rsa_public(n, e): a JWK's public key as an auth0.Key, kept to verify many tokens
+ * without importing the key each time; nil, message when it is unusable. */
+static int l_rsa_public(lua_State *L) {
+  l_key *k;
+  luaL_checktype(L, 1, LUA_TSTRING);
+  luaL_checktype(L, 2, LUA_TSTRING);
+  lua_settop(L, 2);
+  k = (l_key *)a0c_newuserdata(L, sizeof *k);
+  k->key = NULL;
+  luaL_getmetatable(L, KEY_MT);
+  lua_setmetatable(L, -2);
+  k->key = jwk_public(L);
+  lua_settop(L, 3);   /* drops jwk_public's scratch buffers */
+  if (k->key == NULL) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "not a usable RSA public key");
+    return 2;
+  }
+  return 1;
+}
+
+static int l_key_verify_rs256(lua_State *L) {
+  a0_key *key = check_key(L, 1);
+  size_t dl, sl;
+  const char *data = luaL_checklstring(L, 2, &dl);
+  const unsigned char *sig = (const unsigned char *)luaL_checklstring(L, 3, &sl);
+  lua_pushboolean(L, a0_key_verify_rs256(key, data, dl, sig, sl));
   return 1;
 }
 
@@ -268,6 +306,7 @@ static int l_key_tostring(lua_State *L) {
 
 static const luaL_Reg key_methods[] = {
   { "sign_rs256", l_key_sign_rs256 },
+  { "verify_rs256", l_key_verify_rs256 },
   { "jwk", l_key_jwk },
   { "pem", l_key_pem },
   { NULL, NULL }
@@ -294,6 +333,7 @@ static const luaL_Reg crypto_funcs[] = {
   { "totp", l_totp },
   { "rsa_key", l_rsa_key },
   { "rs256_verify", l_rs256_verify },
+  { "rsa_public", l_rsa_public },
   { NULL, NULL }
 };
 

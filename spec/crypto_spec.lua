@@ -166,6 +166,26 @@ describe("auth0.core rsa_key", function()
     assert.is_false(core.rs256_verify(core.rsa_key():jwk().n, jwk.e, "payload", sig))
   end)
 
+  it("imports a JWK's public key once and verifies with it (core.rsa_public)", function()
+    local jwk = key:jwk()
+    local sig = key:sign_rs256("payload")
+    local pk = assert(core.rsa_public(jwk.n, jwk.e))
+    assert.equal("auth0.Key (RSA 2048)", tostring(pk))
+    assert.is_true(pk:verify_rs256("payload", sig))
+    assert.is_false(pk:verify_rs256("payloaD", sig))
+    assert.is_false(pk:verify_rs256("payload", sig:sub(1, -2)))
+    assert.is_false(pk:verify_rs256("payload", ""))
+    local none, msg = core.rsa_public(jwk.n, "AQ")   -- e = 1
+    assert.is_nil(none)
+    assert.equal("not a usable RSA public key", msg)
+    assert.is_nil((core.rsa_public("!!", jwk.e)))
+    assert.is_nil((core.rsa_public(jwk.n:sub(1, 40), jwk.e)))   -- too small a modulus
+    -- a public key cannot sign or give a private PEM
+    assert.has_error(function() pk:sign_rs256("x") end, "RS256 signing failed")
+    assert.has_error(function() pk:pem() end, "could not encode RSA key")
+    assert.has_error(function() core.rsa_public(1, jwk.e) end)
+  end)
+
   it("round-trips through PEM", function()
     local pem = key:pem()
     assert.truthy(pem:find("^%-%-%-%-%-BEGIN PRIVATE KEY%-%-%-%-%-\n"))

@@ -133,6 +133,20 @@ describe("auth0.jwt.verify_id_token", function()
     rejects(token(nil, nil, other_key), "id token signature verification failed")
   end)
 
+  it("keeps a JWK's imported key only while the JWK's n and e are unchanged", function()
+    -- the import is cached per JWK table: a table whose key is replaced in place must not go
+    -- on verifying with the old key, and the new key's tokens must verify at once
+    local j = jwk_of(key, "k1")
+    local o = opts({ jwks = { keys = { j } } })
+    assert.truthy(jwt.verify_id_token(token(), o))
+    local other = other_key:jwk()
+    j.n = other.n
+    rejects(token(), "id token signature verification failed", o)
+    assert.truthy(jwt.verify_id_token(token(nil, nil, other_key), o))
+    j.n = "!!"   -- unusable now: refused, not verified with the key imported before
+    rejects(token(nil, nil, other_key), "id token signature verification failed", o)
+  end)
+
   it("rejects alg none and HS256 unless a client secret is given", function()
     rejects(token(nil, { alg = "none", kid = REMOVE }),
       "id token signing algorithm not supported: expected RS256, got none")

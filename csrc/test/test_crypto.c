@@ -202,6 +202,23 @@ static void test_rsa(tally *t) {
   CHECK(t, a0_rs256_verify(n, nlen, e, elen, "hello", 5, sig, siglen - 1) == 0);
   CHECK(t, a0_rs256_verify(n, nlen, &one, 1, "hello", 5, sig, siglen) == 0);
   CHECK(t, a0_rs256_verify(n, 64, e, elen, "hello", 5, sig, siglen) == 0);
+  {
+    a0_key *pub = a0_key_from_rsa_public(n, nlen, e, elen);
+    unsigned char sig2[A0_RSA_MAX_LEN];
+    size_t sig2len = 0;
+    CHECK(t, pub != NULL && a0_key_bits(pub) == 2048);
+    if (pub != NULL) {
+      CHECK(t, a0_key_verify_rs256(pub, "hello", 5, sig, siglen) == 1);
+      CHECK(t, a0_key_verify_rs256(pub, "hello", 5, sig, siglen) == 1);   /* reusable */
+      CHECK(t, a0_key_verify_rs256(pub, "hellp", 5, sig, siglen) == 0);
+      CHECK(t, a0_key_verify_rs256(pub, "hello", 5, sig, 0) == 0);
+      CHECK(t, a0_key_sign_rs256(pub, "hello", 5, sig2, &sig2len) != 0);   /* public only */
+      CHECK(t, a0_key_pem(pub, NULL, 0) == 0);
+    }
+    a0_key_free(pub);
+    CHECK(t, a0_key_from_rsa_public(n, nlen, &one, 1) == NULL);
+    CHECK(t, a0_key_from_rsa_public(n, 64, e, elen) == NULL);
+  }
   sig[10] ^= 1;
   CHECK(t, a0_rs256_verify(n, nlen, e, elen, "hello", 5, sig, siglen) == 0);
   pemlen = a0_key_pem(k, NULL, 0);

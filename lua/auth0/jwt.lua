@@ -16,8 +16,8 @@ local argerror = require("auth0.check").argerror   -- luaL_argerror's form, at t
 local decode   -- _M.decode's work: (result) or (nil, message)
 local _M = { _VERSION = "0.1.0" }
 
-local b64url_decode, b64url_encode, rs256_verify, hmac, sha256 =
-  core.b64url_decode, core.b64url_encode, core.rs256_verify, core.hmac, core.sha256
+local b64url_decode, b64url_encode, rsa_public, hmac, sha256 =
+  core.b64url_decode, core.b64url_encode, core.rsa_public, core.hmac, core.sha256
 
 -- Only the canonical spelling decodes (no padding, zero unused bits): a respelled copy of
 -- a token is another string and must not verify as the same token.
@@ -152,6 +152,20 @@ local function pinned(opts)
   return "RS256"
 end
 
+-- Imported public keys by JWK table (weak: a refetched key set drops the old ones), each with
+-- the n and e it was built from, so a JWK table changed in place is imported again. Importing
+-- costs OpenSSL about as much as the verification itself.
+local imported = setmetatable({}, { __mode = "k" })
+
+local function rs256_verify(key, data, sig)
+  local c = imported[key]
+  if not c or c.n ~= key.n or c.e ~= key.e then
+    c = { n = key.n, e = key.e, pk = rsa_public(key.n, key.e) or false }
+    imported[key] = c
+  end
+  return c.pk and c.pk:verify_rs256(data, sig)
+end
+
 local function check_signature(jwt, opts)
   local alg, want = jwt.header.alg, pinned(opts)
   if alg ~= want then
@@ -168,7 +182,7 @@ local function check_signature(jwt, opts)
       or (key.alg ~= nil and key.alg ~= "RS256") or (key.use ~= nil and key.use ~= "sig") then
       return nil, "jwks key for the id token is not an RS256 signing key"
     end
-    if not rs256_verify(key.n, key.e, jwt.signing_input, jwt.signature) then
+    if not rs256_verify(key, jwt.signing_input, jwt.signature) then
       return nil, "id token signature verification failed"
     end
     return true
