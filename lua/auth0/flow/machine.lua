@@ -29,10 +29,18 @@ function Flow.__index(f, k)
     local h = hidden[f]
     return h and h[k]
   end
+  if k == "_loopback" then
+    local get = rawget(f, "_listener")
+    return get and get()
+  end
   return Flow[k]
 end
 
 function Flow.__newindex(f, k, v)
+  -- the loopback listener holds the link's state: out of pairs()' reach too, but in a
+  -- closure of the flow's own, since its timer refers back to the flow and LuaJIT's weak
+  -- keys are no ephemerons (in `hidden` the flow would never be collected)
+  if k == "_loopback" then return rawset(f, "_listener", v ~= nil and function() return v end or nil) end
   if not HIDDEN[k] then return rawset(f, k, v) end
   local h = hidden[f]
   if not h then

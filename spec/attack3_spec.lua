@@ -1,0 +1,80 @@
+-- Hostile review of issue 11's changes (attack3): each test is a reproducer of a weakness
+-- found by attacking error.clean/new, the flow's hidden secrets, the flow's misuse errors,
+-- the key set and the loopback listener. Offline where the attack needs no server: a
+-- `transport` function stands in for the network (the seam the README documents).
+local auth0 = require "auth0"
+local flow = require "auth0.flow"
+local errors = require "auth0.error"
+
+local core = auth0.core
+
+local function offline(body, status)
+  return auth0.new { base_url = "https://tenant.example", client_id = "c", retries = 0,
+    transport = function() return { status = status or 200, body = body or "{}" } end }
+end
+
+describe("flow secrets (attack3)", function()
+  -- every string reachable from the flow by pairs(), the client aside
+  local function strings(f)
+    local seen, out = {}, {}
+    local function walk(t, path)
+      if seen[t] then return end
+      seen[t] = true
+      for k, v in pairs(t) do
+        if k ~= "_client" then
+          if type(v) == "string" then out[v] = path .. "." .. tostring(k) end
+          if type(v) == "table" then walk(v, path .. "." .. tostring(k)) end
+        end
+      end
+    end
+    walk(f, "f")
+    return out
+  end
+
+  it("a link flow with a loopback listener shows no link state to pairs() or on_state", function()
+    local c = offline('{"_id":"x","email":"a@example.com","email_verified":false}')
+    local lb = assert(auth0.loopback { port = 0 })
+    local from_callback = {}
+    local f = flow.login(c, { connection = "email", email = "a@example.com", send = "link", loopback = lb,
+      on_state = function(fl) from_callback[#from_callback + 1] = strings(fl) end })
+    for _ = 1, 50 do
+      c:poll(0)
+      if f.state == "awaiting_link" then break end
+    end
+    assert.equal("awaiting_link", f.state)
+    local link = f._link   -- reachable by name only, as the flow's own code reads it
+    assert.is_string(link.state)
+    for _, seen in ipairs(from_callback) do
+      for _, secret in ipairs { link.state, link.nonce, link.code_verifier } do
+        assert.is_nil(seen[secret], "reachable at " .. tostring(seen[secret]))
+      end
+    end
+    local seen = strings(f)
+    for _, secret in ipairs { link.state, link.nonce, link.code_verifier } do
+      assert.is_nil(seen[secret], "reachable at " .. tostring(seen[secret]))
+    end
+    f:cancel()
+    lb:close()
+    c:close()
+  end)
+end)
+
+describe("flow side table (attack3)", function()
+  it("abandoned link flows with an attached loopback listener are collected (LuaJIT's weak keys too)", function()
+    local probe = setmetatable({}, { __mode = "k" })
+    for _ = 1, 3 do
+      local c = offline('{"_id":"x","email":"a@example.com","email_verified":false}')
+      local lb = assert(auth0.loopback { port = 0 })
+      local f = flow.login(c, { connection = "email", email = "a@example.com", send = "link", loopback = lb })
+      for _ = 1, 50 do
+        c:poll(0)
+        if f.state == "awaiting_link" then break end
+      end
+      assert.equal("awaiting_link", f.state)
+      assert.equal(lb, f._loopback)
+      probe[f] = true
+    end
+    for _ = 1, 4 do collectgarbage() end
+    assert.is_nil(next(probe))
+  end)
+end)
