@@ -59,6 +59,29 @@ describe("flow secrets (attack3)", function()
   end)
 end)
 
+describe("flow methods on a bad self (attack3)", function()
+  local c, f
+  setup(function()
+    c = offline()
+    f = flow.login(c, { connection = "email", email = "a@example.com" })
+  end)
+  teardown(function() f:cancel(); c:close() end)
+
+  -- f.m(x) for f:m(x) is the everyday slip: Lua's own words for self, at the caller
+  local methods = { "submit_code", "resend_code", "choose_authenticator", "enroll", "submit_mfa_code",
+    "submit_recovery_code", "cancel", "serialize", "submit_link", "submit_callback", "resend_link" }
+  for _, m in ipairs(methods) do
+    for _, bad in ipairs { "nil", "table", "string" } do
+      it(m .. " on a " .. bad, function()
+        local self_value = bad == "table" and {} or bad == "string" and "123456" or nil
+        local ok, err = pcall(f[m], self_value, "123456")
+        assert.is_false(ok)
+        assert.equal(("calling '%s' on bad self (auth0.Flow expected, got %s)"):format(m, bad), err)
+      end)
+    end
+  end
+end)
+
 describe("flow side table (attack3)", function()
   it("abandoned link flows with an attached loopback listener are collected (LuaJIT's weak keys too)", function()
     local probe = setmetatable({}, { __mode = "k" })

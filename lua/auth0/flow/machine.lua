@@ -3,8 +3,8 @@
 -- Decisions switch on `err.reason` (lua/auth0/error.lua), never on Auth0's wording.
 local auth0 = require "auth0"
 
-local type, pairs, ipairs, tostring, select, error, rawget, rawset, setmetatable =
-  type, pairs, ipairs, tostring, select, error, rawget, rawset, setmetatable
+local type, pairs, ipairs, tostring, select, error, rawget, rawset, setmetatable, getmetatable =
+  type, pairs, ipairs, tostring, select, error, rawget, rawset, setmetatable, getmetatable
 local time, now = os.time, auth0.core.now
 local new_error = auth0.error.new
 
@@ -262,7 +262,14 @@ end
 -- ------------------------------------------------------------------------------------
 -- Methods
 
+-- A method called with another self (`f.m(x)` for `f:m(x)`): Lua's words, not 'attempt to index'.
+local function flow_self(f, method)
+  if getmetatable(f) ~= Flow then bad_self(method, "auth0.Flow expected, got " .. type(f)) end
+end
+_M.flow_self = flow_self
+
 local function expect(f, method, ...)
+  flow_self(f, method)
   for i = 1, select("#", ...) do
     if f.state == select(i, ...) then return end
   end
@@ -406,6 +413,7 @@ end
 --- Stops the flow (any state): the request in flight is cancelled, state cancelled.
 -- @return true, or false when the flow had already ended
 function Flow:cancel()
+  flow_self(self, "cancel")
   if TERMINAL[self.state] then return false end
   abort(self)
   finish(self, "cancelled", new_error("cancelled", "login cancelled", { context = "flow" }))
