@@ -13,6 +13,28 @@ local function offline(body, status)
     transport = function() return { status = status or 200, body = body or "{}" } end }
 end
 
+describe("error text (attack3)", function()
+  it("clean drops the bidi marks LRM, RLM and ALM (they reorder text on screen)", function()
+    for _, mark in ipairs { "\226\128\142", "\226\128\143", "\216\156" } do
+      local s = errors.clean("user" .. mark .. "name")
+      assert.is_nil(s:find(mark, 1, true))
+      assert.equal("user name", s)
+      assert.is_nil(tostring(errors.new("x", "a" .. mark .. "b")):find(mark, 1, true))
+    end
+  end)
+
+  it("clean and new stay linear on 1 MB of hostile text", function()
+    for _, s in ipairs { ("\27[31m"):rep(200000), ("\226\128\174"):rep(333333), ("\240"):rep(1e6),
+        ("\195\169"):rep(500000), ("%c"):rep(500000), ("\0"):rep(1e6) } do
+      local t = os.clock()
+      local a, e = errors.clean(s), errors.new("c", s)
+      assert.is_true(os.clock() - t < 2, "slow")
+      assert.is_true(#a <= 303 and core.utf8_valid(a) and not a:find("%c"))
+      assert.is_true(core.utf8_valid(e.message) and not e.message:find("%c"))
+    end
+  end)
+end)
+
 describe("flow secrets (attack3)", function()
   -- every string reachable from the flow by pairs(), the client aside
   local function strings(f)

@@ -210,10 +210,12 @@ end
 
 -- Characters that break a line or reorder text on screen without being ASCII controls:
 -- C1 controls (U+0080..U+009F), U+2028/U+2029 (line and paragraph separators), the bidi
--- embeddings and overrides (U+202A..U+202E) and isolates (U+2066..U+2069).
+-- embeddings and overrides (U+202A..U+202E), isolates (U+2066..U+2069) and marks (U+200E,
+-- U+200F, U+061C).
 local function unicode_controls(s)
   s = s:gsub("\194[\128-\159]", " ")
-  s = s:gsub("\226\128[\168-\174]", " ")
+  s = s:gsub("\226\128[\168-\174\142\143]", " ")
+  s = s:gsub("\216\156", " ")
   return (s:gsub("\226\129[\166-\169]", " "))
 end
 
