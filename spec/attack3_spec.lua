@@ -23,6 +23,20 @@ describe("error text (attack3)", function()
     end
   end)
 
+  it("error.new bounds a huge message (a transport's 1 MB text) and keeps it valid UTF-8", function()
+    local huge = ("\195\169"):rep(512 * 1024)   -- 1 MiB of valid two-byte characters
+    local c = auth0.new { base_url = "https://tenant.example", client_id = "c", retries = 0,
+      transport = function() return nil, "network", huge end }
+    local r, err = c:passwordless_start { connection = "email", email = "a@example.com" }
+    assert.is_nil(r)
+    assert.is_true(#err.message <= 1024 + 3, "message of " .. #err.message .. " bytes")
+    assert.is_true(#tostring(err) <= 2048)
+    assert.is_true(core.utf8_valid(err.message))
+    c:close()
+    local e = errors.new(("c"):rep(1e6), "m")
+    assert.is_true(#e.code <= 1024 + 3, "code of " .. #e.code .. " bytes")
+  end)
+
   it("clean and new stay linear on 1 MB of hostile text", function()
     for _, s in ipairs { ("\27[31m"):rep(200000), ("\226\128\174"):rep(333333), ("\240"):rep(1e6),
         ("\195\169"):rep(500000), ("%c"):rep(500000), ("\0"):rep(1e6) } do

@@ -230,14 +230,20 @@ local function one_line(s)
   return s
 end
 
+-- At most n bytes of valid UTF-8 `s`, cut before a character, "..." marking the cut.
+local function cut(s, n)
+  if #s <= n then return s end
+  return s:sub(1, n):gsub("[\192-\255][\128-\191]*$", "") .. "..."
+end
+
 --- A new error object; `fields` may carry anything the caller needs to act on, and
 -- `reason` when the code alone does not say it (else it is derived from the code).
--- A string code or message is made one line (no control characters, valid UTF-8) whatever
--- its source: a transport's text, a server's, a forged callback's.
+-- A string code or message is made one line (no control characters, valid UTF-8) of at
+-- most 1024 bytes whatever its source: a transport's text, a server's, a forged callback's.
 function _M.new(code, message, fields)
   local e = fields or {}
-  if type(code) == "string" then code = one_line(code) end
-  if type(message) == "string" then message = one_line(message) end
+  if type(code) == "string" then code = cut(one_line(code), 1024) end
+  if type(message) == "string" then message = cut(one_line(message), 1024) end
   e.code, e.message = code, message
   e.reason = e.reason or BY_CODE[code] or "unknown"
   return setmetatable(e, Error)
@@ -262,9 +268,7 @@ local status_codes = {
 -- @treturn string|nil
 local function clean(s)
   if type(s) ~= "string" then return nil end
-  s = one_line(s)
-  if #s > 300 then s = s:sub(1, 300):gsub("[\192-\255][\128-\191]*$", "") .. "..." end
-  return s
+  return cut(one_line(s), 300)
 end
 _M.clean = clean
 
