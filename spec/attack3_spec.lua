@@ -137,3 +137,19 @@ describe("flow side table (attack3)", function()
     assert.is_nil(next(probe))
   end)
 end)
+
+describe("loopback methods on a bad self (attack3)", function()
+  -- lb.step() for lb:step() raised 'attempt to index a nil value (local 'self')', and
+  -- reopen on a plain table opened a listening socket before failing
+  for _, m in ipairs { "step", "attach", "close", "reopen" } do
+    for _, bad in ipairs { "nil", "table" } do
+      it(m .. " on a " .. bad, function()
+        local lb = assert(auth0.loopback { port = 0 })
+        local ok, err = pcall(lb[m], bad == "table" and { state = "s", path = "/x" } or nil)
+        lb:close()
+        assert.is_false(ok)
+        assert.equal(("calling '%s' on bad self (auth0.Loopback expected, got %s)"):format(m, bad), err)
+      end)
+    end
+  end
+end)

@@ -61,6 +61,13 @@ function M.new(opts)
   }, Loopback):_started()
 end
 
+-- A method called with another self (`lb.step()` for `lb:step()`): Lua's words, at the caller.
+local function loopback_self(self, fn)
+  if getmetatable(self) ~= Loopback then
+    error(("calling '%s' on bad self (auth0.Loopback expected, got %s)"):format(fn, type(self)), check.user_level())
+  end
+end
+
 function Loopback:_started()
   self._deadline = now() + self._timeout
   return self
@@ -71,6 +78,7 @@ end
 -- the timeout starts again.
 -- @return true, or nil, err when no port can be bound
 function Loopback:reopen()
+  loopback_self(self, "reopen")
   if self._sock then return true end
   local sock, bound = core.listen(self.port)
   if not sock then sock, bound = core.listen(0) end
@@ -96,6 +104,7 @@ end
 -- (`timeout`, or `cancelled` once closed); raises when `state` is not set
 -- A listener used before its `state` is set: luaL_argerror's words for self, at the caller.
 local function need_state(self, fn)
+  loopback_self(self, fn)
   local st = self.state
   if type(st) ~= "string" or st == "" then
     error(("calling '%s' on bad self (state is not set: set lb.state to the link's state first)"):format(fn),
@@ -154,6 +163,7 @@ end
 --- Closes the listener (idempotent); an attached wait ends without calling back.
 -- @return true
 function Loopback:close()
+  loopback_self(self, "close")
   if self._timer and self._client then self._client:_cancel_timer(self._timer) end
   self._timer = nil
   if self._sock then self._sock:close() end
