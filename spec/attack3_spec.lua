@@ -153,3 +153,12 @@ describe("loopback methods on a bad self (attack3)", function()
     end
   end
 end)
+
+describe("the command's terminal text (attack3)", function()
+  it("term.clean shows bidi controls and line separators as \\uXXXX (a user's name reordered the line)", function()
+    local term = require "auth0.cli.term"
+    local s = term.clean("name\226\128\174gpj.exe\226\128\168x\226\129\167y\226\128\143z\216\156w \195\169\226\130\172")
+    assert.equal("name\\u202egpj.exe\\u2028x\\u2067y\\u200fz\\u061cw \195\169\226\130\172", s)
+    assert.equal("a\\027[2J\\u0085b", term.clean("a\27[2J\194\133b"))
+  end)
+end)
