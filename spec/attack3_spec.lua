@@ -162,3 +162,31 @@ describe("the command's terminal text (attack3)", function()
     assert.equal("a\\027[2J\\u0085b", term.clean("a\27[2J\194\133b"))
   end)
 end)
+
+describe("the loopback listener's state in logs (attack3)", function()
+  it("a listener raised from a callback (or in a table) shows no state to on_log, nor to pairs()", function()
+    local logged, state = {}, nil
+    local c = auth0.new { base_url = "https://tenant.example", client_id = "c", retries = 0,
+      transport = function() return { status = 200, body = '{"_id":"x","email":"a@example.com","email_verified":false}' } end,
+      on_log = function(_, msg, fields)
+        logged[#logged + 1] = tostring(msg)
+        for _, v in pairs(fields) do logged[#logged + 1] = tostring(v) end
+      end }
+    local lb = assert(auth0.loopback { port = 0 })
+    for _, raised in ipairs { function() return lb end, function() return { listener = lb } end } do
+      c:passwordless_start({ connection = "email", email = "a@example.com", send = "link",
+        redirect_uri = lb.redirect_uri }, function(_, _, link)
+          lb.state, state = link.state, link.state
+          error(raised())
+        end)
+      for _ = 1, 5 do c:poll(0) end
+    end
+    assert.is_string(state)
+    assert.equal(state, lb.state)
+    assert.is_true(#logged > 2)
+    for _, l in ipairs(logged) do assert.is_nil(l:find(state, 1, true), l) end
+    for k, v in pairs(lb) do assert.is_true(v ~= state, "pairs() found it at " .. tostring(k)) end
+    lb:close()
+    c:close()
+  end)
+end)

@@ -28,8 +28,18 @@ local at = check.at
 local M = {}
 
 local Loopback = { __name = "auth0.Loopback" }
-Loopback.__index = Loopback
 M.Loopback = Loopback
+
+-- `lb.state` lives beside the listener, not in it: a listener raised from a callback, or
+-- walked field by field by a logger, does not show the link's state. Weak keys: strings only.
+local states = setmetatable({}, { __mode = "k" })
+function Loopback.__index(self, k)
+  if k == "state" then return states[self] end
+  return Loopback[k]
+end
+function Loopback.__newindex(self, k, v)
+  if k == "state" then states[self] = v else rawset(self, k, v) end
+end
 
 local NEW = at("loopback", 1)
 local OPTS = { port = true, path = true, timeout = true, page = true, interval = true }
