@@ -190,3 +190,22 @@ describe("the loopback listener's state in logs (attack3)", function()
     c:close()
   end)
 end)
+
+describe("error fields from headers (attack3)", function()
+  local function answer(location)
+    local c = auth0.new { base_url = "https://tenant.example", client_id = "c", retries = 0,
+      transport = function() return { status = 302, body = "", headers = { location = location } } end }
+    local _, err = c:passwordless_start { connection = "email", email = "a@example.com" }
+    c:close()
+    return err
+  end
+
+  it("err.location is kept only when it is one URL (no control character, no space, bounded)", function()
+    assert.equal("https://tenant.example/next?a=1", answer("https://tenant.example/next?a=1").location)
+    for _, bad in ipairs { "http://x/\r\nSet-Cookie: a=b", "http://x/\27[2J", "http://x/ y", ("x"):rep(9000) } do
+      local err = answer(bad)
+      assert.equal(302, err.status)
+      assert.is_nil(err.location)
+    end
+  end)
+end)

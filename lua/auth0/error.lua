@@ -309,7 +309,12 @@ end
 local function add_headers(e, hdrs)
   if not hdrs then return e end
   e.request_id = clean(hdrs.request_id)   -- a header value: logged, so one clean line too
-  if e.status and e.status >= 300 and e.status < 400 then e.location = hdrs.location end
+  -- a header value handed on as a URL: one, or none (no control character, space or megabyte)
+  local loc = hdrs.location
+  if e.status and e.status >= 300 and e.status < 400 and type(loc) == "string" and #loc <= 8192
+      and not loc:find("[%s%c]") then
+    e.location = loc
+  end
   local limit, remaining, reset = tonumber(hdrs.ratelimit_limit), tonumber(hdrs.ratelimit_remaining),
     tonumber(hdrs.ratelimit_reset)
   if limit or remaining or reset then
