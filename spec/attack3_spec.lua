@@ -209,3 +209,27 @@ describe("error fields from headers (attack3)", function()
     end
   end)
 end)
+
+describe("flow:enroll misuse (attack3)", function()
+  it("names 'enroll', the method called, not the request it makes", function()
+    local c = offline()
+    local f = flow.resume(c, { version = 1, state = "awaiting_mfa_choice", mfa_token = "m",
+      authenticators = {}, enroll_required = true })
+    for _, case in ipairs {
+      { { authenticator_types = 0 / 0 }, "authenticator_types must be a non-empty list" },
+      { { authenticator_types = { "sms" } }, 'authenticator_types: unknown type "sms"' },
+      { { authenticator_types = { "oob" } }, "oob enrollment needs oob_channels" },
+    } do
+      local ok, err = pcall(f.enroll, f, case[1])
+      assert.is_false(ok)
+      assert.equal("bad argument #1 to 'enroll' (" .. case[2] .. ")", err)
+      assert.equal("awaiting_mfa_choice", f.state)
+    end
+    -- at the caller's line, as every misuse
+    local ok, err = pcall(function() f:enroll { authenticator_types = { "sms" } } end)
+    assert.is_false(ok)
+    assert.matches("^spec/attack3_spec%.lua:%d+: bad argument #1 to 'enroll'", err)
+    f:cancel()
+    c:close()
+  end)
+end)

@@ -349,6 +349,15 @@ function Flow:choose_authenticator(authenticator)
   end)
 end
 
+-- client:mfa_associate for enroll: its misuse names 'enroll', the method the user called.
+local function associate(client, q, cb)
+  local ok, r = pcall(client.mfa_associate, client, q, cb)
+  if ok then return r end
+  local msg = type(r) == "string" and r:match("^bad argument #1 to 'mfa_associate' (%(.*)$")
+  if msg then error("bad argument #1 to 'enroll' " .. msg, user_level()) end
+  error(r, 0)
+end
+
 --- Enrolls a new authenticator (state awaiting_mfa_choice; needed when
 -- `f.enroll_required`). Goes to mfa_challenging, then awaiting_mfa_code (OTP: show
 -- `f.enrollment.barcode_uri` / `secret`; SMS/voice/email: a binding code was sent) or
@@ -365,7 +374,7 @@ function Flow:enroll(p)
   local q = { token = self._mfa_token }
   for k, v in pairs(p) do q[k] = v end
   local client = self._client
-  launch(self, "mfa_challenging", function(cb) return client:mfa_associate(q, cb) end, function(r, e)
+  launch(self, "mfa_challenging", function(cb) return associate(client, q, cb) end, function(r, e)
     if e then return mfa_error(self, e, "awaiting_mfa_choice") end
     if type(r.recovery_codes) == "table" and type(r.recovery_codes[1]) == "string" then
       self.recovery_code = r.recovery_codes[1]
