@@ -210,10 +210,12 @@ end
 
 -- Characters that break a line or reorder text on screen without being ASCII controls:
 -- C1 controls (U+0080..U+009F), U+2028/U+2029 (line and paragraph separators), the bidi
--- embeddings and overrides (U+202A..U+202E) and isolates (U+2066..U+2069).
+-- embeddings and overrides (U+202A..U+202E), isolates (U+2066..U+2069) and marks (U+200E,
+-- U+200F, U+061C).
 local function unicode_controls(s)
   s = s:gsub("\194[\128-\159]", " ")
-  s = s:gsub("\226\128[\168-\174]", " ")
+  s = s:gsub("\226\128[\168-\174\142\143]", " ")
+  s = s:gsub("\216\156", " ")
   return (s:gsub("\226\129[\166-\169]", " "))
 end
 
@@ -228,14 +230,20 @@ local function one_line(s)
   return s
 end
 
+-- At most n bytes of valid UTF-8 `s`, cut before a character, "..." marking the cut.
+local function cut(s, n)
+  if #s <= n then return s end
+  return s:sub(1, n):gsub("[\192-\255][\128-\191]*$", "") .. "..."
+end
+
 --- A new error object; `fields` may carry anything the caller needs to act on, and
 -- `reason` when the code alone does not say it (else it is derived from the code).
--- A string code or message is made one line (no control characters, valid UTF-8) whatever
--- its source: a transport's text, a server's, a forged callback's.
+-- A string code or message is made one line (no control characters, valid UTF-8) of at
+-- most 1024 bytes whatever its source: a transport's text, a server's, a forged callback's.
 function _M.new(code, message, fields)
   local e = fields or {}
-  if type(code) == "string" then code = one_line(code) end
-  if type(message) == "string" then message = one_line(message) end
+  if type(code) == "string" then code = cut(one_line(code), 1024) end
+  if type(message) == "string" then message = cut(one_line(message), 1024) end
   e.code, e.message = code, message
   e.reason = e.reason or BY_CODE[code] or "unknown"
   return setmetatable(e, Error)
@@ -260,9 +268,7 @@ local status_codes = {
 -- @treturn string|nil
 local function clean(s)
   if type(s) ~= "string" then return nil end
-  s = one_line(s)
-  if #s > 300 then s = s:sub(1, 300):gsub("[\192-\255][\128-\191]*$", "") .. "..." end
-  return s
+  return cut(one_line(s), 300)
 end
 _M.clean = clean
 
@@ -303,7 +309,12 @@ end
 local function add_headers(e, hdrs)
   if not hdrs then return e end
   e.request_id = clean(hdrs.request_id)   -- a header value: logged, so one clean line too
-  if e.status and e.status >= 300 and e.status < 400 then e.location = hdrs.location end
+  -- a header value handed on as a URL: one, or none (no control character, space or megabyte)
+  local loc = hdrs.location
+  if e.status and e.status >= 300 and e.status < 400 and type(loc) == "string" and #loc <= 8192
+      and not loc:find("[%s%c]") then
+    e.location = loc
+  end
   local limit, remaining, reset = tonumber(hdrs.ratelimit_limit), tonumber(hdrs.ratelimit_remaining),
     tonumber(hdrs.ratelimit_reset)
   if limit or remaining or reset then

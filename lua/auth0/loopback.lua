@@ -28,8 +28,18 @@ local at = check.at
 local M = {}
 
 local Loopback = { __name = "auth0.Loopback" }
-Loopback.__index = Loopback
 M.Loopback = Loopback
+
+-- `lb.state` lives beside the listener, not in it: a listener raised from a callback, or
+-- walked field by field by a logger, does not show the link's state. Weak keys: strings only.
+local states = setmetatable({}, { __mode = "k" })
+function Loopback.__index(self, k)
+  if k == "state" then return states[self] end
+  return Loopback[k]
+end
+function Loopback.__newindex(self, k, v)
+  if k == "state" then states[self] = v else rawset(self, k, v) end
+end
 
 local NEW = at("loopback", 1)
 local OPTS = { port = true, path = true, timeout = true, page = true, interval = true }
@@ -61,6 +71,13 @@ function M.new(opts)
   }, Loopback):_started()
 end
 
+-- A method called with another self (`lb.step()` for `lb:step()`): Lua's words, at the caller.
+local function loopback_self(self, fn)
+  if getmetatable(self) ~= Loopback then
+    error(("calling '%s' on bad self (auth0.Loopback expected, got %s)"):format(fn, type(self)), check.user_level())
+  end
+end
+
 function Loopback:_started()
   self._deadline = now() + self._timeout
   return self
@@ -71,6 +88,7 @@ end
 -- the timeout starts again.
 -- @return true, or nil, err when no port can be bound
 function Loopback:reopen()
+  loopback_self(self, "reopen")
   if self._sock then return true end
   local sock, bound = core.listen(self.port)
   if not sock then sock, bound = core.listen(0) end
@@ -96,6 +114,7 @@ end
 -- (`timeout`, or `cancelled` once closed); raises when `state` is not set
 -- A listener used before its `state` is set: luaL_argerror's words for self, at the caller.
 local function need_state(self, fn)
+  loopback_self(self, fn)
   local st = self.state
   if type(st) ~= "string" or st == "" then
     error(("calling '%s' on bad self (state is not set: set lb.state to the link's state first)"):format(fn),
@@ -154,6 +173,7 @@ end
 --- Closes the listener (idempotent); an attached wait ends without calling back.
 -- @return true
 function Loopback:close()
+  loopback_self(self, "close")
   if self._timer and self._client then self._client:_cancel_timer(self._timer) end
   self._timer = nil
   if self._sock then self._sock:close() end

@@ -147,10 +147,10 @@ function _M.mfa(s, args, t)
       oob_channel = r.oob_channel }
     else
       if r.barcode_uri then require("auth0.cli.login").show_qr(t, r.barcode_uri) end
-      term.say("enrollment started (", tostring(r.authenticator_type), "); confirm it with the first code\n")
+      term.say("enrollment started (", term.clean(r.authenticator_type), "); confirm it with the first code\n")
     end
     if r.recovery_codes and r.recovery_codes[1] then
-      term.say("recovery code (shown once, keep it safe): ", r.recovery_codes[1], "\n")
+      term.say("recovery code (shown once, keep it safe): ", term.clean(r.recovery_codes[1]), "\n")
     end
   end
   return EXIT.ok

@@ -97,6 +97,7 @@ function _M.configure(f, opts, a)
 end
 
 local function expect_link(f, method)
+  machine.flow_self(f, method)
   if f.state ~= "awaiting_link" then bad_self(method, "called in state '" .. tostring(f.state) .. "'") end
 end
 

@@ -3,8 +3,8 @@
 -- Decisions switch on `err.reason` (lua/auth0/error.lua), never on Auth0's wording.
 local auth0 = require "auth0"
 
-local type, pairs, ipairs, tostring, select, error, rawget, rawset, setmetatable =
-  type, pairs, ipairs, tostring, select, error, rawget, rawset, setmetatable
+local type, pairs, ipairs, tostring, select, error, rawget, rawset, setmetatable, getmetatable =
+  type, pairs, ipairs, tostring, select, error, rawget, rawset, setmetatable, getmetatable
 local time, now = os.time, auth0.core.now
 local new_error = auth0.error.new
 
@@ -29,10 +29,18 @@ function Flow.__index(f, k)
     local h = hidden[f]
     return h and h[k]
   end
+  if k == "_loopback" then
+    local get = rawget(f, "_listener")
+    return get and get()
+  end
   return Flow[k]
 end
 
 function Flow.__newindex(f, k, v)
+  -- the loopback listener holds the link's state: out of pairs()' reach too, but in a
+  -- closure of the flow's own, since its timer refers back to the flow and LuaJIT's weak
+  -- keys are no ephemerons (in `hidden` the flow would never be collected)
+  if k == "_loopback" then return rawset(f, "_listener", v ~= nil and function() return v end or nil) end
   if not HIDDEN[k] then return rawset(f, k, v) end
   local h = hidden[f]
   if not h then
@@ -254,7 +262,14 @@ end
 -- ------------------------------------------------------------------------------------
 -- Methods
 
+-- A method called with another self (`f.m(x)` for `f:m(x)`): Lua's words, not 'attempt to index'.
+local function flow_self(f, method)
+  if getmetatable(f) ~= Flow then bad_self(method, "auth0.Flow expected, got " .. type(f)) end
+end
+_M.flow_self = flow_self
+
 local function expect(f, method, ...)
+  flow_self(f, method)
   for i = 1, select("#", ...) do
     if f.state == select(i, ...) then return end
   end
@@ -334,6 +349,15 @@ function Flow:choose_authenticator(authenticator)
   end)
 end
 
+-- client:mfa_associate for enroll: its misuse names 'enroll', the method the user called.
+local function associate(client, q, cb)
+  local ok, r = pcall(client.mfa_associate, client, q, cb)
+  if ok then return r end
+  local msg = type(r) == "string" and r:match("^bad argument #1 to 'mfa_associate' (%(.*)$")
+  if msg then error("bad argument #1 to 'enroll' " .. msg, user_level()) end
+  error(r, 0)
+end
+
 --- Enrolls a new authenticator (state awaiting_mfa_choice; needed when
 -- `f.enroll_required`). Goes to mfa_challenging, then awaiting_mfa_code (OTP: show
 -- `f.enrollment.barcode_uri` / `secret`; SMS/voice/email: a binding code was sent) or
@@ -350,7 +374,7 @@ function Flow:enroll(p)
   local q = { token = self._mfa_token }
   for k, v in pairs(p) do q[k] = v end
   local client = self._client
-  launch(self, "mfa_challenging", function(cb) return client:mfa_associate(q, cb) end, function(r, e)
+  launch(self, "mfa_challenging", function(cb) return associate(client, q, cb) end, function(r, e)
     if e then return mfa_error(self, e, "awaiting_mfa_choice") end
     if type(r.recovery_codes) == "table" and type(r.recovery_codes[1]) == "string" then
       self.recovery_code = r.recovery_codes[1]
@@ -398,6 +422,7 @@ end
 --- Stops the flow (any state): the request in flight is cancelled, state cancelled.
 -- @return true, or false when the flow had already ended
 function Flow:cancel()
+  flow_self(self, "cancel")
   if TERMINAL[self.state] then return false end
   abort(self)
   finish(self, "cancelled", new_error("cancelled", "login cancelled", { context = "flow" }))
