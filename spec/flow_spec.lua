@@ -706,6 +706,16 @@ describe("auth0.flow", function()
       assert.equal("cancelled", f.state)
     end)
 
+    it("raises naming the prompt when it answers with something that is not text, and cancels the flow", function()
+      local c = client()
+      local seen
+      local ok, msg = pcall(flow.run, c, { connection = "email", email = "r5@example.com" },
+        { ask_code = function(f) seen = f; return 123456 end })
+      assert.is_false(ok)
+      assert.matches("bad argument #3 to 'run' (field 'ask_code' returned a number (string or nil expected))", msg, 1, true)
+      assert.equal("cancelled", seen.state)
+    end)
+
     it("lets a prompt act on the flow itself (recovery code)", function()
       local u = mfa_user("r4@example.com", "always", { "otp" })
       local c = client()

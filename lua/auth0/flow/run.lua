@@ -16,6 +16,9 @@ local MAX_SLEEP = 0.1
 -- Answers that are worth trying again only after `err.retry_after`.
 local WAIT = { rate_limited = true, too_many_attempts = true }
 
+-- Prompts whose answer is text (a code, a pasted link) or nil to cancel.
+local TEXT = { ask_code = true, ask_mfa_code = true, ask_link = true }
+
 --- Raises unless `prompts` is a table of functions with the ones a run needs.
 local PROMPTS = machine.at("run", 3, true)
 
@@ -78,6 +81,11 @@ function _M.run(client, f, prompts)
     local answer
     if prompt then answer = prompt(f, ...) else answer = default end
     f.wait = nil
+    if TEXT[kind] and answer ~= nil and type(answer) ~= "string" then
+      -- named here: submit_code's own check would name a method the caller never called
+      f:cancel()
+      PROMPTS:fail("field '" .. kind .. "' returned a " .. type(answer) .. " (string or nil expected)")
+    end
     return true, answer
   end
 
