@@ -23,6 +23,18 @@ describe("error text (attack3)", function()
     end
   end)
 
+  it("clean drops invisible characters: zero-width, word joiners, BOM and tag characters", function()
+    for _, ch in ipairs { "\226\128\139", "\226\128\140", "\226\128\141", "\226\129\160", "\226\129\164",
+                          "\239\187\191", "\243\160\128\129", "\243\160\129\191" } do
+      assert.equal("username", errors.clean("user" .. ch .. "name"))
+      assert.equal("x: ab", tostring(errors.new("x", "a" .. ch .. "b")))
+    end
+    -- neighbours that are visible stay: U+200A (hair space), U+2065 (unassigned), U+E0080
+    for _, ch in ipairs { "\226\128\138", "\243\160\130\128" } do
+      assert.equal("user" .. ch .. "name", errors.clean("user" .. ch .. "name"))
+    end
+  end)
+
   it("error.new bounds a huge message (a transport's 1 MB text) and keeps it valid UTF-8", function()
     local huge = ("\195\169"):rep(512 * 1024)   -- 1 MiB of valid two-byte characters
     local c = auth0.new { base_url = "https://tenant.example", client_id = "c", retries = 0,

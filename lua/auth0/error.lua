@@ -211,8 +211,14 @@ end
 -- Characters that break a line or reorder text on screen without being ASCII controls:
 -- C1 controls (U+0080..U+009F), U+2028/U+2029 (line and paragraph separators), the bidi
 -- embeddings and overrides (U+202A..U+202E), isolates (U+2066..U+2069) and marks (U+200E,
--- U+200F, U+061C).
+-- U+200F, U+061C); invisible ones are dropped: zero-width space and joiners (U+200B..U+200D),
+-- word joiner and invisible operators (U+2060..U+2064), U+FEFF and the tag characters
+-- (U+E0000..U+E007F), which can smuggle text a reader of the log never sees.
 local function unicode_controls(s)
+  s = s:gsub("\226\128[\139-\141]", "")
+  s = s:gsub("\226\129[\160-\164]", "")
+  s = s:gsub("\239\187\191", "")
+  s = s:gsub("\243\160[\128\129][\128-\191]", "")
   s = s:gsub("\194[\128-\159]", " ")
   s = s:gsub("\226\128[\168-\174\142\143]", " ")
   s = s:gsub("\216\156", " ")
