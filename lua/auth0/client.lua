@@ -216,8 +216,11 @@ local function finish(self, ep, fit, status, body, hdrs)
     self:_log("debug", "response", { endpoint = ep, status = status, request_id = hdrs and hdrs.request_id })
   end
   if status >= 200 and status < 300 then
-    -- a flat object (a token set) decodes in C as cjson would; anything else through cjson
-    local decoded = body ~= "" and json_flat(body) or true
+    -- a flat object (a token set) decodes in C as cjson would, and says whether it held a
+    -- null (a shape then has none to strip); anything else through cjson
+    local decoded, nulls = true, true
+    if body ~= "" then decoded, nulls = json_flat(body) end
+    if decoded == nil then decoded = true end
     if decoded == true and body ~= "" and not body:find("^%s*$") then
       decoded = cjson.decode(body)
       if decoded == nil then
@@ -233,7 +236,7 @@ local function finish(self, ep, fit, status, body, hdrs)
       return nil, e
     end
     if not fit then return decoded end
-    local v, msg = fit(decoded, self)
+    local v, msg = fit(decoded, self, nulls == false)
     if v == nil then
       return nil, errors.add_headers(new_error("bad_response", msg, { status = status, context = ep }), hdrs)
     end
