@@ -1,15 +1,18 @@
 /* The floor of bench/passwordless.lua: the least a C program over libcurl can do for the
  * same passwordless logins. One easy handle reused (keep-alive, one TLS connection), TLS
  * verified against the CA file, HTTP/2 over TLS like auth0.core; it parses nothing.
- * Like the Lua ways it runs N starts, then N token calls with the real codes, which it
- * reads between the two phases (untimed) from a FIFO the bench writes them to:
+ * It does what the bench asks, chunk by chunk, so that the bench can run it and our client in
+ * small alternating chunks that share the machine's load (the CPU of each chunk is the figure):
  *
- *   build-floor N START_URL TOKEN_URL CA_FILE READY_FIFO CODES_FIFO START_BODY TOKEN_BODY [HEADER...]
+ *   build-floor START_URL TOKEN_URL CA_FILE CMD_FIFO REPLY_FIFO START_BODY TOKEN_BODY [HEADER...]
  *
- * Every "XXXXXXXX" in the bodies becomes the 8-digit iteration number (the bench's email
- * addresses), "######" in the token body the code (one 6-digit line per login on CODES_FIFO,
- * after "ready" was written to READY_FIFO). Prints one line of key=value figures; cpu_s is
- * getrusage(RUSAGE_SELF) user+sys over the two loops only.
+ * Commands, one line each on CMD_FIFO; each is answered by one line on REPLY_FIFO:
+ *   start A B            starts for the users A..B           -> "cpu_s=... wall_s=... unexpected=..."
+ *   login A B            then B-A+1 lines of 6-digit codes; the token calls for A..B (as start)
+ *   quit                 -> the totals: connects, bytes_in, unexpected, curl version; then exits
+ * Every "XXXXXXXX" in the bodies becomes the 8-digit user number (the bench's email
+ * addresses), "######" in the token body the code. cpu_s is getrusage(RUSAGE_SELF) user+sys
+ * over the chunk's requests only (reading the command and the codes is not part of it).
  * Build: cc -O2 bench/floor.c -o build/bench-floor -lcurl */
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,31 +88,43 @@ static long post(CURL *c, const char *url, body *b, long *connects) {
   return status;
 }
 
+/* One chunk of starts (code == NULL) or token calls: the replied figures. */
+static void chunk(CURL *c, const char *url, body *b, int a, int z, char (*codes)[CODE_LEN + 1], FILE *reply,
+                  long *connects, long *unexpected) {
+  char digits[16];   /* user numbers have 8 digits */
+  long bad = 0;
+  double cpu0 = cpu_seconds(), wall0 = wall_seconds();
+  for (int i = a; i <= z; i++) {
+    snprintf(digits, sizeof digits, "%08d", i);
+    body_stamp(b, digits, codes != NULL ? codes[i - a] : NULL);
+    if (post(c, url, b, connects) != 200) bad++;
+  }
+  double cpu = cpu_seconds() - cpu0, wall = wall_seconds() - wall0;
+  *unexpected += bad;
+  fprintf(reply, "cpu_s=%.6f wall_s=%.6f unexpected=%ld\n", cpu, wall, bad);
+  fflush(reply);
+}
+
 int main(int argc, char **argv) {
   struct curl_slist *headers = NULL;
   body start, token;
   size_t bytes_in = 0;
-  long connects = 0;
-  int start_200 = 0, token_200 = 0, unexpected = 0;
-  char err[CURL_ERROR_SIZE] = "";
-  if (argc < 9) {
-    fprintf(stderr, "usage: %s N START_URL TOKEN_URL CA_FILE READY_FIFO CODES_FIFO START_BODY TOKEN_BODY "
-            "[HEADER...]\n", argv[0]);
+  long connects = 0, unexpected = 0;
+  char err[CURL_ERROR_SIZE] = "", line[128];
+  if (argc < 8) {
+    fprintf(stderr, "usage: %s START_URL TOKEN_URL CA_FILE CMD_FIFO REPLY_FIFO START_BODY TOKEN_BODY [HEADER...]\n",
+            argv[0]);
     return 2;
   }
-  int n = atoi(argv[1]);
-  if (n < 1 || n > 99999999 || body_init(&start, argv[7]) != 0 || body_init(&token, argv[8]) != 0 ||
-      token.code_at < 0) {
+  if (body_init(&start, argv[6]) != 0 || body_init(&token, argv[7]) != 0 || token.code_at < 0) {
     fprintf(stderr, "floor: bad arguments\n");
     return 2;
   }
-  char (*codes)[CODE_LEN + 1] = calloc((size_t)n, sizeof *codes);
-  if (codes == NULL) return 1;
-  for (int i = 9; i < argc; i++) headers = curl_slist_append(headers, argv[i]);
+  for (int i = 8; i < argc; i++) headers = curl_slist_append(headers, argv[i]);
   curl_global_init(CURL_GLOBAL_DEFAULT);
   CURL *c = curl_easy_init();
   if (c == NULL) return 1;
-  curl_easy_setopt(c, CURLOPT_CAINFO, argv[4]);
+  curl_easy_setopt(c, CURLOPT_CAINFO, argv[3]);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
   curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
@@ -120,48 +135,37 @@ int main(int argc, char **argv) {
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
   curl_easy_setopt(c, CURLOPT_POST, 1L);
 
-  char digits[16];   /* n <= 99999999: always 8 digits */
-  double cpu0 = cpu_seconds(), wall0 = wall_seconds();
-  for (int i = 1; i <= n; i++) {
-    snprintf(digits, sizeof digits, "%08d", i);
-    body_stamp(&start, digits, NULL);
-    if (post(c, argv[2], &start, &connects) == 200) start_200++; else unexpected++;
+  FILE *cmd = fopen(argv[4], "r"), *reply = fopen(argv[5], "w");
+  if (cmd == NULL || reply == NULL) return 1;
+  while (fgets(line, sizeof line, cmd) != NULL) {
+    int a, z;
+    if (sscanf(line, "start %d %d", &a, &z) == 2 && a >= 1 && z >= a && z <= 99999999) {
+      chunk(c, argv[1], &start, a, z, NULL, reply, &connects, &unexpected);
+    } else if (sscanf(line, "login %d %d", &a, &z) == 2 && a >= 1 && z >= a && z <= 99999999) {
+      char (*codes)[CODE_LEN + 1] = calloc((size_t)(z - a + 1), sizeof *codes);
+      if (codes == NULL) return 1;
+      for (int i = 0; i <= z - a; i++) {   /* untimed, like the bench's reading of the codes */
+        if (fgets(line, sizeof line, cmd) == NULL || strlen(line) < CODE_LEN) return 1;
+        memcpy(codes[i], line, CODE_LEN);
+      }
+      chunk(c, argv[2], &token, a, z, codes, reply, &connects, &unexpected);
+      free(codes);
+    } else if (strncmp(line, "quit", 4) == 0) {
+      break;
+    } else {
+      fprintf(stderr, "floor: bad command: %s", line);
+      return 2;
+    }
   }
-  double cpu = cpu_seconds() - cpu0, wall = wall_seconds() - wall0;
-
-  /* untimed: the bench reads the codes from the emulator's outbox and hands them over */
-  FILE *ready = fopen(argv[5], "w");
-  if (ready == NULL) return 1;
-  fputs("ready\n", ready);
-  fclose(ready);
-  FILE *in = fopen(argv[6], "r");
-  if (in == NULL) return 1;
-  for (int i = 0; i < n; i++) {
-    char line[64];
-    if (fgets(line, sizeof line, in) == NULL || strlen(line) < CODE_LEN) { unexpected++; break; }
-    memcpy(codes[i], line, CODE_LEN);
-  }
-  fclose(in);
-
-  cpu0 = cpu_seconds();
-  wall0 = wall_seconds();
-  for (int i = 1; i <= n; i++) {
-    snprintf(digits, sizeof digits, "%08d", i);
-    body_stamp(&token, digits, codes[i - 1]);
-    if (post(c, argv[3], &token, &connects) == 200) token_200++; else unexpected++;
-  }
-  cpu += cpu_seconds() - cpu0;
-  wall += wall_seconds() - wall0;
-
-  printf("iterations=%d cpu_s=%.6f wall_s=%.6f connects=%ld start_200=%d token_200=%d unexpected=%d "
-         "bytes_in=%zu curl=%s\n", n, cpu, wall, connects, start_200, token_200, unexpected, bytes_in,
-         curl_version_info(CURLVERSION_NOW)->version);
+  fprintf(reply, "connects=%ld bytes_in=%zu unexpected=%ld curl=%s\n", connects, bytes_in, unexpected,
+          curl_version_info(CURLVERSION_NOW)->version);
+  fclose(reply);
+  fclose(cmd);
   if (unexpected > 0 && err[0] != '\0') fprintf(stderr, "floor: last curl error: %s\n", err);
   curl_easy_cleanup(c);
   curl_slist_free_all(headers);
   free(start.buf);
   free(token.buf);
-  free(codes);
   curl_global_cleanup();
   return unexpected > 0 ? 1 : 0;
 }

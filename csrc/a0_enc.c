@@ -1,14 +1,34 @@
 #include "a0_enc.h"
 
+#include <stdint.h>
 #include <string.h>
+
+/* Eight bytes at a time over the common case (printable ASCII): a request's values are
+ * mostly that, and a byte loop was a visible share of the C side's cost per login. */
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGH UINT64_C(0x8080808080808080)
+
+static uint64_t load8(const unsigned char *p) {
+  uint64_t w;
+  memcpy(&w, p, sizeof w);   /* unaligned and strict-aliasing safe */
+  return w;
+}
+
+/* Non-zero when some byte of w is below n (n <= 128): exact for "some byte", not which. */
+static uint64_t below(uint64_t w, unsigned n) { return (w - ONES * n) & ~w & HIGH; }
+
+/* Non-zero when some byte of w equals c. */
+static uint64_t has(uint64_t w, unsigned c) { return below(w ^ (ONES * c), 1); }
 
 size_t a0_utf8_invalid_at(const char *str, size_t n) {
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0;
   while (i < n) {
-    unsigned c = s[i];
+    unsigned c;
     size_t k;
     unsigned cp, min;
+    if (n - i >= 8 && (load8(s + i) & HIGH) == 0) { i += 8; continue; }
+    c = s[i];
     if (c < 0x80) { i++; continue; }
     if (c >= 0xC2 && c <= 0xDF) { k = 1; cp = c & 0x1F; min = 0x80; }
     else if (c >= 0xE0 && c <= 0xEF) { k = 2; cp = c & 0x0F; min = 0x800; }
@@ -36,8 +56,13 @@ int a0_json_string_valid(a0_buf *b, const char *s, size_t n) {
   if (n > ((size_t)-1) / 8 || a0_buf_reserve(b, n * 6 + 2) != 0) return -1;
   b->data[b->len++] = '"';
   for (i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
+    unsigned char c;
     char *o;
+    if (n - i >= 8) {   /* eight bytes with nothing to escape go to the run at once */
+      uint64_t w = load8((const unsigned char *)s + i);
+      if (!below(w, 0x20) && !has(w, '"') && !has(w, '\\')) { run += 8; i += 7; continue; }
+    }
+    c = (unsigned char)s[i];
     if (c >= 0x20 && c != '"' && c != '\\') { run++; continue; }
     if (run > 0) memcpy(b->data + b->len, s + i - run, run);
     b->len += run;

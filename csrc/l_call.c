@@ -36,8 +36,8 @@ typedef struct {            /* an endpoint a client registered, anchored in its 
 
 static const a0_endpoint *find_endpoint(lua_State *L, int ci, const char *name) {
   const a0_endpoint *found = NULL;
-  for (const a0_endpoint *ep = a0_endpoints; ep->name != NULL; ep++)
-    if (strcmp(ep->name, name) == 0) return ep;
+  for (const a0_endpoint *ep = a0_endpoints; ep->name != NULL; ep++)   /* first byte: a cheap no */
+    if (ep->name[0] == name[0] && strcmp(ep->name, name) == 0) return ep;
   a0c_getuservalue(L, ci);
   if (lua_istable(L, -1)) {
     lua_getfield(L, -1, "endpoints");
@@ -99,7 +99,7 @@ static void check_string(lua_State *L, const a0l_call *a, const char *name, int 
 
 static const a0_field *find_field(const a0_endpoint *ep, const char *k) {
   for (const a0_field *f = ep->fields; f->name != NULL; f++)
-    if (strcmp(f->name, k) == 0) return f;
+    if (f->name[0] == k[0] && strcmp(f->name, k) == 0) return f;
   return NULL;
 }
 

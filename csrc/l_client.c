@@ -31,6 +31,9 @@ typedef struct {
   int fail_run, fail_start; /* test hooks: the next poll sees a multi failure, the next
                                start fails to start */
   long requests;
+  /* the captured headers of the last 2xx answer of client:fetch, for client:last_headers */
+  char last_hdr[A0_NHDR][A0_HDR_MAX];
+  int has_last;
 } l_client;
 
 struct l_req {
@@ -78,6 +81,17 @@ static a0_xfer *take_xfer(l_client *c) {
   return c->npool > 0 ? c->pool[--c->npool] : a0_xfer_new();
 }
 
+/* Pushes the table of the captured headers (x's, or the client's last when x is NULL). */
+static void push_headers(lua_State *L, a0_xfer *x, const l_client *c) {
+  lua_createtable(L, 0, 4);   /* content type and the three rate-limit headers: no rehash */
+  for (int h = 0; h < A0_NHDR; h++) {
+    const char *v = x != NULL ? a0_xfer_header(x, h) : c->last_hdr[h];
+    if (v[0] == '\0') continue;
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, a0_header_field(h));
+  }
+}
+
 /* Pushes status, body, headers (success) or nil, code, message; returns the count. */
 static int push_result(lua_State *L, a0_xfer *x) {
   if (x->err != A0_OK) {
@@ -88,14 +102,23 @@ static int push_result(lua_State *L, a0_xfer *x) {
   }
   lua_pushinteger(L, x->status);
   lua_pushlstring(L, x->resp.data ? x->resp.data : "", x->resp.len);
-  lua_createtable(L, 0, 4);   /* content type and the three rate-limit headers: no rehash */
+  push_headers(L, x, NULL);
+  return 3;
+}
+
+/* client:fetch's result: a 2xx answer without its header table (the call path needs the
+ * headers only for an error, from client:last_headers); anything else as push_result. */
+static int push_lazy(lua_State *L, l_client *c, a0_xfer *x) {
+  if (x->err != A0_OK || x->status < 200 || x->status > 299) return push_result(L, x);
   for (int h = 0; h < A0_NHDR; h++) {
     const char *v = a0_xfer_header(x, h);
-    if (v[0] == '\0') continue;
-    lua_pushstring(L, v);
-    lua_setfield(L, -2, a0_header_field(h));
+    size_t n = strlen(v);   /* under A0_HDR_MAX: the capture bounds it */
+    memcpy(c->last_hdr[h], v, n + 1);
   }
-  return 3;
+  c->has_last = 1;
+  lua_pushinteger(L, x->status);
+  lua_pushlstring(L, x->resp.data ? x->resp.data : "", x->resp.len);
+  return 2;
 }
 
 /* ---- client ------------------------------------------------------------------ */
@@ -222,11 +245,12 @@ static int l_client_tostring(lua_State *L) {
 }
 
 /* client:request(endpoint, fields, opts) -> status, body, headers | nil, code, message */
-static int l_client_request(lua_State *L) {
+static int request(lua_State *L, int lazy) {
   l_client *c = check_client(L, 1);
   call_args a;
   a0_xfer *x;
   int n;
+  c->has_last = 0;
   lua_settop(L, 4);
   check_call(L, &a, 2, 3, 4);
   x = take_xfer(c);
@@ -244,9 +268,23 @@ static int l_client_request(lua_State *L) {
     return 3;
   }
   a0_engine_wait(c->eng, x);
-  n = push_result(L, x);
+  n = lazy ? push_lazy(L, c, x) : push_result(L, x);
   give_xfer(c, x);
   return n;
+}
+
+static int l_client_request(lua_State *L) { return request(L, 0); }
+
+/* client:fetch(endpoint, fields, opts) -> status, body (2xx) | as client:request */
+static int l_client_fetch(lua_State *L) { return request(L, 1); }
+
+/* client:last_headers() -> the headers of the last 2xx answer of client:fetch | nil (another
+ * call of this client began since) */
+static int l_client_last_headers(lua_State *L) {
+  l_client *c = check_client(L, 1);
+  if (!c->has_last) return 0;
+  push_headers(L, NULL, c);
+  return 1;
 }
 
 /* client:build(endpoint, fields, opts) -> { method, url, headers = {lowercase}, body } */
@@ -305,6 +343,7 @@ static int l_client_start(lua_State *L) {
   call_args a;
   l_req *r;
   a0_xfer *x;
+  c->has_last = 0;
   lua_settop(L, 5);
   check_call(L, &a, 2, 3, 4);
   r = new_handle(L, c, a.ep->name);
@@ -441,7 +480,8 @@ static int l_client_gc(lua_State *L) {
 }
 
 static const luaL_Reg client_methods[] = {
-  {"request", l_client_request}, {"start", l_client_start}, {"build", l_client_build},
+  {"request", l_client_request}, {"fetch", l_client_fetch}, {"last_headers", l_client_last_headers},
+  {"start", l_client_start}, {"build", l_client_build},
   {"poll", l_client_poll}, {"take", l_client_take}, {"launch", l_client_launch}, {"idle", l_client_idle},
   {"wakeup", l_client_wakeup}, {"stats", l_client_stats}, {"close", l_client_close},
   {"register_endpoint", a0l_client_register}, {"_fail_next", l_client_fail_next}, {NULL, NULL}

@@ -2,7 +2,8 @@
  * passwordless start): one JSON object whose values are strings without escapes, numbers,
  * true, false or null. It yields exactly what lua-cjson's decode yields for such a text
  * (numbers as lua_Number through strtod, null as the NULL light userdata that is cjson.null,
- * the last of duplicate keys); for any other text it returns nothing and the caller decodes
+ * the last of duplicate keys), and a second result: whether the object held a null (a caller
+ * that strips nulls can skip the walk); for any other text it returns nothing and the caller decodes
  * with cjson, which then also reports the errors. cjson copies strings byte by byte: on a
  * 1.8 KB token answer this is most of the Lua side's CPU per login. */
 #include <stdlib.h>
@@ -49,8 +50,8 @@ static int word(const char *p, const char *end, const char *w, size_t n) {
   return (size_t)(end - p) >= n && memcmp(p, w, n) == 0;
 }
 
-/* Pushes the value at p and returns its end, or NULL (nothing pushed). */
-static const char *value(lua_State *L, const char *p, const char *end) {
+/* Pushes the value at p and returns its end, or NULL (nothing pushed); a null sets *nul. */
+static const char *value(lua_State *L, const char *p, const char *end, int *nul) {
   const char *q;
   if (p >= end) return NULL;
   switch (*p) {
@@ -60,7 +61,11 @@ static const char *value(lua_State *L, const char *p, const char *end) {
       return q + 1;
     case 't': if (!word(p, end, "true", 4)) return NULL; lua_pushboolean(L, 1); return p + 4;
     case 'f': if (!word(p, end, "false", 5)) return NULL; lua_pushboolean(L, 0); return p + 5;
-    case 'n': if (!word(p, end, "null", 4)) return NULL; lua_pushlightuserdata(L, NULL); return p + 4;
+    case 'n':
+      if (!word(p, end, "null", 4)) return NULL;
+      lua_pushlightuserdata(L, NULL);
+      *nul = 1;
+      return p + 4;
     default:
       if ((q = number_end(p, end)) == NULL || q - p > 63) return NULL;
       {
@@ -73,24 +78,32 @@ static const char *value(lua_State *L, const char *p, const char *end) {
   }
 }
 
-/* core.json_flat(s) -> table | nothing */
+/* The decoded object and whether it held a null, when nothing follows the closing brace at p. */
+static int done(lua_State *L, const char *p, const char *end, int nul) {
+  if (ws(p + 1, end) != end) return 0;
+  lua_pushboolean(L, nul);
+  return 2;
+}
+
+/* core.json_flat(s) -> table, had_null | nothing */
 static int l_json_flat(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n), *end = s + n, *p = ws(s, end), *q;
+  int nul = 0;
   if (p >= end || *p != '{') return 0;
   lua_createtable(L, 0, 8);
   p = ws(p + 1, end);
-  if (p < end && *p == '}') return ws(p + 1, end) == end ? 1 : 0;
+  if (p < end && *p == '}') return done(L, p, end, 0);
   for (;;) {
     if (p >= end || *p != '"' || (q = plain_string(p + 1, end)) == NULL) return 0;
     lua_pushlstring(L, p + 1, (size_t)(q - p - 1));
     p = ws(q + 1, end);
     if (p >= end || *p != ':') return 0;
-    if ((p = value(L, ws(p + 1, end), end)) == NULL) return 0;
+    if ((p = value(L, ws(p + 1, end), end, &nul)) == NULL) return 0;
     lua_rawset(L, -3);
     p = ws(p, end);
     if (p < end && *p == ',') { p = ws(p + 1, end); continue; }
-    if (p < end && *p == '}') return ws(p + 1, end) == end ? 1 : 0;
+    if (p < end && *p == '}') return done(L, p, end, nul);
     return 0;
   }
 }

@@ -204,6 +204,8 @@ end
 -- The call path
 
 -- Turns the core's answer into (value) or (nil, err); `fit` (a shape) checks a 2xx body.
+-- A 2xx answer of core:fetch comes without hdrs: core:last_headers() has them, for the
+-- rare path that needs them (a log line, an error), until this client's next call.
 local function finish(self, ep, fit, status, body, hdrs)
   if status == nil then
     -- body, hdrs are the core's code and message here
@@ -213,29 +215,34 @@ local function finish(self, ep, fit, status, body, hdrs)
     return nil, e
   end
   if self._on_log then
+    hdrs = hdrs or self._core:last_headers()
     self:_log("debug", "response", { endpoint = ep, status = status, request_id = hdrs and hdrs.request_id })
   end
   if status >= 200 and status < 300 then
-    -- a flat object (a token set) decodes in C as cjson would; anything else through cjson
-    local decoded = body ~= "" and json_flat(body) or true
+    -- a flat object (a token set) decodes in C as cjson would, and says whether it held a
+    -- null (a shape then has none to strip); anything else through cjson
+    local decoded, nulls = true, true
+    if body ~= "" then decoded, nulls = json_flat(body) end
+    if decoded == nil then decoded = true end
     if decoded == true and body ~= "" and not body:find("^%s*$") then
       decoded = cjson.decode(body)
       if decoded == nil then
         return nil, errors.add_headers(new_error("bad_response", "the server sent invalid JSON",
-          { status = status, context = ep }), hdrs)
+          { status = status, context = ep }), hdrs or self._core:last_headers())
       end
     end
     -- old servers answer authorization_pending with 200 (docs/protocol.md, "MFA push"): an
     -- error body is an error whatever the status
     if type(decoded) == "table" and type(decoded.error) == "string" and decoded.access_token == nil then
-      local e = from_response(status, body, hdrs, ep)
+      local e = from_response(status, body, hdrs or self._core:last_headers(), ep)
       if self._on_log then self:_log("info", "request failed", { endpoint = ep, status = status, code = e.code }) end
       return nil, e
     end
     if not fit then return decoded end
-    local v, msg = fit(decoded, self)
+    local v, msg = fit(decoded, self, nulls == false)
     if v == nil then
-      return nil, errors.add_headers(new_error("bad_response", msg, { status = status, context = ep }), hdrs)
+      return nil, errors.add_headers(new_error("bad_response", msg, { status = status, context = ep }),
+        hdrs or self._core:last_headers())
     end
     return v
   end
@@ -270,7 +277,7 @@ function Client:_call_blocking(ep, fields, opts, fit)
     if attempt > 1 then o = remaining(opts, deadline - now()) end
     local status, body, hdrs
     if self._transport then status, body, hdrs = via_transport(self, ep, fields, o)
-    else status, body, hdrs = self._core:request(ep, fields, o) end
+    else status, body, hdrs = self._core:fetch(ep, fields, o) end   -- 2xx: headers on demand (finish)
     if status ~= nil and status ~= 429 and status ~= 503 then return finish(self, ep, fit, status, body, hdrs) end
     local wait = retry.wait(cfg, ep, attempt, status, body, hdrs, deadline - now(), timeout)
     if not wait then return finish(self, ep, fit, status, body, hdrs) end

@@ -11,6 +11,7 @@ local at = check.at
 local SEND = { code = true, link = true, link_ios = true, link_android = true }
 
 local START, LOGIN, REFRESH, REVOKE = at("passwordless_start"), at("passwordless_login"), at("refresh"), at("revoke")
+START.fields, LOGIN.fields = true, true   -- table arguments: check.string names fields (as check.table sets)
 local USERINFO, JWKS, OIDC, VERIFY = at("userinfo"), at("jwks"), at("openid_configuration"), at("verify_id_token")
 
 -- The call options naming the public function, for the C core's error messages.
@@ -25,9 +26,9 @@ local O_REVOKE, O_OIDC = { fn = "revoke" }, { fn = "openid_configuration" }
 -- @tparam[opt] function cb callback(result, err): the call returns a request object at once
 -- @return the server's answer (e.g. `{_id=, email=, email_verified=}`) or nil, err; raises on misuse
 function Client:passwordless_start(p, cb)
-  check.table(START, p)
-  local connection = check.string(START, p.connection, "connection")
-  local email, phone = p.email, p.phone_number
+  if type(p) ~= "table" then check.table(START, p) end
+  local connection, email, phone = p.connection, p.email, p.phone_number
+  if type(connection) ~= "string" or connection == "" then check.string(START, connection, "connection") end
   if email ~= nil and phone ~= nil then START:fail("give either email or phone_number, not both") end
   if email == nil and phone == nil then START:fail("email or phone_number is required") end
   if connection == "email" and email == nil then START:fail("the email connection needs email") end
@@ -39,12 +40,15 @@ function Client:passwordless_start(p, cb)
     if type(p.auth_params) ~= "table" then START:fail("auth_params must be a table") end
     if send == "code" then START:fail("auth_params only applies to links (send = \"link\")") end
   end
-  local language = check.string(START, p.language, "language", true) or self._cfg.language   -- CR/LF: the C core
   local cfg = self._cfg
+  local language = p.language   -- CR/LF: the C core
+  if language ~= nil then language = check.string(START, language, "language") end
+  language = language or cfg.language
   local fields = { client_id = cfg.client_id, client_secret = cfg.client_secret, connection = connection,
     email = email, phone_number = phone, send = send, authParams = p.auth_params }
-  return self:_call(START, "passwordless_start", fields, self:_forwarded(START, p, language and
-    { fn = "passwordless_start", language = language } or O_START), cb, shape.start)
+  local o = language and { fn = "passwordless_start", language = language } or O_START
+  if p.forwarded_for ~= nil then o = self:_forwarded(START, p, o) end
+  return self:_call(START, "passwordless_start", fields, o, cb, shape.start)
 end
 
 --- Exchanges the one-time code for tokens (passwordless OTP grant).
@@ -54,16 +58,20 @@ end
 -- @return tokens `{access_token, id_token, refresh_token, token_type, expires_in, scope, expires_at}`
 -- or nil, err (`err.code == "mfa_required"` carries `err.mfa_token`, `err.mfa_requirements`)
 function Client:passwordless_login(p, cb)
-  check.table(LOGIN, p)
+  if type(p) ~= "table" then check.table(LOGIN, p) end
   local cfg = self._cfg
-  local fields = { client_id = cfg.client_id, client_secret = cfg.client_secret,
-    realm = check.string(LOGIN, p.realm, "realm"),
-    username = check.string(LOGIN, p.username, "username"),
-    otp = check.string(LOGIN, p.otp, "otp"),
-    audience = check.string(LOGIN, p.audience, "audience", true) or cfg.audience,
-    scope = check.string(LOGIN, p.scope, "scope", true) or cfg.scope,
-  }
-  return self:_call(LOGIN, "passwordless_login", fields, self:_forwarded(LOGIN, p, O_LOGIN), cb, shape.tokens)
+  local realm, username, otp, audience, scope = p.realm, p.username, p.otp, p.audience, p.scope
+  -- the common case inline; check.string raises with the documented words otherwise
+  if type(realm) ~= "string" or realm == "" then check.string(LOGIN, realm, "realm") end
+  if type(username) ~= "string" or username == "" then check.string(LOGIN, username, "username") end
+  if type(otp) ~= "string" or otp == "" then check.string(LOGIN, otp, "otp") end
+  if audience == nil then audience = cfg.audience else check.string(LOGIN, audience, "audience") end
+  if scope == nil then scope = cfg.scope else check.string(LOGIN, scope, "scope") end
+  local fields = { client_id = cfg.client_id, client_secret = cfg.client_secret, realm = realm,
+    username = username, otp = otp, audience = audience, scope = scope }
+  local o = O_LOGIN
+  if p.forwarded_for ~= nil then o = self:_forwarded(LOGIN, p, o) end
+  return self:_call(LOGIN, "passwordless_login", fields, o, cb, shape.tokens)
 end
 
 --- Uses a refresh token (refresh_token grant). May answer `mfa_required`.

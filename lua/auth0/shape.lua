@@ -36,10 +36,8 @@ local function is_list(v)
   return true
 end
 
+-- The kinds that are not a Lua type name ("string", "boolean" and "number" are).
 local KIND = {
-  string = function(v) return type(v) == "string" end,
-  boolean = function(v) return type(v) == "boolean" end,
-  number = function(v) return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge end,
   object = function(v) return type(v) == "table" and not (next(v) ~= nil and v[1] ~= nil) end,
   strings = function(v)
     if not is_list(v) then return false end
@@ -48,28 +46,46 @@ local KIND = {
   end,
 }
 
-local function fields(t, what, types, req)
-  for _, name in ipairs(req or {}) do
-    if t[name] == nil then return nil, what .. " without " .. name end
+-- A field list `{ name = kind }` compiled once into straight-line Lua (a loop over the list
+-- cost more than the rest of a login's Lua side): check(t) returns the first field, in name
+-- order, whose value is not of its kind, and that kind; nothing when all fit.
+local function spec(types)
+  local names, code = {}, { "local type, KIND, huge = ...\nreturn function(t)\nlocal v\n" }
+  for name in pairs(types) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local kind = types[name]
+    local ok = (kind == "string" or kind == "boolean") and ("type(v) == %q"):format(kind)
+      or kind == "number" and "type(v) == 'number' and v == v and v ~= huge and v ~= -huge"
+      or ("KIND.%s(v)"):format(kind)
+    code[#code + 1] = ("v = t[%q]\nif v ~= nil and not (%s) then return %q, %q end\n"):format(name, ok, name, kind)
   end
-  for name, kind in pairs(types) do
-    local v = t[name]
-    if v ~= nil and not KIND[kind](v) then
-      return nil, what .. ": " .. name .. " is not a " .. (kind == "strings" and "list of strings" or kind)
-    end
+  code[#code + 1] = "end\n"
+  return assert(load(table.concat(code), "=shape", "t", {}))(type, KIND, math.huge)
+end
+
+local NONE = {}
+
+local function fields(t, what, check, req)
+  req = req or NONE
+  for i = 1, #req do
+    if t[req[i]] == nil then return nil, what .. " without " .. req[i] end
   end
+  local name, kind = check(t)
+  if name then return nil, what .. ": " .. name .. " is not a " .. (kind == "strings" and "list of strings" or kind) end
   return t
 end
 
-local TOKENS = { access_token = "string", id_token = "string", refresh_token = "string", token_type = "string",
+local TOKENS = spec { access_token = "string", id_token = "string", refresh_token = "string", token_type = "string",
   scope = "string", recovery_code = "string", expires_in = "number" }
 
 --- A token answer: needs `access_token`; adds `expires_at` (epoch seconds).
-function M.tokens(t)
+-- `clean` (the call path's json_flat saw no null) skips the walk for nulls.
+function M.tokens(t, _, clean)
   if type(t) ~= "table" or type(t.access_token) ~= "string" then
     return nil, "token response without an access_token"
   end
-  strip_nulls(t, 1)
+  if not clean then strip_nulls(t, 1) end
   local exp = tonumber(t.expires_in)   -- numbers sent as strings are tolerated
   if t.expires_in ~= nil and not exp then return nil, "token response: expires_in is not a number" end
   if exp then
@@ -80,24 +96,25 @@ function M.tokens(t)
   return fields(t, "token response", TOKENS)
 end
 
---- A JSON object (an empty answer is `{}`).
-function M.object(t)
+--- A JSON object (an empty answer is `{}`); `clean` as M.tokens'.
+function M.object(t, _, clean)
   if t == true then return {} end
   if type(t) ~= "table" or t[1] ~= nil then return nil, "expected a JSON object" end
+  if clean then return t end
   return strip_nulls(t, 1)
 end
 
-local START = { _id = "string", email = "string", phone_number = "string", email_verified = "boolean",
+local START = spec { _id = "string", email = "string", phone_number = "string", email_verified = "boolean",
   phone_number_verified = "boolean" }
 
 --- The answer of /passwordless/start.
-function M.start(t)
-  local v, msg = M.object(t)
+function M.start(t, _, clean)
+  local v, msg = M.object(t, nil, clean)
   if not v then return nil, msg end
   return fields(v, "passwordless start answer", START)
 end
 
-local USERINFO = { sub = "string", name = "string", given_name = "string", family_name = "string",
+local USERINFO = spec { sub = "string", name = "string", given_name = "string", family_name = "string",
   nickname = "string", picture = "string", email = "string", email_verified = "boolean",
   phone_number = "string", phone_number_verified = "boolean", updated_at = "string", locale = "string" }
 
@@ -108,7 +125,7 @@ function M.userinfo(t)
   return fields(v, "userinfo", USERINFO, { "sub" })
 end
 
-local DISCOVERY = { issuer = "string", jwks_uri = "string", authorization_endpoint = "string",
+local DISCOVERY = spec { issuer = "string", jwks_uri = "string", authorization_endpoint = "string",
   token_endpoint = "string", userinfo_endpoint = "string", mfa_challenge_endpoint = "string",
   revocation_endpoint = "string", device_authorization_endpoint = "string",
   scopes_supported = "strings", response_types_supported = "strings", grant_types_supported = "strings",
@@ -122,7 +139,7 @@ function M.discovery(t)
   return fields(v, "discovery document", DISCOVERY, { "issuer", "jwks_uri" })
 end
 
-local AUTHENTICATOR = { id = "string", authenticator_type = "string", active = "boolean", oob_channel = "string",
+local AUTHENTICATOR = spec { id = "string", authenticator_type = "string", active = "boolean", oob_channel = "string",
   name = "string", type = "string", created_at = "string", last_auth_at = "string", phone_number = "string",
   email = "string" }
 
@@ -142,7 +159,7 @@ function M.authenticators(t)
   return t
 end
 
-local CHALLENGE = { challenge_type = "string", oob_code = "string", binding_method = "string" }
+local CHALLENGE = spec { challenge_type = "string", oob_code = "string", binding_method = "string" }
 
 --- A challenge (POST /mfa/challenge): `challenge_type`, and `oob_code` for oob.
 function M.challenge(t)
@@ -153,7 +170,7 @@ function M.challenge(t)
   return v, msg
 end
 
-local ASSOCIATE = { authenticator_type = "string", secret = "string", barcode_uri = "string",
+local ASSOCIATE = spec { authenticator_type = "string", secret = "string", barcode_uri = "string",
   recovery_codes = "strings", oob_code = "string", binding_method = "string", oob_channel = "string" }
 
 --- An enrollment (POST /mfa/associate).
@@ -164,7 +181,7 @@ function M.associate(t)
   return fields(t, "enrollment", ASSOCIATE, { "authenticator_type" })
 end
 
-local JWK = { kty = "string", kid = "string", alg = "string", use = "string", n = "string", e = "string",
+local JWK = spec { kty = "string", kid = "string", alg = "string", use = "string", n = "string", e = "string",
   x5c = "strings", x5t = "string" }
 
 --- A JWKS: an object with a `keys` list of key objects (`kty` and the RSA fields typed).
