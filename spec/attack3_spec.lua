@@ -245,3 +245,55 @@ describe("flow:enroll misuse (attack3)", function()
     c:close()
   end)
 end)
+
+-- Findings of attack3 in the scheduler's log rendering and the transport seam, fixed by the
+-- integrator in lua/auth0/sched.lua and lua/auth0/client.lua.
+describe("log rendering and transport answers (attack3, integrator's fixes)", function()
+  local function logging_client(extra)
+    local logs = {}
+    local o = { base_url = "https://tenant.example", client_id = "c", retries = 0,
+      transport = function() return { status = 200, body = '{"a":1}' } end,
+      on_log = function(_, msg, fields)
+        logs[#logs + 1] = tostring(msg)
+        for k, v in pairs(fields) do
+          assert.is_true(type(v) ~= "table", "a table reached on_log as field " .. tostring(k))
+          logs[#logs + 1] = tostring(v)
+        end
+      end }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return auth0.new(o), logs
+  end
+
+  it("a table raised from a callback shows no link state or authorization code", function()
+    local c, logs = logging_client()
+    c:passwordless_start({ connection = "email", email = "a@example.com" }, function()
+      error({ link = { state = "STATE-SECRET-1" }, params = { code = "AUTHCODE-SECRET-2", state = "STATE-SECRET-1" } })
+    end)
+    while c:pending() > 0 do c:poll(10) end
+    local all = table.concat(logs, "\n")
+    assert.truthy(all:find("(secret)", 1, true))
+    assert.is_nil(all:find("STATE-SECRET-1", 1, true))
+    assert.is_nil(all:find("AUTHCODE-SECRET-2", 1, true))
+  end)
+
+  it("an object with its own tostring (a flow) raised from a callback is shown by it", function()
+    local c, logs = logging_client()
+    local obj = setmetatable({ hidden = "FIELD-SECRET-3" }, { __tostring = function() return "my.Object" end })
+    c:passwordless_start({ connection = "email", email = "a@example.com" }, function() error({ obj }) end)
+    while c:pending() > 0 do c:poll(10) end
+    local all = table.concat(logs, "\n")
+    assert.truthy(all:find("my.Object", 1, true))
+    assert.is_nil(all:find("FIELD-SECRET-3", 1, true))
+  end)
+
+  it("a transport's status outside 100..599, fractional or NaN is bad_response", function()
+    for _, st in ipairs { 0 / 0, 1e308, -1, 99, 600, 200.5, math.huge } do
+      local c = auth0.new { base_url = "https://tenant.example", client_id = "c", retries = 0,
+        transport = function() return { status = st, body = "{}" } end }
+      local r, err = c:passwordless_start { connection = "email", email = "a@example.com" }
+      assert.is_nil(r)
+      assert.equal("bad_response", err.code, tostring(st))
+      assert.equal("transport returned an invalid HTTP status", err.message)
+    end
+  end)
+end)

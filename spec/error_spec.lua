@@ -269,13 +269,9 @@ describe("error text from outside is one line", function()
       assert.is_true(clean_text(err.message), err.message)
       assert.is_true(clean_text(tostring(err)))
       if err.request_id then assert.is_true(clean_text(err.request_id), err.request_id) end
-      -- the request id of a 4xx answer reaches on_log raw from the debug "response" line of
-      -- lua/auth0/client.lua (not this track's file): reported, checked there once fixed
-      if i ~= 3 then
-        for _, l in ipairs(logged) do assert.is_true(clean_text(l), l) end
-      end
+      -- the request id of answer 3 reaches on_log also through the debug "response" line
+      for _, l in ipairs(logged) do assert.is_true(clean_text(l), l) end
       c:close()
     end)
   end
-  pending("the debug 'response' log line cleans the request id (lua/auth0/client.lua, reported)")
 end)

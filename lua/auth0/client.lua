@@ -135,6 +135,10 @@ local function via_transport(self, ep, fields, opts)
   if type(resp) ~= "table" or type(resp.status) ~= "number" then
     return nil, "bad_response", "transport returned no status"
   end
+  local st = resp.status
+  if not (st >= 100 and st <= 599) or st % 1 ~= 0 then   -- NaN fails the first test
+    return nil, "bad_response", "transport returned an invalid HTTP status"
+  end
   return resp.status, type(resp.body) == "string" and resp.body or "", map_headers(resp.headers)
 end
 
@@ -216,7 +220,7 @@ local function finish(self, ep, fit, status, body, hdrs)
   end
   if self._on_log then
     hdrs = hdrs or self._core:last_headers()
-    self:_log("debug", "response", { endpoint = ep, status = status, request_id = hdrs and hdrs.request_id })
+    self:_log("debug", "response", { endpoint = ep, status = status, request_id = hdrs and errors.clean(hdrs.request_id) })
   end
   if status >= 200 and status < 300 then
     -- a flat object (a token set) decodes in C as cjson would, and says whether it held a

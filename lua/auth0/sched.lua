@@ -95,11 +95,18 @@ end
 local SECRET = { access_token = true, id_token = true, refresh_token = true, mfa_token = true,
   client_secret = true, otp = true, verification_code = true, recovery_code = true,
   binding_code = true, oob_code = true, code_verifier = true, nonce = true, recovery_codes = true,
-  password = true, secret = true, token = true, barcode_uri = true }
+  password = true, secret = true, token = true, barcode_uri = true, state = true, code = true }
 
 -- Keys and scalars of a table shown in a log line: a bounded, one-line rendering.
 local function show_table(t, depth)
   if errors.is(t) then return tostring(t) end
+  -- an object with its own tostring (a flow, a client, a request, a listener) shows that:
+  -- the library's are redacted, and walking its fields would bypass them
+  local mt = getmetatable(t)
+  if type(mt) == "table" and mt.__tostring ~= nil then
+    local ok, s = pcall(tostring, t)
+    return ok and type(s) == "string" and s or "(object)"
+  end
   if depth > 2 then return "{...}" end
   local parts, n = {}, 0
   for k, v in next, t do
