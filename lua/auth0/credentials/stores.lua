@@ -169,6 +169,7 @@ function _M.file_store(opts)
     if r[1] == nil and r[2] == nil then return false end   -- nothing: still running
     op.job = nil
     op.res = r
+    op.prev = nil   -- the jobs before it ended too (in order)
     if last == op then last = nil end
     return true
   end
@@ -179,13 +180,19 @@ function _M.file_store(opts)
   local function queue(finish, method, ...)
     local job, code, msg = start(method, ...)
     local op = { job = job, res = not job and { nil, code, msg } or nil }
-    if job then last = op end
+    if job then op.prev, last = last, op end
     return function()
       if not advance(op, false) then return false end
       return true, finish(op.res[1], op.res[2], op.res[3])
     end, function()
-      if op.job then op.job:release(); op.job = nil; op.res = { nil, "io", "dropped" } end
-      if last == op then last = nil end
+      if op.job then op.job:release(); op.job = nil; op.res = { nil, "io", "dropped" }; op.dropped = true end
+      -- the newest job to wait for is then the newest one before it not dropped: a dropped job
+      -- can no longer be waited for, and the writes queued before it are still running
+      if last == op then
+        local p = op.prev
+        while p and p.dropped do p = p.prev end
+        last = p
+      end
     end
   end
   local function done(ok, code, msg)
