@@ -214,6 +214,14 @@ end
 
 local function no_guard(fn) return fn end
 
+-- For client:close() cancelling a call: the store's jobs asked for so far are waited for (a
+-- write takes milliseconds), so the lock released next never lets another process reread the
+-- file before a rotated refresh token is on it.
+local function finish_jobs(self)
+  local s = self._store
+  if async_store(self) and type(s.wait) == "function" then s.wait() end
+end
+
 -- fn(result, err) from poll once the job behind `poll` ended; `guard` wraps what runs from
 -- the timer (a refresh in flight lands whatever raises there).
 local function wait_job(self, poll, fn, guard)
@@ -280,7 +288,11 @@ end
 -- data changes only then: nobody sees a rotated access token before its refresh token is saved.
 local function store_new_cb(self, d, event, fn, guard)
   if not async_store(self) then return fn(store_new(self, d, event)) end
-  local unhold = hold(self, function(err) fn(nil, err) end)
+  local unhold = hold(self, function(err)
+    finish_jobs(self)
+    self._data = nil   -- the write may have landed or not: the store is read again
+    fn(nil, err)
+  end)
   local done, outer = fn, guard or no_guard
   fn = function(...) unhold(); return done(...) end
   guard = function(g)   -- a raise on the way (the store's save_async) ends the hold too
@@ -387,6 +399,7 @@ require("auth0.credentials.renew")(Manager, {
   deliver = deliver, changed = changed, login_required = login_required, entry_from = entry_from,
   store_new = store_new, store_new_cb = store_new_cb, store_clear_cb = store_clear_cb, lock_cb = lock_cb,
   later = later, load_cb = load_cb, hold = hold, new_error = new_error, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
+  finish_jobs = finish_jobs,
 })
 
 return _M

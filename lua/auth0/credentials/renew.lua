@@ -9,7 +9,7 @@ return function(Manager, h)
     h.entry_from, h.store_new
   local xpcall, pcall, traceback, copy, new_error = h.xpcall, h.pcall, h.traceback, h.copy, h.new_error
   local store_new_cb, store_clear_cb, lock_cb, load_cb = h.store_new_cb, h.store_clear_cb, h.lock_cb, h.load_cb
-  local later, hold = h.later, h.hold
+  local later, hold, finish_jobs = h.later, h.hold, h.finish_jobs
 
   -- The store's lock, when it has one (file: flock; ngx.shared: add with a TTL).
   local function lock(self)
@@ -164,6 +164,7 @@ return function(Manager, h)
     -- client:close() lands the flight ("cancelled"): the timers it waits on are dropped then
     f.unhold = hold(self, function(err)
       if f.drop then f.drop() end
+      finish_jobs(self)   -- before land releases the lock: a rotated token's write ends first
       if self._flight == f then land(self, f, nil, err) end
     end)
     local function refresh(d)
@@ -288,6 +289,7 @@ return function(Manager, h)
     local st = {}   -- st.drop: the lock's try in flight
     unhold = hold(self, function(err)   -- client:close(): "cancelled"
       if st.drop then st.drop() end
+      finish_jobs(self)   -- a removal in flight ends before the lock is released
       finish(nil, err)
     end)
     local function empty()

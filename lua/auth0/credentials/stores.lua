@@ -7,8 +7,9 @@
 -- and `clear_async()`, each returning a function `poll()` that returns false while the work
 -- goes on, then `true, result, err` (result as save/clear would return it); optionally
 -- `load_async()` and `lock_async()` (the same, with load's and lock(0)'s results), `busy()`
--- (true while a job is unfinished: reads wait for it) and `lock_wait` (seconds: the
--- manager's callback forms try the lock again on a timer until then).
+-- (true while a job is unfinished: reads wait for it), `wait()` (blocks until the jobs end:
+-- client:close() of a call with a write in flight) and `lock_wait` (seconds: the manager's
+-- callback forms try the lock again on a timer until then).
 -- @module auth0.credentials.stores
 local core = require "auth0.core"
 local errors = require "auth0.error"
@@ -231,6 +232,9 @@ function _M.file_store(opts)
   end
   --- True while a job asked for is not finished (the manager's callback forms read after it).
   function store.busy() return last ~= nil and not advance(last, false) end
+  --- Blocks until the jobs asked for so far have ended (a cancelled call's write: its lock is
+  -- released only once the file holds what it wrote).
+  function store.wait() drain() end
   store.lock_wait = wait
   function store.lock(w)
     local l, code, msg = core.store_lock(path .. ".lock", w or wait)

@@ -1,0 +1,93 @@
+-- Attacks on the callback forms' store jobs (issue 14): ordering of a store's jobs when a lock
+-- try is dropped, and what client:close() leaves behind while a rotated token is being written.
+-- Each runs in a child process with every store job slowed (A0_STORE_FAULT=slow_job: 300 ms).
+local credentials = require "auth0.credentials"
+local emu = require "spec.support.emulator"
+local cjson = require "cjson"
+local core = require("auth0").core
+local util = require "spec.support.util"
+
+local server
+local function tmpdir() return util.tmpdir("a0-creds-attack") end
+local function stored(path)
+  local text = core.store_read(path)
+  return text and cjson.decode(text)
+end
+
+-- Runs `src` in a child Lua of this pass with store jobs slowed; args after the script.
+local function child(dir, src, ...)
+  local script = dir .. "/child.lua"
+  util.write(script, "io.stdout:setvbuf('no')\n"
+    .. "local function print(...) io.write(table.concat({ ... }, ' '), '\\n') end\n" .. src)
+  local lua = rawget(_G, "jit") and "luajit" or "lua5.4"
+  local args = {}
+  for i, a in ipairs({ ... }) do args[i] = util.q(a) end
+  return util.sh(("A0_STORE_FAULT=slow_job LUA_PATH=%s LUA_CPATH=%s timeout 30 %s %s %s"):format(
+    util.q(package.path), util.q(package.cpath), lua, script, table.concat(args, " ")))
+end
+
+describe("auth0.credentials store jobs under attack", function()
+  setup(function() server = emu.start() end)
+  before_each(function() emu.reset() end)
+  after_each(util.rm_tmp)
+
+  it("a dropped lock try does not let a later blocking save be overtaken by an earlier async one", function()
+    local dir = tmpdir()
+    local out = child(dir, [[
+      local credentials, core, cjson = require "auth0.credentials", require "auth0.core", require "cjson"
+      local path = arg[1]
+      local s = credentials.file_store { path = path }
+      assert(s.prepare())
+      local poll = s.save_async({ v = 1, refresh_token = "older" })   -- 300 ms on the thread
+      local _, drop = s.lock_async()   -- a lock try queued behind it, dropped (client:close())
+      drop()
+      print("busy after drop", tostring(s.busy()))
+      assert(s.save({ v = 1, refresh_token = "newer" }))   -- asked last: must be what stays
+      local t0 = core.now()
+      while not poll() and core.now() - t0 < 5 do end
+      print("on disk", cjson.decode(core.store_read(path)).refresh_token)
+    ]], dir .. "/creds")
+    assert.matches("busy after drop true", out, 1, true)
+    assert.matches("on disk newer", out, 1, true)
+    assert.equal("newer", stored(dir .. "/creds").refresh_token)
+  end)
+
+  it("client:close() while a rotated refresh token is being written keeps the lock until it is on disk", function()
+    local dir = tmpdir()
+    local path = dir .. "/creds"
+    local c = util.client(server)
+    local cm = credentials.new(c, { store = credentials.file_store { path = path } })
+    local tokens = util.login(emu, c, "close-rotate@example.com")
+    assert(cm:save(tokens))
+    c:close()
+    local out = child(dir, [[
+      local auth0, credentials, core, cjson = require "auth0", require "auth0.credentials", require "auth0.core",
+        require "cjson"
+      local path, url, ca = arg[1], arg[2], arg[3]
+      local c = auth0.new { base_url = url, ca_file = ca, client_id = "emu-native" }
+      local store = credentials.file_store { path = path }
+      local writing
+      local save_async = store.save_async
+      store.save_async = function(d) writing = true; return save_async(d) end
+      local cm = credentials.new(c, { store = store })
+      local got
+      assert(cm:renew(function(t, e) got = { t, e } end))
+      local t0 = core.now()
+      while not writing and core.now() - t0 < 10 do c:poll(10) end
+      print("writing", tostring(writing))
+      c:close()
+      print("callback", tostring(got and got[2] and got[2].code))
+      -- another process takes the lock now and rereads: it must find the rotated token
+      local l = core.store_lock(path .. ".lock", 0)
+      print("lock free after close", tostring(l ~= nil))
+      if l then print("refresh token on disk then", cjson.decode(core.store_read(path)).refresh_token) end
+    ]], path, server.base_url, server.ca_file)
+    assert.matches("writing true", out, 1, true)
+    assert.matches("callback cancelled", out, 1, true)
+    assert.matches("lock free after close true", out, 1, true)
+    local rt = out:match("refresh token on disk then (%S+)")
+    assert.is_string(rt, out)
+    assert.not_equal(tokens.refresh_token, rt)   -- the rotated-out one would be refused (or worse)
+    assert.equal(rt, stored(path).refresh_token)
+  end)
+end)
