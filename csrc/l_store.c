@@ -85,6 +85,7 @@ static int l_store_lock(lua_State *L) {
 typedef struct {
   a0_store_job *job;   /* NULL once its result was taken */
   a0_store_op op;
+  pid_t pid;           /* the process that started it: a forked child has no such thread */
 } l_job;
 
 typedef struct {
@@ -109,6 +110,7 @@ static int start_job(lua_State *L, a0_store_worker *w, a0_store_req *r) {
   l_job *u = (l_job *)a0c_newuserdata(L, sizeof *u);
   u->job = NULL;
   u->op = r->op;
+  u->pid = getpid();
   luaL_getmetatable(L, JOB_MT);
   lua_setmetatable(L, -2);
   r->fault = env_fault();
@@ -182,6 +184,15 @@ static l_lock *new_lock(lua_State *L) {
   return k;
 }
 
+/* A job started before a fork: its thread is not in this process (the job would never end
+ * here) and may have held the job's mutex at the fork, so the child never touches it (its
+ * memory is left to the child's exit); true when it was such a job, now dropped. */
+static int drop_foreign(l_job *u) {
+  if (u->job == NULL || u->pid == getpid()) return 0;
+  u->job = NULL;
+  return 1;
+}
+
 /* job:result(): nothing while the thread works, then what the blocking function returns
  * (taken once: a second call raises). */
 static int l_job_result(lua_State *L) {
@@ -192,6 +203,10 @@ static int l_job_result(lua_State *L) {
   l_lock *k = NULL;
   int fd = -1;
   if (u->job == NULL) return luaL_error(L, "auth0.StoreJob: the result was taken already");
+  if (drop_foreign(u)) {
+    strcpy(e.msg, "the store job was started before a fork: it runs in the parent process");
+    return push_fail(L, A0_STORE_IO, &e);
+  }
   if (u->op == A0_JOB_LOCK) k = new_lock(L);   /* before the fd is ours: a raise cannot leak it */
   if (!a0_store_job_result(u->job, &s, &b, &fd, &e)) return 0;
   a0_store_job_release(u->job);
@@ -207,7 +222,7 @@ static int l_job_result(lua_State *L) {
 /* job:wait(): blocks until the thread is done (the blocking forms, before touching the file). */
 static int l_job_wait(lua_State *L) {
   l_job *u = (l_job *)luaL_checkudata(L, 1, JOB_MT);
-  if (u->job != NULL) a0_store_job_wait(u->job);
+  if (u->job != NULL && u->pid == getpid()) a0_store_job_wait(u->job);   /* a parent's job: result() says so */
   lua_settop(L, 1);
   return 1;
 }
@@ -216,7 +231,7 @@ static int l_job_wait(lua_State *L) {
  * the job when it ends, releasing a lock it took. */
 static int l_job_gc(lua_State *L) {
   l_job *u = (l_job *)luaL_checkudata(L, 1, JOB_MT);
-  a0_store_job_release(u->job);
+  if (!drop_foreign(u)) a0_store_job_release(u->job);
   u->job = NULL;
   return 0;
 }
@@ -225,7 +240,7 @@ static int l_job_tostring(lua_State *L) {
   l_job *u = (l_job *)luaL_checkudata(L, 1, JOB_MT);
   a0_store_status s;
   a0_store_err e;
-  int done = u->job == NULL || a0_store_job_result(u->job, &s, NULL, NULL, &e);
+  int done = u->job == NULL || u->pid != getpid() || a0_store_job_result(u->job, &s, NULL, NULL, &e);
   lua_pushstring(L, done ? "auth0.StoreJob (done)" : "auth0.StoreJob (running)");
   return 1;
 }

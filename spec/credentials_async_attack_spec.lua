@@ -90,4 +90,41 @@ describe("auth0.credentials store jobs under attack", function()
     assert.not_equal(tokens.refresh_token, rt)   -- the rotated-out one would be refused (or worse)
     assert.equal(rt, stored(path).refresh_token)
   end)
+  -- fork() through LuaJIT's FFI (Lua 5.4 has no fork to call)
+  local it_jit = rawget(_G, "jit") and it or pending
+  it_jit("a child forked while the parent's store job runs does not wait for a thread it lacks", function()
+    local dir = tmpdir()
+    local out = child(dir, [[
+      local ffi = require "ffi"
+      ffi.cdef "int fork(void); int waitpid(int pid, int *status, int options); void _exit(int);"
+      local credentials, core = require "auth0.credentials", require "auth0.core"
+      local s = credentials.file_store { path = arg[1] }
+      assert(s.prepare())
+      local poll = s.save_async({ v = 1, refresh_token = "parent" })   -- 300 ms on the parent's thread
+      local job = core.store_read_async(arg[1])                         -- a thread of its own
+      local pid = ffi.C.fork()
+      if pid == 0 then
+        print("child busy", tostring(s.busy()))
+        local d, err = s.load()   -- waited for the parent's job for ever
+        print("child load", tostring(d and d.refresh_token), tostring(err))
+        print("child job", tostring(job:wait()), tostring(job), select(3, job:result()))
+        local ok = s.save({ v = 1, refresh_token = "child" })
+        local poll2 = s.save_async({ v = 1, refresh_token = "child2" })   -- a thread of the child's
+        local t0 = core.now()
+        while not poll2() and core.now() - t0 < 5 do end
+        print("child async", tostring(ok), tostring(select(2, poll2())))
+        ffi.C._exit(0)
+      end
+      local st = ffi.new("int[1]")
+      ffi.C.waitpid(pid, st, 0)
+      local t0 = core.now()
+      while not poll() and core.now() - t0 < 5 do end
+      print("parent", tostring(select(2, poll())), st[0])
+    ]], dir .. "/creds")
+    assert.matches("child busy false", out, 1, true)
+    assert.matches("child load nil nil", out, 1, true)
+    assert.matches("child job auth0.StoreJob (done) auth0.StoreJob (done) the store job was started before a fork", out, 1, true)
+    assert.matches("child async true true", out, 1, true)
+    assert.matches("parent true 0", out, 1, true)
+  end)
 end)
