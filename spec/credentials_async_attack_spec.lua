@@ -90,6 +90,36 @@ describe("auth0.credentials store jobs under attack", function()
     assert.not_equal(tokens.refresh_token, rt)   -- the rotated-out one would be refused (or worse)
     assert.equal(rt, stored(path).refresh_token)
   end)
+  it("client:close() while clear's removal runs keeps the lock until the file is gone", function()
+    local dir = tmpdir()
+    local path = dir .. "/creds"
+    assert(core.store_write(path, cjson.encode { v = 1, access_token = "at", refresh_token = "rt", expires_at = 1 }))
+    local out = child(dir, [[
+      local auth0, credentials, core = require "auth0", require "auth0.credentials", require "auth0.core"
+      local path, url, ca = arg[1], arg[2], arg[3]
+      local c = auth0.new { base_url = url, ca_file = ca, client_id = "emu-native" }
+      local store = credentials.file_store { path = path }
+      local removing
+      local clear_async = store.clear_async
+      store.clear_async = function() removing = true; return clear_async() end
+      local cm = credentials.new(c, { store = store })
+      local got
+      assert(cm:clear({ revoke = false }, function(ok, e) got = { ok, e } end))
+      local t0 = core.now()
+      while not removing and core.now() - t0 < 10 do c:poll(10) end
+      print("removing", tostring(removing))
+      c:close()
+      print("callback", tostring(got and got[2] and got[2].code))
+      local l = core.store_lock(path .. ".lock", 0)
+      print("lock free after close", tostring(l ~= nil))
+      if l then print("file there then", tostring(core.store_read(path) ~= nil)) end
+    ]], path, server.base_url, server.ca_file)
+    assert.matches("removing true", out, 1, true)
+    assert.matches("callback cancelled", out, 1, true)
+    assert.matches("lock free after close true", out, 1, true)
+    assert.matches("file there then false", out, 1, true)
+  end)
+
   -- fork() through LuaJIT's FFI (Lua 5.4 has no fork to call)
   local it_jit = rawget(_G, "jit") and it or pending
   it_jit("a child forked while the parent's store job runs does not wait for a thread it lacks", function()
