@@ -349,7 +349,8 @@ end
 
 --- Stores the tokens of a login (flow's `f.tokens`, `passwordless_login`'s result, an MFA
 -- grant's result), replacing what was stored. The ID token, when present, is verified
--- first (fetching the JWKS if needed) and its claims kept for `user()`.
+-- first (fetching the JWKS if needed) and its claims kept for `user()`. During this manager's
+-- own refresh it waits for that refresh to land, so the new login is what stays stored.
 -- @tparam table tokens with `access_token`, `expires_in`, and usually `refresh_token`, `id_token`
 -- @param[opt] cb callback(true | nil, err)
 -- @return true or nil, err (`invalid_id_token`, a network error, a store error)
@@ -358,6 +359,13 @@ function Manager:save(tokens, cb)
   if type(tokens) ~= "table" or type(tokens.access_token) ~= "string" then raise("tokens must have an access_token") end
   if cb ~= nil and type(cb) ~= "function" then raise("callback must be a function") end
   local client = self._client
+  if self._flight then   -- our refresh started from the session being replaced: it writes first
+    if cb then
+      self._queued[#self._queued + 1] = function() self:save(tokens, cb) end
+      return true
+    end
+    while self._flight do client:poll(10) end
+  end
   local function verified(claims, err)
     if err then return deliver(cb, nil, err) end
     if cb then store_new_cb(self, build(self, tokens, claims), "saved", cb); return true end
