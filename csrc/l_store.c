@@ -15,7 +15,8 @@
 #define WORKER_MT "auth0.StoreWorker"
 
 typedef struct {
-  int fd;   /* -1 once unlocked */
+  int fd;      /* -1 once unlocked */
+  pid_t pid;   /* the process that took it: a forked child shares the lock, never releases it */
 } l_lock;
 
 static int push_fail(lua_State *L, a0_store_status s, const a0_store_err *e) {
@@ -75,6 +76,7 @@ static int l_store_lock(lua_State *L) {
   luaL_argcheck(L, wait >= 0 && wait <= 3600, 2, "wait must be seconds in 0..3600");
   k = (l_lock *)a0c_newuserdata(L, sizeof *k);   /* before the lock: a raise cannot leak the fd */
   k->fd = -1;
+  k->pid = getpid();
   luaL_getmetatable(L, LOCK_MT);
   lua_setmetatable(L, -2);
   s = a0_store_lock(path, (long)(wait * 1000), &k->fd, &e);
@@ -179,6 +181,7 @@ static int l_worker_gc(lua_State *L) {
 static l_lock *new_lock(lua_State *L) {
   l_lock *k = (l_lock *)a0c_newuserdata(L, sizeof *k);
   k->fd = -1;
+  k->pid = getpid();
   luaL_getmetatable(L, LOCK_MT);
   lua_setmetatable(L, -2);
   return k;
@@ -248,7 +251,10 @@ static int l_job_tostring(lua_State *L) {
 static int l_lock_unlock(lua_State *L) {
   l_lock *k = (l_lock *)luaL_checkudata(L, 1, LOCK_MT);
   int held = k->fd >= 0;
-  a0_store_unlock(k->fd);
+  /* a forked child's copy of the descriptor shares the parent's lock: unlocking it there (or
+   * its exit closing the Lua state) would release the parent's lock mid-refresh */
+  if (held && k->pid != getpid()) close(k->fd);
+  else a0_store_unlock(k->fd);
   k->fd = -1;
   lua_pushboolean(L, held);
   return 1;

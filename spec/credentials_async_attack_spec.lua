@@ -157,4 +157,20 @@ describe("auth0.credentials store jobs under attack", function()
     assert.matches("child async true true", out, 1, true)
     assert.matches("parent true 0", out, 1, true)
   end)
+  it_jit("a forked child ending does not release the parent's store lock", function()
+    local dir = tmpdir()
+    local out = child(dir, [[
+      local ffi = require "ffi"
+      ffi.cdef "int fork(void); int waitpid(int pid, int *status, int options);"
+      local core = require "auth0.core"
+      local held = assert(core.store_lock(arg[1], 0))   -- the parent's refresh lock
+      local pid = ffi.C.fork()
+      if pid == 0 then os.exit(0, true) end   -- a child ending normally: its Lua state closed
+      ffi.C.waitpid(pid, ffi.new("int[1]"), 0)
+      print("taken elsewhere", tostring(core.store_lock(arg[1], 0) ~= nil))
+      print("released", tostring(held:unlock()), tostring(core.store_lock(arg[1], 0) ~= nil))
+    ]], dir .. "/creds.lock")
+    assert.matches("taken elsewhere false", out, 1, true)
+    assert.matches("released true true", out, 1, true)
+  end)
 end)
