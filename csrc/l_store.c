@@ -173,7 +173,9 @@ static int l_store_worker(lua_State *L) {
 
 static int l_worker_gc(lua_State *L) {
   l_worker *u = (l_worker *)luaL_checkudata(L, 1, WORKER_MT);
-  a0_store_worker_release(u->w);   /* never waits: the thread runs what is queued, then ends */
+  /* never waits: the thread runs what is queued, then ends; a parent's worker in a forked
+   * child is left alone (its thread may have held its mutex at the fork) */
+  if (u->pid == getpid()) a0_store_worker_release(u->w);
   u->w = NULL;
   return 0;
 }

@@ -36,4 +36,29 @@ describe("auth0.credentials: a save during the manager's refresh", function()
       c:close()
     end)
   end
+  it("two managers on one file renewing at once (callback forms, two store threads) make one refresh", function()
+    local path = util.tmpdir("a0-creds-attack2") .. "/creds"
+    local c1, c2 = util.client(server), util.client(server)
+    local cm1 = credentials.new(c1, { store = credentials.file_store { path = path }, now = clock.now })
+    local cm2 = credentials.new(c2, { store = credentials.file_store { path = path }, now = clock.now })
+    local a = util.login(emu, c1, "twins@example.com")
+    assert(cm1:save(a))
+    assert.is_true(cm2:has_valid())
+    clock.advance(86400 + 10)   -- both cached access tokens expired
+    local r1, r2
+    assert.is_true(cm1:credentials(function(t, e) r1 = { t, e } end))
+    assert.is_true(cm2:credentials(function(t, e) r2 = { t, e } end))
+    assert(util.poll_until(c1, function()
+      c2:poll(0)
+      return r1 and r2
+    end), "timed out")
+    assert.is_table(r1[1], tostring(r1[2]))
+    assert.is_table(r2[1], tostring(r2[2]))
+    assert.equal(r1[1].access_token, r2[1].access_token)   -- the second reread the first one's tokens
+    local disk = cjson.decode(core.store_read(path))
+    assert.not_equal(a.refresh_token, disk.refresh_token)
+    assert.equal(r1[1].access_token, disk.access_token)
+    c1:close()
+    c2:close()
+  end)
 end)
