@@ -181,7 +181,10 @@ function _M.file_store(opts)
   local function queue(finish, method, ...)
     local job, code, msg = start(method, ...)
     local op = { job = job, res = not job and { nil, code, msg } or nil }
-    if job then op.prev, last = last, op end
+    if job then   -- op.prev: the job before it while unfinished (a dropped op's wait goes there)
+      op.prev = last ~= nil and not advance(last, false) and last or nil
+      last = op
+    end
     return function()
       if not advance(op, false) then return false end
       return true, finish(op.res[1], op.res[2], op.res[3])
