@@ -61,4 +61,43 @@ describe("auth0.credentials: a save during the manager's refresh", function()
     c1:close()
     c2:close()
   end)
+  for _, at in ipairs({ "answer", "write" }) do
+    it("client:close() after the refresh answered (" .. at .. " not yet queued) keeps the rotated refresh token", function()
+      local path = util.tmpdir("a0-creds-attack2") .. "/creds"
+      local c = util.client(server)
+      local store = credentials.file_store { path = path }
+      local cm = credentials.new(c, { store = store, now = clock.now })
+      local a = util.login(emu, c, "quit-" .. at .. "@example.com")
+      assert(cm:save(a))
+      local answered, rotated
+      local refresh = c.refresh
+      c.refresh = function(cl, fields, cb)   -- sees the answer, then lets the manager have it
+        return refresh(cl, fields, function(t, e)
+          answered, rotated = true, t and t.refresh_token
+          cb(t, e)
+        end)
+      end
+      local got
+      assert.is_true(cm:renew(function(t, e) got = { t, e } end))
+      if at == "answer" then
+        assert(util.poll_until(c, function() return answered end), "timed out")
+      else   -- the ID token checked, its write waiting for the next poll
+        local save_async = store.save_async
+        local asked
+        store.save_async = function(d) asked = true; return save_async(d) end
+        c:jwks()   -- the key set cached: the check runs in the refresh's callback
+        assert(util.poll_until(c, function() return answered end), "timed out")
+        assert.is_nil(asked)
+      end
+      c:close()   -- the game quits
+      assert.equal("cancelled", got[2].code)
+      assert.is_string(rotated)
+      local disk = cjson.decode(core.store_read(path))
+      assert.equal(rotated, disk.refresh_token)   -- the old one was rotated out at the server
+      local c2 = util.client(server)
+      local cm2 = credentials.new(c2, { store = credentials.file_store { path = path }, now = clock.now })
+      assert(cm2:renew())
+      c2:close()
+    end)
+  end
 end)

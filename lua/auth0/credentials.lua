@@ -84,6 +84,7 @@ function _M.new(client, opts)
     _data = nil,          -- cached store content; false = known empty; nil = not read yet
     _flight = nil,        -- the refresh in flight: { key, waiters, lock }
     _queued = {},         -- calls for another audience, waiting for the flight to land
+    _unsaved = nil,       -- writes a renewal not yet handed to the store (client:close())
   }, Manager)
 end
 
@@ -222,6 +223,15 @@ local function finish_jobs(self)
   if async_store(self) and type(s.wait) == "function" then s.wait() end
 end
 
+-- Also for client:close(): a renewal's tokens not yet handed to the store (the server has
+-- rotated the refresh token: the stored one is dead) are written at once, blocking; a store
+-- error then changes nothing more than it would have on the thread.
+local function flush_unsaved(self)
+  local f = self._unsaved
+  self._unsaved = nil
+  if f then pcall(f) end
+end
+
 -- fn(result, err) from poll once the job behind `poll` ended; `guard` wraps what runs from
 -- the timer (a refresh in flight lands whatever raises there).
 local function wait_job(self, poll, fn, guard)
@@ -288,11 +298,15 @@ end
 -- data changes only then: nobody sees a rotated access token before its refresh token is saved.
 local function store_new_cb(self, d, event, fn, guard)
   if not async_store(self) then return fn(store_new(self, d, event)) end
+  local started
+  local function unsaved() store_new(self, d, event) end
   local unhold = hold(self, function(err)
-    finish_jobs(self)
-    self._data = nil   -- the write may have landed or not: the store is read again
+    flush_unsaved(self)   -- a renewal not queued yet: written now
+    finish_jobs(self)     -- one queued: ended
+    if started then self._data = d end
     fn(nil, err)
   end)
+  if event == "renewed" then self._unsaved = unsaved end
   local done, outer = fn, guard or no_guard
   fn = function(...) unhold(); return done(...) end
   guard = function(g)   -- a raise on the way (the store's save_async) ends the hold too
@@ -302,6 +316,8 @@ local function store_new_cb(self, d, event, fn, guard)
     end)
   end
   later(self, function()   -- not in the task that verified the ID token: each fits a poll
+    if self._unsaved == unsaved then self._unsaved = nil end
+    started = true
     wait_job(self, self._store.save_async(d), function(ok, err)
       self._data = d
       if not ok then return fn(nil, err) end
@@ -407,7 +423,7 @@ require("auth0.credentials.renew")(Manager, {
   deliver = deliver, changed = changed, login_required = login_required, entry_from = entry_from,
   store_new = store_new, store_new_cb = store_new_cb, store_clear_cb = store_clear_cb, lock_cb = lock_cb,
   later = later, load_cb = load_cb, hold = hold, new_error = new_error, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
-  finish_jobs = finish_jobs,
+  finish_jobs = finish_jobs, flush_unsaved = flush_unsaved,
 })
 
 return _M

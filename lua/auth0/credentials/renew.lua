@@ -9,7 +9,7 @@ return function(Manager, h)
     h.entry_from, h.store_new
   local xpcall, pcall, traceback, copy, new_error = h.xpcall, h.pcall, h.traceback, h.copy, h.new_error
   local store_new_cb, store_clear_cb, lock_cb, load_cb = h.store_new_cb, h.store_clear_cb, h.lock_cb, h.load_cb
-  local later, hold, finish_jobs = h.later, h.hold, h.finish_jobs
+  local later, hold, finish_jobs, flush_unsaved = h.later, h.hold, h.finish_jobs, h.flush_unsaved
 
   -- The store's lock, when it has one (file: flock; ngx.shared: add with a TTL).
   local function lock(self)
@@ -118,6 +118,7 @@ return function(Manager, h)
   local function land(self, f, res, err)
     if f.landed then return end   -- once: client:close() may land it before its own steps do
     f.landed = true
+    self._unsaved = nil
     if f.unhold then f.unhold() end
     unlock(self, f.lock)
     self._flight = nil
@@ -164,11 +165,15 @@ return function(Manager, h)
     -- client:close() lands the flight ("cancelled"): the timers it waits on are dropped then
     f.unhold = hold(self, function(err)
       if f.drop then f.drop() end
-      finish_jobs(self)   -- before land releases the lock: a rotated token's write ends first
+      flush_unsaved(self)   -- before land releases the lock: a rotated token is written first
+      finish_jobs(self)
       if self._flight == f then land(self, f, nil, err) end
     end)
     local function refresh(d)
       client:refresh(refresh_fields(d, req), guard(function(t, terr)
+        if t and t.refresh_token then   -- rotated: until its write is queued, close() writes it
+          self._unsaved = function() store_new(self, (merged(self, d, key, t, nil)), "renewed") end
+        end
         if not t or key or type(t.id_token) ~= "string" then return settle_cb(self, d, key, t, terr, nil, landed, guard) end
         client:jwks(guard(function(jwks)   -- a JWKS failure only means the old claims stay
           local claims = jwks and client:verify_id_token(t.id_token, { now = self._now() }) or nil
