@@ -120,6 +120,14 @@ describe("auth0.credentials store jobs under attack", function()
     assert.matches("file there then false", out, 1, true)
   end)
 
+  it("data over 1 MiB is too_big in a job as in the blocking write", function()
+    local dir = tmpdir()
+    local big = ("x"):rep(1024 * 1024 + 1)
+    assert.same({ nil, "too_big", "data is over 1 MiB" }, { core.store_write(dir .. "/creds", big) })
+    assert.same({ nil, "too_big", "data is over 1 MiB" }, { core.store_write_async(dir .. "/creds", big) })
+    assert.same({ nil, "too_big", "data is over 1 MiB" }, { core.store_worker():write(dir .. "/creds", big) })
+  end)
+
   -- fork() through LuaJIT's FFI (Lua 5.4 has no fork to call)
   local it_jit = rawget(_G, "jit") and it or pending
   it_jit("a child forked while the parent's store job runs does not wait for a thread it lacks", function()
