@@ -100,4 +100,25 @@ describe("auth0.credentials: a save during the manager's refresh", function()
       c2:close()
     end)
   end
+  for _, what in ipairs({ "save", "clear", "api_credentials" }) do
+    it("client:close() cancels a " .. what .. " queued behind the refresh in flight (it never ended)", function()
+      local path = util.tmpdir("a0-creds-attack2") .. "/creds"
+      local c = util.client(server)
+      local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
+      local a = util.login(emu, c, "queued-" .. what .. "@example.com")
+      assert(cm:save(a))
+      local r1, r2
+      assert.is_true(cm:renew(function(t, e) r1 = { t, e } end))
+      local function cb(x, e) r2 = { x, e } end
+      if what == "save" then assert.is_true(cm:save(a, cb))
+      elseif what == "clear" then assert.is_true(cm:clear(cb))
+      else assert.is_true(cm:api_credentials("https://other.example.com", cb)) end
+      c:close()
+      assert.equal("cancelled", r1[2].code)
+      assert.is_table(r2, "the queued call's callback never ran")
+      assert.is_nil(r2[1])
+      assert.equal("cancelled", r2[2].code)
+      assert.equal(0, c:pending())
+    end)
+  end
 end)

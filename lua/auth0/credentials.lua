@@ -377,7 +377,10 @@ function Manager:save(tokens, cb)
   local client = self._client
   if self._flight then   -- our refresh started from the session being replaced: it writes first
     if cb then
-      self._queued[#self._queued + 1] = function() self:save(tokens, cb) end
+      self._queued[#self._queued + 1] = function(err)
+        if err then return cb(nil, err) end
+        self:save(tokens, cb)
+      end
       return true
     end
     while self._flight do client:poll(10) end

@@ -129,7 +129,9 @@ return function(Manager, h)
     end
     local q = self._queued
     self._queued = {}
-    for _, fn in ipairs(q) do fn() end
+    -- after client:close() they are cancelled too: started now, they would never end
+    local cancelled = err and err.code == "cancelled" and err or nil
+    for _, fn in ipairs(q) do fn(cancelled) end
     if first then error(first, 0) end
   end
 
@@ -146,7 +148,12 @@ return function(Manager, h)
     local f = self._flight
     if f then
       if f.key == key then f.waiters[#f.waiters + 1] = cb
-      else self._queued[#self._queued + 1] = function() self:_get(key, req, min_ttl, force, cb) end end
+      else
+        self._queued[#self._queued + 1] = function(cerr)
+          if cerr then return cb(nil, cerr) end
+          self:_get(key, req, min_ttl, force, cb)
+        end
+      end
       return true
     end
     f = { key = key, waiters = { cb } }
@@ -336,7 +343,10 @@ return function(Manager, h)
     for k in pairs(opts) do if k ~= "revoke" then raise("unknown option " .. tostring(k)) end end
     if self._flight then   -- our own refresh holds the lock: clear once it has landed
       if cb then
-        self._queued[#self._queued + 1] = function() self:clear(opts, cb) end
+        self._queued[#self._queued + 1] = function(err)
+          if err then return cb(nil, err) end
+          self:clear(opts, cb)
+        end
         return true
       end
       while self._flight do self._client:poll(10) end
