@@ -121,4 +121,24 @@ describe("auth0.credentials: a save during the manager's refresh", function()
       assert.equal(0, c:pending())
     end)
   end
+  it("the callback forms on a closed client raise, as the blocking ones do (their callbacks never ran)", function()
+    local path = util.tmpdir("a0-creds-attack2") .. "/creds"
+    local c = util.client(server)
+    local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
+    assert(cm:save(util.login(emu, c, "after-close@example.com")))
+    c:close()
+    local function cb() error("never called") end
+    assert.has_error(function() cm:renew() end, "bad argument #1 to 'refresh' (attempt to use a closed auth0.Client)")
+    for name, call in pairs({
+      renew = function() return cm:renew(cb) end,
+      api_credentials = function() return cm:api_credentials("https://other.example.com", cb) end,
+      clear = function() return cm:clear(cb) end,
+      save = function() return cm:save({ access_token = "at", expires_in = 60 }, cb) end,
+    }) do
+      local ok, err = pcall(call)
+      assert.is_false(ok, name)
+      assert.matches("attempt to use a closed auth0.Client", err, 1, true)
+    end
+    assert.truthy(cm:credentials())   -- a cached token still valid needs no client
+  end)
 end)

@@ -215,6 +215,13 @@ end
 
 local function no_guard(fn) return fn end
 
+-- A callback-form call that needs the client, on a closed one: misuse, as for the client's own
+-- methods (started, it would never end).
+local function check_open(self, level)
+  local s = self._client._sched
+  if type(s) == "table" and s.closed then raise("attempt to use a closed auth0.Client", level + 1) end
+end
+
 -- For client:close() cancelling a call: the store's jobs asked for so far are waited for (a
 -- write takes milliseconds), so the lock released next never lets another process reread the
 -- file before a rotated refresh token is on it.
@@ -374,6 +381,7 @@ end
 function Manager:save(tokens, cb)
   if type(tokens) ~= "table" or type(tokens.access_token) ~= "string" then raise("tokens must have an access_token") end
   if cb ~= nil and type(cb) ~= "function" then raise("callback must be a function") end
+  if cb then check_open(self, 2) end
   local client = self._client
   if self._flight then   -- our refresh started from the session being replaced: it writes first
     if cb then
@@ -426,7 +434,7 @@ require("auth0.credentials.renew")(Manager, {
   deliver = deliver, changed = changed, login_required = login_required, entry_from = entry_from,
   store_new = store_new, store_new_cb = store_new_cb, store_clear_cb = store_clear_cb, lock_cb = lock_cb,
   later = later, load_cb = load_cb, hold = hold, new_error = new_error, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
-  finish_jobs = finish_jobs, flush_unsaved = flush_unsaved,
+  finish_jobs = finish_jobs, flush_unsaved = flush_unsaved, check_open = check_open,
 })
 
 return _M

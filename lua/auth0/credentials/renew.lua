@@ -9,7 +9,8 @@ return function(Manager, h)
     h.entry_from, h.store_new
   local xpcall, pcall, traceback, copy, new_error = h.xpcall, h.pcall, h.traceback, h.copy, h.new_error
   local store_new_cb, store_clear_cb, lock_cb, load_cb = h.store_new_cb, h.store_clear_cb, h.lock_cb, h.load_cb
-  local later, hold, finish_jobs, flush_unsaved = h.later, h.hold, h.finish_jobs, h.flush_unsaved
+  local later, hold, finish_jobs, flush_unsaved, check_open = h.later, h.hold, h.finish_jobs, h.flush_unsaved,
+    h.check_open
 
   -- The store's lock, when it has one (file: flock; ngx.shared: add with a TTL).
   local function lock(self)
@@ -219,7 +220,10 @@ return function(Manager, h)
       local e = entry_of(d, key)
       if fresh(e, now, min_ttl) then return deliver(cb, view(e, d, now, key)) end
     end
-    if cb then return async_refresh(self, key, req, min_ttl, force, cb) end
+    if cb then
+      check_open(self, 3)
+      return async_refresh(self, key, req, min_ttl, force, cb)
+    end
     if self._flight then   -- a callback refresh is in flight: wait for it through the client
       local res, rerr, done
       async_refresh(self, key, req, min_ttl, force, function(r, e2) res, rerr, done = r, e2, true end)
@@ -351,7 +355,10 @@ return function(Manager, h)
       end
       while self._flight do self._client:poll(10) end
     end
-    if cb then return clear_cb(self, opts, cb) end
+    if cb then
+      check_open(self, 2)
+      return clear_cb(self, opts, cb)
+    end
     local l, lerr = lock(self)
     if not l then return nil, lerr end
     local ok, a, b = pcall(function()
