@@ -141,4 +141,32 @@ describe("auth0.credentials: a save during the manager's refresh", function()
     end
     assert.truthy(cm:credentials())   -- a cached token still valid needs no client
   end)
+  for _, then_what in ipairs({ "renew", "clear" }) do
+    it("a " .. then_what .. " asked while a login's save waits for the JWKS comes after that save", function()
+      local path = util.tmpdir("a0-creds-attack2") .. "/creds"
+      local c0 = util.client(server)
+      assert(credentials.new(c0, { store = credentials.file_store { path = path } }):save(util.login(emu, c0, "old@example.com")))
+      local b = util.login(emu, c0, "new@example.com")
+      c0:close()
+      emu.control("POST", "/faults", { rules = { { kind = "delay", path = "/.well-known/jwks.json", ms = 300 } } })
+      local c = util.client(server)   -- no key set yet: the save fetches it (300 ms)
+      local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
+      local saved, after
+      assert.is_true(cm:save(b, function(ok, e) saved = { ok, e } end))
+      if then_what == "renew" then assert.is_true(cm:renew(function(t, e) after = { t, e } end))
+      else assert.is_true(cm:clear({ revoke = false }, function(ok, e) after = { ok, e } end)) end
+      assert(util.poll_until(c, function() return saved and after end), "timed out")
+      assert.is_true(saved[1], tostring(saved[2]))
+      assert.truthy(after[1], tostring(after[2]))
+      local text = core.store_read(path)
+      if then_what == "clear" then
+        assert.is_nil(text and "a credentials file")   -- the logout stays: the login's write did not land after it
+        assert.is_false(cm:has_valid())
+      else
+        assert.equal("new@example.com", cjson.decode(text).user.email)   -- renewed from the new login
+        assert.equal("new@example.com", cm:user().email)
+      end
+      c:close()
+    end)
+  end
 end)

@@ -85,6 +85,7 @@ function _M.new(client, opts)
     _flight = nil,        -- the refresh in flight: { key, waiters, lock }
     _queued = {},         -- calls for another audience, waiting for the flight to land
     _unsaved = nil,       -- writes a renewal not yet handed to the store (client:close())
+    _saving = 0,          -- callback-form saves not ended: refreshes and clears wait for them
   }, Manager)
 end
 
@@ -214,6 +215,16 @@ local function async_store(self)
 end
 
 local function no_guard(fn) return fn end
+
+-- Calls queued behind the manager's own work (a refresh in flight, callback-form saves), started
+-- once it has all ended; client:close() cancels them with it (started then, they would never end).
+local function run_queued(self, err)
+  if self._flight or self._saving > 0 then return end
+  local q = self._queued
+  self._queued = {}
+  local cancelled = err and err.code == "cancelled" and err or nil
+  for _, fn in ipairs(q) do fn(cancelled) end
+end
 
 -- A callback-form call that needs the client, on a closed one: misuse, as for the client's own
 -- methods (started, it would never end).
@@ -373,7 +384,8 @@ end
 --- Stores the tokens of a login (flow's `f.tokens`, `passwordless_login`'s result, an MFA
 -- grant's result), replacing what was stored. The ID token, when present, is verified
 -- first (fetching the JWKS if needed) and its claims kept for `user()`. During this manager's
--- own refresh it waits for that refresh to land, so the new login is what stays stored.
+-- own refresh it waits for that refresh to land, and refreshes or clears asked while a
+-- callback-form save is unfinished wait for it: the new login is what stays stored.
 -- @tparam table tokens with `access_token`, `expires_in`, and usually `refresh_token`, `id_token`
 -- @param[opt] cb callback(true | nil, err)
 -- @return true or nil, err (`invalid_id_token`, a network error, a store error)
@@ -391,20 +403,45 @@ function Manager:save(tokens, cb)
       end
       return true
     end
-    while self._flight do client:poll(10) end
+  end
+  if not cb then   -- and the callback-form saves asked before: they write first too
+    while self._flight or self._saving > 0 do client:poll(10) end
+  end
+  local guard
+  if cb then   -- until it ends, refreshes and clears asked after it wait (they would write first)
+    self._saving = self._saving + 1
+    local user_cb, over = cb, false
+    local function ended(err)
+      if over then return end
+      over = true
+      self._saving = self._saving - 1
+      run_queued(self, err)
+    end
+    cb = function(ok, err) ended(err); return user_cb(ok, err) end
+    guard = function(g)   -- a raise on the way ends it too
+      return function(...)
+        local ok, msg = pcall(g, ...)
+        if not ok then ended(); error(msg, 0) end
+      end
+    end
   end
   local function verified(claims, err)
     if err then return deliver(cb, nil, err) end
-    if cb then store_new_cb(self, build(self, tokens, claims), "saved", cb); return true end
+    if cb then store_new_cb(self, build(self, tokens, claims), "saved", cb, guard); return true end
     return store_new(self, build(self, tokens, claims), "saved")
   end
-  if type(tokens.id_token) ~= "string" then return verified(nil) end
   local function check() return client:verify_id_token(tokens.id_token, { now = self._now() }) end
-  if not cb then return verified(check()) end
-  client:jwks(function(_, err)
-    if err then return verified(nil, err) end
-    verified(check())
-  end)
+  if not cb then
+    if type(tokens.id_token) ~= "string" then return verified(nil) end
+    return verified(check())
+  end
+  guard(function()
+    if type(tokens.id_token) ~= "string" then return verified(nil) end
+    client:jwks(guard(function(_, err)
+      if err then return verified(nil, err) end
+      verified(check())
+    end))
+  end)()
   return true
 end
 
@@ -434,7 +471,7 @@ require("auth0.credentials.renew")(Manager, {
   deliver = deliver, changed = changed, login_required = login_required, entry_from = entry_from,
   store_new = store_new, store_new_cb = store_new_cb, store_clear_cb = store_clear_cb, lock_cb = lock_cb,
   later = later, load_cb = load_cb, hold = hold, new_error = new_error, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
-  finish_jobs = finish_jobs, flush_unsaved = flush_unsaved, check_open = check_open,
+  finish_jobs = finish_jobs, flush_unsaved = flush_unsaved, check_open = check_open, run_queued = run_queued,
 })
 
 return _M

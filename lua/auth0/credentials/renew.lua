@@ -11,6 +11,7 @@ return function(Manager, h)
   local store_new_cb, store_clear_cb, lock_cb, load_cb = h.store_new_cb, h.store_clear_cb, h.lock_cb, h.load_cb
   local later, hold, finish_jobs, flush_unsaved, check_open = h.later, h.hold, h.finish_jobs, h.flush_unsaved,
     h.check_open
+  local run_queued = h.run_queued
 
   -- The store's lock, when it has one (file: flock; ngx.shared: add with a TTL).
   local function lock(self)
@@ -128,11 +129,7 @@ return function(Manager, h)
       local ok, msg = xpcall(cb, traceback, res and copy(res), err)
       if not ok and not first then first = msg end
     end
-    local q = self._queued
-    self._queued = {}
-    -- after client:close() they are cancelled too: started now, they would never end
-    local cancelled = err and err.code == "cancelled" and err or nil
-    for _, fn in ipairs(q) do fn(cancelled) end
+    run_queued(self, err)
     if first then error(first, 0) end
   end
 
@@ -222,8 +219,16 @@ return function(Manager, h)
     end
     if cb then
       check_open(self, 3)
+      if self._saving > 0 then   -- a save asked before it writes first: refresh from what it saved
+        self._queued[#self._queued + 1] = function(cerr)
+          if cerr then return cb(nil, cerr) end
+          self:_get(key, req, min_ttl, force, cb)
+        end
+        return true
+      end
       return async_refresh(self, key, req, min_ttl, force, cb)
     end
+    while self._saving > 0 do self._client:poll(10) end
     if self._flight then   -- a callback refresh is in flight: wait for it through the client
       local res, rerr, done
       async_refresh(self, key, req, min_ttl, force, function(r, e2) res, rerr, done = r, e2, true end)
@@ -345,7 +350,7 @@ return function(Manager, h)
   function Manager:clear(opts, cb)
     opts, cb = args(opts, cb, 2)
     for k in pairs(opts) do if k ~= "revoke" then raise("unknown option " .. tostring(k)) end end
-    if self._flight then   -- our own refresh holds the lock: clear once it has landed
+    if self._flight or self._saving > 0 then   -- our refresh holds the lock, or a save would land after
       if cb then
         self._queued[#self._queued + 1] = function(err)
           if err then return cb(nil, err) end
@@ -353,7 +358,7 @@ return function(Manager, h)
         end
         return true
       end
-      while self._flight do self._client:poll(10) end
+      while self._flight or self._saving > 0 do self._client:poll(10) end
     end
     if cb then
       check_open(self, 2)
