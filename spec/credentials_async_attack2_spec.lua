@@ -169,4 +169,22 @@ describe("auth0.credentials: a save during the manager's refresh", function()
       c:close()
     end)
   end
+  it("a blocking call from a client callback while the manager's work is in flight raises (it looped for ever)", function()
+    local path = util.tmpdir("a0-creds-attack2") .. "/creds"
+    local c = util.client(server)
+    local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
+    local a = util.login(emu, c, "reentrant@example.com")
+    local got = {}
+    assert.is_true(cm:save(a, function() end))   -- a save unfinished
+    c:_after(0, function() got.save = { pcall(cm.renew, cm) } end)
+    assert(util.poll_until(c, function() return got.save and cm:has_valid() end), "timed out")
+    assert.is_true(cm:renew(function() end))     -- a refresh in flight
+    c:_after(0, function() got.flight = { pcall(cm.renew, cm) } end)
+    assert(util.poll_until(c, function() return got.flight and not cm._flight end), "timed out")
+    for _, k in ipairs({ "save", "flight" }) do
+      assert.is_false(got[k][1], k)
+      assert.matches("poll called from inside a callback): use the callback form", got[k][2], 1, true)
+    end
+    c:close()
+  end)
 end)

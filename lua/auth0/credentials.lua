@@ -226,6 +226,20 @@ local function run_queued(self, err)
   for _, fn in ipairs(q) do fn(cancelled) end
 end
 
+-- The blocking forms wait for the manager's own work (a refresh in flight, callback-form saves)
+-- by polling the client until `pending()` is false; from inside one of the client's callbacks
+-- the poll cannot advance it (it would loop for ever): misuse.
+local function wait_own(self, pending, level)
+  pending = pending or function() return self._flight or self._saving > 0 end
+  while pending() do
+    local n, err = self._client:poll(10)
+    if not n then
+      raise("a blocking call waits for the manager's work in flight and cannot from here ("
+            .. tostring(err and err.message) .. "): use the callback form", level + 1)
+    end
+  end
+end
+
 -- A callback-form call that needs the client, on a closed one: misuse, as for the client's own
 -- methods (started, it would never end).
 local function check_open(self, level)
@@ -405,7 +419,7 @@ function Manager:save(tokens, cb)
     end
   end
   if not cb then   -- and the callback-form saves asked before: they write first too
-    while self._flight or self._saving > 0 do client:poll(10) end
+    wait_own(self, nil, 2)
   end
   local guard
   if cb then   -- until it ends, refreshes and clears asked after it wait (they would write first)
@@ -472,6 +486,7 @@ require("auth0.credentials.renew")(Manager, {
   store_new = store_new, store_new_cb = store_new_cb, store_clear_cb = store_clear_cb, lock_cb = lock_cb,
   later = later, load_cb = load_cb, hold = hold, new_error = new_error, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
   finish_jobs = finish_jobs, flush_unsaved = flush_unsaved, check_open = check_open, run_queued = run_queued,
+  wait_own = wait_own,
 })
 
 return _M

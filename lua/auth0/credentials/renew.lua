@@ -11,7 +11,7 @@ return function(Manager, h)
   local store_new_cb, store_clear_cb, lock_cb, load_cb = h.store_new_cb, h.store_clear_cb, h.lock_cb, h.load_cb
   local later, hold, finish_jobs, flush_unsaved, check_open = h.later, h.hold, h.finish_jobs, h.flush_unsaved,
     h.check_open
-  local run_queued = h.run_queued
+  local run_queued, wait_own = h.run_queued, h.wait_own
 
   -- The store's lock, when it has one (file: flock; ngx.shared: add with a TTL).
   local function lock(self)
@@ -228,11 +228,11 @@ return function(Manager, h)
       end
       return async_refresh(self, key, req, min_ttl, force, cb)
     end
-    while self._saving > 0 do self._client:poll(10) end
+    wait_own(self, function() return self._saving > 0 end, 3)
     if self._flight then   -- a callback refresh is in flight: wait for it through the client
       local res, rerr, done
       async_refresh(self, key, req, min_ttl, force, function(r, e2) res, rerr, done = r, e2, true end)
-      while not done do self._client:poll(10) end
+      wait_own(self, function() return not done end, 3)
       return res, rerr
     end
     return blocking_refresh(self, key, req, min_ttl, force)
@@ -358,7 +358,7 @@ return function(Manager, h)
         end
         return true
       end
-      while self._flight or self._saving > 0 do self._client:poll(10) end
+      wait_own(self, nil, 2)
     end
     if cb then
       check_open(self, 2)
