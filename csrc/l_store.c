@@ -15,7 +15,8 @@
 #define WORKER_MT "auth0.StoreWorker"
 
 typedef struct {
-  int fd;   /* -1 once unlocked */
+  int fd;      /* -1 once unlocked */
+  pid_t pid;   /* the process that took it: a forked child shares the lock, never releases it */
 } l_lock;
 
 static int push_fail(lua_State *L, a0_store_status s, const a0_store_err *e) {
@@ -75,6 +76,7 @@ static int l_store_lock(lua_State *L) {
   luaL_argcheck(L, wait >= 0 && wait <= 3600, 2, "wait must be seconds in 0..3600");
   k = (l_lock *)a0c_newuserdata(L, sizeof *k);   /* before the lock: a raise cannot leak the fd */
   k->fd = -1;
+  k->pid = getpid();
   luaL_getmetatable(L, LOCK_MT);
   lua_setmetatable(L, -2);
   s = a0_store_lock(path, (long)(wait * 1000), &k->fd, &e);
@@ -85,6 +87,7 @@ static int l_store_lock(lua_State *L) {
 typedef struct {
   a0_store_job *job;   /* NULL once its result was taken */
   a0_store_op op;
+  pid_t pid;           /* the process that started it: a forked child has no such thread */
 } l_job;
 
 typedef struct {
@@ -109,12 +112,14 @@ static int start_job(lua_State *L, a0_store_worker *w, a0_store_req *r) {
   l_job *u = (l_job *)a0c_newuserdata(L, sizeof *u);
   u->job = NULL;
   u->op = r->op;
+  u->pid = getpid();
   luaL_getmetatable(L, JOB_MT);
   lua_setmetatable(L, -2);
   r->fault = env_fault();
   if (w == NULL) pin_module();
   u->job = a0_store_job_start(w, r, &e);
-  if (u->job == NULL) return push_fail(L, A0_STORE_IO, &e);
+  if (u->job == NULL)   /* the code store_write gives for the same data */
+    return push_fail(L, r->op == A0_JOB_WRITE && r->len > A0_STORE_MAX ? A0_STORE_TOO_BIG : A0_STORE_IO, &e);
   return 1;
 }
 
@@ -169,7 +174,9 @@ static int l_store_worker(lua_State *L) {
 
 static int l_worker_gc(lua_State *L) {
   l_worker *u = (l_worker *)luaL_checkudata(L, 1, WORKER_MT);
-  a0_store_worker_release(u->w);   /* never waits: the thread runs what is queued, then ends */
+  /* never waits: the thread runs what is queued, then ends; a parent's worker in a forked
+   * child is left alone (its thread may have held its mutex at the fork) */
+  if (u->pid == getpid()) a0_store_worker_release(u->w);
   u->w = NULL;
   return 0;
 }
@@ -177,9 +184,19 @@ static int l_worker_gc(lua_State *L) {
 static l_lock *new_lock(lua_State *L) {
   l_lock *k = (l_lock *)a0c_newuserdata(L, sizeof *k);
   k->fd = -1;
+  k->pid = getpid();
   luaL_getmetatable(L, LOCK_MT);
   lua_setmetatable(L, -2);
   return k;
+}
+
+/* A job started before a fork: its thread is not in this process (the job would never end
+ * here) and may have held the job's mutex at the fork, so the child never touches it (its
+ * memory is left to the child's exit); true when it was such a job, now dropped. */
+static int drop_foreign(l_job *u) {
+  if (u->job == NULL || u->pid == getpid()) return 0;
+  u->job = NULL;
+  return 1;
 }
 
 /* job:result(): nothing while the thread works, then what the blocking function returns
@@ -192,6 +209,10 @@ static int l_job_result(lua_State *L) {
   l_lock *k = NULL;
   int fd = -1;
   if (u->job == NULL) return luaL_error(L, "auth0.StoreJob: the result was taken already");
+  if (drop_foreign(u)) {
+    strcpy(e.msg, "the store job was started before a fork: it runs in the parent process");
+    return push_fail(L, A0_STORE_IO, &e);
+  }
   if (u->op == A0_JOB_LOCK) k = new_lock(L);   /* before the fd is ours: a raise cannot leak it */
   if (!a0_store_job_result(u->job, &s, &b, &fd, &e)) return 0;
   a0_store_job_release(u->job);
@@ -207,7 +228,7 @@ static int l_job_result(lua_State *L) {
 /* job:wait(): blocks until the thread is done (the blocking forms, before touching the file). */
 static int l_job_wait(lua_State *L) {
   l_job *u = (l_job *)luaL_checkudata(L, 1, JOB_MT);
-  if (u->job != NULL) a0_store_job_wait(u->job);
+  if (u->job != NULL && u->pid == getpid()) a0_store_job_wait(u->job);   /* a parent's job: result() says so */
   lua_settop(L, 1);
   return 1;
 }
@@ -216,7 +237,7 @@ static int l_job_wait(lua_State *L) {
  * the job when it ends, releasing a lock it took. */
 static int l_job_gc(lua_State *L) {
   l_job *u = (l_job *)luaL_checkudata(L, 1, JOB_MT);
-  a0_store_job_release(u->job);
+  if (!drop_foreign(u)) a0_store_job_release(u->job);
   u->job = NULL;
   return 0;
 }
@@ -225,7 +246,7 @@ static int l_job_tostring(lua_State *L) {
   l_job *u = (l_job *)luaL_checkudata(L, 1, JOB_MT);
   a0_store_status s;
   a0_store_err e;
-  int done = u->job == NULL || a0_store_job_result(u->job, &s, NULL, NULL, &e);
+  int done = u->job == NULL || u->pid != getpid() || a0_store_job_result(u->job, &s, NULL, NULL, &e);
   lua_pushstring(L, done ? "auth0.StoreJob (done)" : "auth0.StoreJob (running)");
   return 1;
 }
@@ -233,7 +254,10 @@ static int l_job_tostring(lua_State *L) {
 static int l_lock_unlock(lua_State *L) {
   l_lock *k = (l_lock *)luaL_checkudata(L, 1, LOCK_MT);
   int held = k->fd >= 0;
-  a0_store_unlock(k->fd);
+  /* a forked child's copy of the descriptor shares the parent's lock: unlocking it there (or
+   * its exit closing the Lua state) would release the parent's lock mid-refresh */
+  if (held && k->pid != getpid()) close(k->fd);
+  else a0_store_unlock(k->fd);
   k->fd = -1;
   lua_pushboolean(L, held);
   return 1;

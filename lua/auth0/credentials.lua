@@ -84,6 +84,8 @@ function _M.new(client, opts)
     _data = nil,          -- cached store content; false = known empty; nil = not read yet
     _flight = nil,        -- the refresh in flight: { key, waiters, lock }
     _queued = {},         -- calls for another audience, waiting for the flight to land
+    _unsaved = nil,       -- writes a renewal not yet handed to the store (client:close())
+    _saving = 0,          -- callback-form saves not ended: refreshes and clears wait for them
   }, Manager)
 end
 
@@ -214,6 +216,54 @@ end
 
 local function no_guard(fn) return fn end
 
+-- Calls queued behind the manager's own work (a refresh in flight, callback-form saves), started
+-- once it has all ended; client:close() cancels them with it (started then, they would never end).
+local function run_queued(self, err)
+  if self._flight or self._saving > 0 then return end
+  local q = self._queued
+  self._queued = {}
+  local cancelled = err and err.code == "cancelled" and err or nil
+  for _, fn in ipairs(q) do fn(cancelled) end
+end
+
+-- The blocking forms wait for the manager's own work (a refresh in flight, callback-form saves)
+-- by polling the client until `pending()` is false; from inside one of the client's callbacks
+-- the poll cannot advance it (it would loop for ever): misuse.
+local function wait_own(self, pending, level)
+  pending = pending or function() return self._flight or self._saving > 0 end
+  while pending() do
+    local n, err = self._client:poll(10)
+    if not n then
+      raise("a blocking call waits for the manager's work in flight and cannot from here ("
+            .. tostring(err and err.message) .. "): use the callback form", level + 1)
+    end
+  end
+end
+
+-- A callback-form call that needs the client, on a closed one: misuse, as for the client's own
+-- methods (started, it would never end).
+local function check_open(self, level)
+  local s = self._client._sched
+  if type(s) == "table" and s.closed then raise("attempt to use a closed auth0.Client", level + 1) end
+end
+
+-- For client:close() cancelling a call: the store's jobs asked for so far are waited for (a
+-- write takes milliseconds), so the lock released next never lets another process reread the
+-- file before a rotated refresh token is on it.
+local function finish_jobs(self)
+  local s = self._store
+  if async_store(self) and type(s.wait) == "function" then s.wait() end
+end
+
+-- Also for client:close(): a renewal's tokens not yet handed to the store (the server has
+-- rotated the refresh token: the stored one is dead) are written at once, blocking; a store
+-- error then changes nothing more than it would have on the thread.
+local function flush_unsaved(self)
+  local f = self._unsaved
+  self._unsaved = nil
+  if f then pcall(f) end
+end
+
 -- fn(result, err) from poll once the job behind `poll` ended; `guard` wraps what runs from
 -- the timer (a refresh in flight lands whatever raises there).
 local function wait_job(self, poll, fn, guard)
@@ -280,7 +330,15 @@ end
 -- data changes only then: nobody sees a rotated access token before its refresh token is saved.
 local function store_new_cb(self, d, event, fn, guard)
   if not async_store(self) then return fn(store_new(self, d, event)) end
-  local unhold = hold(self, function(err) fn(nil, err) end)
+  local started
+  local function unsaved() store_new(self, d, event) end
+  local unhold = hold(self, function(err)
+    flush_unsaved(self)   -- a renewal not queued yet: written now
+    finish_jobs(self)     -- one queued: ended
+    if started then self._data = d end
+    fn(nil, err)
+  end)
+  if event == "renewed" then self._unsaved = unsaved end
   local done, outer = fn, guard or no_guard
   fn = function(...) unhold(); return done(...) end
   guard = function(g)   -- a raise on the way (the store's save_async) ends the hold too
@@ -290,6 +348,8 @@ local function store_new_cb(self, d, event, fn, guard)
     end)
   end
   later(self, function()   -- not in the task that verified the ID token: each fits a poll
+    if self._unsaved == unsaved then self._unsaved = nil end
+    started = true
     wait_job(self, self._store.save_async(d), function(ok, err)
       self._data = d
       if not ok then return fn(nil, err) end
@@ -337,7 +397,9 @@ end
 
 --- Stores the tokens of a login (flow's `f.tokens`, `passwordless_login`'s result, an MFA
 -- grant's result), replacing what was stored. The ID token, when present, is verified
--- first (fetching the JWKS if needed) and its claims kept for `user()`.
+-- first (fetching the JWKS if needed) and its claims kept for `user()`. During this manager's
+-- own refresh it waits for that refresh to land, and refreshes or clears asked while a
+-- callback-form save is unfinished wait for it: the new login is what stays stored.
 -- @tparam table tokens with `access_token`, `expires_in`, and usually `refresh_token`, `id_token`
 -- @param[opt] cb callback(true | nil, err)
 -- @return true or nil, err (`invalid_id_token`, a network error, a store error)
@@ -345,19 +407,55 @@ end
 function Manager:save(tokens, cb)
   if type(tokens) ~= "table" or type(tokens.access_token) ~= "string" then raise("tokens must have an access_token") end
   if cb ~= nil and type(cb) ~= "function" then raise("callback must be a function") end
+  if cb then check_open(self, 2) end
   local client = self._client
+  if self._flight then   -- our refresh started from the session being replaced: it writes first
+    if cb then
+      self._queued[#self._queued + 1] = function(err)
+        if err then return cb(nil, err) end
+        self:save(tokens, cb)
+      end
+      return true
+    end
+  end
+  if not cb then   -- and the callback-form saves asked before: they write first too
+    wait_own(self, nil, 2)
+  end
+  local guard
+  if cb then   -- until it ends, refreshes and clears asked after it wait (they would write first)
+    self._saving = self._saving + 1
+    local user_cb, over = cb, false
+    local function ended(err)
+      if over then return end
+      over = true
+      self._saving = self._saving - 1
+      run_queued(self, err)
+    end
+    cb = function(ok, err) ended(err); return user_cb(ok, err) end
+    guard = function(g)   -- a raise on the way ends it too
+      return function(...)
+        local ok, msg = pcall(g, ...)
+        if not ok then ended(); error(msg, 0) end
+      end
+    end
+  end
   local function verified(claims, err)
     if err then return deliver(cb, nil, err) end
-    if cb then store_new_cb(self, build(self, tokens, claims), "saved", cb); return true end
+    if cb then store_new_cb(self, build(self, tokens, claims), "saved", cb, guard); return true end
     return store_new(self, build(self, tokens, claims), "saved")
   end
-  if type(tokens.id_token) ~= "string" then return verified(nil) end
   local function check() return client:verify_id_token(tokens.id_token, { now = self._now() }) end
-  if not cb then return verified(check()) end
-  client:jwks(function(_, err)
-    if err then return verified(nil, err) end
-    verified(check())
-  end)
+  if not cb then
+    if type(tokens.id_token) ~= "string" then return verified(nil) end
+    return verified(check())
+  end
+  guard(function()
+    if type(tokens.id_token) ~= "string" then return verified(nil) end
+    client:jwks(guard(function(_, err)
+      if err then return verified(nil, err) end
+      verified(check())
+    end))
+  end)()
   return true
 end
 
@@ -387,6 +485,8 @@ require("auth0.credentials.renew")(Manager, {
   deliver = deliver, changed = changed, login_required = login_required, entry_from = entry_from,
   store_new = store_new, store_new_cb = store_new_cb, store_clear_cb = store_clear_cb, lock_cb = lock_cb,
   later = later, load_cb = load_cb, hold = hold, new_error = new_error, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
+  finish_jobs = finish_jobs, flush_unsaved = flush_unsaved, check_open = check_open, run_queued = run_queued,
+  wait_own = wait_own,
 })
 
 return _M

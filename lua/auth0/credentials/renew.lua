@@ -9,7 +9,9 @@ return function(Manager, h)
     h.entry_from, h.store_new
   local xpcall, pcall, traceback, copy, new_error = h.xpcall, h.pcall, h.traceback, h.copy, h.new_error
   local store_new_cb, store_clear_cb, lock_cb, load_cb = h.store_new_cb, h.store_clear_cb, h.lock_cb, h.load_cb
-  local later, hold = h.later, h.hold
+  local later, hold, finish_jobs, flush_unsaved, check_open = h.later, h.hold, h.finish_jobs, h.flush_unsaved,
+    h.check_open
+  local run_queued, wait_own = h.run_queued, h.wait_own
 
   -- The store's lock, when it has one (file: flock; ngx.shared: add with a TTL).
   local function lock(self)
@@ -118,6 +120,7 @@ return function(Manager, h)
   local function land(self, f, res, err)
     if f.landed then return end   -- once: client:close() may land it before its own steps do
     f.landed = true
+    self._unsaved = nil
     if f.unhold then f.unhold() end
     unlock(self, f.lock)
     self._flight = nil
@@ -126,9 +129,7 @@ return function(Manager, h)
       local ok, msg = xpcall(cb, traceback, res and copy(res), err)
       if not ok and not first then first = msg end
     end
-    local q = self._queued
-    self._queued = {}
-    for _, fn in ipairs(q) do fn() end
+    run_queued(self, err)
     if first then error(first, 0) end
   end
 
@@ -145,7 +146,12 @@ return function(Manager, h)
     local f = self._flight
     if f then
       if f.key == key then f.waiters[#f.waiters + 1] = cb
-      else self._queued[#self._queued + 1] = function() self:_get(key, req, min_ttl, force, cb) end end
+      else
+        self._queued[#self._queued + 1] = function(cerr)
+          if cerr then return cb(nil, cerr) end
+          self:_get(key, req, min_ttl, force, cb)
+        end
+      end
       return true
     end
     f = { key = key, waiters = { cb } }
@@ -164,10 +170,15 @@ return function(Manager, h)
     -- client:close() lands the flight ("cancelled"): the timers it waits on are dropped then
     f.unhold = hold(self, function(err)
       if f.drop then f.drop() end
+      flush_unsaved(self)   -- before land releases the lock: a rotated token is written first
+      finish_jobs(self)
       if self._flight == f then land(self, f, nil, err) end
     end)
     local function refresh(d)
       client:refresh(refresh_fields(d, req), guard(function(t, terr)
+        if t and t.refresh_token then   -- rotated: until its write is queued, close() writes it
+          self._unsaved = function() store_new(self, (merged(self, d, key, t, nil)), "renewed") end
+        end
         if not t or key or type(t.id_token) ~= "string" then return settle_cb(self, d, key, t, terr, nil, landed, guard) end
         client:jwks(guard(function(jwks)   -- a JWKS failure only means the old claims stay
           local claims = jwks and client:verify_id_token(t.id_token, { now = self._now() }) or nil
@@ -206,11 +217,22 @@ return function(Manager, h)
       local e = entry_of(d, key)
       if fresh(e, now, min_ttl) then return deliver(cb, view(e, d, now, key)) end
     end
-    if cb then return async_refresh(self, key, req, min_ttl, force, cb) end
+    if cb then
+      check_open(self, 3)
+      if self._saving > 0 then   -- a save asked before it writes first: refresh from what it saved
+        self._queued[#self._queued + 1] = function(cerr)
+          if cerr then return cb(nil, cerr) end
+          self:_get(key, req, min_ttl, force, cb)
+        end
+        return true
+      end
+      return async_refresh(self, key, req, min_ttl, force, cb)
+    end
+    wait_own(self, function() return self._saving > 0 end, 3)
     if self._flight then   -- a callback refresh is in flight: wait for it through the client
       local res, rerr, done
       async_refresh(self, key, req, min_ttl, force, function(r, e2) res, rerr, done = r, e2, true end)
-      while not done do self._client:poll(10) end
+      wait_own(self, function() return not done end, 3)
       return res, rerr
     end
     return blocking_refresh(self, key, req, min_ttl, force)
@@ -288,6 +310,7 @@ return function(Manager, h)
     local st = {}   -- st.drop: the lock's try in flight
     unhold = hold(self, function(err)   -- client:close(): "cancelled"
       if st.drop then st.drop() end
+      finish_jobs(self)   -- a removal in flight ends before the lock is released
       finish(nil, err)
     end)
     local function empty()
@@ -327,14 +350,20 @@ return function(Manager, h)
   function Manager:clear(opts, cb)
     opts, cb = args(opts, cb, 2)
     for k in pairs(opts) do if k ~= "revoke" then raise("unknown option " .. tostring(k)) end end
-    if self._flight then   -- our own refresh holds the lock: clear once it has landed
+    if self._flight or self._saving > 0 then   -- our refresh holds the lock, or a save would land after
       if cb then
-        self._queued[#self._queued + 1] = function() self:clear(opts, cb) end
+        self._queued[#self._queued + 1] = function(err)
+          if err then return cb(nil, err) end
+          self:clear(opts, cb)
+        end
         return true
       end
-      while self._flight do self._client:poll(10) end
+      wait_own(self, nil, 2)
     end
-    if cb then return clear_cb(self, opts, cb) end
+    if cb then
+      check_open(self, 2)
+      return clear_cb(self, opts, cb)
+    end
     local l, lerr = lock(self)
     if not l then return nil, lerr end
     local ok, a, b = pcall(function()

@@ -7,8 +7,9 @@
 -- and `clear_async()`, each returning a function `poll()` that returns false while the work
 -- goes on, then `true, result, err` (result as save/clear would return it); optionally
 -- `load_async()` and `lock_async()` (the same, with load's and lock(0)'s results), `busy()`
--- (true while a job is unfinished: reads wait for it) and `lock_wait` (seconds: the
--- manager's callback forms try the lock again on a timer until then).
+-- (true while a job is unfinished: reads wait for it), `wait()` (blocks until the jobs end:
+-- client:close() of a call with a write in flight) and `lock_wait` (seconds: the manager's
+-- callback forms try the lock again on a timer until then).
 -- @module auth0.credentials.stores
 local core = require "auth0.core"
 local errors = require "auth0.error"
@@ -169,6 +170,7 @@ function _M.file_store(opts)
     if r[1] == nil and r[2] == nil then return false end   -- nothing: still running
     op.job = nil
     op.res = r
+    op.prev = nil   -- the jobs before it ended too (in order)
     if last == op then last = nil end
     return true
   end
@@ -179,13 +181,22 @@ function _M.file_store(opts)
   local function queue(finish, method, ...)
     local job, code, msg = start(method, ...)
     local op = { job = job, res = not job and { nil, code, msg } or nil }
-    if job then last = op end
+    if job then   -- op.prev: the job before it while unfinished (a dropped op's wait goes there)
+      op.prev = last ~= nil and not advance(last, false) and last or nil
+      last = op
+    end
     return function()
       if not advance(op, false) then return false end
       return true, finish(op.res[1], op.res[2], op.res[3])
     end, function()
-      if op.job then op.job:release(); op.job = nil; op.res = { nil, "io", "dropped" } end
-      if last == op then last = nil end
+      if op.job then op.job:release(); op.job = nil; op.res = { nil, "io", "dropped" }; op.dropped = true end
+      -- the newest job to wait for is then the newest one before it not dropped: a dropped job
+      -- can no longer be waited for, and the writes queued before it are still running
+      if last == op then
+        local p = op.prev
+        while p and p.dropped do p = p.prev end
+        last = p
+      end
     end
   end
   local function done(ok, code, msg)
@@ -224,6 +235,9 @@ function _M.file_store(opts)
   end
   --- True while a job asked for is not finished (the manager's callback forms read after it).
   function store.busy() return last ~= nil and not advance(last, false) end
+  --- Blocks until the jobs asked for so far have ended (a cancelled call's write: its lock is
+  -- released only once the file holds what it wrote).
+  function store.wait() drain() end
   store.lock_wait = wait
   function store.lock(w)
     local l, code, msg = core.store_lock(path .. ".lock", w or wait)
