@@ -473,6 +473,36 @@ describe("async requests", function()
       assert.equal("client closed", log[2].e.message)
     end)
 
+    it("work handed to the scheduler after close() ends at once, cancelled (never hangs)", function()
+      local c = client()
+      local s = c._sched
+      c:close()
+      local got = {}
+      for _, hand in ipairs {
+        function(req) s:push(function() got[#got + 1] = "ran" end, req) end,
+        function(req) s:wait(req, 0.01, function() got[#got + 1] = "ran" end) end,
+        function(req) s:hold(req) end,
+      } do
+        local req = s:request("late", function(v, e) got[#got + 1] = e and e.message or v end)
+        hand(req)
+        assert.is_true(req:done())
+      end
+      assert.same({ "client closed", "client closed", "client closed" }, got)
+      s:push(function() got[#got + 1] = "nobody's task ran" end)   -- dropped: nobody waits for it
+      assert.equal(0, c:pending())
+      assert.equal(3, #got)
+    end)
+
+    it("a coroutine resumed by a 'client closed' callback still runs during close()", function()
+      local c = client()
+      local resumed = false
+      c:openid_configuration(function()
+        c._sched:push(function() resumed = true end)   -- what auth0.await queues
+      end)
+      c:close()
+      assert.is_true(resumed)
+    end)
+
     it("retries a refused connection, then reports it once", function()
       local c = client { base_url = "https://127.0.0.1:" .. closed_port(), retries = 2 }
       local log = {}

@@ -157,11 +157,27 @@ local function enlist(s, req)
   end
 end
 
+-- Work handed to a closed scheduler would never run: its request ends at once, cancelled,
+-- as close() ends the ones it found. Work for nobody queued while close() runs (a coroutine
+-- resumed by a "client closed" callback) still runs there; after, it is dropped.
+local function refused(self, req)
+  if not self.closed then return false end
+  if req then
+    req:finish(nil, new_error("cancelled", "client closed", { context = req._name }))
+    return true
+  end
+  return self.drained == true
+end
+
 --- Counts `req` as pending until it finishes (it waits for something shared, e.g. a JWKS fetch).
-function Sched:hold(req) enlist(self, req) end
+function Sched:hold(req)
+  if refused(self, req) then return end
+  enlist(self, req)
+end
 
 --- Queues `fn` on the run queue, for `req` (skipped once req is done) or for nobody.
 function Sched:push(fn, req)
+  if refused(self, req) then return end
   enlist(self, req)
   if not req then self.nfree = self.nfree + 1 end
   self.qt = self.qt + 1
@@ -170,6 +186,7 @@ end
 
 --- Runs `fn` after `seconds`, for `req` (one timer per request) or for nobody.
 function Sched:wait(req, seconds, fn)
+  if refused(self, req) then return nil end
   enlist(self, req)
   if not req then self.nfree = self.nfree + 1 end
   local t = { at = now() + seconds, fn = fn, req = req }
@@ -359,7 +376,7 @@ function Sched:close()
     self.qh = self.qh + 1
     if not e[2] then self:call(e[1]) end
   end
-  self.nfree, self.nlive = 0, 0
+  self.nfree, self.nlive, self.drained = 0, 0, true
 end
 
 return M
