@@ -342,27 +342,20 @@ static const luaL_Reg store_funcs[] = {
   { "store_worker", l_store_worker }, { NULL, NULL },
 };
 
+/* A metatable named `name` with `methods`, that is its own __index. */
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods) {
+  luaL_newmetatable(L, name);
+  a0c_setfuncs(L, methods);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "__index");
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+}
+
 void a0l_open_store(lua_State *L) {
-  luaL_newmetatable(L, LOCK_MT);
-  a0c_setfuncs(L, lock_meta);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -2, "__index");
-  lua_pushliteral(L, LOCK_MT);
-  lua_setfield(L, -2, "__name");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, WORKER_MT);
-  a0c_setfuncs(L, worker_meta);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -2, "__index");
-  lua_pushliteral(L, WORKER_MT);
-  lua_setfield(L, -2, "__name");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, JOB_MT);
-  a0c_setfuncs(L, job_meta);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -2, "__index");
-  lua_pushliteral(L, JOB_MT);
-  lua_setfield(L, -2, "__name");
-  lua_pop(L, 1);
+  new_class(L, LOCK_MT, lock_meta);
+  new_class(L, WORKER_MT, worker_meta);
+  new_class(L, JOB_MT, job_meta);
   a0c_setfuncs(L, store_funcs);
 }
