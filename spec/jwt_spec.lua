@@ -147,6 +147,17 @@ describe("auth0.jwt.verify_id_token", function()
     rejects(token(nil, nil, other_key), "id token signature verification failed", o)
   end)
 
+  it("import_keys imports a key set ahead of use and ignores what is not an RSA key", function()
+    local j = jwk_of(key, "k1")
+    local set = { keys = { { kty = "EC" }, "x", { kty = "RSA", n = 1 }, { kty = "RSA", n = "!!", e = "AQAB" }, j } }
+    jwt.import_keys(set)
+    jwt.import_keys(nil)
+    jwt.import_keys({ keys = "x" })
+    assert.truthy(jwt.verify_id_token(token(), opts({ jwks = { keys = { j } } })))
+    j.n = other_key:jwk().n   -- changed after the import: imported again, the old key is not used
+    rejects(token(), "id token signature verification failed", opts({ jwks = { keys = { j } } }))
+  end)
+
   it("rejects alg none and HS256 unless a client secret is given", function()
     rejects(token(nil, { alg = "none", kid = REMOVE }),
       "id token signing algorithm not supported: expected RS256, got none")

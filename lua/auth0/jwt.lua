@@ -166,6 +166,19 @@ local function rs256_verify(key, data, sig)
   return c.pk and c.pk:verify_rs256(data, sig)
 end
 
+--- Imports the RSA keys of a JWKS now (the key set does when a fetch lands), so that the
+-- first verification with each does not pay for it (a game's frame, a request's latency).
+-- @tparam table jwks a key set as `client:jwks()` returns it
+function _M.import_keys(jwks)
+  if type(jwks) ~= "table" or type(jwks.keys) ~= "table" then return end
+  for _, key in ipairs(jwks.keys) do
+    if type(key) == "table" and key.kty == "RSA" and type(key.n) == "string" and type(key.e) == "string"
+      and not imported[key] then
+      imported[key] = { n = key.n, e = key.e, pk = rsa_public(key.n, key.e) or false }
+    end
+  end
+end
+
 local function check_signature(jwt, opts)
   local alg, want = jwt.header.alg, pinned(opts)
   if alg ~= want then

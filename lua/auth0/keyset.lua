@@ -39,7 +39,7 @@ function M.fetch_blocking(client, where)
   local k = state(client)
   k.tried = now()
   local v, err = client:_call(where, "jwks", nil, O_JWKS, nil, shape.jwks)
-  if v then k.jwks, k.at = v, now() else k.failed, k.last_err = now(), err end
+  if v then k.jwks, k.at = v, now(); jwt.import_keys(v) else k.failed, k.last_err = now(), err end
   return v, err
 end
 
@@ -54,7 +54,7 @@ function M.fetch_async(client, on_done)
   local freq = s:request("jwks", function(v, err)
     local w = k.waiters
     k.waiters = nil
-    if v then k.jwks, k.at = v, now() else k.failed, k.last_err = now(), err end
+    if v then k.jwks, k.at = v, now(); jwt.import_keys(v) else k.failed, k.last_err = now(), err end
     for _, fn in ipairs(w) do s:call(fn, v, err) end
   end)
   local ok, err = client:_attempts(freq, "jwks", nil, O_JWKS, shape.jwks, function(...) freq:finish(...) end)
