@@ -172,6 +172,9 @@ describe("the command's terminal text (attack3)", function()
     local s = term.clean("name\226\128\174gpj.exe\226\128\168x\226\129\167y\226\128\143z\216\156w \195\169\226\130\172")
     assert.equal("name\\u202egpj.exe\\u2028x\\u2067y\\u200fz\\u061cw \195\169\226\130\172", s)
     assert.equal("a\\027[2J\\u0085b", term.clean("a\27[2J\194\133b"))
+    -- invisible characters are shown too: zero-width space and joiner, word joiner, BOM, a tag
+    assert.equal("a\\u200bb\\u200dc\\u2060d\\ufeffe\\U000e0041f",
+      term.clean("a\226\128\139b\226\128\141c\226\129\160d\239\187\191e\243\160\129\129f"))
   end)
 end)
 

@@ -55,13 +55,18 @@ end
 local function u3(a, b, c) return ("\\u%04x"):format((a:byte() - 224) * 4096 + (b:byte() - 128) * 64 + c:byte() - 128) end
 
 --- `s` with every control character (C0, DEL, and C1 as UTF-8) shown as `\ddd`, and the
--- line separators and bidi controls (U+2028/U+2029, U+202A..U+202E, U+2066..U+2069, U+200E,
--- U+200F, U+061C) as `\uXXXX`: text from the server or the IdP (a user's chosen name, an
--- error description) must not drive the terminal nor reorder what it shows.
+-- line separators, bidi controls and invisible characters (U+2028/U+2029, U+202A..U+202E,
+-- U+2066..U+2069, U+200B..U+200F, U+2060..U+2064, U+061C, U+FEFF) as `\uXXXX`, the tag
+-- characters U+E0000..U+E007F as `\UXXXXXXXX`: text from the server or the IdP (a user's
+-- chosen name, an error description) must not drive the terminal nor reorder or hide what it
+-- shows.
 function _M.clean(s)
   s = tostring(s):gsub("[%c\127]", function(c) return ("\\%03d"):format(c:byte()) end)
-  s = s:gsub("(\226)(\128)([\142\143\168-\174])", u3):gsub("(\226)(\129)([\166-\169])", u3)
-  s = s:gsub("\216\156", "\\u061c")
+  s = s:gsub("(\226)(\128)([\139-\143\168-\174])", u3):gsub("(\226)(\129)([\160-\164\166-\169])", u3)
+  s = s:gsub("\216\156", "\\u061c"):gsub("\239\187\191", "\\ufeff")
+  s = s:gsub("\243\160([\128\129])([\128-\191])", function(b, c)
+    return ("\\U%08x"):format(0xE0000 + (b:byte() - 128) * 64 + c:byte() - 128)
+  end)
   return (s:gsub("\194([\128-\159])", function(c) return ("\\u%04x"):format(c:byte()) end))
 end
 
