@@ -144,22 +144,25 @@ function _M.file_store(opts)
   -- other in the order they were asked for: a later save is never overtaken by an earlier
   -- one's rename, and a read sees every write asked for before it. `last` is the newest job.
   local worker, last
-  local function start(method, ...)
+  local function the_worker()
     if not worker then
       local w, code, msg = core.store_worker()
       if not w then return nil, code, msg end
       worker = w
     end
-    return worker[method](worker, ...)
+    return worker
+  end
+  local function start(method, ...)
+    local w, code, msg = the_worker()
+    if not w then return nil, code, msg end
+    return w[method](w, ...)
   end
   --- Starts the store's thread now (a game's loading screen) rather than at the first job
   -- (a frame): starting a thread costs a tenth of a millisecond or more.
   -- @return true, or nil, err
   function store.prepare()
-    if worker then return true end
-    local w, code, msg = core.store_worker()
+    local w, code, msg = the_worker()
     if not w then return nil, store_error(code, msg) end
-    worker = w
     return true
   end
   -- Takes the job's result into op.res once it is there (block: waits for it).
