@@ -23,3 +23,24 @@ describe("a store's lock_wait", function()
     assert.is_table(credentials.new(c, { store = store(nil) }))
   end)
 end)
+
+describe("ngx_store's lock(wait)", function()
+  it("refuses NaN, infinity and a negative wait as file_store's does (NaN spun for ever)", function()
+    local sleeps, clock = 0, 1000
+    local dict = { get = function() end, set = function() return true end, delete = function() end,
+                   add = function() return nil, "exists" end }
+    _G.ngx = { shared = { auth0 = dict }, now = function() return clock end,
+               sleep = function(s)
+                 clock, sleeps = clock + s, sleeps + 1
+                 if sleeps > 100000 then error("lock wait never ends") end
+               end }
+    finally(function() _G.ngx = nil end)
+    local store = credentials.ngx_store { dict = "auth0", key = "u" }
+    for _, bad in ipairs { 0 / 0, math.huge, -1, "5" } do
+      assert.error_matches(function() store.lock(bad) end, "wait")
+    end
+    local l, err = store.lock(0.01)
+    assert.is_nil(l)
+    assert.equal("store_busy", err.code)
+  end)
+end)
