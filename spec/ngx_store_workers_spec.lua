@@ -1,6 +1,7 @@
 -- The credentials manager on ngx_store in nginx with 4 workers: 24 concurrent requests on an
 -- expired access token renew it exactly once, every request gets the new token, no worker is
--- blocked (the lock waits with ngx.sleep), and no token reaches error.log.
+-- blocked (the lock waits with ngx.sleep), and no token reaches error.log; a revoked refresh
+-- token answers login_required on every worker.
 local emu = require "spec.support.emulator"
 local util = require "spec.support.util"
 local socket = require "socket"
@@ -104,5 +105,34 @@ describe("ngx_store across nginx workers", function()
     assert.is_nil(log:find(first, 1, true))
     assert.is_nil(log:find(tokens.access_token, 1, true))
     assert.is_nil(log:find("%[error%]") or log:find("%[crit%]") or log:find("%[alert%]"), log)
+  end)
+  it("answers login_required on every worker when the refresh token was revoked, nothing secret logged", function()
+    emu.reset()
+    local c = util.client(srv)
+    local tokens = util.login(emu, c, "revoked@example.com")
+    local rt = tokens.refresh_token
+    tokens.expires_in = 0
+    local r, raw = get(api.port, "/seed", cjson.encode(tokens))
+    assert.is_true(r and r.ok, raw)
+    assert(c:revoke(rt))
+    local conns = {}
+    for i = 1, 24 do
+      local s = assert(socket.connect("127.0.0.1", api.port))
+      s:send("GET /token HTTP/1.0\r\nHost: x\r\nConnection: close\r\n\r\n")
+      conns[i] = s
+    end
+    for i, s in ipairs(conns) do
+      s:settimeout(30)
+      local text = s:receive("*a") or ""
+      s:close()
+      local o = cjson.decode(text:match("\r\n\r\n(.*)$") or "")
+      assert.is_table(o, text)
+      assert.is_nil(o.at, "request " .. i)
+      assert.matches("login_required", o.err, 1, true)
+      assert.is_nil(o.err:find(rt, 1, true))
+    end
+    local log = api:log()
+    assert.is_nil(log:find(rt, 1, true))
+    assert.is_nil(log:find(tokens.access_token, 1, true))
   end)
 end)
