@@ -65,6 +65,8 @@ function _M.new(client, opts)
      or type(store.clear) ~= "function" then
     raise("store must have load, save and clear functions")
   end
+  -- a NaN or infinite wait would retry a busy lock forever
+  if store.lock_wait ~= nil then check_ttl(store.lock_wait, "store.lock_wait", 2) end
   if opts.on_change ~= nil and type(opts.on_change) ~= "function" then raise("on_change must be a function") end
   if opts.now ~= nil and type(opts.now) ~= "function" then raise("now must be a function") end
   local now = os.time

@@ -95,7 +95,14 @@ end
 local SECRET = { access_token = true, id_token = true, refresh_token = true, mfa_token = true,
   client_secret = true, otp = true, verification_code = true, recovery_code = true,
   binding_code = true, oob_code = true, code_verifier = true, nonce = true, recovery_codes = true,
-  password = true, secret = true, token = true, barcode_uri = true, state = true, code = true }
+  password = true, secret = true, token = true, barcode_uri = true, state = true, code = true,
+  authorization = true }
+
+-- A key names a secret in any case (headers: Authorization, authorization).
+local function secret(k) return type(k) == "string" and SECRET[k:lower()] end
+
+-- A string inside a table is text of unknown origin: one bounded line, as error.clean makes it.
+local function scalar(v) if type(v) == "string" then return errors.clean(v) end return v end
 
 -- Keys and scalars of a table shown in a log line: a bounded, one-line rendering.
 local function show_table(t, depth)
@@ -112,8 +119,8 @@ local function show_table(t, depth)
   for k, v in next, t do
     n = n + 1
     if n > 8 then parts[#parts + 1] = "..."; break end
-    local sv = SECRET[k] and "(secret)" or type(v) == "table" and show_table(v, depth + 1) or M.plain(v)
-    parts[#parts + 1] = tostring(M.plain(k)) .. "=" .. tostring(sv)
+    local sv = secret(k) and "(secret)" or type(v) == "table" and show_table(v, depth + 1) or scalar(M.plain(v))
+    parts[#parts + 1] = tostring(scalar(M.plain(k))) .. "=" .. tostring(sv)
   end
   return "{" .. table.concat(parts, ", ") .. "}"
 end

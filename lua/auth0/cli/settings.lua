@@ -12,17 +12,22 @@ _M.KEYS = KEYS
 
 local function home(env) return env("HOME") or "/root" end
 
+-- An XDG variable's folder: relative ones are invalid per the XDG spec, so ignored (else the
+-- tokens land wherever the command runs).
+local function xdg(env, name)
+  local base = env(name)
+  if base and base:sub(1, 1) == "/" then return base end
+end
+
 --- `$XDG_CONFIG_HOME/lua-auth0` (default ~/.config/lua-auth0).
 function _M.config_dir(env)
-  local base = env("XDG_CONFIG_HOME")
-  if not base or base == "" then base = home(env) .. "/.config" end
+  local base = xdg(env, "XDG_CONFIG_HOME") or home(env) .. "/.config"
   return base .. "/lua-auth0"
 end
 
 --- `$XDG_STATE_HOME/lua-auth0/<profile>` (default ~/.local/state/lua-auth0/<profile>).
 function _M.state_dir(env, profile)
-  local base = env("XDG_STATE_HOME")
-  if not base or base == "" then base = home(env) .. "/.local/state" end
+  local base = xdg(env, "XDG_STATE_HOME") or home(env) .. "/.local/state"
   return base .. "/lua-auth0/" .. profile
 end
 

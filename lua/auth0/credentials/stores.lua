@@ -298,6 +298,9 @@ function _M.ngx_store(opts)
   function store.clear() dict:delete(k); return true end
   local lk = k .. ":lock"
   function store.lock(wait)
+    if wait ~= nil and (type(wait) ~= "number" or not (wait >= 0 and wait <= 3600)) then
+      error("bad argument #1 to 'lock' (wait must be seconds in 0..3600)", 2)   -- NaN: never a deadline
+    end
     local deadline = ngx.now() + (wait or ttl)
     -- an owner mark: a worker whose lock expired must not release the one taken since
     local mark = core.b64url_encode(core.random_bytes(12))
