@@ -207,4 +207,18 @@ function M.check_string(v, name, _, optional) return M.string(M.at("auth0", 1), 
 function M.check_email(v) return M.email(M.at("auth0", 1), v) end
 function M.check_phone(v) return M.phone(M.at("auth0", 1), v) end
 
+--- The cosocket transport's pool options (`pool_size`, `keepalive_timeout`), checked by
+-- auth0.new whatever the transport (a config must not pass outside nginx and raise inside)
+-- and by the transport's own `new`: `fail(msg)` raises in the caller's form.
+function M.pool_options(opts, fail)
+  local n = opts.pool_size
+  if n ~= nil and (type(n) ~= "number" or not (n >= 1 and n <= 100000) or n % 1 ~= 0) then   -- NaN too
+    fail("pool_size must be an integer in 1..100000")
+  end
+  n = opts.keepalive_timeout
+  if n ~= nil and (type(n) ~= "number" or not (n > 0 and n <= 86400)) then
+    fail("keepalive_timeout must be a number of seconds in (0, 86400]")
+  end
+end
+
 return M

@@ -108,14 +108,7 @@ local function check_options(opts)
   if opts.transport ~= nil and opts.transport ~= "ngx" and type(opts.transport) ~= "function" then
     NEW:fail("transport must be a function or \"ngx\"")
   end
-  -- the ngx transport's numbers: NaN passed silently outside nginx, then raised inside it
-  local ps, ka = opts.pool_size, opts.keepalive_timeout
-  if ps ~= nil and (type(ps) ~= "number" or not (ps >= 1 and ps <= 100000) or ps % 1 ~= 0) then
-    NEW:fail("pool_size must be an integer in 1..100000")
-  end
-  if ka ~= nil and (type(ka) ~= "number" or not (ka > 0 and ka <= 86400)) then
-    NEW:fail("keepalive_timeout must be a number of seconds in (0, 86400]")
-  end
+  check.pool_options(opts, function(msg) NEW:fail(msg) end)
   if opts.insecure_skip_verify and not LOOPBACK[host:lower()] then
     NEW:fail("insecure_skip_verify is only allowed for loopback hosts")
   end

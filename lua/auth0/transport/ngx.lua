@@ -87,14 +87,7 @@ function _M.new(cfg, opts)
   local function bad(msg) require("auth0.check").argerror("new", narg, msg) end
   if opts ~= nil and type(opts) ~= "table" then bad("table expected, got " .. type(opts)) end
   opts = opts or {}
-  local n = opts.pool_size
-  if n ~= nil and (type(n) ~= "number" or n < 1 or n > 100000 or n % 1 ~= 0) then   -- NaN too
-    bad("pool_size must be an integer in 1..100000")
-  end
-  n = opts.keepalive_timeout
-  if n ~= nil and (type(n) ~= "number" or not (n > 0 and n <= 86400)) then   -- NaN too
-    bad("keepalive_timeout must be a number of seconds in (0, 86400]")
-  end
+  require("auth0.check").pool_options(opts, bad)
   for _, k in ipairs { "server_name", "pool" } do
     if opts[k] ~= nil and (type(opts[k]) ~= "string" or opts[k] == "" or find(opts[k], "[%c%s]")) then
       bad(k .. " must be a non-empty string without spaces")
