@@ -113,15 +113,21 @@ describe("ID-token key set", function()
   end)
 
   it("keys expire after jwks_ttl: a removed key stops verifying, a new one is fetched", function()
-    local c = client({ jwks_ttl = 0.5, jwks_min_refetch = 30 })
+    -- the ttl leaves room for a login over HTTPS between the fetch and the checks within it
+    -- (0.5 s was too short under ASan on a loaded machine); the sleep ends just past it
+    local TTL = 2
+    local c = client({ jwks_ttl = TTL, jwks_min_refetch = 30 })
     local old = id_token(c)
-    assert(c:verify_id_token(old))
+    local before = core.now()
+    assert(c:verify_id_token(old))                -- the keys are fetched between before and after
+    local after = core.now()
     ctl("POST", "/keys", { rotate = true, keep_old = false })
     local new = id_token(c)
+    assert.is_true(core.now() - before < TTL, "the login took longer than the ttl")
     assert(c:verify_id_token(old))               -- held: still within the ttl
     local _, err = c:verify_id_token(new)        -- unknown kid, refetch throttled (30 s)
     assert.equal("unknown_kid", err.reason)
-    core.sleep(0.6)
+    core.sleep(math.max(0, after + TTL + 0.05 - core.now()))
     count_requests()
     assert(c:verify_id_token(new))               -- the ttl passed: fetched again
     _, err = c:verify_id_token(old)
