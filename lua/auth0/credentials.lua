@@ -18,6 +18,7 @@
 -- `ngx_store`, take the store's lock and reread the store before refreshing, so the
 -- second one finds the first one's tokens.
 -- @module auth0.credentials
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local stores = require "auth0.credentials.stores"
 local errors = require "auth0.error"
 

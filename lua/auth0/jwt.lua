@@ -3,6 +3,7 @@
 -- client secret). Error messages name the failing claim but never contain the token.
 -- @module auth0.jwt
 
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local core = require "auth0.core"
 local errors = require "auth0.error"
 local cjson = require("cjson.safe").new()

@@ -5,6 +5,7 @@
 -- during a JWKS outage cannot make valid tokens fail. A failed fetch is remembered too: with
 -- no keys held, verifications within `jwks_min_refetch` of it fail at once with its reason
 -- instead of each fetching again (an outage must not turn every login into a JWKS request).
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local core = require "auth0.core"
 local jwt = require "auth0.jwt"
 local shape = require "auth0.shape"

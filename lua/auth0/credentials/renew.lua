@@ -1,6 +1,7 @@
 --- auth0.credentials, part two: getting valid tokens, renewing them one refresh at a time,
 -- and clearing. Installed into the manager's class by lua/auth0/credentials.lua.
 -- @submodule auth0.credentials
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
 
 return function(Manager, h)

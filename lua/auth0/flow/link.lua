@@ -3,6 +3,7 @@
 -- `f:submit_callback(url)` (the redirect the browser got, with `redirect_uri`); MFA after a
 -- link goes on as after a code (lua/auth0/flow.lua documents the states). Internal.
 -- @local
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local machine = require "auth0.flow.machine"
 local check = require "auth0.check"
 

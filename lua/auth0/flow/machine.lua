@@ -1,6 +1,7 @@
 --- auth0.flow's state machine: the flow object, its transitions and methods. The states and
 -- rules are documented at the top of lua/auth0/flow.lua; each rule lives once, here.
 -- Decisions switch on `err.reason` (lua/auth0/error.lua), never on Auth0's wording.
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local auth0 = require "auth0"
 
 local type, pairs, ipairs, tostring, select, error, rawget, rawset, setmetatable, getmetatable =
