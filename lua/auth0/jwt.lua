@@ -292,12 +292,15 @@ local function check_claims(claims, opts)
   return true
 end
 
--- The token decoded and the key chosen by its header: jwt, key | nil, message, reason.
-local function first_step(token, opts)
+local function check_args(token, opts)
   if type(token) ~= "string" then
     argerror("verify_id_token", 1, "string expected, got " .. type(token))
   end
   check_verify_opts(opts)
+end
+
+-- The token decoded and the key chosen by its header: jwt, key | nil, message, reason.
+local function first_step(token, opts)
   local jwt, err = decode(token)
   if not jwt then return nil, "id token could not be decoded: " .. err end
   local key, kerr, reason = signing_key(jwt, opts)
@@ -317,6 +320,7 @@ end
 -- @treturn[2] auth0.Error `invalid_id_token`, its message naming the failing check
 -- @raise on a non-string token, a missing or wrongly typed option, an unknown option
 function _M.verify_id_token(token, opts)
+  check_args(token, opts)
   local jwt, key, reason = first_step(token, opts)
   if not jwt then return fail(key, reason) end
   local ok, err = check_signature(jwt, opts, key)
@@ -327,39 +331,42 @@ function _M.verify_id_token(token, opts)
 end
 
 --- `verify_id_token` in steps, each handed to `later(fn)` by the one before it (a game runs
--- each from a poll of its own): the decode and the header's checks at once, and an RS256
--- signature's check started on a thread of its own (core.rs256_verify_start: the caller's
--- thread pays for neither the key's import nor the verification); then, looked at from
--- `later` until the thread is done, the claims. HS256, or no thread: the signature in a step
--- of its own, the claims in the next. Misuse raises at once, as verify_id_token's.
+-- each from a poll of its own): the decode, the header's checks and an RS256 signature's check
+-- started on a worker's thread or one of its own (core.rs256_verify_start: the caller's thread
+-- pays for neither the key's import nor the verification); then, looked at from `later` until
+-- the thread is done, the claims. HS256, or no thread: the signature in a step of its own, the
+-- claims in the next. Misuse of the arguments raises at once, as verify_id_token's.
 -- @tparam string token
 -- @tparam table opts as verify_id_token's
 -- @tparam function later later(fn): runs fn later
 -- @tparam function done done(claims) or done(nil, err), as verify_id_token returns
 -- @param[opt] worker a `core.rs256_worker()` to check the signature on, instead of a thread of its own
 function _M.verify_id_token_steps(token, opts, later, done, worker)
-  local jwt, key, reason = first_step(token, opts)
-  if not jwt then return done(fail(key, reason)) end
-  local function signed(ok, err)
-    if not ok then return done(fail(err)) end
-    local ok2, err2 = check_claims(jwt.payload, opts)
-    if not ok2 then return done(fail(err2)) end
-    done(jwt.payload)
-  end
-  local job = key ~= "HS256" and (worker and worker:verify(key.n, key.e, jwt.signing_input, jwt.signature)
-    or rs256_start(key.n, key.e, jwt.signing_input, jwt.signature))
-  if not job then
-    return later(function()
-      local ok, err = check_signature(jwt, opts, key)
-      later(function() signed(ok, err) end)
-    end)
-  end
-  local function look()
-    local valid = job:result()
-    if valid == nil then return later(look) end
-    signed(valid, "id token signature verification failed")
-  end
-  later(look)
+  check_args(token, opts)
+  later(function()
+    local jwt, key, reason = first_step(token, opts)
+    if not jwt then return done(fail(key, reason)) end
+    local function signed(ok, err)
+      if not ok then return done(fail(err)) end
+      local ok2, err2 = check_claims(jwt.payload, opts)
+      if not ok2 then return done(fail(err2)) end
+      done(jwt.payload)
+    end
+    local job = key ~= "HS256" and (worker and worker:verify(key.n, key.e, jwt.signing_input, jwt.signature)
+      or rs256_start(key.n, key.e, jwt.signing_input, jwt.signature))
+    if not job then
+      return later(function()
+        local ok, err = check_signature(jwt, opts, key)
+        later(function() signed(ok, err) end)
+      end)
+    end
+    local function look()
+      local valid = job:result()
+      if valid == nil then return later(look) end
+      signed(valid, "id token signature verification failed")
+    end
+    later(look)
+  end)
 end
 
 return _M
