@@ -23,7 +23,7 @@ local function on_answer(f)
     if e.reason == "mfa_required" then
       if type(e.mfa_token) ~= "string" then return finish(f, "failed", e) end
       f._mfa_token, f.mfa_requirements = e.mfa_token, e.mfa_requirements
-      return machine.list_authenticators(f)
+      return machine.chain(f, function() machine.list_authenticators(f) end)
     end
     if FATAL[e.reason] then return finish(f, "failed", e) end
     set_state(f, "awaiting_link", e)
