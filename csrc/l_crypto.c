@@ -1,6 +1,7 @@
 /* Binding for the crypto engine (a0_crypto.c): encoders, digests, OTP and auth0.Key. */
 #define _GNU_SOURCE   /* dladdr, RTLD_NODELETE */
 #include <dlfcn.h>
+#include <unistd.h>
 
 #include "a0_crypto.h"
 #include "a0_lua.h"
@@ -12,10 +13,12 @@
 
 typedef struct {
   a0_verify_job *job;   /* NULL once collected */
+  pid_t pid;            /* the process that started it: a forked child has no such thread */
 } l_vjob;
 
 typedef struct {
   a0_verify_worker *w;   /* NULL once collected */
+  pid_t pid;             /* the process that made it: a forked child has no such thread */
 } l_vworker;
 
 typedef struct {
@@ -217,6 +220,7 @@ static int start_vjob(lua_State *L, a0_verify_worker *w, int i) {
     nlen = elen = 0;   /* not base64url: a key the thread refuses, as rs256_verify does */
   u = (l_vjob *)a0c_newuserdata(L, sizeof *u);
   u->job = NULL;
+  u->pid = getpid();
   luaL_getmetatable(L, VJOB_MT);
   lua_setmetatable(L, -2);
   if (w == NULL) pin_module();
@@ -235,6 +239,12 @@ static int l_rs256_verify_start(lua_State *L) { return start_vjob(L, NULL, 1); }
 static a0_verify_worker *check_vworker(lua_State *L) {
   l_vworker *u = (l_vworker *)luaL_checkudata(L, 1, VWORKER_MT);
   if (u->w == NULL) luaL_argerror(L, 1, "auth0.VerifyWorker is closed");
+  if (u->pid != getpid()) {   /* after a fork: a thread of our own (the parent's is not ours to free) */
+    a0_verify_worker *w = a0_verify_worker_new();
+    if (w == NULL) luaL_error(L, "auth0.VerifyWorker: could not start a verification thread");
+    u->w = w;
+    u->pid = getpid();
+  }
   return u->w;
 }
 
@@ -246,6 +256,7 @@ static int l_vworker_verify(lua_State *L) { return start_vjob(L, check_vworker(L
 static int l_rs256_worker(lua_State *L) {
   l_vworker *u = (l_vworker *)a0c_newuserdata(L, sizeof *u);
   u->w = NULL;
+  u->pid = getpid();
   luaL_getmetatable(L, VWORKER_MT);
   lua_setmetatable(L, -2);
   pin_module();
@@ -259,14 +270,21 @@ static int l_rs256_worker(lua_State *L) {
 
 static int l_vworker_gc(lua_State *L) {
   l_vworker *u = (l_vworker *)luaL_checkudata(L, 1, VWORKER_MT);
-  a0_verify_worker_release(u->w);
+  if (u->pid == getpid()) a0_verify_worker_release(u->w);
   u->w = NULL;
   return 0;
 }
 
+/* job:result(): nil while the thread works, then true or false; nil, message in a forked
+ * child (the parent's thread is not there: check it another way). */
 static int l_vjob_result(lua_State *L) {
   l_vjob *u = (l_vjob *)luaL_checkudata(L, 1, VJOB_MT);
   int valid = 0;
+  if (u->pid != getpid()) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "the verification was started before a fork");
+    return 2;
+  }
   if (u->job == NULL || !a0_verify_job_result(u->job, &valid)) lua_pushnil(L);
   else lua_pushboolean(L, valid);
   return 1;
@@ -274,7 +292,7 @@ static int l_vjob_result(lua_State *L) {
 
 static int l_vjob_gc(lua_State *L) {
   l_vjob *u = (l_vjob *)luaL_checkudata(L, 1, VJOB_MT);
-  a0_verify_job_release(u->job);
+  if (u->pid == getpid()) a0_verify_job_release(u->job);   /* a parent's job: its lock may be held */
   u->job = NULL;
   return 0;
 }

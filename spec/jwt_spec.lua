@@ -424,6 +424,40 @@ describe("auth0.core.rs256_verify_start", function()
     assert.is_true(wait(last))
   end)
 
+  -- fork() through LuaJIT's FFI (Lua 5.4 has no fork to call)
+  local it_jit = rawget(_G, "jit") and it or pending
+  it_jit("a forked child: a job from before the fork says so, the steps check it there, the worker starts a thread", function()
+    local ffi = require "ffi"
+    pcall(ffi.cdef, "int fork(void); int waitpid(int pid, int *status, int options); void _exit(int);")
+    local j = key:jwk()
+    local sig = key:sign_rs256("data")
+    local w = assert(core.rs256_worker())
+    local job = assert(w:verify(j.n, j.e, "data", sig))
+    local queue, got = {}, nil
+    jwt.verify_id_token_steps(token(), opts(), function(fn) queue[#queue + 1] = fn end, function(c, e) got = { c, e } end, w)
+    table.remove(queue, 1)()   -- the decode and the signature's job started, in the parent
+    local pid = ffi.C.fork()
+    if pid == 0 then
+      local code = 0
+      local v, lost = job:result()
+      if not (v == nil and lost == "the verification was started before a fork") then code = 1 end
+      local j2 = w:verify(j.n, j.e, "data", sig)   -- a thread of the child's own
+      local t0 = core.now()
+      local r
+      repeat r = j2:result() until r ~= nil or core.now() - t0 > 5
+      if r ~= true then code = code + 2 end
+      while not got and #queue > 0 do table.remove(queue, 1)() end
+      if not (got and got[1] and got[1].sub == claims().sub) then code = code + 4 end
+      ffi.C._exit(code)
+    end
+    local st = ffi.new("int[1]")
+    ffi.C.waitpid(pid, st, 0)
+    assert.equal(0, st[0])   -- the child's exit status, shifted: 0 when every check held
+    assert.is_true(wait(job))
+    while not got do table.remove(queue, 1)(); core.sleep(0.0001) end
+    assert.same(claims(), got[1])
+  end)
+
   it("raises on misuse", function()
     assert.has_error(function() core.rs256_verify_start(nil, "AQAB", "d", "s") end)
     assert.has_error(function() core.rs256_verify_start("n", "AQAB", {}, "s") end)
