@@ -86,4 +86,22 @@ int a0_key_verify_rs256(const a0_key *k, const void *data, size_t dlen, const un
 int a0_rs256_verify(const unsigned char *n, size_t nlen, const unsigned char *e, size_t elen,
                     const void *data, size_t dlen, const unsigned char *sig, size_t siglen);
 
+/* a0_rs256_verify on another thread, so that the caller (a game's frame) pays for neither the
+ * key's import nor the verification. A worker is one thread, started once (a thread's start
+ * costs a frame about as much as the verification), running its jobs in order; without one a
+ * job gets a thread of its own. A job owns copies of its inputs (wiped when freed: the data
+ * is a token). NULL when there is no memory or no thread. */
+typedef struct a0_verify_job a0_verify_job;
+typedef struct a0_verify_worker a0_verify_worker;
+a0_verify_worker *a0_verify_worker_new(void);
+/* Drops the owner's reference without waiting: the thread runs the jobs queued, then ends. */
+void a0_verify_worker_release(a0_verify_worker *w);
+a0_verify_job *a0_verify_job_start(a0_verify_worker *w, const unsigned char *n, size_t nlen, const unsigned char *e,
+                                   size_t elen, const void *data, size_t dlen, const unsigned char *sig,
+                                   size_t siglen);
+/* Never blocks: 0 while the thread works, then 1 with *valid as a0_rs256_verify returned. */
+int a0_verify_job_result(a0_verify_job *j, int *valid);
+/* Drops the caller's reference without waiting: a queued or running job is freed by its thread. */
+void a0_verify_job_release(a0_verify_job *j);
+
 #endif

@@ -1,8 +1,25 @@
 /* Binding for the crypto engine (a0_crypto.c): encoders, digests, OTP and auth0.Key. */
+#define _GNU_SOURCE   /* dladdr, RTLD_NODELETE */
+#include <dlfcn.h>
+#include <unistd.h>
+
 #include "a0_crypto.h"
 #include "a0_lua.h"
 
 #define KEY_MT "auth0.Key"
+#define VJOB_MT "auth0.VerifyJob"
+
+#define VWORKER_MT "auth0.VerifyWorker"
+
+typedef struct {
+  a0_verify_job *job;   /* NULL once collected */
+  pid_t pid;            /* the process that started it: a forked child has no such thread */
+} l_vjob;
+
+typedef struct {
+  a0_verify_worker *w;   /* NULL once collected */
+  pid_t pid;             /* the process that made it: a forked child has no such thread */
+} l_vworker;
 
 typedef struct {
   a0_key *key;   /* NULL once collected or closed */
@@ -180,6 +197,106 @@ static int l_rs256_verify(lua_State *L) {
   return 1;
 }
 
+/* A verification thread runs this module's code: the module must stay loaded after lua_close. */
+static void pin_module(void) {
+  Dl_info info;
+  if (dladdr((void *)pin_module, &info) != 0 && info.dli_fname != NULL)
+    (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
+/* A verification job for args i..i+3 (n, e, data, sig) on worker w (NULL: a thread of its
+ * own): the job, whose result() is nil while it runs, then true or false; nil, message when
+ * it could not start. */
+static int start_vjob(lua_State *L, a0_verify_worker *w, int i) {
+  size_t nl, el, dl, sl, nlen = 0, elen = 0;
+  const char *n64 = luaL_checklstring(L, i, &nl);
+  const char *e64 = luaL_checklstring(L, i + 1, &el);
+  const char *data = luaL_checklstring(L, i + 2, &dl);
+  const unsigned char *sig = (const unsigned char *)luaL_checklstring(L, i + 3, &sl);
+  unsigned char *n = scratch(L, a0_b64_decoded_max(nl));
+  unsigned char *e = scratch(L, a0_b64_decoded_max(el));
+  l_vjob *u;
+  if (a0_b64_decode(n64, nl, n, &nlen, 1, NULL, 0) != 0 || a0_b64_decode(e64, el, e, &elen, 1, NULL, 0) != 0)
+    nlen = elen = 0;   /* not base64url: a key the thread refuses, as rs256_verify does */
+  u = (l_vjob *)a0c_newuserdata(L, sizeof *u);
+  u->job = NULL;
+  u->pid = getpid();
+  luaL_getmetatable(L, VJOB_MT);
+  lua_setmetatable(L, -2);
+  if (w == NULL) pin_module();
+  u->job = a0_verify_job_start(w, n, nlen, e, elen, data, dl, sig, sl);
+  if (u->job == NULL) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "could not start a verification");
+    return 2;
+  }
+  return 1;
+}
+
+/* core.rs256_verify_start(n, e, data, sig): rs256_verify on a thread of its own. */
+static int l_rs256_verify_start(lua_State *L) { return start_vjob(L, NULL, 1); }
+
+static a0_verify_worker *check_vworker(lua_State *L) {
+  l_vworker *u = (l_vworker *)luaL_checkudata(L, 1, VWORKER_MT);
+  if (u->w == NULL) luaL_argerror(L, 1, "auth0.VerifyWorker is closed");
+  if (u->pid != getpid()) {   /* after a fork: a thread of our own (the parent's is not ours to free) */
+    a0_verify_worker *w = a0_verify_worker_new();
+    if (w == NULL) luaL_error(L, "auth0.VerifyWorker: could not start a verification thread");
+    u->w = w;
+    u->pid = getpid();
+  }
+  return u->w;
+}
+
+/* worker:verify(n, e, data, sig): the same on the worker's thread. */
+static int l_vworker_verify(lua_State *L) { return start_vjob(L, check_vworker(L), 2); }
+
+/* core.rs256_worker(): a thread for RS256 verifications, started now (a loading screen) rather
+ * than in the frame of the first one; nil, message when it could not start. */
+static int l_rs256_worker(lua_State *L) {
+  l_vworker *u = (l_vworker *)a0c_newuserdata(L, sizeof *u);
+  u->w = NULL;
+  u->pid = getpid();
+  luaL_getmetatable(L, VWORKER_MT);
+  lua_setmetatable(L, -2);
+  pin_module();
+  if ((u->w = a0_verify_worker_new()) == NULL) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "could not start a verification thread");
+    return 2;
+  }
+  return 1;
+}
+
+static int l_vworker_gc(lua_State *L) {
+  l_vworker *u = (l_vworker *)luaL_checkudata(L, 1, VWORKER_MT);
+  if (u->pid == getpid()) a0_verify_worker_release(u->w);
+  u->w = NULL;
+  return 0;
+}
+
+/* job:result(): nil while the thread works, then true or false; nil, message in a forked
+ * child (the parent's thread is not there: check it another way). */
+static int l_vjob_result(lua_State *L) {
+  l_vjob *u = (l_vjob *)luaL_checkudata(L, 1, VJOB_MT);
+  int valid = 0;
+  if (u->pid != getpid()) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "the verification was started before a fork");
+    return 2;
+  }
+  if (u->job == NULL || !a0_verify_job_result(u->job, &valid)) lua_pushnil(L);
+  else lua_pushboolean(L, valid);
+  return 1;
+}
+
+static int l_vjob_gc(lua_State *L) {
+  l_vjob *u = (l_vjob *)luaL_checkudata(L, 1, VJOB_MT);
+  if (u->pid == getpid()) a0_verify_job_release(u->job);   /* a parent's job: its lock may be held */
+  u->job = NULL;
+  return 0;
+}
+
 /* ---- auth0.Key ------------------------------------------------------------------ */
 
 static a0_key *check_key(lua_State *L, int i) {
@@ -334,6 +451,28 @@ static const luaL_Reg crypto_funcs[] = {
   { "rsa_key", l_rsa_key },
   { "rs256_verify", l_rs256_verify },
   { "rsa_public", l_rsa_public },
+  { "rs256_verify_start", l_rs256_verify_start },
+  { "rs256_worker", l_rs256_worker },
+  { NULL, NULL }
+};
+
+static const luaL_Reg vworker_meta[] = {
+  { "__gc", l_vworker_gc },
+  { NULL, NULL }
+};
+
+static const luaL_Reg vworker_methods[] = {
+  { "verify", l_vworker_verify },
+  { NULL, NULL }
+};
+
+static const luaL_Reg vjob_meta[] = {
+  { "__gc", l_vjob_gc },
+  { NULL, NULL }
+};
+
+static const luaL_Reg vjob_methods[] = {
+  { "result", l_vjob_result },
   { NULL, NULL }
 };
 
@@ -344,6 +483,22 @@ void a0l_open_crypto(lua_State *L) {
   a0c_setfuncs(L, key_methods);
   lua_setfield(L, -2, "__index");
   lua_pushliteral(L, KEY_MT);
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, VJOB_MT);
+  a0c_setfuncs(L, vjob_meta);
+  lua_newtable(L);
+  a0c_setfuncs(L, vjob_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushliteral(L, VJOB_MT);
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, VWORKER_MT);
+  a0c_setfuncs(L, vworker_meta);
+  lua_newtable(L);
+  a0c_setfuncs(L, vworker_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushliteral(L, VWORKER_MT);
   lua_setfield(L, -2, "__name");
   lua_pop(L, 1);
   a0c_setfuncs(L, crypto_funcs);

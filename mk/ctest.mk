@@ -2,6 +2,7 @@
 #   make ctest                     build and run every test with ASan+UBSan
 #   make ctest CTESTS=test_http    only some of them
 # tsan_test_http is test_http again under ThreadSanitizer (clang): the engine's I/O thread.
+# tsan_test_crypto: test_crypto under it too (the RS256 verification worker and its jobs).
 # Each test prints a last line "N passed, N failed"; ctest adds them up into
 # "ctest: N passed, N failed" and fails if any test failed, crashed or printed no summary.
 
@@ -10,6 +11,7 @@ CTEST_DIR    := build/ctest
 CTEST_SRCS   := $(wildcard csrc/test/test_*.c)
 CTESTS       ?= $(basename $(notdir $(CTEST_SRCS))) tsan_test_http
 CTESTS       += tsan_test_store
+CTESTS       += tsan_test_crypto
 CTEST_CFLAGS := -std=c99 -Wall -Wextra -g -O1 -fsanitize=address,undefined \
                 -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
                 -D_POSIX_C_SOURCE=200809L -DA0_TEST_HOOKS -Icsrc $(shell pkg-config --cflags libcurl 2>/dev/null)

@@ -443,6 +443,56 @@ describe("auth0.flow", function()
         "mfa_challenging", "awaiting_mfa_code", "verifying", "awaiting_mfa_code", "verifying", "done" }, states)
     end)
 
+    it("starts the step after an answer from the next poll: cancel() and close() in between end the flow", function()
+      mfa_user("m1c@example.com", { "otp" }, { "otp" })
+      -- the listing after mfa_required: not in the poll that delivered the answer
+      local c = client()
+      local calls, list = 0, c.mfa_authenticators
+      c.mfa_authenticators = function(...) calls = calls + 1; return list(...) end
+      local f = flow.login(c, { connection = "email", email = "m1c@example.com" })
+      run_until(c, f, "awaiting_code")
+      f:submit_code(last_code("m1c@example.com"))
+      local deadline = now() + 15
+      while calls == 0 and f._req and f._req._name ~= "flow" do
+        assert(c:poll(0))
+        assert(now() < deadline, "no answer")
+        socket.sleep(0.002)
+      end
+      assert.equal(0, calls)   -- the answer came; the listing waits for the next poll
+      assert.equal("verifying", f.state)
+      assert(c:poll(0))
+      assert.equal(1, calls)
+      run_until(c, f, "awaiting_mfa_choice")
+      -- cancel() in between: no listing, cancelled
+      local function at_gap(email)
+        local fl = flow.login(c, { connection = "email", email = email })
+        run_until(c, fl, "awaiting_code")
+        fl:submit_code(last_code(email))
+        local d = now() + 15
+        while not (fl._req and fl._req._name == "flow") do
+          assert(c:poll(0))
+          assert(now() < d, "no answer")
+          socket.sleep(0.002)
+        end
+        return fl
+      end
+      mfa_user("m1d@example.com", { "otp" }, { "otp" })
+      calls = 0
+      local g = at_gap("m1d@example.com")
+      g:cancel()
+      assert.equal("cancelled", g.state)
+      assert(c:poll(0))
+      assert.equal(0, calls)
+      assert.equal("cancelled", g.state)
+      -- client:close() in between: cancelled, nothing pending
+      mfa_user("m1e@example.com", { "otp" }, { "otp" })
+      local h = at_gap("m1e@example.com")
+      c:close()
+      assert.equal("cancelled", h.state)
+      assert.equal("cancelled", h.error.code)
+      assert.equal(0, calls)
+    end)
+
     it("filters authenticators by mfa_requirements", function()
       mfa_user("m2@example.com", { "phone" }, { "otp", "sms" })
       local c = client()

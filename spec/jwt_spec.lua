@@ -294,3 +294,172 @@ describe("auth0.jwt.verify_id_token", function()
     assert.truthy(err:find("jwt_spec.lua:%d+: bad argument #2 to 'verify_id_token' %(field 'client_id': string expected, got nil%)"))
   end)
 end)
+
+describe("auth0.jwt.verify_id_token_steps", function()
+  -- Runs the steps as a game would, one `later` per poll: the claims (or nil, err) and the
+  -- number of polls it took; done must run exactly once.
+  local function staged(tok, o)
+    local queue, got, calls = {}, nil, 0
+    jwt.verify_id_token_steps(tok, o or opts(), function(fn) queue[#queue + 1] = fn end, function(c, e)
+      calls = calls + 1
+      got = { c, e }
+    end)
+    local polls = 0
+    while not got do
+      assert.is_true(#queue > 0, "a step is pending")
+      assert.is_true(polls < 100000, "the signature thread never ended")
+      local fn = table.remove(queue, 1)
+      polls = polls + 1
+      fn()
+      if not got and #queue > 0 then core.sleep(0.0001) end
+    end
+    assert.equal(1, calls)
+    assert.equal(0, #queue)
+    return got[1], got[2], polls
+  end
+
+  local SECRET = "0123456789abcdef0123456789abcdef"
+  local function hs_token(over)
+    local input = encode({ alg = "HS256", typ = "JWT" }) .. "." .. encode(claims(over))
+    return input .. "." .. core.b64url_encode(core.hmac("SHA256", SECRET, input))
+  end
+
+  it("gives verify_id_token's claims and errors, the decode and the signature in later polls than the call", function()
+    local tok = token()
+    local h, p, s = tok:match("^([^.]+)%.([^.]+)%.([^.]+)$")
+    local raw = core.b64url_decode(s)
+    local cases = {
+      { token() },
+      { token({ nonce = "n-1" }), opts({ nonce = "n-1" }) },
+      { h .. "." .. encode(claims({ sub = "email|attacker" })) .. "." .. s },   -- swapped payload
+      { h .. "." .. p .. "." .. core.b64url_encode(string.char((raw:byte(1) + 1) % 256) .. raw:sub(2)) },
+      { h .. "." .. p .. "." },
+      { token(nil, nil, other_key) },
+      { token({ exp = NOW - 60 }) },
+      { token({ aud = "someone-else" }) },
+      { token(nil, nil, other_key), opts({ jwks = { keys = { jwk_of(other_key, "k1") } } }) },
+      { token(nil, { kid = "nope" }) },
+      { "not-a-jwt" },
+      { hs_token(), opts({ jwks = REMOVE, client_secret = SECRET }) },
+      { hs_token({ exp = NOW - 600 }), opts({ jwks = REMOVE, client_secret = SECRET }) },
+      { hs_token(), opts({ jwks = REMOVE, client_secret = SECRET .. "x" }) },
+    }
+    for i, case in ipairs(cases) do
+      local want, werr = jwt.verify_id_token(case[1], case[2] or opts())
+      local c, e, polls = staged(case[1], case[2] or opts())
+      assert.same(want, c, "case " .. i)
+      if werr then
+        assert.equal(werr.code, e.code, "case " .. i)
+        assert.equal(werr.message, e.message, "case " .. i)
+        assert.equal(werr.reason, e.reason, "case " .. i)
+      else
+        assert.is_nil(e)
+      end
+      -- nothing is decoded nor checked in the call itself: the decode is a step, the signature
+      -- (or its look) at least one more
+      local decodes = not werr or not (werr.message:find("could not be decoded", 1, true) or werr.reason == "unknown_kid")
+      if decodes then assert.is_true(polls >= 2, "case " .. i) else assert.equal(1, polls, "case " .. i) end
+    end
+  end)
+
+  it("raises on misuse at once, as verify_id_token does", function()
+    local function never() error("not reached") end
+    assert.has_error(function() jwt.verify_id_token_steps(nil, opts(), never, never) end,
+      "bad argument #1 to 'verify_id_token' (string expected, got nil)")
+    assert.has_error(function() jwt.verify_id_token_steps(token(), opts({ audience = CID }), never, never) end,
+      "bad argument #2 to 'verify_id_token' (unknown option 'audience')")
+  end)
+end)
+
+describe("auth0.core.rs256_verify_start", function()
+  local function wait(job)
+    for _ = 1, 100000 do
+      local v = job:result()
+      if v ~= nil then return v end
+      core.sleep(0.0001)
+    end
+    error("the verification thread never ended")
+  end
+
+  it("checks an RS256 signature on a thread: true, false for a wrong one or an unusable key", function()
+    local j = key:jwk()
+    local sig = key:sign_rs256("data")
+    assert.is_true(wait(assert(core.rs256_verify_start(j.n, j.e, "data", sig))))
+    assert.is_false(wait(assert(core.rs256_verify_start(j.n, j.e, "datA", sig))))
+    assert.is_false(wait(assert(core.rs256_verify_start(j.n, j.e, "data", ""))))
+    local o = other_key:jwk()
+    assert.is_false(wait(assert(core.rs256_verify_start(o.n, o.e, "data", sig))))
+    assert.is_false(wait(assert(core.rs256_verify_start("!!", j.e, "data", sig))))
+    assert.is_false(wait(assert(core.rs256_verify_start(j.n, "", "data", sig))))
+    -- agrees with the blocking check
+    assert.is_true(core.rs256_verify(j.n, j.e, "data", sig))
+  end)
+
+  it("a job dropped while its thread runs is freed by the thread", function()
+    local j = key:jwk()
+    local sig = key:sign_rs256("data")
+    for _ = 1, 20 do assert(core.rs256_verify_start(j.n, j.e, "data", sig)) end
+    collectgarbage()
+    collectgarbage()
+    assert.is_true(wait(assert(core.rs256_verify_start(j.n, j.e, "data", sig))))
+  end)
+
+  it("a worker (core.rs256_worker) checks them on its one thread, in order, and outlives its jobs' owner", function()
+    local j, o = key:jwk(), other_key:jwk()
+    local sig = key:sign_rs256("data")
+    local w = assert(core.rs256_worker())
+    local jobs = {}
+    for i = 1, 6 do jobs[i] = assert(w:verify(i % 2 == 0 and o.n or j.n, j.e, "data", sig)) end
+    for i = 1, 6 do assert.equal(i % 2 == 1, wait(jobs[i])) end
+    -- the steps on a worker: the same result
+    local queue, got = {}, nil
+    jwt.verify_id_token_steps(token(), opts(), function(fn) queue[#queue + 1] = fn end, function(c, e) got = { c, e } end, w)
+    while not got do table.remove(queue, 1)(); core.sleep(0.0001) end
+    assert.same(claims(), got[1])
+    -- the worker collected with a job queued: the job still ends
+    local last = assert(w:verify(j.n, j.e, "data", sig))
+    w = nil   -- luacheck: ignore 311
+    collectgarbage()
+    collectgarbage()
+    assert.is_true(wait(last))
+  end)
+
+  -- fork() through LuaJIT's FFI (Lua 5.4 has no fork to call)
+  local it_jit = rawget(_G, "jit") and it or pending
+  it_jit("a forked child: a job from before the fork says so, the steps check it there, the worker starts a thread", function()
+    local ffi = require "ffi"
+    pcall(ffi.cdef, "int fork(void); int waitpid(int pid, int *status, int options); void _exit(int);")
+    local j = key:jwk()
+    local sig = key:sign_rs256("data")
+    local w = assert(core.rs256_worker())
+    local job = assert(w:verify(j.n, j.e, "data", sig))
+    local queue, got = {}, nil
+    jwt.verify_id_token_steps(token(), opts(), function(fn) queue[#queue + 1] = fn end, function(c, e) got = { c, e } end, w)
+    table.remove(queue, 1)()   -- the decode and the signature's job started, in the parent
+    local pid = ffi.C.fork()
+    if pid == 0 then
+      local code = 0
+      local v, lost = job:result()
+      if not (v == nil and lost == "the verification was started before a fork") then code = 1 end
+      local j2 = w:verify(j.n, j.e, "data", sig)   -- a thread of the child's own
+      local t0 = core.now()
+      local r
+      repeat r = j2:result() until r ~= nil or core.now() - t0 > 5
+      if r ~= true then code = code + 2 end
+      while not got and #queue > 0 do table.remove(queue, 1)() end
+      if not (got and got[1] and got[1].sub == claims().sub) then code = code + 4 end
+      ffi.C._exit(code)
+    end
+    local st = ffi.new("int[1]")
+    ffi.C.waitpid(pid, st, 0)
+    assert.equal(0, st[0])   -- the child's exit status, shifted: 0 when every check held
+    assert.is_true(wait(job))
+    while not got do table.remove(queue, 1)(); core.sleep(0.0001) end
+    assert.same(claims(), got[1])
+  end)
+
+  it("raises on misuse", function()
+    assert.has_error(function() core.rs256_verify_start(nil, "AQAB", "d", "s") end)
+    assert.has_error(function() core.rs256_verify_start("n", "AQAB", {}, "s") end)
+  end)
+end)

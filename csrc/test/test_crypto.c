@@ -2,8 +2,10 @@
  *   cc -std=c99 -Wall -Wextra -Icsrc -o build/test_crypto csrc/test/test_crypto.c \
  *      csrc/a0_crypto.c csrc/a0_buf.c -lcrypto && build/test_crypto
  * Last line: "N passed, N failed"; exit status 1 on any failure. */
+#define _DEFAULT_SOURCE   /* usleep */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "a0_crypto.h"
 
@@ -235,6 +237,49 @@ static void test_rsa(tally *t) {
   a0_key_free(NULL);
 }
 
+/* Polls a verification job until its thread is done (a few ms at most): its result. */
+static int job_outcome(a0_verify_job *j) {
+  int valid = -1, i;
+  for (i = 0; i < 200000; i++) {
+    if (a0_verify_job_result(j, &valid)) break;
+    usleep(50);
+  }
+  a0_verify_job_release(j);
+  return valid;
+}
+
+static void test_verify_job(tally *t) {
+  a0_key *k = a0_key_generate(2048);
+  unsigned char sig[A0_RSA_MAX_LEN], n[A0_RSA_MAX_LEN], e[A0_RSA_MAX_LEN];
+  size_t siglen = 0, nlen = 0, elen = 0;
+  int i;
+  CHECK(t, k != NULL && a0_key_sign_rs256(k, "hello", 5, sig, &siglen) == 0);
+  CHECK(t, a0_key_public(k, n, &nlen, e, &elen) == 0);
+  CHECK(t, job_outcome(a0_verify_job_start(NULL, n, nlen, e, elen, "hello", 5, sig, siglen)) == 1);
+  CHECK(t, job_outcome(a0_verify_job_start(NULL, n, nlen, e, elen, "hellp", 5, sig, siglen)) == 0);
+  CHECK(t, job_outcome(a0_verify_job_start(NULL, n, nlen, e, elen, "hello", 5, sig, siglen - 1)) == 0);
+  CHECK(t, job_outcome(a0_verify_job_start(NULL, n, 0, e, elen, "hello", 5, sig, siglen)) == 0);
+  CHECK(t, job_outcome(a0_verify_job_start(NULL, n, nlen, e, elen, "", 0, sig, 0)) == 0);
+  /* released while the thread runs: the thread frees it (ASan: no leak, no use after free) */
+  for (i = 0; i < 8; i++) a0_verify_job_release(a0_verify_job_start(NULL, n, nlen, e, elen, "hello", 5, sig, siglen));
+  CHECK(t, job_outcome(a0_verify_job_start(NULL, n, nlen, e, elen, "hello", 5, sig, siglen)) == 1);
+  {   /* a worker: its jobs in order on one thread; released with jobs queued, it runs them */
+    a0_verify_worker *w = a0_verify_worker_new();
+    a0_verify_job *a, *b, *c;
+    CHECK(t, w != NULL);
+    a = a0_verify_job_start(w, n, nlen, e, elen, "hello", 5, sig, siglen);
+    b = a0_verify_job_start(w, n, nlen, e, elen, "hellp", 5, sig, siglen);
+    c = a0_verify_job_start(w, n, nlen, e, elen, "hello", 5, sig, siglen);
+    a0_verify_job_release(a0_verify_job_start(w, n, nlen, e, elen, "hello", 5, sig, siglen));
+    a0_verify_worker_release(w);
+    CHECK(t, job_outcome(a) == 1 && job_outcome(b) == 0 && job_outcome(c) == 1);
+    a0_verify_worker_release(NULL);
+  }
+  usleep(200000);   /* the released jobs' threads end before the process does */
+  a0_verify_job_release(NULL);
+  a0_key_free(k);
+}
+
 int main(void) {
   tally t = { 0, 0 };
   test_hotp_rfc4226(&t);
@@ -245,6 +290,7 @@ int main(void) {
   test_digests(&t);
   test_random_and_wipe(&t);
   test_rsa(&t);
+  test_verify_job(&t);
   printf("%d passed, %d failed\n", t.passed, t.failed);
   return t.failed == 0 ? 0 : 1;
 }

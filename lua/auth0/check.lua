@@ -3,6 +3,7 @@
 -- checks every value it encodes once (docs/protocol.md, "Limits").
 -- Misuse raises in the form of luaL_argerror, at the caller of the public function:
 -- `bad argument #1 to 'passwordless_start' (email is malformed)`.
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local core = require "auth0.core"
 
 local type, error, tostring, tonumber, ipairs, getinfo = type, error, tostring, tonumber, ipairs, debug.getinfo

@@ -3,6 +3,7 @@
 -- Every network method blocks and returns `result` or `nil, err`; given a trailing callback
 -- `function(result, err)` it returns at once a request object instead and the callback runs
 -- later from `client:poll(ms)` (lua/auth0/sched.lua says what a callback may call).
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local core = require "auth0.core"
 local errors = require "auth0.error"
 local check = require "auth0.check"

@@ -18,8 +18,10 @@
 -- `ngx_store`, take the store's lock and reread the store before refreshing, so the
 -- second one finds the first one's tokens.
 -- @module auth0.credentials
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local stores = require "auth0.credentials.stores"
 local errors = require "auth0.error"
+local keyset = require "auth0.keyset"
 
 local type, pairs, ipairs, tostring, setmetatable, error, xpcall, pcall = type, pairs, ipairs, tostring, setmetatable,
   error, xpcall, pcall
@@ -33,6 +35,8 @@ local _M = {
   ngx_store = stores.ngx_store,
   default_path = stores.default_path,
 }
+
+local verify_cb   -- the ID token check of the callback forms (lua/auth0/credentials/renew.lua)
 
 local Manager = { __name = "auth0.Credentials" }
 Manager.__index = Manager
@@ -80,6 +84,8 @@ function _M.new(client, opts)
   end
   -- the store's thread starts now (a loading screen), not in the frame of the first save
   if type(store.prepare) == "function" and type(client._after) == "function" then store.prepare() end
+  -- and the ID token checks' thread, for a store whose callback forms check in steps (verify_cb)
+  if store.save_async and type(client._cfg) == "table" and type(client._after) == "function" then keyset.prepare(client) end
   return setmetatable({
     _client = client, _store = store, _min_ttl = check_ttl(opts.min_ttl or 60, "min_ttl", 2),
     _on_change = opts.on_change, _now = now,
@@ -446,16 +452,16 @@ function Manager:save(tokens, cb)
     if cb then store_new_cb(self, build(self, tokens, claims), "saved", cb, guard); return true end
     return store_new(self, build(self, tokens, claims), "saved")
   end
-  local function check() return client:verify_id_token(tokens.id_token, { now = self._now() }) end
+  local function verify_now() return client:verify_id_token(tokens.id_token, { now = self._now() }) end
   if not cb then
     if type(tokens.id_token) ~= "string" then return verified(nil) end
-    return verified(check())
+    return verified(verify_now())
   end
   guard(function()
     if type(tokens.id_token) ~= "string" then return verified(nil) end
     client:jwks(guard(function(_, err)
       if err then return verified(nil, err) end
-      verified(check())
+      verify_cb(self, tokens.id_token, verified, guard, true)
     end))
   end)()
   return true
@@ -482,10 +488,10 @@ function Manager:user()
   return d and copy(d.user) or nil
 end
 
-require("auth0.credentials.renew")(Manager, {
+verify_cb = require("auth0.credentials.renew")(Manager, {
   raise = raise, check_ttl = check_ttl, api_key = api_key, entry_of = entry_of, fresh = fresh, view = view,
   deliver = deliver, changed = changed, login_required = login_required, entry_from = entry_from,
-  store_new = store_new, store_new_cb = store_new_cb, store_clear_cb = store_clear_cb, lock_cb = lock_cb,
+  store_new = store_new, store_new_cb = store_new_cb, store_clear_cb = store_clear_cb, lock_cb = lock_cb, async_store = async_store,
   later = later, load_cb = load_cb, hold = hold, new_error = new_error, xpcall = xpcall, pcall = pcall, traceback = traceback, copy = copy,
   finish_jobs = finish_jobs, flush_unsaved = flush_unsaved, check_open = check_open, run_queued = run_queued,
   wait_own = wait_own,

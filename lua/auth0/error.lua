@@ -44,6 +44,7 @@
 -- |                     | `store_corrupt`, `store_busy`, `store_error` (auth0.credentials) |
 -- | timeout, network, tls, bad_response, cancelled | no usable answer (ours)               |
 -- | unknown             | anything else (a code this version does not know)                |
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local cjson = require("cjson.safe").new()
 local core = require "auth0.core"
 

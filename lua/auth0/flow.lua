@@ -81,6 +81,7 @@
 -- Callbacks: `on_state(f)` runs after every state change, from `client:poll` (or from the
 -- method call that changed the state); an error in it goes to the client's
 -- `on_callback_error`, like any callback's.
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local auth0 = require "auth0"
 local check = require "auth0.check"
 local machine = require "auth0.flow.machine"

@@ -3,6 +3,7 @@
 -- client secret). Error messages name the failing claim but never contain the token.
 -- @module auth0.jwt
 
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local core = require "auth0.core"
 local errors = require "auth0.error"
 local cjson = require("cjson.safe").new()
@@ -16,8 +17,8 @@ local argerror = require("auth0.check").argerror   -- luaL_argerror's form, at t
 local decode   -- _M.decode's work: (result) or (nil, message)
 local _M = { _VERSION = "0.1.0" }
 
-local b64url_decode, b64url_encode, rsa_public, hmac, sha256 =
-  core.b64url_decode, core.b64url_encode, core.rsa_public, core.hmac, core.sha256
+local b64url_decode, b64url_encode, rsa_public, hmac, sha256, rs256_start =
+  core.b64url_decode, core.b64url_encode, core.rsa_public, core.hmac, core.sha256, core.rs256_verify_start
 
 -- Only the canonical spelling decodes (no padding, zero unused bits): a respelled copy of
 -- a token is another string and must not verify as the same token.
@@ -179,34 +180,40 @@ function _M.import_keys(jwks)
   end
 end
 
-local function check_signature(jwt, opts)
+-- The key that must have signed the token (a JWK, or the HS256 secret's marker), after the
+-- header's checks: key | nil, message, reason.
+local function signing_key(jwt, opts)
   local alg, want = jwt.header.alg, pinned(opts)
   if alg ~= want then
     if alg == nil then return nil, "id token header has no alg" end
     return nil, "id token signing algorithm not supported: expected " .. want .. ", got " .. show(alg)
   end
-  if alg == "RS256" then
-    if opts.jwks == nil then
-      argerror("verify_id_token", 2, "field 'jwks': required for RS256 tokens")
-    end
-    local key, err, reason = find_key(opts.jwks, jwt.header.kid)
-    if not key then return nil, err, reason end
-    if key.kty ~= "RSA" or type(key.n) ~= "string" or type(key.e) ~= "string"
-      or (key.alg ~= nil and key.alg ~= "RS256") or (key.use ~= nil and key.use ~= "sig") then
-      return nil, "jwks key for the id token is not an RS256 signing key"
-    end
+  if alg == "HS256" then return "HS256" end
+  if opts.jwks == nil then
+    argerror("verify_id_token", 2, "field 'jwks': required for RS256 tokens")
+  end
+  local key, err, reason = find_key(opts.jwks, jwt.header.kid)
+  if not key then return nil, err, reason end
+  if key.kty ~= "RSA" or type(key.n) ~= "string" or type(key.e) ~= "string"
+    or (key.alg ~= nil and key.alg ~= "RS256") or (key.use ~= nil and key.use ~= "sig") then
+    return nil, "jwks key for the id token is not an RS256 signing key"
+  end
+  return key
+end
+
+local function check_signature(jwt, opts, key)
+  if key ~= "HS256" then
     if not rs256_verify(key, jwt.signing_input, jwt.signature) then
       return nil, "id token signature verification failed"
     end
     return true
-  else   -- HS256, pinned
-    local mac = hmac("SHA256", opts.client_secret, jwt.signing_input)
-    -- Comparing digests of both sides keeps the comparison time independent of the MAC.
-    if sha256(mac) ~= sha256(jwt.signature) then
-      return nil, "id token signature verification failed"
-    end
-    return true
   end
+  local mac = hmac("SHA256", opts.client_secret, jwt.signing_input)
+  -- Comparing digests of both sides keeps the comparison time independent of the MAC.
+  if sha256(mac) ~= sha256(jwt.signature) then
+    return nil, "id token signature verification failed"
+  end
+  return true
 end
 
 local function check_audience(claims, client_id)
@@ -285,6 +292,22 @@ local function check_claims(claims, opts)
   return true
 end
 
+local function check_args(token, opts)
+  if type(token) ~= "string" then
+    argerror("verify_id_token", 1, "string expected, got " .. type(token))
+  end
+  check_verify_opts(opts)
+end
+
+-- The token decoded and the key chosen by its header: jwt, key | nil, message, reason.
+local function first_step(token, opts)
+  local jwt, err = decode(token)
+  if not jwt then return nil, "id token could not be decoded: " .. err end
+  local key, kerr, reason = signing_key(jwt, opts)
+  if not key then return nil, kerr, reason end
+  return jwt, key
+end
+
 --- Validates an ID token the way Auth0's SDKs do.
 -- @tparam string token the compact JWT
 -- @tparam table opts `issuer` ("https://host/", exact match), `client_id`, `jwks` (the
@@ -297,19 +320,56 @@ end
 -- @treturn[2] auth0.Error `invalid_id_token`, its message naming the failing check
 -- @raise on a non-string token, a missing or wrongly typed option, an unknown option
 function _M.verify_id_token(token, opts)
-  if type(token) ~= "string" then
-    argerror("verify_id_token", 1, "string expected, got " .. type(token))
-  end
-  check_verify_opts(opts)
-  local jwt, err = decode(token)
-  if not jwt then return fail("id token could not be decoded: " .. err) end
-  local ok
-  local reason
-  ok, err, reason = check_signature(jwt, opts)
-  if not ok then return fail(err, reason) end
+  check_args(token, opts)
+  local jwt, key, reason = first_step(token, opts)
+  if not jwt then return fail(key, reason) end
+  local ok, err = check_signature(jwt, opts, key)
+  if not ok then return fail(err) end
   ok, err = check_claims(jwt.payload, opts)
   if not ok then return fail(err) end
   return jwt.payload
+end
+
+--- `verify_id_token` in steps, each handed to `later(fn)` by the one before it (a game runs
+-- each from a poll of its own): the decode, the header's checks and an RS256 signature's check
+-- started on a worker's thread or one of its own (core.rs256_verify_start: the caller's thread
+-- pays for neither the key's import nor the verification); then, looked at from `later` until
+-- the thread is done, the claims. HS256, or no thread: the signature in a step of its own, the
+-- claims in the next. Misuse of the arguments raises at once, as verify_id_token's.
+-- @tparam string token
+-- @tparam table opts as verify_id_token's
+-- @tparam function later later(fn): runs fn later
+-- @tparam function done done(claims) or done(nil, err), as verify_id_token returns
+-- @param[opt] worker a `core.rs256_worker()` to check the signature on, instead of a thread of its own
+function _M.verify_id_token_steps(token, opts, later, done, worker)
+  check_args(token, opts)
+  later(function()
+    local jwt, key, reason = first_step(token, opts)
+    if not jwt then return done(fail(key, reason)) end
+    local function signed(ok, err)
+      if not ok then return done(fail(err)) end
+      local ok2, err2 = check_claims(jwt.payload, opts)
+      if not ok2 then return done(fail(err2)) end
+      done(jwt.payload)
+    end
+    local job = key ~= "HS256" and (worker and worker:verify(key.n, key.e, jwt.signing_input, jwt.signature)
+      or rs256_start(key.n, key.e, jwt.signing_input, jwt.signature))
+    if not job then
+      return later(function()
+        local ok, err = check_signature(jwt, opts, key)
+        later(function() signed(ok, err) end)
+      end)
+    end
+    local function look()
+      local valid, lost = job:result()
+      if valid == nil then
+        if lost then return signed(check_signature(jwt, opts, key)) end   -- a forked child: here
+        return later(look)
+      end
+      signed(valid, "id token signature verification failed")
+    end
+    later(look)
+  end)
 end
 
 return _M

@@ -5,6 +5,7 @@
 -- during a JWKS outage cannot make valid tokens fail. A failed fetch is remembered too: with
 -- no keys held, verifications within `jwks_min_refetch` of it fail at once with its reason
 -- instead of each fetching again (an outage must not turn every login into a JWKS request).
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local core = require "auth0.core"
 local jwt = require "auth0.jwt"
 local shape = require "auth0.shape"
@@ -54,22 +55,29 @@ function M.fetch_async(client, on_done)
   local freq = s:request("jwks", function(v, err)
     local w = k.waiters
     k.waiters = nil
-    if v then k.jwks, k.at = v, now(); jwt.import_keys(v) else k.failed, k.last_err = now(), err end
+    -- the keys' import (about as dear as a verification) is a task of its own, not in this one;
+    -- with a worker the staged checks import on its thread and the synchronous ones when used
+    if v then
+      k.jwks, k.at = v, now()
+      if not k.worker then s:push(function() jwt.import_keys(v) end) end
+    else k.failed, k.last_err = now(), err end
     for _, fn in ipairs(w) do s:call(fn, v, err) end
   end)
   local ok, err = client:_attempts(freq, "jwks", nil, O_JWKS, shape.jwks, function(...) freq:finish(...) end)
   if not ok then s:push(function() freq:finish(nil, err) end, freq) end
 end
 
-local function check(client, token, opts, jwks)
+local function options(client, opts, jwks)
   local cfg = client._cfg
   local hs = cfg.id_token_alg == "HS256"
-  return jwt.verify_id_token(token, {
+  return {
     jwks = jwks, issuer = cfg.issuer, client_id = cfg.client_id, alg = cfg.id_token_alg,
     client_secret = hs and cfg.client_secret or nil,
     leeway = opts.leeway, now = opts.now, nonce = opts.nonce, max_age = opts.max_age,
-  })
+  }
 end
+
+local function check(client, token, opts, jwks) return jwt.verify_id_token(token, options(client, opts, jwks)) end
 
 -- The error of a verification that found no keys while the last fetch failed less than
 -- jwks_min_refetch ago: that fetch's code and reason, and when trying again makes sense.
@@ -111,6 +119,28 @@ function M.verify(client, token, opts, fetch, done)
     end
     return done(nil, ferr)
   end)
+end
+
+--- M.verify in steps with the keys held when they are fresh (jwt.verify_id_token_steps: the
+-- decode now and the RS256 signature on the worker's thread (M.prepare) or one of its own, the
+-- claims from a `later(fn)` once it is done), so that no frame pays for the signature; an
+-- unknown kid, HS256 or no fresh keys: M.verify, fetching without blocking.
+function M.verify_steps(client, token, opts, later, done)
+  local function fetch(on_done) M.fetch_async(client, on_done) end
+  local held = client._cfg.id_token_alg ~= "HS256" and M.fresh(client)
+  if not held then return M.verify(client, token, opts, fetch, done) end
+  jwt.verify_id_token_steps(token, options(client, opts, held), later, function(claims, err)
+    if claims or err.reason ~= "unknown_kid" then return done(claims, err) end
+    M.verify(client, token, opts, fetch, done)
+  end, state(client).worker)
+end
+
+--- Starts the client's verification thread (core.rs256_worker) for verify_steps, at a time
+-- of the caller's choosing (a loading screen): a thread's start costs a frame as much as a
+-- verification. Without one each staged check starts a thread of its own.
+function M.prepare(client)
+  local k = state(client)
+  if not k.worker and core.rs256_worker then k.worker = core.rs256_worker() or nil end
 end
 
 return M

@@ -1,5 +1,6 @@
 --- The passwordless, token and user methods of auth0.Client (docs/protocol.md,
 -- "Passwordless", "Tokens", "User info", "ID tokens").
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local check = require "auth0.check"
 local shape = require "auth0.shape"
 local keyset = require "auth0.keyset"

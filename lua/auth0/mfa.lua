@@ -1,4 +1,5 @@
 --- The multi-factor methods of auth0.Client (docs/protocol.md, "MFA").
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local check = require "auth0.check"
 local shape = require "auth0.shape"
 local errors = require "auth0.error"

@@ -1,6 +1,7 @@
 --- The retry policy (README "Retries"), a table beside the endpoint table of the C core:
 -- reads may be retried on 429/503; any call may be retried when its connection failed before
 -- the request was sent; nothing else is ever resent (a code would be burnt, a message resent).
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local errors = require "auth0.error"
 
 local tonumber, time, random, min = tonumber, os.time, math.random, math.min

@@ -18,6 +18,7 @@
 --   * a coroutine in `auth0.await`: the same, and `auth0.await` again (it is resumed from the
 --     run queue after the callback has returned, never from inside one); `poll` is reentrant
 --     there too, since the queue runs inside `poll`.
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local core = require "auth0.core"
 local errors = require "auth0.error"
 

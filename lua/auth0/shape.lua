@@ -1,5 +1,6 @@
 --- Result shapes: each checks a decoded 2xx body and returns the value a caller gets, or
 -- nil and why the body does not fit (the caller makes that a `bad_response` error).
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local cjson = require("cjson.safe").new()
 
 local type, pairs, ipairs, tonumber, next, floor, time = type, pairs, ipairs, tonumber, next, math.floor, os.time

@@ -1,6 +1,9 @@
 --- auth0.credentials, part two: getting valid tokens, renewing them one refresh at a time,
 -- and clearing. Installed into the manager's class by lua/auth0/credentials.lua.
 -- @submodule auth0.credentials
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
+local keyset = require "auth0.keyset"
+local check = require "auth0.check"
 local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
 
 return function(Manager, h)
@@ -11,7 +14,31 @@ return function(Manager, h)
   local store_new_cb, store_clear_cb, lock_cb, load_cb = h.store_new_cb, h.store_clear_cb, h.lock_cb, h.load_cb
   local later, hold, finish_jobs, flush_unsaved, check_open = h.later, h.hold, h.finish_jobs, h.flush_unsaved,
     h.check_open
-  local run_queued, wait_own = h.run_queued, h.wait_own
+  local run_queued, wait_own, async_store = h.run_queued, h.wait_own, h.async_store
+  local VERIFY = check.at("verify_id_token")
+
+  -- The ID token checked for the callback forms, once the client holds the JWKS: fn(claims | nil, err).
+  -- With a store that has async methods the check runs in steps (keyset.verify_steps), the
+  -- decode, the signature and the claims each from a poll of its own; else client:verify_id_token.
+  -- `held`: client:close() between the steps then ends it with fn(nil, "cancelled") (a save; a
+  -- renewal's flight is held already).
+  local function verify_cb(self, token, fn, guard, held)
+    local client = self._client
+    local opts = { now = self._now() }
+    if not (async_store(self) and type(client._cfg) == "table" and type(client._sched) == "table") then
+      return fn(client:verify_id_token(token, opts))
+    end
+    check.wire(VERIFY, check.string(VERIFY, token, "id_token"), "id_token")   -- misuse as verify_id_token's
+    local over, unhold = false, nil
+    local function ends(claims, err)
+      if over then return end
+      over = true
+      if unhold then unhold() end
+      fn(claims, err)
+    end
+    if held then unhold = hold(self, function(err) ends(nil, err) end) end
+    keyset.verify_steps(client, token, opts, function(step) later(self, step, guard) end, ends)
+  end
 
   -- The store's lock, when it has one (file: flock; ngx.shared: add with a TTL).
   local function lock(self)
@@ -181,8 +208,10 @@ return function(Manager, h)
         end
         if not t or key or type(t.id_token) ~= "string" then return settle_cb(self, d, key, t, terr, nil, landed, guard) end
         client:jwks(guard(function(jwks)   -- a JWKS failure only means the old claims stay
-          local claims = jwks and client:verify_id_token(t.id_token, { now = self._now() }) or nil
-          settle_cb(self, d, key, t, nil, claims, landed, guard)
+          if not jwks then return settle_cb(self, d, key, t, nil, nil, landed, guard) end
+          verify_cb(self, t.id_token, function(claims)
+            settle_cb(self, d, key, t, nil, claims, landed, guard)
+          end, guard)
         end))
       end))
     end
@@ -385,4 +414,6 @@ return function(Manager, h)
     if not ok then error(a, 0) end   -- a raise goes on unchanged, after the release
     return a, b
   end
+
+  return verify_cb
 end

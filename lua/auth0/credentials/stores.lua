@@ -11,6 +11,7 @@
 -- client:close() of a call with a write in flight) and `lock_wait` (seconds: the manager's
 -- callback forms try the lock again on a timer until then).
 -- @module auth0.credentials.stores
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local core = require "auth0.core"
 local errors = require "auth0.error"
 local cjson = require("cjson.safe").new()

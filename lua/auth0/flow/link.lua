@@ -3,6 +3,7 @@
 -- `f:submit_callback(url)` (the redirect the browser got, with `redirect_uri`); MFA after a
 -- link goes on as after a code (lua/auth0/flow.lua documents the states). Internal.
 -- @local
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local machine = require "auth0.flow.machine"
 local check = require "auth0.check"
 
@@ -22,7 +23,7 @@ local function on_answer(f)
     if e.reason == "mfa_required" then
       if type(e.mfa_token) ~= "string" then return finish(f, "failed", e) end
       f._mfa_token, f.mfa_requirements = e.mfa_token, e.mfa_requirements
-      return machine.list_authenticators(f)
+      return machine.chain(f, function() machine.list_authenticators(f) end)
     end
     if FATAL[e.reason] then return finish(f, "failed", e) end
     set_state(f, "awaiting_link", e)

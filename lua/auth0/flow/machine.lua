@@ -1,6 +1,7 @@
 --- auth0.flow's state machine: the flow object, its transitions and methods. The states and
 -- rules are documented at the top of lua/auth0/flow.lua; each rule lives once, here.
 -- Decisions switch on `err.reason` (lua/auth0/error.lua), never on Auth0's wording.
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local auth0 = require "auth0"
 
 local type, pairs, ipairs, tostring, select, error, rawget, rawset, setmetatable, getmetatable =
@@ -123,6 +124,31 @@ local function launch(f, state, start, on_result, err)
   set_state(f, state, err)
 end
 _M.launch = launch
+
+-- A step that follows an answer (list the authenticators after mfa_required, poll for the push
+-- after its challenge): started from the next poll, so that a frame pays for the answer or the
+-- next request's start, not both. Until then it is the flow's request: cancel() drops it,
+-- client:close() cancels the flow as it would cancel the request in flight.
+local function chain(f, step)
+  local s = f._client._sched
+  if type(s) ~= "table" or type(s.request) ~= "function" or type(s.wait) ~= "function" then return step() end
+  abort(f)
+  local gen = f._gen
+  local req = s:request("flow", function(_, e)
+    if e and f._gen == gen then
+      f._req = nil
+      finish(f, "cancelled", e)
+    end
+  end)
+  f._req = req
+  s:wait(req, 0, function()
+    if f._gen ~= gen then return end
+    f._req = nil
+    req:finish()
+    step()
+  end)
+end
+_M.chain = chain
 
 -- Errors after which the same step may simply be tried again (later).
 local TRANSIENT = { rate_limited = true, too_many_attempts = true, timeout = true, network = true, tls = true,
@@ -256,7 +282,7 @@ local function after_challenge(f, challenge_type, oob_code, binding_method)
   end
   f._oob_code = oob_code
   if binding_method == "prompt" then return set_state(f, "awaiting_mfa_code") end
-  start_push(f)
+  chain(f, function() start_push(f) end)
 end
 
 -- ------------------------------------------------------------------------------------
@@ -304,7 +330,7 @@ function Flow:submit_code(code)
         return finish(self, "failed", bad_response("mfa_required without an mfa_token"))
       end
       self._mfa_token, self.mfa_requirements = e.mfa_token, e.mfa_requirements
-      return list_authenticators(self)
+      return chain(self, function() list_authenticators(self) end)
     end
     -- Auth0 answers an expired code like a wrong one (docs/protocol.md "3.3 Errors"): the
     -- flow's clock knows better

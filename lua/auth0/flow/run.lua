@@ -1,6 +1,7 @@
 --- flow.run's loop: drives a flow to its end with blocking prompt functions (see
 -- `flow.run` in lua/auth0/flow.lua for the prompts and the limits). Internal.
 -- @local
+if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local auth0 = require "auth0"
 local machine = require "auth0.flow.machine"
 
