@@ -20,6 +20,8 @@ struct xfer {
   struct curl_slist *headers;
   struct curl_slist *keep;      /* last header kept across resets (the client's fixed ones) */
   char (*hdr)[A0_HDR_MAX];      /* A0_NHDR captured values, allocated by the first capture */
+  unsigned hdr_set;             /* bit h: slot h was written since it was last cleared */
+  struct curl_slist stat;       /* the static header line of a0_xfer_add_static_header */
   CURL *easy;
   a0_engine *eng;
   xfer *next;                   /* the list of its state: done, ready, cancels, released, reaped */
