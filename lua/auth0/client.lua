@@ -274,7 +274,7 @@ function Client:_timeout(opts) return (opts and opts.timeout) or self._cfg.timeo
 -- One blocking call, retries included. A 2xx answer that json_flat decodes, without an
 -- error member, that `fit` takes, is returned at once; finish() handles everything else in
 -- full (it decodes the body again: the fast path decides nothing finish() would not).
-function Client:_call_blocking(ep, fields, opts, fit)
+local function _call_blocking(self, ep, fields, opts, fit)
   local cfg, core_ = self._cfg, self._core
   local timeout = (opts and opts.timeout) or cfg.timeout   -- self:_timeout(opts), inlined: per call
   local deadline = now() + timeout
@@ -302,6 +302,8 @@ function Client:_call_blocking(ep, fields, opts, fit)
     self._sleep(wait)
   end
 end
+
+Client._call_blocking = _call_blocking
 
 --- The one task helper of requests: sends `ep` for `req`, retries by the policy (each retry
 -- a timer task, then a transfer), and hands the outcome to `on_result(value, err)`.
@@ -339,7 +341,7 @@ function Client:_call(where, ep, fields, opts, cb, fit)
     self:_log("warn", "TLS certificate verification is OFF (insecure_skip_verify)", { endpoint = ep })
   end
   if self._on_log then self:_log("debug", "request", { endpoint = ep }) end
-  if cb == nil then return self:_call_blocking(ep, fields, opts, fit) end
+  if cb == nil then return _call_blocking(self, ep, fields, opts, fit) end
   if type(cb) ~= "function" then where:fail("callback must be a function") end
   local req = self._sched:request(ep, cb)
   local ok, err = self:_attempts(req, ep, fields, opts, fit, function(...) req:finish(...) end)
