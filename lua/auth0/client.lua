@@ -271,36 +271,44 @@ end
 
 function Client:_timeout(opts) return (opts and opts.timeout) or self._cfg.timeout end
 
--- One blocking call, retries included. A 2xx answer that json_flat decodes, without an
--- error member, that `fit` takes, is returned at once; finish() handles everything else in
--- full (it decodes the body again: the fast path decides nothing finish() would not).
-local function _call_blocking(self, ep, fields, opts, fit)
-  local cfg, core_ = self._cfg, self._core
-  local timeout = (opts and opts.timeout) or cfg.timeout   -- self:_timeout(opts), inlined: per call
-  local deadline = now() + timeout
-  local attempt, o = 0, opts
+-- The rest of a blocking call after an attempt that did not end it at once (or before
+-- the first with a transport): retries, and finish() for the answer.
+local function call_rest(self, ep, fields, opts, fit, start, status, body, hdrs)
+  local cfg = self._cfg
+  local timeout = (opts and opts.timeout) or cfg.timeout   -- self:_timeout(opts), inlined
+  local deadline = start + timeout
+  local attempt = 1
+  if self._transport then status, body, hdrs = via_transport(self, ep, fields, opts) end
   while true do
-    attempt = attempt + 1
-    if attempt > 1 then o = remaining(opts, deadline - now()) end
-    local status, body, hdrs
-    if self._transport then status, body, hdrs = via_transport(self, ep, fields, o)
-    else
-      status, body, hdrs = core_:fetch(ep, fields, o)   -- 2xx: headers on demand (finish)
-      if hdrs == nil and status ~= nil and not self._on_log then   -- 2xx, nobody logging
-        local decoded, nulls = json_flat(body)
-        if decoded ~= nil and decoded.error == nil then
-          if not fit then return decoded end
-          local v = fit(decoded, self, nulls == false)
-          if v ~= nil then return v end
-        end
-      end
-    end
     if status ~= nil and status ~= 429 and status ~= 503 then return finish(self, ep, fit, status, body, hdrs) end
     local wait = retry.wait(cfg, ep, attempt, status, body, hdrs, deadline - now(), timeout)
     if not wait then return finish(self, ep, fit, status, body, hdrs) end
     self:_log("info", "retrying", { endpoint = ep, attempt = attempt, wait = wait })
     self._sleep(wait)
+    attempt = attempt + 1
+    local o = remaining(opts, deadline - now())
+    if self._transport then status, body, hdrs = via_transport(self, ep, fields, o)
+    else status, body, hdrs = self._core:fetch(ep, fields, o) end
   end
+end
+
+-- One blocking call, retries included. A 2xx answer that json_flat decodes, without an
+-- error member, that `fit` takes, is returned at once; call_rest and finish() handle
+-- everything else in full (finish decodes the body again: the fast path decides nothing
+-- finish would not).
+local function _call_blocking(self, ep, fields, opts, fit)
+  local start = now()
+  if self._transport then return call_rest(self, ep, fields, opts, fit, start) end
+  local status, body, hdrs = self._core:fetch(ep, fields, opts)   -- 2xx: headers on demand (finish)
+  if hdrs == nil and status ~= nil and not self._on_log then   -- 2xx, nobody logging
+    local decoded, nulls = json_flat(body)
+    if decoded ~= nil and decoded.error == nil then
+      if not fit then return decoded end
+      local v = fit(decoded, self, nulls == false)
+      if v ~= nil then return v end
+    end
+  end
+  return call_rest(self, ep, fields, opts, fit, start, status, body, hdrs)
 end
 
 Client._call_blocking = _call_blocking
