@@ -229,11 +229,19 @@ int a0__prepare(a0_engine *e, xfer *x) {
   CURL *c = x->easy;
   const char *m = x->pub.method;
   const a0_buf *body = &x->pub.body;
-  if (c == NULL && (c = x->easy = new_easy(e, x)) == NULL) return -1;
+  long timeout = x->pub.timeout_ms > 0 ? x->pub.timeout_ms : e->o.timeout_ms;
+  if (c == NULL) {
+    if ((c = x->easy = new_easy(e, x)) == NULL) return -1;
+    x->set_timeout = -1;
+    x->set_headers = NULL;
+    x->set_custom = 0;
+  }
   curl_easy_setopt(c, CURLOPT_URL, x->pub.url.data);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, x->pub.timeout_ms > 0 ? x->pub.timeout_ms : e->o.timeout_ms);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->headers);
-  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, (char *)NULL);
+  if (timeout != x->set_timeout) curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, x->set_timeout = timeout);
+  /* libcurl reads the list through this pointer at each request: the same head, a new tail */
+  if (x->headers != x->set_headers) curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->set_headers = x->headers);
+  if (x->set_custom) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, (char *)NULL);
+  x->set_custom = 0;
   if (m == NULL || strcmp(m, "GET") == 0) {
     curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
   } else if (strcmp(m, "POST") == 0) {
@@ -242,6 +250,7 @@ int a0__prepare(a0_engine *e, xfer *x) {
   } else {
     curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, m);
+    x->set_custom = 1;
     if (body->len > 0) {
       curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data);
       curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)body->len);
