@@ -29,6 +29,14 @@
 -- runs in two timed phases, N starts then N logins (one user per login), and the codes are read
 -- in between, untimed, with one control-API call.
 --
+-- A0_BENCH_CPU=<CPUs, as `taskset -c` takes them, e.g. 0> pins the client, the floor, the
+-- canned nginx (master and workers) and the emulator to those CPUs. Unpinned, on a small VM,
+-- each request wakes the server on the other CPU and the answer wakes the client back there:
+-- those cross-CPU wakeups cost the client more CPU than the floor (it waits in more
+-- poll/wakeup cycles per request), so the ratio came out inflated and noisy (1.5-2.1x where
+-- one CPU gave 1.45-1.48x). Pinned, both sides pay the same scheduling; what is measured is
+-- unchanged. The run prints which pinning it used.
+--
 -- A diagnostic row follows the three ways: the same traffic straight through auth0.core (no
 -- Lua front, no cjson), to tell the C core's overhead from the Lua side's.
 local root = (arg and arg[0] or ""):match("^(.*)/bench/[^/]*$") or "."
@@ -56,6 +64,27 @@ local N, ROUNDS = nums[1] or 2000, nums[2] or 3
 assert(N and N >= 1 and N <= 49999999 and N % 1 == 0, USAGE)   -- the floor's users follow 50000000
 assert(ROUNDS and ROUNDS >= 1 and ROUNDS <= 100 and ROUNDS % 1 == 0, USAGE)
 N, ROUNDS = math.floor(N), math.floor(ROUNDS)
+
+-- CPU pinning (A0_BENCH_CPU, see above): this process first, so that everything it starts
+-- (the emulator, the canned nginx, the floor) inherits it; the canned nginx is pinned again
+-- by pid, and the affinity read back, so the report says what really ran where.
+local PIN = os.getenv("A0_BENCH_CPU")
+if PIN == "" then PIN = nil end
+assert(PIN == nil or PIN:find("^%d[%d,%-]*$"), "A0_BENCH_CPU must be a CPU list such as 0 or 0-1")
+
+local function pin(pid)   -- every thread of pid
+  assert(os.execute(format("taskset -a -p -c %s %d >/dev/null", PIN, pid)), "taskset failed (A0_BENCH_CPU)")
+end
+
+-- The CPU list pid may run on, as taskset reports it.
+local function affinity(pid)
+  local p = assert(io.popen(format("taskset -p -c %d 2>/dev/null", pid)))
+  local out = p:read("a")
+  p:close()
+  return out:match(":%s*(%S+)%s*$") or "?"
+end
+
+if PIN then pin(server.self_pid()) end
 
 local CLIENT_ID = "emu-native"
 local EMAIL_FMT = "bench-%08d@example.com"   -- fixed width: every way sends the same body sizes
@@ -455,7 +484,15 @@ local function start_canned(answers)
     socket.sleep(0.02)
   end
   local canned = { base_url = "https://127.0.0.1:" .. port, ca_file = prefix .. "/conf/ca.pem",
-                   sizes = { #answers["/passwordless/start"][1], #answers["/oauth/token"][1] } }
+                   sizes = { #answers["/passwordless/start"][1], #answers["/oauth/token"][1] }, pids = { pid } }
+  local t1 = gettime()
+  repeat   -- nginx's workers: children of its master (the port may answer before they exist)
+    local workers = assert(io.popen("pgrep -P " .. pid))
+    for w in workers:lines() do canned.pids[#canned.pids + 1] = tonumber(w) end
+    workers:close()
+    if #canned.pids == 1 then socket.sleep(0.02) end
+  until #canned.pids > 1 or gettime() - t1 > 2
+  if PIN then for _, p in ipairs(canned.pids) do pin(p) end end
   function canned.stop()
     os.execute("kill " .. pid .. " 2>/dev/null; sleep 0.2; rm -rf " .. sh_quote(prefix))
   end
@@ -528,6 +565,15 @@ local function main()
       MODE == "canned" and "HTTP/1.1" or "HTTP/2", canned_srv.sizes[1], canned_srv.sizes[2]))
   else
     print("server: the emulator under nginx, HTTP/2 over TLS")
+  end
+  if PIN then
+    local where = { "client " .. affinity(server.self_pid()), "floor (inherited) " .. PIN }
+    if canned_srv then
+      for i, p in ipairs(canned_srv.pids) do where[#where + 1] = (i == 1 and "nginx master " or "worker ") .. affinity(p) end
+    end
+    print("pinning (A0_BENCH_CPU=" .. PIN .. "), CPUs: " .. concat(where, ", "))
+  else
+    print("pinning: none (A0_BENCH_CPU unset): the CPU ratio includes cross-CPU wakeups, see the header")
   end
   print(format("%-24s %7s %14s %19s %15s %12s", "way", "rounds", "CPU ms/login", "(min - max)",
     "wall ms/login", "connections"))

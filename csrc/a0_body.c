@@ -55,7 +55,10 @@ int a0_body_json(a0_buf *b, const a0_kv *kv, size_t n, size_t *bad) {
 }
 
 int a0_body_json_checked(a0_buf *b, const a0_kv *kv, size_t n) {
-  if (a0_buf_addc(b, '{')) return -1;
+  size_t need = 2;
+  for (size_t i = 0; i < n; i++) need += strlen(kv[i].key) + kv[i].n + 6;
+  /* the usual body (nothing to escape, no lists) in one allocation; a0_buf grows past it */
+  if (a0_buf_reserve(b, need) != 0 || a0_buf_addc(b, '{')) return -1;
   for (size_t i = 0; i < n; i++) {
     const a0_kv *v = &kv[i];
     if ((i > 0 && a0_buf_addc(b, ',')) || jstr(b, v->key, strlen(v->key)) || a0_buf_addc(b, ':'))

@@ -29,15 +29,26 @@ const char *a0_header_wire(int h) { return h >= 0 && h < A0_NHDR ? hdr_wire[h] :
 
 a0_xfer *a0_xfer_new(void) { return calloc(1, sizeof(xfer)); }
 
+/* Frees the header lines from h on, wiping them (they can carry a bearer token); the
+ * static line is only unlinked. */
+static void free_lines(xfer *x, struct curl_slist *h) {
+  while (h != NULL) {
+    struct curl_slist *next = h->next;
+    h->next = NULL;
+    if (h != &x->stat) {
+      a0_wipe(h->data, strlen(h->data));
+      curl_slist_free_all(h);   /* one node: libcurl's allocator frees what it allocated */
+    }
+    h = next;
+  }
+}
+
 /* Wipes the per-request part (the fixed headers stay). */
 void a0__wipe_request(xfer *x) {
   a0_buf_reset(&x->pub.url);
   a0_buf_reset(&x->pub.body);
   a0_buf_reset(&x->pub.resp);
-  /* per-request header lines can carry a bearer token */
-  struct curl_slist *rest = x->keep ? x->keep->next : x->headers;
-  for (struct curl_slist *h = rest; h != NULL; h = h->next) a0_wipe(h->data, strlen(h->data));
-  curl_slist_free_all(rest);
+  free_lines(x, x->keep ? x->keep->next : x->headers);
   if (x->keep) x->keep->next = NULL; else x->headers = NULL;
   a0__clear_results(x);
   x->pub.timeout_ms = 0;
@@ -45,11 +56,19 @@ void a0__wipe_request(xfer *x) {
   x->pub.ud = NULL;
 }
 
+/* Empties the slots written since the last clear: a request touches two or three of them,
+ * and clearing all 1.8 KB each time was a visible part of a request's cost. */
+static void clear_headers(xfer *x) {
+  for (unsigned set = x->hdr_set; set != 0; set &= set - 1) x->hdr[__builtin_ctz(set)][0] = '\0';
+  x->hdr_set = 0;
+}
+_Static_assert(A0_NHDR <= 32, "hdr_set has a bit per slot");
+
 void a0__clear_results(xfer *x) {
   /* a pooled transfer does not keep the pages of a large answer */
   if (x->pub.resp.cap >= A0_BUF_MAP) a0_buf_free(&x->pub.resp);
   a0_buf_reset(&x->pub.resp);
-  if (x->hdr != NULL) memset(x->hdr, 0, (size_t)A0_NHDR * A0_HDR_MAX);
+  if (x->hdr != NULL) clear_headers(x);
   x->pub.errmsg[0] = '\0';
   x->pub.err = A0_OK;
   x->pub.status = 0;
@@ -59,7 +78,7 @@ void a0_xfer_free(a0_xfer *px) {
   xfer *x = XF(px);
   if (x == NULL) return;
   a0__wipe_request(x);
-  curl_slist_free_all(x->headers);
+  free_lines(x, x->headers);
   a0_buf_free(&x->pub.url);
   a0_buf_free(&x->pub.body);
   a0_buf_free(&x->pub.resp);
@@ -81,6 +100,15 @@ int a0_xfer_add_header(a0_xfer *px, const char *line) {
   if (h == NULL) return -1;
   XF(px)->headers = h;
   return 0;
+}
+
+void a0_xfer_add_static_header(a0_xfer *px, const char *line) {
+  xfer *x = XF(px);
+  struct curl_slist **end = &x->headers;
+  while (*end != NULL) end = &(*end)->next;
+  memcpy(&x->stat.data, &line, sizeof line);   /* const dropped: libcurl only reads a header list */
+  x->stat.next = NULL;
+  *end = &x->stat;
 }
 
 const char *a0_xfer_header_line(const a0_xfer *px, int i) {
@@ -105,26 +133,35 @@ const char *a0_xfer_header(const a0_xfer *px, int h) {
   return x->hdr != NULL && h >= 0 && h < A0_NHDR ? x->hdr[h] : "";
 }
 
+/* The captured headers whose name starts with the lowercase letter c, a bit each; the
+ * compiler folds the comparisons with the names' first letters. */
+#define A0_FROM(id, wire, field) | (wire[0] == c ? 1u << id : 0u)
+static unsigned named_from(int c) { return 0u A0_HEADERS(A0_FROM); }
+#undef A0_FROM
+
 void a0_capture_header(a0_xfer *px, const char *p, size_t len) {
   xfer *x = XF(px);
+  if (len == 0) return;
   /* 1.8 KB: allocated here, on the thread that runs libcurl, not with the transfer; so
    * starting one allocates nothing of 1 KB or more on the caller's thread (glibc
    * consolidates its fast bins, for a millisecond or more, on such a request) */
   if (x->hdr == NULL && (x->hdr = calloc(A0_NHDR, A0_HDR_MAX)) == NULL) return;
   /* a new status line (e.g. after 100 Continue) starts a fresh header set */
-  if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) { memset(x->hdr, 0, (size_t)A0_NHDR * A0_HDR_MAX); return; }
-  for (int h = 0; h < A0_NHDR; h++) {
+  if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) { clear_headers(x); return; }
+  /* every answer line comes here: its first letter (any case) rules out most names */
+  for (unsigned cand = named_from((unsigned char)p[0] | 0x20); cand != 0; cand &= cand - 1) {
+    int h = __builtin_ctz(cand);
     size_t wl = hdr_wlen[h];
-    if (len > wl && p[wl] == ':' && strncasecmp(p, hdr_wire[h], wl) == 0) {
-      const char *v = p + wl + 1, *end = p + len;
-      while (v < end && (*v == ' ' || *v == '\t')) v++;
-      while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t')) end--;
-      size_t vl = (size_t)(end - v);
-      if (vl >= A0_HDR_MAX) vl = A0_HDR_MAX - 1;
-      memcpy(x->hdr[h], v, vl);
-      x->hdr[h][vl] = '\0';
-      break;
-    }
+    if (len <= wl || p[wl] != ':' || strncasecmp(p, hdr_wire[h], wl) != 0) continue;
+    const char *v = p + wl + 1, *end = p + len;
+    while (v < end && (*v == ' ' || *v == '\t')) v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ' || end[-1] == '\t')) end--;
+    size_t vl = (size_t)(end - v);
+    if (vl >= A0_HDR_MAX) vl = A0_HDR_MAX - 1;
+    memcpy(x->hdr[h], v, vl);
+    x->hdr[h][vl] = '\0';
+    x->hdr_set |= 1u << h;
+    break;
   }
 }
 
@@ -192,11 +229,19 @@ int a0__prepare(a0_engine *e, xfer *x) {
   CURL *c = x->easy;
   const char *m = x->pub.method;
   const a0_buf *body = &x->pub.body;
-  if (c == NULL && (c = x->easy = new_easy(e, x)) == NULL) return -1;
+  long timeout = x->pub.timeout_ms > 0 ? x->pub.timeout_ms : e->o.timeout_ms;
+  if (c == NULL) {
+    if ((c = x->easy = new_easy(e, x)) == NULL) return -1;
+    x->set_timeout = -1;
+    x->set_headers = NULL;
+    x->set_custom = 0;
+  }
   curl_easy_setopt(c, CURLOPT_URL, x->pub.url.data);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, x->pub.timeout_ms > 0 ? x->pub.timeout_ms : e->o.timeout_ms);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->headers);
-  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, (char *)NULL);
+  if (timeout != x->set_timeout) curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, x->set_timeout = timeout);
+  /* libcurl reads the list through this pointer at each request: the same head, a new tail */
+  if (x->headers != x->set_headers) curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->set_headers = x->headers);
+  if (x->set_custom) curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, (char *)NULL);
+  x->set_custom = 0;
   if (m == NULL || strcmp(m, "GET") == 0) {
     curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
   } else if (strcmp(m, "POST") == 0) {
@@ -205,6 +250,7 @@ int a0__prepare(a0_engine *e, xfer *x) {
   } else {
     curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, m);
+    x->set_custom = 1;
     if (body->len > 0) {
       curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data);
       curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)body->len);

@@ -96,6 +96,9 @@ a0_xfer *a0_xfer_new(void);
 int a0_xfer_reset(a0_xfer *x);
 void a0_xfer_free(a0_xfer *x);
 int a0_xfer_add_header(a0_xfer *x, const char *line);
+/* Appends line, a string that outlives x (a literal), without copying it: one per request
+ * (e.g. Content-Type), dropped with the other per-request headers; never wiped. */
+void a0_xfer_add_static_header(a0_xfer *x, const char *line);
 /* The headers added so far survive a0_xfer_reset (they hold no secret). */
 void a0_xfer_keep_headers(a0_xfer *x);
 /* Whether x holds kept headers (a transfer reused from a pool holds them already). */

@@ -20,7 +20,13 @@ struct xfer {
   struct curl_slist *headers;
   struct curl_slist *keep;      /* last header kept across resets (the client's fixed ones) */
   char (*hdr)[A0_HDR_MAX];      /* A0_NHDR captured values, allocated by the first capture */
+  unsigned hdr_set;             /* bit h: slot h was written since it was last cleared */
+  struct curl_slist stat;       /* the static header line of a0_xfer_add_static_header */
   CURL *easy;
+  /* what the handle was last given: a pooled transfer's next request sets only what changed */
+  long set_timeout;             /* CURLOPT_TIMEOUT_MS; -1: not yet */
+  struct curl_slist *set_headers;   /* CURLOPT_HTTPHEADER */
+  int set_custom;               /* CURLOPT_CUSTOMREQUEST is set */
   a0_engine *eng;
   xfer *next;                   /* the list of its state: done, ready, cancels, released, reaped */
   xfer *next_q;                 /* threaded: the inbox stack, then the I/O thread's batch (a

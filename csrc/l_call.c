@@ -163,6 +163,7 @@ static void check_fields(lua_State *L, a0l_call *a) {
 
 /* The options the checks read; a call's opts usually holds only fn, so one pass over it
  * spares looking up each of the others by name. */
+enum { O_FN, O_ARG, O_BEARER, O_LANGUAGE, O_PATH_ARG, O_QUERY, O_BODY, O_TIMEOUT, O_FORWARDED_FOR };
 static const char *const known_opts[] = { "fn", "arg", "bearer", "language", "path_arg", "query", "body",
                                           "timeout", "forwarded_for", NULL };
 
@@ -181,15 +182,12 @@ static void scan_options(lua_State *L, a0l_call *a) {
   }
 }
 
-/* A name missing from known_opts is always looked up: a new option can never be dropped. */
-static int has_opt(const a0l_call *a, const char *k) {
-  unsigned b = opt_bit(k);
-  return b == 0 || (a->opts_has & b) != 0;
-}
+/* Whether opts holds option o (an O_* index into known_opts). */
+static int has_opt(const a0l_call *a, int o) { return (a->opts_has & (1u << o)) != 0; }
 
-static const char *opt_string(lua_State *L, const a0l_call *a, const char *k, size_t *len, int header) {
-  const char *s = NULL;
-  if (lua_isnoneornil(L, a->o) || !has_opt(a, k)) return NULL;
+static const char *opt_string(lua_State *L, const a0l_call *a, int o, size_t *len, int header) {
+  const char *s = NULL, *k = known_opts[o];
+  if (!has_opt(a, o)) return NULL;   /* also when there is no options table */
   a0c_rawgetfield(L, a->o, k);
   if (!lua_isnil(L, -1)) {
     if (header >= 0) check_string(L, a, k, -1, header);
@@ -207,7 +205,7 @@ static void check_naming(lua_State *L, a0l_call *a) {
   a0c_rawgetfield(L, a->o, "fn");
   if (lua_type(L, -1) == LUA_TSTRING) a->fn = lua_tostring(L, -1);
   else if (!lua_isnil(L, -1)) luaL_error(L, "option 'fn' must be a string");
-  if (has_opt(a, "arg")) a0c_rawgetfield(L, a->o, "arg");
+  if (has_opt(a, O_ARG)) a0c_rawgetfield(L, a->o, "arg");
   else lua_pushnil(L);
   if (!lua_isnil(L, -1)) {
     lua_Number v = lua_tonumber(L, -1);
@@ -245,12 +243,12 @@ static int has_dot_seg(const char *s, size_t n, int verbatim) {
 
 static void check_options(lua_State *L, a0l_call *a) {
   const a0_endpoint *ep = a->ep;
-  a->bearer = opt_string(L, a, "bearer", &a->blen, 1);
-  a->lang = opt_string(L, a, "language", &a->llen, 1);
-  a->seg = opt_string(L, a, "path_arg", &a->plen, -1);
-  a->query = opt_string(L, a, "query", &a->qlen, 1);
-  a->fwd = opt_string(L, a, "forwarded_for", &a->flen, 1);
-  a->raw = opt_string(L, a, "body", &a->rlen, -1);
+  a->bearer = opt_string(L, a, O_BEARER, &a->blen, 1);
+  a->lang = opt_string(L, a, O_LANGUAGE, &a->llen, 1);
+  a->seg = opt_string(L, a, O_PATH_ARG, &a->plen, -1);
+  a->query = opt_string(L, a, O_QUERY, &a->qlen, 1);
+  a->fwd = opt_string(L, a, O_FORWARDED_FOR, &a->flen, 1);
+  a->raw = opt_string(L, a, O_BODY, &a->rlen, -1);
   if (a->seg != NULL && (a->plen > A0_MAX_VALUE || memchr(a->seg, '\0', a->plen) != NULL ||
                          (ep->verbatim && (a0_has_ctl(a->seg, a->plen) || strpbrk(a->seg, " ?#") != NULL))))
     bad_value(L, a, "path_arg", "invalid path");
@@ -265,7 +263,7 @@ static void check_options(lua_State *L, a0l_call *a) {
     bad_value(L, a, "bearer", "a bearer token is required");
   if (ep->path[strlen(ep->path) - 1] == '/' && (a->seg == NULL || a->plen == 0))
     bad_value(L, a, "path_arg", "a path argument is required");
-  if (!lua_isnoneornil(L, a->o) && has_opt(a, "timeout")) {
+  if (has_opt(a, O_TIMEOUT)) {
     a0c_rawgetfield(L, a->o, "timeout");
     if (!lua_isnil(L, -1)) {
       double v;
@@ -388,7 +386,7 @@ int a0l_fill(lua_State *L, a0_xfer *x, const a0l_call *a, const a0_buf *base,
   if (a->lang != NULL && header_line(x, "X-Request-Language: ", a->lang, a->llen) != 0) goto nomem;
   /* the end user's address, for Auth0's per-IP limits (docs/protocol.md, "Rate limits") */
   if (a->fwd != NULL && header_line(x, "Auth0-Forwarded-For: ", a->fwd, a->flen) != 0) goto nomem;
-  if (ep->body != A0_BODY_NONE && a0_xfer_add_header(x, "Content-Type: application/json") != 0) goto nomem;
+  if (ep->body != A0_BODY_NONE) a0_xfer_add_static_header(x, "Content-Type: application/json");
   if (ep->body == A0_BODY_JSON && encode_fields(L, a, &x->body) != 0) goto nomem;
   if (ep->body == A0_BODY_RAW && a->raw != NULL && a0_buf_add(&x->body, a->raw, a->rlen) != 0) goto nomem;
   return 0;

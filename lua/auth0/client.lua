@@ -272,25 +272,47 @@ end
 
 function Client:_timeout(opts) return (opts and opts.timeout) or self._cfg.timeout end
 
--- One blocking call, retries included.
-function Client:_call_blocking(ep, fields, opts, fit)
+-- The rest of a blocking call after an attempt that did not end it at once (or before
+-- the first with a transport): retries, and finish() for the answer.
+local function call_rest(self, ep, fields, opts, fit, start, status, body, hdrs)
   local cfg = self._cfg
-  local timeout = (opts and opts.timeout) or cfg.timeout   -- self:_timeout(opts), inlined: per call
-  local deadline = now() + timeout
-  local attempt, o = 0, opts
+  local timeout = (opts and opts.timeout) or cfg.timeout   -- self:_timeout(opts), inlined
+  local deadline = start + timeout
+  local attempt = 1
+  if self._transport then status, body, hdrs = via_transport(self, ep, fields, opts) end
   while true do
-    attempt = attempt + 1
-    if attempt > 1 then o = remaining(opts, deadline - now()) end
-    local status, body, hdrs
-    if self._transport then status, body, hdrs = via_transport(self, ep, fields, o)
-    else status, body, hdrs = self._core:fetch(ep, fields, o) end   -- 2xx: headers on demand (finish)
     if status ~= nil and status ~= 429 and status ~= 503 then return finish(self, ep, fit, status, body, hdrs) end
     local wait = retry.wait(cfg, ep, attempt, status, body, hdrs, deadline - now(), timeout)
     if not wait then return finish(self, ep, fit, status, body, hdrs) end
     self:_log("info", "retrying", { endpoint = ep, attempt = attempt, wait = wait })
     self._sleep(wait)
+    attempt = attempt + 1
+    local o = remaining(opts, deadline - now())
+    if self._transport then status, body, hdrs = via_transport(self, ep, fields, o)
+    else status, body, hdrs = self._core:fetch(ep, fields, o) end
   end
 end
+
+-- One blocking call, retries included. A 2xx answer that json_flat decodes, without an
+-- error member, that `fit` takes, is returned at once; call_rest and finish() handle
+-- everything else in full (finish decodes the body again: the fast path decides nothing
+-- finish would not).
+local function _call_blocking(self, ep, fields, opts, fit)
+  local start = now()
+  if self._transport then return call_rest(self, ep, fields, opts, fit, start) end
+  local status, body, hdrs = self._core:fetch(ep, fields, opts)   -- 2xx: headers on demand (finish)
+  if hdrs == nil and status ~= nil and not self._on_log then   -- 2xx, nobody logging
+    local decoded, nulls = json_flat(body)
+    if decoded ~= nil and decoded.error == nil then
+      if not fit then return decoded end
+      local v = fit(decoded, self, nulls == false)
+      if v ~= nil then return v end
+    end
+  end
+  return call_rest(self, ep, fields, opts, fit, start, status, body, hdrs)
+end
+
+Client._call_blocking = _call_blocking
 
 --- The one task helper of requests: sends `ep` for `req`, retries by the policy (each retry
 -- a timer task, then a transfer), and hands the outcome to `on_result(value, err)`.
@@ -328,7 +350,7 @@ function Client:_call(where, ep, fields, opts, cb, fit)
     self:_log("warn", "TLS certificate verification is OFF (insecure_skip_verify)", { endpoint = ep })
   end
   if self._on_log then self:_log("debug", "request", { endpoint = ep }) end
-  if cb == nil then return self:_call_blocking(ep, fields, opts, fit) end
+  if cb == nil then return _call_blocking(self, ep, fields, opts, fit) end
   if type(cb) ~= "function" then where:fail("callback must be a function") end
   local req = self._sched:request(ep, cb)
   local ok, err = self:_attempts(req, ep, fields, opts, fit, function(...) req:finish(...) end)

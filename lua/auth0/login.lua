@@ -45,8 +45,11 @@ function Client:passwordless_start(p, cb)
   local language = p.language   -- CR/LF: the C core
   if language ~= nil then language = check.string(START, language, "language") end
   language = language or cfg.language
-  local fields = { client_id = cfg.client_id, client_secret = cfg.client_secret, connection = connection,
-    email = email, phone_number = phone, send = send, authParams = p.auth_params }
+  -- set fields only: a nil in a table constructor costs a slow store per call
+  local fields = { client_id = cfg.client_id, connection = connection, send = send }
+  if email ~= nil then fields.email = email else fields.phone_number = phone end
+  if cfg.client_secret ~= nil then fields.client_secret = cfg.client_secret end
+  if p.auth_params ~= nil then fields.authParams = p.auth_params end
   local o = language and { fn = "passwordless_start", language = language } or O_START
   if p.forwarded_for ~= nil then o = self:_forwarded(START, p, o) end
   return self:_call(START, "passwordless_start", fields, o, cb, shape.start)
@@ -68,8 +71,9 @@ function Client:passwordless_login(p, cb)
   if type(otp) ~= "string" or otp == "" then check.string(LOGIN, otp, "otp") end
   if audience == nil then audience = cfg.audience else check.string(LOGIN, audience, "audience") end
   if scope == nil then scope = cfg.scope else check.string(LOGIN, scope, "scope") end
-  local fields = { client_id = cfg.client_id, client_secret = cfg.client_secret, realm = realm,
-    username = username, otp = otp, audience = audience, scope = scope }
+  local fields = { client_id = cfg.client_id, realm = realm, username = username, otp = otp, scope = scope }
+  if audience ~= nil then fields.audience = audience end
+  if cfg.client_secret ~= nil then fields.client_secret = cfg.client_secret end
   local o = O_LOGIN
   if p.forwarded_for ~= nil then o = self:_forwarded(LOGIN, p, o) end
   return self:_call(LOGIN, "passwordless_login", fields, o, cb, shape.tokens)
