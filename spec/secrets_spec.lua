@@ -29,6 +29,13 @@ local function record(v, depth)
 end
 
 local secrets = {}
+-- Where a secret appears in a text. A one-time code (six to eight digits) counts only as a word
+-- of its own: a hex request id holds some six-digit run by chance now and then, and a code
+-- leaked by the library is always delimited (a JSON string, a form field, a message).
+local function leak_at(text, s)
+  if s:find("^%d%d%d%d%d%d%d?%d?$") then return text:find("%f[%w]" .. s .. "%f[%W]") end
+  return text:find(s, 1, true)
+end
 local function secret(s)
   if type(s) == "string" and #s >= 6 then
     secrets[#secrets + 1] = s
@@ -70,7 +77,7 @@ describe("secrets", function()
     local text = table.concat(seen, "\n")
     assert.is_true(#secrets > 0)
     for _, s in ipairs(secrets) do
-      local at = text:find(s, 1, true)
+      local at = leak_at(text, s)
       assert.is_nil(at, "secret leaked: ..." .. (at and text:sub(math.max(1, at - 60), at + 10) or ""))
     end
   end)
@@ -218,7 +225,7 @@ describe("secrets", function()
     local text = table.concat(dump, "\n")
     assert.truthy(text:find("mfa_required", 1, true))   -- the redacted tostring got through
     for _, s in ipairs(secrets) do
-      local at = text:find(s, 1, true)
+      local at = leak_at(text, s)
       assert.is_nil(at, "secret leaked through a callback error: ..." .. (at and text:sub(math.max(1, at - 300), at + 40) or ""))
     end
   end)
@@ -347,9 +354,9 @@ describe("secrets on the ngx transport, inside nginx", function()
     assert.truthy(log:find("callback error: ", 1, true))
     assert.truthy(log:find("mfa_required", 1, true))
     for _, s in ipairs(r.secrets) do
-      local at = log:find(s, 1, true)
+      local at = leak_at(log, s)
       assert.is_nil(at, "secret in nginx's error log: ..." .. (at and log:sub(math.max(1, at - 200), at + 20) or ""))
-      at = r.dump:find(s, 1, true)
+      at = leak_at(r.dump, s)
       assert.is_nil(at, "secret handed to a sink: ..." .. (at and r.dump:sub(math.max(1, at - 200), at + 20) or ""))
     end
   end)
