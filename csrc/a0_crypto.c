@@ -515,7 +515,7 @@ static void verify_job_unref(a0_verify_job *j) {
   last = --j->refs == 0;
   pthread_mutex_unlock(&j->mu);
   if (!last) return;
-  OPENSSL_cleanse(j->mem, j->nlen + j->elen + j->dlen + j->slen);
+  a0_wipe(j->mem, j->nlen + j->elen + j->dlen + j->slen);
   free(j->mem);
   pthread_mutex_destroy(&j->mu);
   free(j);

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "a0_buf.h"   /* a0_wipe(), the one wipe helper (OPENSSL_cleanse) */
+#include "a0_buf.h"   /* a0_wipe(), the one wipe helper (explicit_bzero, OPENSSL_cleanse elsewhere) */
 
 #define A0_SHA256_LEN   32
 #define A0_HMAC_MAX     64      /* SHA512 output */
