@@ -495,18 +495,11 @@ int a0_rs256_verify(const unsigned char *n, size_t nlen, const unsigned char *e,
 }
 
 struct a0_verify_job {
+  a0_work work;                   /* first: a worker's queue item (a0_worker.h) */
   pthread_mutex_t mu;
   int refs, done, valid;          /* refs: the caller's and the thread's */
   size_t nlen, elen, dlen, slen;
   unsigned char *mem;             /* n, e, data, sig in one block */
-  a0_verify_job *next;            /* in its worker's queue */
-};
-
-struct a0_verify_worker {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int refs, released;             /* refs: the owner's and the thread's */
-  a0_verify_job *head, *tail;
 };
 
 static void verify_job_unref(a0_verify_job *j) {
@@ -521,7 +514,8 @@ static void verify_job_unref(a0_verify_job *j) {
   free(j);
 }
 
-static void verify_job_run(a0_verify_job *j) {
+static void verify_job_run(a0_work *item) {
+  a0_verify_job *j = (a0_verify_job *)item;
   const unsigned char *n = j->mem, *e = n + j->nlen, *d = e + j->elen, *s = d + j->dlen;
   int ok = a0_rs256_verify(n, j->nlen, e, j->elen, d, j->dlen, s, j->slen);
   pthread_mutex_lock(&j->mu);
@@ -531,75 +525,12 @@ static void verify_job_run(a0_verify_job *j) {
   verify_job_unref(j);
 }
 
-static void *verify_job_main(void *arg) {
-  verify_job_run((a0_verify_job *)arg);
-  return NULL;
-}
-
-static void verify_worker_unref(a0_verify_worker *w) {
-  int last;
-  pthread_mutex_lock(&w->mu);
-  last = --w->refs == 0;
-  pthread_mutex_unlock(&w->mu);
-  if (!last) return;
-  pthread_cond_destroy(&w->cv);
-  pthread_mutex_destroy(&w->mu);
-  free(w);
-}
-
-static void *verify_worker_main(void *arg) {
-  a0_verify_worker *w = (a0_verify_worker *)arg;
-  for (;;) {
-    a0_verify_job *j;
-    pthread_mutex_lock(&w->mu);
-    while (w->head == NULL && !w->released) pthread_cond_wait(&w->cv, &w->mu);
-    j = w->head;
-    if (j != NULL) {
-      w->head = j->next;
-      if (w->head == NULL) w->tail = NULL;
-    }
-    pthread_mutex_unlock(&w->mu);
-    if (j == NULL) break;
-    verify_job_run(j);
-  }
-  verify_worker_unref(w);
-  return NULL;
-}
-
-/* A detached thread: releasing never waits for a join. */
-static int verify_thread(void *(*fn)(void *), void *arg) {
-  pthread_attr_t attr;
-  pthread_t th;
-  int rc;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  rc = pthread_create(&th, &attr, fn, arg);
-  pthread_attr_destroy(&attr);
-  return rc;
-}
-
 a0_verify_worker *a0_verify_worker_new(void) {
-  a0_verify_worker *w = (a0_verify_worker *)calloc(1, sizeof *w);
-  if (w == NULL) return NULL;
-  pthread_mutex_init(&w->mu, NULL);
-  pthread_cond_init(&w->cv, NULL);
-  w->refs = 2;
-  if (verify_thread(verify_worker_main, w) != 0) {
-    w->refs = 1;
-    verify_worker_unref(w);
-    return NULL;
-  }
-  return w;
+  int rc;
+  return a0_worker_new(&rc);
 }
 
-void a0_verify_worker_release(a0_verify_worker *w) {
-  if (w == NULL) return;
-  pthread_mutex_lock(&w->mu);
-  w->released = 1;
-  pthread_cond_signal(&w->cv);
-  pthread_mutex_unlock(&w->mu);
-  verify_worker_unref(w);
-}
+void a0_verify_worker_release(a0_verify_worker *w) { a0_worker_release(w); }
 
 a0_verify_job *a0_verify_job_start(a0_verify_worker *w, const unsigned char *n, size_t nlen, const unsigned char *e,
                                    size_t elen, const void *data, size_t dlen, const unsigned char *sig,
@@ -614,16 +545,13 @@ a0_verify_job *a0_verify_job_start(a0_verify_worker *w, const unsigned char *n, 
   if (siglen > 0) memcpy(j->mem + nlen + elen + dlen, sig, siglen);
   j->nlen = nlen; j->elen = elen; j->dlen = dlen; j->slen = siglen;
   j->refs = 2;
+  j->work.run = verify_job_run;
   pthread_mutex_init(&j->mu, NULL);
   if (w != NULL) {
-    pthread_mutex_lock(&w->mu);
-    if (w->tail != NULL) w->tail->next = j; else w->head = j;
-    w->tail = j;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
+    a0_worker_push(w, &j->work);
     return j;
   }
-  if (verify_thread(verify_job_main, j) != 0) {
+  if (a0_work_detached(&j->work) != 0) {
     j->refs = 1;
     verify_job_unref(j);
     return NULL;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "a0_buf.h"   /* a0_wipe(), the one wipe helper (explicit_bzero, OPENSSL_cleanse elsewhere) */
+#include "a0_worker.h"
 
 #define A0_SHA256_LEN   32
 #define A0_HMAC_MAX     64      /* SHA512 output */
@@ -92,7 +93,7 @@ int a0_rs256_verify(const unsigned char *n, size_t nlen, const unsigned char *e,
  * job gets a thread of its own. A job owns copies of its inputs (wiped when freed: the data
  * is a token). NULL when there is no memory or no thread. */
 typedef struct a0_verify_job a0_verify_job;
-typedef struct a0_verify_worker a0_verify_worker;
+typedef a0_worker a0_verify_worker;   /* one thread running its jobs in order */
 a0_verify_worker *a0_verify_worker_new(void);
 /* Drops the owner's reference without waiting: the thread runs the jobs queued, then ends. */
 void a0_verify_worker_release(a0_verify_worker *w);

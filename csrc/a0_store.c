@@ -282,6 +282,7 @@ void a0_store_unlock(int fd) {
 /* ---- jobs: store operations on a thread of their own ---- */
 
 struct a0_store_job {
+  a0_work work;             /* first: a worker's queue item (a0_worker.h) */
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int refs;                 /* the caller's and the thread's; the last one out frees */
@@ -294,15 +295,6 @@ struct a0_store_job {
   int fd;                   /* A0_JOB_LOCK: the lock taken, until the result hands it over */
   char *path;
   a0_buf data;              /* what to write, or what was read: wiped when freed */
-  a0_store_job *next;       /* in a worker's queue */
-};
-
-struct a0_store_worker {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int refs;                 /* the owner's and the thread's */
-  int closing;
-  a0_store_job *head, *tail;
 };
 
 static void job_free(a0_store_job *j) {
@@ -324,7 +316,8 @@ static void job_unref(a0_store_job *j) {
 }
 
 /* Does the job's work (on its thread), publishes the result, drops the thread's reference. */
-static void job_run(a0_store_job *j) {
+static void job_run(a0_work *item) {
+  a0_store_job *j = (a0_store_job *)item;
   a0_store_err e = { { 0 } };
   a0_buf got = { 0 };
   a0_store_status s;
@@ -351,81 +344,14 @@ static void job_run(a0_store_job *j) {
   job_unref(j);
 }
 
-static void *job_main(void *arg) {
-  job_run((a0_store_job *)arg);
-  return NULL;
-}
-
-static void worker_unref(a0_store_worker *w) {
-  int left;
-  pthread_mutex_lock(&w->mu);
-  left = --w->refs;
-  pthread_mutex_unlock(&w->mu);
-  if (left == 0) {
-    pthread_mutex_destroy(&w->mu);
-    pthread_cond_destroy(&w->cv);
-    free(w);
-  }
-}
-
-/* The worker's thread: the queued jobs one after the other, in order, until it is released
- * and its queue is empty. */
-static void *worker_main(void *arg) {
-  a0_store_worker *w = (a0_store_worker *)arg;
-  for (;;) {
-    a0_store_job *j;
-    pthread_mutex_lock(&w->mu);
-    while (w->head == NULL && !w->closing) pthread_cond_wait(&w->cv, &w->mu);
-    j = w->head;
-    if (j != NULL) {
-      w->head = j->next;
-      if (w->head == NULL) w->tail = NULL;
-    }
-    pthread_mutex_unlock(&w->mu);
-    if (j == NULL) break;
-    job_run(j);
-  }
-  worker_unref(w);
-  return NULL;
-}
-
-/* A detached thread: releasing must never wait for a join. */
-static int start_thread(void *(*fn)(void *), void *arg) {
-  pthread_attr_t attr;
-  pthread_t th;
-  int rc;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  rc = pthread_create(&th, &attr, fn, arg);
-  pthread_attr_destroy(&attr);
-  return rc;
-}
-
 a0_store_worker *a0_store_worker_new(a0_store_err *e) {
   int rc;
-  a0_store_worker *w = (a0_store_worker *)calloc(1, sizeof *w);
-  if (w == NULL) { fail(e, A0_STORE_IO, "out of memory"); return NULL; }
-  pthread_mutex_init(&w->mu, NULL);
-  pthread_cond_init(&w->cv, NULL);
-  w->refs = 2;
-  if ((rc = start_thread(worker_main, w)) != 0) {
-    pthread_mutex_destroy(&w->mu);
-    pthread_cond_destroy(&w->cv);
-    free(w);
-    fail(e, A0_STORE_IO, "cannot start the store thread: %s", strerror(rc));
-    return NULL;
-  }
+  a0_worker *w = a0_worker_new(&rc);
+  if (w == NULL) fail(e, A0_STORE_IO, "cannot start the store thread: %s", strerror(rc));
   return w;
 }
 
-void a0_store_worker_release(a0_store_worker *w) {
-  if (w == NULL) return;
-  pthread_mutex_lock(&w->mu);
-  w->closing = 1;
-  pthread_cond_signal(&w->cv);
-  pthread_mutex_unlock(&w->mu);
-  worker_unref(w);
-}
+void a0_store_worker_release(a0_store_worker *w) { a0_worker_release(w); }
 
 a0_store_job *a0_store_job_start(a0_store_worker *w, const a0_store_req *r, a0_store_err *e) {
   a0_store_job *j;
@@ -445,15 +371,12 @@ a0_store_job *a0_store_job_start(a0_store_worker *w, const a0_store_req *r, a0_s
   j->lock_ms = r->lock_ms;
   j->fd = -1;
   j->refs = 2;
+  j->work.run = job_run;
   if (w != NULL) {
-    pthread_mutex_lock(&w->mu);
-    if (w->tail != NULL) w->tail->next = j; else w->head = j;
-    w->tail = j;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
+    a0_worker_push(w, &j->work);
     return j;
   }
-  if ((rc = start_thread(job_main, j)) != 0) {
+  if ((rc = a0_work_detached(&j->work)) != 0) {
     job_free(j);
     fail(e, A0_STORE_IO, "cannot start the store thread: %s", strerror(rc));
     return NULL;

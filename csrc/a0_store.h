@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "a0_buf.h"
+#include "a0_worker.h"
 
 #define A0_STORE_MAX (1024 * 1024)   /* a credentials file is a few KB; more is not ours */
 
@@ -64,7 +65,7 @@ void a0_store_unlock(int fd);
  * thread of its own. */
 typedef enum { A0_JOB_WRITE, A0_JOB_REMOVE, A0_JOB_READ, A0_JOB_LOCK } a0_store_op;
 typedef struct a0_store_job a0_store_job;
-typedef struct a0_store_worker a0_store_worker;
+typedef a0_worker a0_store_worker;   /* one thread running its jobs in order (a0_worker.h) */
 
 typedef struct {
   a0_store_op op;
