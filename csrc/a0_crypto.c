@@ -494,6 +494,8 @@ int a0_rs256_verify(const unsigned char *n, size_t nlen, const unsigned char *e,
   return ok;
 }
 
+void a0_crypto_no_atexit(void) { (void)OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL); }
+
 struct a0_verify_job {
   pthread_mutex_t mu;
   int refs, done, valid;          /* refs: the caller's and the thread's */
