@@ -37,4 +37,21 @@ describe("attack6: callback-form saves across a key rotation", function()
     assert.equal("old@example.com", again:user().email)
     c:close()
   end)
+
+  it("a clear asked while a save's signature is on the thread runs after it: nothing stays stored", function()
+    local c = util.client(server)
+    local path = util.tmpdir("a6-creds") .. "/credentials"
+    local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
+    local tokens = util.login(emu, c, "clear@example.com")
+    assert(c:jwks())
+    local got = {}
+    assert.is_true(cm:save(tokens, function(ok, err) got[#got + 1] = { "save", ok, err } end))
+    assert.truthy(c:poll(0))   -- the JWKS callback: the check's first step
+    assert.is_true(cm:clear(function(ok, err) got[#got + 1] = { "clear", ok, err } end))
+    assert(util.poll_until(c, function() return #got == 2 end, 20), "timed out")
+    assert.same({ { "save", true }, { "clear", true } }, got)
+    assert.is_nil(cm:user())
+    assert.is_nil(require("auth0.core").store_read(path))
+    c:close()
+  end)
 end)
