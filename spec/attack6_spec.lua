@@ -385,3 +385,33 @@ describe("attack6: the stepped ID token check and its signature thread", functio
     end
   end)
 end)
+
+describe("attack6: check.email against the rule it replaced", function()
+  local check = require "auth0.check"
+  -- the two anchored patterns of a996e2e's check.email
+  local function old_ok(v)
+    local dom = #v <= 254 and v:match("^[!-?A-~\128-\255]+@()[!-?A-~\128-\255]+$")
+    local dot = dom and v:match("^.*()%.", dom)
+    return not (not dot or dot == dom or dot == #v)
+  end
+  local function new_ok(v)
+    return (pcall(check.email, check.at("x"), v))
+  end
+
+  it("agrees on adversarial and random strings", function()
+    local list = { "", "@", "a@", "@b.c", "a@b", "a@.b", "a@b.", "a@.b.", "a@b..c", "a@..", "a@.", "a@b.c",
+      "a@@b.c", "a@b@c.d", "a.@b.c", ".a@b.c", "a b@c.d", "a@b c.d", "a\0@b.c", "a@b.c\0", "a@b.c\n", "a\127@b.c",
+      "\128@\255.\200", "a@\128.b", "a@b.\128", "a@-.-", "\t@b.c", "a@b.c ", string.rep("a", 250) .. "@b.c",
+      string.rep("a", 251) .. "@b.c", string.rep("a", 249) .. "@b.cd", "a@" .. string.rep(".", 10) .. "b",
+      "a@b.." , "a@.b", "a@x.b@c", "a@b.c.", "a@bc.d.", "ab@.c.d" }
+    for _, v in ipairs(list) do assert.equal(old_ok(v), new_ok(v), ("%q"):format(v)) end
+    local alphabet = { "a", "b", ".", "@", " ", "\0", "\127", "\200", "\n", "-" }
+    math.randomseed(6)
+    for _ = 1, 20000 do
+      local t = {}
+      for i = 1, math.random(0, 9) do t[i] = alphabet[math.random(#alphabet)] end
+      local v = table.concat(t)
+      assert.equal(old_ok(v), new_ok(v), ("%q"):format(v))
+    end
+  end)
+end)
