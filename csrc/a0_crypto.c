@@ -494,6 +494,8 @@ int a0_rs256_verify(const unsigned char *n, size_t nlen, const unsigned char *e,
   return ok;
 }
 
+void a0_crypto_no_atexit(void) { (void)OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL); }
+
 struct a0_verify_job {
   a0_work work;                   /* first: a worker's queue item (a0_worker.h) */
   pthread_mutex_t mu;

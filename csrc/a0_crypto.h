@@ -94,6 +94,10 @@ int a0_rs256_verify(const unsigned char *n, size_t nlen, const unsigned char *e,
  * is a token). NULL when there is no memory or no thread. */
 typedef struct a0_verify_job a0_verify_job;
 typedef a0_worker a0_verify_worker;   /* one thread running its jobs in order */
+/* Keeps OpenSSL from tearing its state down in exit()'s handlers, where a verification thread
+ * still running would use it after it is freed (a game quitting mid-check crashed); called
+ * when the module opens, before this library's first use of OpenSSL. */
+void a0_crypto_no_atexit(void);
 a0_verify_worker *a0_verify_worker_new(void);
 /* Drops the owner's reference without waiting: the thread runs the jobs queued, then ends. */
 void a0_verify_worker_release(a0_verify_worker *w);

@@ -477,6 +477,7 @@ static const luaL_Reg vjob_methods[] = {
 };
 
 void a0l_open_crypto(lua_State *L) {
+  a0_crypto_no_atexit();   /* before any OpenSSL use: the verification threads may outlive exit() */
   luaL_newmetatable(L, KEY_MT);
   a0c_setfuncs(L, key_meta);
   lua_newtable(L);

@@ -36,8 +36,7 @@ local _M = {
   default_path = stores.default_path,
 }
 
-local verify_cb   -- the ID token check of the callback forms (lua/auth0/credentials/renew.lua)
-
+local verify_cb, in_order   -- the callback forms' ID token check and saves' order (lua/auth0/credentials/renew.lua)
 local Manager = { __name = "auth0.Credentials" }
 Manager.__index = Manager
 _M.Manager = Manager
@@ -429,7 +428,7 @@ function Manager:save(tokens, cb)
   if not cb then   -- and the callback-form saves asked before: they write first too
     wait_own(self, nil, 2)
   end
-  local guard
+  local guard, turn
   if cb then   -- until it ends, refreshes and clears asked after it wait (they would write first)
     self._saving = self._saving + 1
     local user_cb, over = cb, false
@@ -443,7 +442,7 @@ function Manager:save(tokens, cb)
     guard = function(g)   -- a raise on the way ends it too
       return function(...)
         local ok, msg = pcall(g, ...)
-        if not ok then ended(); error(msg, 0) end
+        if not ok then ended(); turn(); error(msg, 0) end
       end
     end
   end
@@ -452,6 +451,7 @@ function Manager:save(tokens, cb)
     if cb then store_new_cb(self, build(self, tokens, claims), "saved", cb, guard); return true end
     return store_new(self, build(self, tokens, claims), "saved")
   end
+  if cb then verified, turn = in_order(self, verified) end   -- the callback forms land in the order asked
   local function verify_now() return client:verify_id_token(tokens.id_token, { now = self._now() }) end
   if not cb then
     if type(tokens.id_token) ~= "string" then return verified(nil) end
@@ -488,7 +488,7 @@ function Manager:user()
   return d and copy(d.user) or nil
 end
 
-verify_cb = require("auth0.credentials.renew")(Manager, {
+verify_cb, in_order = require("auth0.credentials.renew")(Manager, {
   raise = raise, check_ttl = check_ttl, api_key = api_key, entry_of = entry_of, fresh = fresh, view = view,
   deliver = deliver, changed = changed, login_required = login_required, entry_from = entry_from,
   store_new = store_new, store_new_cb = store_new_cb, store_clear_cb = store_clear_cb, lock_cb = lock_cb, async_store = async_store,

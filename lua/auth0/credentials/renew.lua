@@ -4,7 +4,8 @@
 if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local keyset = require "auth0.keyset"
 local check = require "auth0.check"
-local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
+local type, pairs, ipairs, tostring, error, select = type, pairs, ipairs, tostring, error, select
+local unpack = table.unpack or unpack -- luacheck: ignore 113 143
 
 return function(Manager, h)
   local raise, check_ttl, api_key, entry_of, fresh, view = h.raise, h.check_ttl, h.api_key, h.entry_of, h.fresh, h.view
@@ -415,5 +416,34 @@ return function(Manager, h)
     return a, b
   end
 
-  return verify_cb
+  -- The callback-form saves land in the order they were asked (a later one must never be
+  -- overwritten by an earlier one whose check took longer, e.g. a JWKS fetch for a new kid).
+  -- in_order(self, fn) takes a save's turn now: fn(...) through the wrapper it returns runs
+  -- once every earlier save has had its own; turn() gives up one not had (a raise ended it).
+  local function in_order(self, fn)
+    local q = self._turns or { h = 1, t = 0 }
+    self._turns = q
+    q.t = q.t + 1
+    local me, taken = q.t, false
+    local function turn(run)
+      if taken then return end
+      taken, q[me] = true, run or false
+      local ok, err = true, nil
+      while q[q.h] ~= nil do
+        local f = q[q.h]
+        q[q.h], q.h = nil, q.h + 1
+        if f then
+          local fok, ferr = pcall(f)
+          if not fok and ok then ok, err = false, ferr end
+        end
+      end
+      if not ok then error(err, 0) end
+    end
+    return function(...)
+      local n, a = select("#", ...), { ... }
+      turn(function() fn(unpack(a, 1, n)) end)
+    end, turn
+  end
+
+  return verify_cb, in_order
 end
