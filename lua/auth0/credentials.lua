@@ -451,7 +451,7 @@ function Manager:save(tokens, cb)
     if cb then store_new_cb(self, build(self, tokens, claims), "saved", cb, guard); return true end
     return store_new(self, build(self, tokens, claims), "saved")
   end
-  if cb then verified, turn = in_order(self, verified) end   -- the callback forms land in the order asked
+  if cb then verified, turn = in_order(self, verified, guard) end   -- the callback forms land in the order asked
   local function verify_now() return client:verify_id_token(tokens.id_token, { now = self._now() }) end
   if not cb then
     if type(tokens.id_token) ~= "string" then return verified(nil) end
