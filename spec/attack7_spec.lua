@@ -4,6 +4,7 @@ local credentials = require "auth0.credentials"
 local emu = require "spec.support.emulator"
 local util = require "spec.support.util"
 local core = require "auth0.core"
+local auth0 = require "auth0"
 
 local server
 local clock = util.clock(emu)
@@ -82,6 +83,119 @@ describe("attack7: in-order saves and client:close()", function()
     assert.matches("second callback raised", errs[1])
     assert.is_nil(cm:user())
     assert.is_nil(core.store_read(path))
+    c:close()
+  end)
+end)
+
+-- A raw HTTP/1.1 server on loopback (a child process, so that blocking calls can be used):
+-- answers the canned bytes of `answers` in order, one per request, over keep-alive.
+local LUA = arg and arg[-1] or "lua5.4"
+for i = -1, -10, -1 do if arg[i] == nil then break end LUA = arg[i] end
+local SERVER = [=[
+local socket = require "socket"
+local answers, portfile = dofile(arg[1]), arg[2]
+local s = assert(socket.bind("127.0.0.1", 0))
+local _, port = s:getsockname()
+local f = io.open(portfile .. ".tmp", "w"); f:write(port); f:close()
+os.rename(portfile .. ".tmp", portfile)
+s:settimeout(20)
+local i = 0
+while i < #answers do
+  local c = s:accept()
+  if not c then break end
+  c:settimeout(20)
+  while i < #answers do
+    local line, len = c:receive("*l"), 0
+    if not line then break end
+    while line and line ~= "" do
+      local n = line:match("^[Cc]ontent%-[Ll]ength:%s*(%d+)")
+      if n then len = tonumber(n) end
+      line = c:receive("*l")
+    end
+    if len > 0 then c:receive(len) end
+    i = i + 1
+    c:send(answers[i])
+  end
+  c:close()
+end
+]=]
+
+local function serve(answers)
+  local dir = util.tmpdir("a7")
+  local parts = {}
+  for i, a in ipairs(answers) do parts[i] = string.format("%q", a) end
+  util.write(dir .. "/answers.lua", "return {" .. table.concat(parts, ",") .. "}")
+  util.write(dir .. "/server.lua", SERVER)
+  os.execute("env -u LD_PRELOAD " .. LUA .. " " .. dir .. "/server.lua " .. dir .. "/answers.lua " .. dir ..
+    "/port >/dev/null 2>&1 &")
+  local port
+  for _ = 1, 200 do
+    port = util.read(dir .. "/port")
+    if port then break end
+    os.execute("sleep 0.05")
+  end
+  assert(port, "the raw server did not start")
+  return "http://127.0.0.1:" .. port
+end
+
+describe("attack7: the blocking call's 2xx fast path", function()
+  after_each(util.rm_tmp)
+
+  -- What a call returned, comparable: a value as JSON-ish text, an error by its fields.
+  local function outcome(r, err)
+    if err then
+      return { err = { code = err.code, reason = err.reason, status = err.status, message = err.message,
+        context = err.context, request_id = err.request_id } }
+    end
+    if type(r) == "table" then
+      local t = {}
+      for k, v in pairs(r) do t[k] = (k == "expires_at") and "(now)" or type(v) == "table" and "(table)" or tostring(v) end
+      return { ok = t }
+    end
+    return { ok = tostring(r) }
+  end
+
+  it("gives what finish() gives, on_log set or not, for every kind of 2xx body (held)", function()
+    local bodies = {
+      '{"_id":"x","email":"h@example.com","email_verified":false}',
+      '{"error":"invalid_request","error_description":"bad"}',
+      '{"error":null,"_id":"x"}',
+      '{"error":5,"_id":"x"}',
+      '{"_id":"x","email":5}',
+      '', '   ', '[1,2]', '{"a":{"b":1}}', '{"_id":"a\\u0041b"}', '{"_id":"x"} trailing', '{"_id":"x",}',
+      '{"_id":"x","_id":"y"}', '{"email_verified":null,"_id":"z"}', 'null', '"str"', '12',
+      '{"access_token":"a","expires_in":"12"}', '{"access_token":"a","expires_in":1e999}',
+      '{"access_token":"a","error":"authorization_pending"}', '{"access_token":"a","id_token":null}',
+      '{"access_token":5}', '{"access_token":"a","expires_in":-0.0}',
+    }
+    local calls = {
+      function(c) return c:passwordless_start { connection = "email", email = "h@example.com" } end,
+      function(c) return c:passwordless_login { realm = "email", username = "h@example.com", otp = "123456" } end,
+      function(c) return c:mfa_authenticators("mfa-token") end,
+    }
+    local answers = {}
+    for _ = 1, #calls do
+      for _, b in ipairs(bodies) do
+        for _ = 1, 2 do
+          answers[#answers + 1] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Auth0-RequestId: rq1\r\n" ..
+            "Content-Length: " .. #b .. "\r\n\r\n" .. b
+        end
+      end
+    end
+    local c = auth0.new { base_url = serve(answers), client_id = "emu-native", timeout = 5, retries = 0 }
+    local logged = 0
+    local function on_log() logged = logged + 1 end
+    for ci, call in ipairs(calls) do
+      for bi, b in ipairs(bodies) do
+        c._on_log = nil
+        local fast = outcome(call(c))
+        c._on_log = on_log
+        local slow = outcome(call(c))
+        c._on_log = nil
+        assert.same(slow, fast, ("call %d, body %d: %s"):format(ci, bi, b))
+      end
+    end
+    assert.is_true(logged > 0)
     c:close()
   end)
 end)
