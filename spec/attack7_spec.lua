@@ -199,3 +199,28 @@ describe("attack7: the blocking call's 2xx fast path", function()
     c:close()
   end)
 end)
+
+describe("attack7: the modules' jit.off lines", function()
+  -- LuaJIT only: Lua 5.4 has no JIT
+  local it_jit = rawget(_G, "jit") and it or pending
+  it_jit("a host turning the JIT on globally later leaves the modules' functions interpreted (held)", function()
+    local jit = rawget(_G, "jit")
+    local sched = require "auth0.sched"
+    local Sched = getmetatable(sched.new(nil, {})).__index
+    jit.on()
+    local started = {}
+    local function on_trace(what, _, func) if what == "start" then started[func] = true end end
+    jit.attach(on_trace, "trace")
+    -- the same loop as Sched.cancel_timer's, of this file's: it is traced
+    local function own(self, t) for i, v in ipairs(self.timers) do if v == t then return i end end end
+    local big = { timers = {} }
+    for i = 1, 2000 do big.timers[i] = {} end
+    for _ = 1, 200 do
+      Sched.cancel_timer(big, "absent")
+      own(big, "absent")
+    end
+    jit.attach(on_trace)   -- detached
+    assert.is_true(started[own] == true)   -- the loop is hot enough for a trace
+    assert.is_nil(started[Sched.cancel_timer])
+  end)
+end)
