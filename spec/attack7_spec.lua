@@ -224,3 +224,67 @@ describe("attack7: the modules' jit.off lines", function()
     assert.is_nil(started[Sched.cancel_timer])
   end)
 end)
+
+describe("attack7: the RS256 verification worker under misuse", function()
+  local key = core.rsa_key()
+  local function wait(job)
+    for _ = 1, 200000 do
+      local v = job:result()
+      if v ~= nil then return v end
+      core.sleep(0.0001)
+    end
+    error("the verification thread never ended")
+  end
+
+  it("wrong types raise naming the argument; odd inputs end false (held)", function()
+    local j = key:jwk()
+    local sig = key:sign_rs256("data")
+    local w = assert(core.rs256_worker())
+    for i, args in ipairs { { nil, j.e, "d", sig }, { j.n, {}, "d", sig }, { j.n, j.e, true, sig }, { j.n, j.e, "d", nil } } do
+      local ok, msg = pcall(core.rs256_verify_start, args[1], args[2], args[3], args[4])
+      assert.is_false(ok)
+      assert.matches("bad argument #" .. i .. " to", msg)
+      ok, msg = pcall(w.verify, w, args[1], args[2], args[3], args[4])
+      assert.is_false(ok)
+      assert.matches("bad argument #" .. (i + 1) .. " to", msg)
+    end
+    assert.is_false(pcall(w.verify, nil, j.n, j.e, "d", sig))
+    assert.is_false(pcall(w.verify, {}, j.n, j.e, "d", sig))
+    assert.is_false(pcall(w.verify, key, j.n, j.e, "d", sig))
+    -- numbers are strings to luaL_checklstring: NaN, inf end false like any key that is no key
+    local odd = {
+      { 0 / 0, j.e, "data", sig }, { j.n, 1 / 0, "data", sig }, { "", "", "data", sig }, { j.n, "", "data", sig },
+      { "", j.e, "data", sig }, { j.n, j.e, "data", string.rep("\255", 16384) }, { j.n, j.e, "data", "" },
+      { string.rep("A", 65536), j.e, "data", sig }, { j.n, string.rep("_", 4096), "data", sig },
+      { j.n, j.e, string.rep("d", 4194304), sig }, { j.n .. "=", j.e, "data", sig }, { "A\0B", j.e, "data", sig },
+    }
+    for i, a in ipairs(odd) do
+      assert.is_false(wait(assert(core.rs256_verify_start(a[1], a[2], a[3], a[4]))), "case " .. i)
+      assert.is_false(wait(assert(w:verify(a[1], a[2], a[3], a[4]))), "worker case " .. i)
+      assert.is_false(core.rs256_verify(a[1], a[2], a[3], a[4]), "blocking case " .. i)
+    end
+    assert.is_true(wait(assert(w:verify(j.n, j.e, "data", sig))))
+  end)
+
+  it("many workers, each dropped with jobs queued; the jobs read after their worker was collected (held)", function()
+    local j = key:jwk()
+    local sig = key:sign_rs256("data")
+    local jobs = {}
+    for i = 1, 60 do
+      local w = assert(core.rs256_worker())
+      for k = 1, 3 do jobs[#jobs + 1] = { assert(w:verify(j.n, j.e, k == 2 and "datA" or "data", sig)), k ~= 2 } end
+      if i % 10 == 0 then collectgarbage() end
+    end
+    collectgarbage()
+    collectgarbage()
+    for i, job in ipairs(jobs) do assert.equal(job[2], wait(job[1]), "job " .. i) end
+    -- a worker closed by hand (its __gc called early): misuse, and its collection later is harmless
+    local w = assert(core.rs256_worker())
+    getmetatable(w).__gc(w)
+    local ok, msg = pcall(w.verify, w, j.n, j.e, "data", sig)
+    assert.is_false(ok)
+    assert.matches("closed", msg)
+    w = nil   -- luacheck: ignore 311
+    collectgarbage()
+  end)
+end)
