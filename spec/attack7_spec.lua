@@ -138,6 +138,39 @@ local function serve(answers)
   return "http://127.0.0.1:" .. port
 end
 
+describe("attack7: in-order saves across a failed JWKS refetch", function()
+  setup(function() server = emu.start() end)
+  before_each(function()
+    emu.reset()
+    clock.reset()
+  end)
+  after_each(util.rm_tmp)
+
+  it("the earlier save's fetch times out: it fails, the later one is written (held)", function()
+    local c = util.client(server, { jwks_min_refetch = 0.001, timeout = 1, retries = 0 })
+    local path = util.tmpdir("a7-creds") .. "/credentials"
+    local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
+    local old = util.login(emu, c, "old3@example.com")
+    assert(c:jwks())
+    require("socket").sleep(0.01)
+    assert(emu.control("POST", "/keys", { rotate = true, keep_old = true }))
+    local new = util.login(emu, c, "new3@example.com")
+    assert(emu.control("POST", "/faults", { rules = { { kind = "delay", ms = 1500, path = "/.well-known/jwks.json" } } }))
+    local got = {}
+    assert.is_true(cm:save(new, function(ok, err) got[#got + 1] = { "new", ok, err and err.code } end))
+    assert.is_true(cm:save(old, function(ok, err) got[#got + 1] = { "old", ok, err and err.code } end))
+    assert(util.poll_until(c, function() return #got == 2 end, 20), "timed out")
+    assert.equal("new", got[1][1])
+    assert.is_nil(got[1][2])
+    assert.is_string(got[1][3])
+    assert.same({ "old", true }, got[2])
+    assert.equal("old3@example.com", cm:user().email)
+    local again = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
+    assert.equal("old3@example.com", again:user().email)
+    c:close()
+  end)
+end)
+
 describe("attack7: the blocking call's 2xx fast path", function()
   after_each(util.rm_tmp)
 
