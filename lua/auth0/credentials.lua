@@ -226,7 +226,7 @@ local function no_guard(fn) return fn end
 -- Calls queued behind the manager's own work (a refresh in flight, callback-form saves), started
 -- once it has all ended; client:close() cancels them with it (started then, they would never end).
 local function run_queued(self, err)
-  if self._flight or self._saving > 0 then return end
+  if self._flight or self._saving > 0 or self._clearing then return end
   local q = self._queued
   self._queued = {}
   local cancelled = err and err.code == "cancelled" and err or nil
@@ -237,7 +237,7 @@ end
 -- by polling the client until `pending()` is false; from inside one of the client's callbacks
 -- the poll cannot advance it (it would loop for ever): misuse.
 local function wait_own(self, pending, level)
-  pending = pending or function() return self._flight or self._saving > 0 end
+  pending = pending or function() return self._flight or self._saving > 0 or self._clearing end
   while pending() do
     local n, err = self._client:poll(10)
     if not n then
@@ -416,7 +416,7 @@ function Manager:save(tokens, cb)
   if cb ~= nil and type(cb) ~= "function" then raise("callback must be a function") end
   if cb then check_open(self, 2) end
   local client = self._client
-  if self._flight then   -- our refresh started from the session being replaced: it writes first
+  if self._flight or self._clearing or self._queued[1] then   -- our refresh, a clear, a call queued: theirs first
     if cb then
       self._queued[#self._queued + 1] = function(err)
         if err then return cb(nil, err) end

@@ -321,10 +321,17 @@ return function(Manager, h)
   -- clear in callback form: the lock tried on a timer, the revocation and the removal waited
   -- for from poll; the lock is held throughout and released before cb runs.
   local function clear_cb(self, opts, cb)
-    local held, l, unhold = false, nil, nil
-    local function release()
+    local held, l, unhold, counted = false, nil, nil, true
+    -- until it ends, saves asked after it wait (the removal would wipe what they wrote)
+    self._clearing = (self._clearing or 0) + 1
+    local function release(err)
       unhold()
       if held then held = false; unlock(self, l) end
+      if counted then
+        counted = false
+        self._clearing = self._clearing > 1 and self._clearing - 1 or nil
+        run_queued(self, err)
+      end
     end
     local function guard(fn)   -- a raise goes on unchanged, after the release
       return function(...)
@@ -334,7 +341,7 @@ return function(Manager, h)
     end
     local over = false
     local function finish(ok, err)
-      release()
+      release(err)
       if not over then over = true; cb(ok, err) end
     end
     local st = {}   -- st.drop: the lock's try in flight
