@@ -404,9 +404,9 @@ end
 
 --- Stores the tokens of a login (flow's `f.tokens`, `passwordless_login`'s result, an MFA
 -- grant's result), replacing what was stored. The ID token, when present, is verified
--- first (fetching the JWKS if needed) and its claims kept for `user()`. During this manager's
--- own refresh it waits for that refresh to land, and refreshes or clears asked while a
--- callback-form save is unfinished wait for it: the new login is what stays stored.
+-- first (fetching the JWKS if needed) and its claims kept for `user()`. It waits for this manager's
+-- refresh or callback-form clear in progress (and calls queued behind them), and refreshes or clears
+-- asked while a callback-form save is unfinished wait for it: the new login is what stays stored.
 -- @tparam table tokens with `access_token`, `expires_in`, and usually `refresh_token`, `id_token`
 -- @param[opt] cb callback(true | nil, err)
 -- @return true or nil, err (`invalid_id_token`, a network error, a store error)
