@@ -90,4 +90,43 @@ describe("attack7: saves and clears in the order asked", function()
     local again = credentials.new(util.client(server), { store = credentials.file_store { path = path }, now = clock.now })
     assert.equal("c7@example.com", again:user().email)
   end)
+
+  it("clear (revoking), then a blocking renew or clear: they wait for it, not for its lock", function()
+    for _, second in ipairs { "renew", "clear" } do
+      local c = util.client(server)
+      local path = util.tmpdir("a7-order") .. "/credentials"
+      local cm = credentials.new(c, { store = credentials.file_store { path = path, lock_wait = 2 }, now = clock.now })
+      assert(cm:save(util.login(emu, c, "c8" .. second .. "@example.com")))
+      assert(emu.control("POST", "/faults", { rules = { { kind = "delay", ms = 300, path = "/oauth/revoke" } } }))
+      local cleared
+      assert.is_true(cm:clear(function(ok, err) cleared = { ok, err } end))
+      local t0 = require("auth0.core").now()
+      local r, err
+      if second == "renew" then r, err = cm:renew() else r, err = cm:clear() end
+      assert.is_true(require("auth0.core").now() - t0 < 1.5, second .. " stalled on the clear's lock")
+      assert.same({ true }, cleared)
+      if second == "renew" then
+        assert.is_nil(r)
+        assert.equal("login_required", err.code)
+      else
+        assert.is_true(r)
+      end
+      c:close()
+    end
+  end)
+
+  it("clear (revoking), then renew(cb): the renewal starts from the cleared store (held by the lock before; now queued)", function()
+    local c = util.client(server)
+    local path = util.tmpdir("a7-order") .. "/credentials"
+    local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
+    assert(cm:save(util.login(emu, c, "c9@example.com")))
+    assert(emu.control("POST", "/faults", { rules = { { kind = "delay", ms = 300, path = "/oauth/revoke" } } }))
+    local got = {}
+    assert.is_true(cm:clear(function(ok, err) got[#got + 1] = { "clear", ok, err and err.code } end))
+    assert.is_true(cm:renew(function(r, err) got[#got + 1] = { "renew", r ~= nil, err and err.code } end))
+    assert(util.poll_until(c, function() return #got == 2 end, 20), "timed out")
+    assert.same({ { "clear", true }, { "renew", false, "login_required" } }, got)
+    assert.is_nil(require("auth0.core").store_read(path))
+    c:close()
+  end)
 end)

@@ -249,7 +249,7 @@ return function(Manager, h)
     end
     if cb then
       check_open(self, 3)
-      if self._saving > 0 then   -- a save asked before it writes first: refresh from what it saved
+      if self._saving > 0 or self._clearing then   -- a save or clear asked before lands first: refresh from it
         self._queued[#self._queued + 1] = function(cerr)
           if cerr then return cb(nil, cerr) end
           self:_get(key, req, min_ttl, force, cb)
@@ -258,7 +258,7 @@ return function(Manager, h)
       end
       return async_refresh(self, key, req, min_ttl, force, cb)
     end
-    wait_own(self, function() return self._saving > 0 end, 3)
+    wait_own(self, function() return self._saving > 0 or self._clearing end, 3)   -- and a clear asked before
     if self._flight then   -- a callback refresh is in flight: wait for it through the client
       local res, rerr, done
       async_refresh(self, key, req, min_ttl, force, function(r, e2) res, rerr, done = r, e2, true end)
@@ -387,7 +387,7 @@ return function(Manager, h)
   function Manager:clear(opts, cb)
     opts, cb = args(opts, cb, 2)
     for k in pairs(opts) do if k ~= "revoke" then raise("unknown option " .. tostring(k)) end end
-    if self._flight or self._saving > 0 then   -- our refresh holds the lock, or a save would land after
+    if self._flight or self._saving > 0 or self._clearing then   -- our refresh or clear holds the lock, or a save would land after
       if cb then
         self._queued[#self._queued + 1] = function(err)
           if err then return cb(nil, err) end
