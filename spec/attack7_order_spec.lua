@@ -129,4 +129,21 @@ describe("attack7: saves and clears in the order asked", function()
     assert.is_nil(require("auth0.core").store_read(path))
     c:close()
   end)
+
+  it("a save whose callback raises, then a save and a blocking clear: both end, nothing stays (held)", function()
+    local errs = {}
+    local c = util.client(server, { on_callback_error = function(m) errs[#errs + 1] = m end })
+    local path = util.tmpdir("a7-order") .. "/credentials"
+    local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
+    local t1 = util.login(emu, c, "r1@example.com")
+    local got = {}
+    assert.is_true(cm:save(t1, function(ok) got[#got + 1] = { "first", ok }; error("first callback raised") end))
+    assert.is_true(cm:save({ access_token = "at2", expires_in = 60 }, function(ok) got[#got + 1] = { "second", ok } end))
+    assert.is_true(cm:clear({ revoke = false }))
+    assert.same({ { "first", true }, { "second", true } }, got)
+    assert.equal(1, #errs)
+    assert.matches("first callback raised", errs[1])
+    assert.is_nil(require("auth0.core").store_read(path))
+    c:close()
+  end)
 end)
