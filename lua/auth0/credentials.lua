@@ -226,7 +226,7 @@ local function no_guard(fn) return fn end
 -- Calls queued behind the manager's own work (a refresh in flight, callback-form saves), started
 -- once it has all ended; client:close() cancels them with it (started then, they would never end).
 local function run_queued(self, err)
-  if self._flight or self._saving > 0 then return end
+  if self._flight or self._saving > 0 or self._clearing then return end
   local q = self._queued
   self._queued = {}
   local cancelled = err and err.code == "cancelled" and err or nil
@@ -237,7 +237,7 @@ end
 -- by polling the client until `pending()` is false; from inside one of the client's callbacks
 -- the poll cannot advance it (it would loop for ever): misuse.
 local function wait_own(self, pending, level)
-  pending = pending or function() return self._flight or self._saving > 0 end
+  pending = pending or function() return self._flight or self._saving > 0 or self._clearing end
   while pending() do
     local n, err = self._client:poll(10)
     if not n then
@@ -404,9 +404,9 @@ end
 
 --- Stores the tokens of a login (flow's `f.tokens`, `passwordless_login`'s result, an MFA
 -- grant's result), replacing what was stored. The ID token, when present, is verified
--- first (fetching the JWKS if needed) and its claims kept for `user()`. During this manager's
--- own refresh it waits for that refresh to land, and refreshes or clears asked while a
--- callback-form save is unfinished wait for it: the new login is what stays stored.
+-- first (fetching the JWKS if needed) and its claims kept for `user()`. It waits for this manager's
+-- refresh or callback-form clear in progress (and calls queued behind them), and refreshes or clears
+-- asked while a callback-form save is unfinished wait for it: the new login is what stays stored.
 -- @tparam table tokens with `access_token`, `expires_in`, and usually `refresh_token`, `id_token`
 -- @param[opt] cb callback(true | nil, err)
 -- @return true or nil, err (`invalid_id_token`, a network error, a store error)
@@ -416,7 +416,7 @@ function Manager:save(tokens, cb)
   if cb ~= nil and type(cb) ~= "function" then raise("callback must be a function") end
   if cb then check_open(self, 2) end
   local client = self._client
-  if self._flight then   -- our refresh started from the session being replaced: it writes first
+  if self._flight or self._clearing or self._queued[1] then   -- our refresh, a clear, a call queued: theirs first
     if cb then
       self._queued[#self._queued + 1] = function(err)
         if err then return cb(nil, err) end
@@ -451,7 +451,7 @@ function Manager:save(tokens, cb)
     if cb then store_new_cb(self, build(self, tokens, claims), "saved", cb, guard); return true end
     return store_new(self, build(self, tokens, claims), "saved")
   end
-  if cb then verified, turn = in_order(self, verified) end   -- the callback forms land in the order asked
+  if cb then verified, turn = in_order(self, verified, guard) end   -- the callback forms land in the order asked
   local function verify_now() return client:verify_id_token(tokens.id_token, { now = self._now() }) end
   if not cb then
     if type(tokens.id_token) ~= "string" then return verified(nil) end

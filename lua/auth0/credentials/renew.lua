@@ -249,7 +249,7 @@ return function(Manager, h)
     end
     if cb then
       check_open(self, 3)
-      if self._saving > 0 then   -- a save asked before it writes first: refresh from what it saved
+      if self._saving > 0 or self._clearing then   -- a save or clear asked before lands first: refresh from it
         self._queued[#self._queued + 1] = function(cerr)
           if cerr then return cb(nil, cerr) end
           self:_get(key, req, min_ttl, force, cb)
@@ -258,7 +258,7 @@ return function(Manager, h)
       end
       return async_refresh(self, key, req, min_ttl, force, cb)
     end
-    wait_own(self, function() return self._saving > 0 end, 3)
+    wait_own(self, function() return self._saving > 0 or self._clearing end, 3)   -- and a clear asked before
     if self._flight then   -- a callback refresh is in flight: wait for it through the client
       local res, rerr, done
       async_refresh(self, key, req, min_ttl, force, function(r, e2) res, rerr, done = r, e2, true end)
@@ -321,10 +321,17 @@ return function(Manager, h)
   -- clear in callback form: the lock tried on a timer, the revocation and the removal waited
   -- for from poll; the lock is held throughout and released before cb runs.
   local function clear_cb(self, opts, cb)
-    local held, l, unhold = false, nil, nil
-    local function release()
+    local held, l, unhold, counted = false, nil, nil, true
+    -- until it ends, saves asked after it wait (the removal would wipe what they wrote)
+    self._clearing = (self._clearing or 0) + 1
+    local function release(err)
       unhold()
       if held then held = false; unlock(self, l) end
+      if counted then
+        counted = false
+        self._clearing = self._clearing > 1 and self._clearing - 1 or nil
+        run_queued(self, err)
+      end
     end
     local function guard(fn)   -- a raise goes on unchanged, after the release
       return function(...)
@@ -334,7 +341,7 @@ return function(Manager, h)
     end
     local over = false
     local function finish(ok, err)
-      release()
+      release(err)
       if not over then over = true; cb(ok, err) end
     end
     local st = {}   -- st.drop: the lock's try in flight
@@ -380,7 +387,7 @@ return function(Manager, h)
   function Manager:clear(opts, cb)
     opts, cb = args(opts, cb, 2)
     for k in pairs(opts) do if k ~= "revoke" then raise("unknown option " .. tostring(k)) end end
-    if self._flight or self._saving > 0 then   -- our refresh holds the lock, or a save would land after
+    if self._flight or self._saving > 0 or self._clearing then   -- our refresh or clear holds the lock, or a save would land after
       if cb then
         self._queued[#self._queued + 1] = function(err)
           if err then return cb(nil, err) end
@@ -418,30 +425,36 @@ return function(Manager, h)
 
   -- The callback-form saves land in the order they were asked (a later one must never be
   -- overwritten by an earlier one whose check took longer, e.g. a JWKS fetch for a new kid).
-  -- in_order(self, fn) takes a save's turn now: fn(...) through the wrapper it returns runs
-  -- once every earlier save has had its own; turn() gives up one not had (a raise ended it).
-  local function in_order(self, fn)
+  -- in_order(self, fn, guard) takes a save's turn now: fn(...) through the wrapper it returns
+  -- runs once every earlier save has had its own; turn() gives up one not had (a raise ended
+  -- it). A later save's fn run on this one's turn raises through its own guard (which ends
+  -- that save), then to on_callback_error: never into this save's context, which it would end.
+  local function in_order(self, fn, guard)
     local q = self._turns or { h = 1, t = 0 }
     self._turns = q
     q.t = q.t + 1
     local me, taken = q.t, false
+    local client = self._client
     local function turn(run)
       if taken then return end
       taken, q[me] = true, run or false
       local ok, err = true, nil
       while q[q.h] ~= nil do
-        local f = q[q.h]
-        q[q.h], q.h = nil, q.h + 1
+        local k, f = q.h, q[q.h]
+        q[k], q.h = nil, k + 1
         if f then
           local fok, ferr = pcall(f)
-          if not fok and ok then ok, err = false, ferr end
+          if not fok then
+            if k ~= me and type(client._deliver) == "function" then client:_deliver(error, ferr, 0)
+            elseif ok then ok, err = false, ferr end
+          end
         end
       end
       if not ok then error(err, 0) end
     end
     return function(...)
       local n, a = select("#", ...), { ... }
-      turn(function() fn(unpack(a, 1, n)) end)
+      turn(guard(function() fn(unpack(a, 1, n)) end))
     end, turn
   end
 
