@@ -71,3 +71,69 @@ describe("fix8: a raise in a renewal's ID token check keeps the rotated refresh 
     renew_with_raise(store, function() return store end)
   end)
 end)
+
+describe("fix8: queued callbacks each heard once when one raises", function()
+  setup(function() server = emu.start() end)
+  before_each(function()
+    emu.reset()
+    clock.reset()
+  end)
+  after_each(util.rm_tmp)
+
+  it("calls queued behind a refresh cancelled by close(): the one that raises does not stop the others", function()
+    local errs = {}
+    local c = util.client(server, { on_callback_error = function(m) errs[#errs + 1] = m end })
+    local path = util.tmpdir("fix8") .. "/credentials"
+    local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
+    assert.is_true(cm:save(util.login(emu, c, "queue@example.com")))
+    assert(emu.control("POST", "/faults", { rules = { { kind = "delay", ms = 2000, path = "/oauth/token" } } }))
+    local got = {}
+    local function note(name, raises)
+      return function(_, err)
+        got[#got + 1] = { name, err and err.code }
+        if raises then error(name .. " raised") end
+      end
+    end
+    assert.is_true(cm:renew(note("renew")))
+    assert.is_true(cm:api_credentials("https://api-one.example.com", note("api1", true)))   -- queued: another key
+    assert.is_true(cm:api_credentials("https://api-two.example.com", note("api2")))
+    assert.is_true(cm:clear(note("clear")))
+    assert.is_true(cm:save({ access_token = "at", expires_in = 60 }, note("save")))
+    assert(util.poll_until(c, function() return emu.control("GET", "/faults").requests["/oauth/token"] end, 5),
+      "the refresh was not sent")
+    c:close()
+    assert.same({ { "renew", "cancelled" }, { "api1", "cancelled" }, { "api2", "cancelled" },
+      { "clear", "cancelled" }, { "save", "cancelled" } }, got)
+    assert.equal(1, #errs)
+    assert.matches("api1 raised", errs[1])
+    assert.equal(0, c:pending())
+  end)
+
+  it("calls queued behind a clear cancelled by close(): the clear's own callback and each queued one once", function()
+    local errs = {}
+    local c = util.client(server, { on_callback_error = function(m) errs[#errs + 1] = m end })
+    local path = util.tmpdir("fix8") .. "/credentials"
+    local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
+    assert.is_true(cm:save(util.login(emu, c, "queue2@example.com")))
+    assert(emu.control("POST", "/faults", { rules = { { kind = "delay", ms = 2000, path = "/oauth/revoke" } } }))
+    local got = {}
+    local function note(name, raises)
+      return function(_, err)
+        got[#got + 1] = { name, err and err.code }
+        if raises then error(name .. " raised") end
+      end
+    end
+    assert.is_true(cm:clear(note("clear")))
+    assert.is_true(cm:renew(note("renew", true)))   -- queued behind the clear
+    assert.is_true(cm:clear(note("clear2")))
+    assert.is_true(cm:save({ access_token = "at", expires_in = 60 }, note("save")))
+    assert(util.poll_until(c, function() return emu.control("GET", "/faults").requests["/oauth/revoke"] end, 5),
+      "the revocation was not sent")
+    c:close()
+    assert.same({ { "renew", "cancelled" }, { "clear2", "cancelled" }, { "save", "cancelled" },
+      { "clear", "cancelled" } }, got)
+    assert.equal(1, #errs)
+    assert.matches("renew raised", errs[1])
+    assert.equal(0, c:pending())
+  end)
+end)

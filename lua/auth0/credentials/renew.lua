@@ -467,5 +467,14 @@ return function(Manager, h)
     end, turn
   end
 
+  -- One call queued behind the manager's work (run_queued), run as a callback is: a raise goes
+  -- to on_callback_error, never into the context that ended that work (a save's or clear's
+  -- own callback still to run, the calls queued after this one).
+  function Manager:_call_queued(fn, err)
+    local client = self._client
+    if type(client._deliver) ~= "function" then return fn(err) end
+    client:_deliver(fn, err)
+  end
+
   return verify_cb, in_order
 end
