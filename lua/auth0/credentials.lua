@@ -223,14 +223,14 @@ end
 
 local function no_guard(fn) return fn end
 
--- Calls queued behind the manager's own work (a refresh in flight, callback-form saves), started
--- once it has all ended; client:close() cancels them with it (started then, they would never end).
+-- Calls queued behind the manager's own work (a refresh in flight, callback-form saves), started once it has
+-- all ended, each as a callback (a raise never stops the rest); client:close() cancels them with it (else never end).
 local function run_queued(self, err)
   if self._flight or self._saving > 0 or self._clearing then return end
   local q = self._queued
   self._queued = {}
   local cancelled = err and err.code == "cancelled" and err or nil
-  for _, fn in ipairs(q) do fn(cancelled) end
+  for _, fn in ipairs(q) do self:_call_queued(fn, cancelled) end
 end
 
 -- The blocking forms wait for the manager's own work (a refresh in flight, callback-form saves)

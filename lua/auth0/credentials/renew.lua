@@ -98,6 +98,13 @@ return function(Manager, h)
       end, guard)
     end
     local nd, e, now = merged(self, d, key, res, claims)
+    -- until the store has it, abort writes it (or keeps it in memory: a sync store's save may be
+    -- what raised); once saved, never again (an on_change raising after the save)
+    if self._unsaved then
+      self._unsaved = function()
+        if self._data ~= nd then self._data = nd; store_new(self, nd, "renewed") end
+      end
+    end
     store_new_cb(self, nd, "renewed", function(ok, serr)
       if not ok then return done(nil, serr) end
       done(view(e, nd, now, key))
@@ -162,9 +169,11 @@ return function(Manager, h)
   end
 
   -- A raise while a callback refresh settles: the flight lands with an error (when it has not
-  -- landed yet) and the raise goes on, unchanged, to the client's on_callback_error.
+  -- landed yet), its rotated tokens not yet handed to the store written first, and the raise
+  -- goes on, unchanged, to the client's on_callback_error.
   local function abort(self, f, msg)
     if self._flight == f then
+      flush_unsaved(self)   -- a rotated refresh token (the old one is dead) written before the lock goes
       land(self, f, nil, new_error("callback_error", "a callback or the store raised while the refresh settled"))
     end
     error(msg, 0)
@@ -456,6 +465,15 @@ return function(Manager, h)
       local n, a = select("#", ...), { ... }
       turn(guard(function() fn(unpack(a, 1, n)) end))
     end, turn
+  end
+
+  -- One call queued behind the manager's work (run_queued), run as a callback is: a raise goes
+  -- to on_callback_error, never into the context that ended that work (a save's or clear's
+  -- own callback still to run, the calls queued after this one).
+  function Manager:_call_queued(fn, err)
+    local client = self._client
+    if type(client._deliver) ~= "function" then return fn(err) end
+    client:_deliver(fn, err)
   end
 
   return verify_cb, in_order
