@@ -36,7 +36,7 @@ local _M = {
   default_path = stores.default_path,
 }
 
-local verify_cb, in_order   -- the callback forms' ID token check and saves' order (lua/auth0/credentials/renew.lua)
+local verify_cb, in_order, verify_sync   -- ID token checks and saves' order (lua/auth0/credentials/renew.lua)
 local Manager = { __name = "auth0.Credentials" }
 Manager.__index = Manager
 _M.Manager = Manager
@@ -452,7 +452,7 @@ function Manager:save(tokens, cb)
     return store_new(self, build(self, tokens, claims), "saved")
   end
   if cb then verified, turn = in_order(self, verified, guard) end   -- the callback forms land in the order asked
-  local function verify_now() return client:verify_id_token(tokens.id_token, { now = self._now() }) end
+  local function verify_now() return verify_sync(self, tokens.id_token) end
   if not cb then
     if type(tokens.id_token) ~= "string" then return verified(nil) end
     return verified(verify_now())
@@ -488,7 +488,7 @@ function Manager:user()
   return d and copy(d.user) or nil
 end
 
-verify_cb, in_order = require("auth0.credentials.renew")(Manager, {
+verify_cb, in_order, verify_sync = require("auth0.credentials.renew")(Manager, {
   raise = raise, check_ttl = check_ttl, api_key = api_key, entry_of = entry_of, fresh = fresh, view = view,
   deliver = deliver, changed = changed, login_required = login_required, entry_from = entry_from,
   store_new = store_new, store_new_cb = store_new_cb, store_clear_cb = store_clear_cb, lock_cb = lock_cb, async_store = async_store,

@@ -18,6 +18,21 @@ return function(Manager, h)
   local run_queued, wait_own, async_store = h.run_queued, h.wait_own, h.async_store
   local VERIFY = check.at("verify_id_token")
 
+  -- An ID token verify_id_token would refuse as misuse (over the size cap, a NUL byte, invalid
+  -- UTF-8: check.wire's rule) came from a server's answer here, or from one through the
+  -- application (save): an invalid token, `nil, err`, never a raise (which, in a renewal, came
+  -- after the server had rotated the refresh token).
+  local function unusable(token) return type(token) ~= "string" or not pcall(check.wire, VERIFY, token, "id_token") end
+  local function unusable_error()
+    return new_error("invalid_id_token", "the id token is not a compact JWT (too long, a NUL byte or invalid UTF-8)")
+  end
+
+  -- The blocking forms' check: verify_id_token's answer, or unusable's.
+  local function verify_sync(self, token)
+    if unusable(token) then return nil, unusable_error() end
+    return self._client:verify_id_token(token, { now = self._now() })
+  end
+
   -- The ID token checked for the callback forms, once the client holds the JWKS: fn(claims | nil, err).
   -- With a store that has async methods the check runs in steps (keyset.verify_steps), the
   -- decode, the signature and the claims each from a poll of its own; else client:verify_id_token.
@@ -25,11 +40,11 @@ return function(Manager, h)
   -- renewal's flight is held already).
   local function verify_cb(self, token, fn, guard, held)
     local client = self._client
+    if unusable(token) then return fn(nil, unusable_error()) end
     local opts = { now = self._now() }
     if not (async_store(self) and type(client._cfg) == "table" and type(client._sched) == "table") then
       return fn(client:verify_id_token(token, opts))
     end
-    check.wire(VERIFY, check.string(VERIFY, token, "id_token"), "id_token")   -- misuse as verify_id_token's
     local over, unhold = false, nil
     local function ends(claims, err)
       if over then return end
@@ -142,7 +157,7 @@ return function(Manager, h)
       local t, terr = client:refresh(refresh_fields(d, req))
       local claims
       if t and not key and type(t.id_token) == "string" then
-        claims = client:verify_id_token(t.id_token, { now = self._now() })
+        claims = verify_sync(self, t.id_token)
       end
       return settle(self, d, key, t, terr, claims)
     end)
@@ -476,5 +491,5 @@ return function(Manager, h)
     client:_deliver(fn, err)
   end
 
-  return verify_cb, in_order
+  return verify_cb, in_order, verify_sync
 end
