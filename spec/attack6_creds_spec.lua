@@ -17,16 +17,8 @@ describe("attack6: callback-form saves across a key rotation", function()
   after_each(util.rm_tmp)
 
   it("two saves asked in a row store the second, whatever their checks cost", function()
-    local c = util.client(server, { jwks_min_refetch = 0.001 })
-    local path = util.tmpdir("a6-creds") .. "/credentials"
-    local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
-    local old = util.login(emu, c, "old@example.com")
-    assert(c:jwks())   -- the keys held: the old kid only
-    require("socket").sleep(0.01)   -- past jwks_min_refetch: an unknown kid may fetch again
-    assert(emu.control("POST", "/keys", { rotate = true, keep_old = true }))
-    local new = util.login(emu, c, "new@example.com")   -- signed with a kid the client does not hold yet
-    -- the new token's check fetches the JWKS again: slowly, so that the old one's ends first
-    assert(emu.control("POST", "/faults", { rules = { { kind = "delay", ms = 300, path = "/.well-known/jwks.json" } } }))
+    local c, cm, path, old, new = util.rotated_logins(emu, server, clock, { tag = "a6-creds",
+      old = "old@example.com", new = "new@example.com", delay_ms = 300 })
     local got = {}
     assert.is_true(cm:save(new, function(ok, err) got[#got + 1] = { "new", ok, err } end))
     assert.is_true(cm:save(old, function(ok, err) got[#got + 1] = { "old", ok, err } end))

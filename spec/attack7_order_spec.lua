@@ -15,15 +15,8 @@ describe("attack7: saves and clears in the order asked", function()
   after_each(util.rm_tmp)
 
   it("save (slow check), clear, save: the last save stays stored", function()
-    local c = util.client(server, { jwks_min_refetch = 0.001 })
-    local path = util.tmpdir("a7-order") .. "/credentials"
-    local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
-    local old = util.login(emu, c, "o4@example.com")
-    assert(c:jwks())
-    require("socket").sleep(0.01)
-    assert(emu.control("POST", "/keys", { rotate = true, keep_old = true }))
-    local new = util.login(emu, c, "n4@example.com")
-    assert(emu.control("POST", "/faults", { rules = { { kind = "delay", ms = 300, path = "/.well-known/jwks.json" } } }))
+    local c, cm, path, old, new = util.rotated_logins(emu, server, clock, { tag = "a7-order",
+      old = "o4@example.com", new = "n4@example.com", delay_ms = 300 })
     local got = {}
     assert.is_true(cm:save(new, function(ok, err) got[#got + 1] = { "new", ok, err } end))
     assert.is_true(cm:clear({ revoke = false }, function(ok, err) got[#got + 1] = { "clear", ok, err } end))

@@ -18,15 +18,8 @@ describe("attack7: in-order saves and client:close()", function()
   after_each(util.rm_tmp)
 
   it("close() with a save waiting its turn behind a slow one: each callback once, nothing written after", function()
-    local c = util.client(server, { jwks_min_refetch = 0.001 })
-    local path = util.tmpdir("a7-creds") .. "/credentials"
-    local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
-    local old = util.login(emu, c, "old@example.com")
-    assert(c:jwks())
-    require("socket").sleep(0.01)
-    assert(emu.control("POST", "/keys", { rotate = true, keep_old = true }))
-    local new = util.login(emu, c, "new@example.com")
-    assert(emu.control("POST", "/faults", { rules = { { kind = "delay", ms = 500, path = "/.well-known/jwks.json" } } }))
+    local c, cm, path, old, new = util.rotated_logins(emu, server, clock, { tag = "a7-creds",
+      old = "old@example.com", new = "new@example.com", delay_ms = 500 })
     local got = {}
     assert.is_true(cm:save(new, function(ok, err) got[#got + 1] = { "new", ok, err and err.reason } end))
     assert.is_true(cm:save(old, function(ok, err) got[#got + 1] = { "old", ok, err and err.reason } end))
@@ -147,15 +140,8 @@ describe("attack7: in-order saves across a failed JWKS refetch", function()
   after_each(util.rm_tmp)
 
   it("the earlier save's fetch times out: it fails, the later one is written (held)", function()
-    local c = util.client(server, { jwks_min_refetch = 0.001, timeout = 1, retries = 0 })
-    local path = util.tmpdir("a7-creds") .. "/credentials"
-    local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
-    local old = util.login(emu, c, "old3@example.com")
-    assert(c:jwks())
-    require("socket").sleep(0.01)
-    assert(emu.control("POST", "/keys", { rotate = true, keep_old = true }))
-    local new = util.login(emu, c, "new3@example.com")
-    assert(emu.control("POST", "/faults", { rules = { { kind = "delay", ms = 1500, path = "/.well-known/jwks.json" } } }))
+    local c, cm, path, old, new = util.rotated_logins(emu, server, clock, { tag = "a7-creds",
+      old = "old3@example.com", new = "new3@example.com", delay_ms = 1500, client = { timeout = 1, retries = 0 } })
     local got = {}
     assert.is_true(cm:save(new, function(ok, err) got[#got + 1] = { "new", ok, err and err.code } end))
     assert.is_true(cm:save(old, function(ok, err) got[#got + 1] = { "old", ok, err and err.code } end))

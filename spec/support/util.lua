@@ -77,6 +77,26 @@ function _M.login(emu, c, email)
     scope = "openid profile email offline_access", audience = "https://api.example.com" })
 end
 
+--- Two logins on either side of a key rotation, for the credentials manager's ordering specs:
+-- a client (`opts` merged, JWKS refetch allowed at once) and a manager on a file store under
+-- tmpdir(tag); `old` signed with the kid the client holds, `new` with one it does not, whose
+-- check fetches the JWKS again, `delay_ms` slowly. @return c, cm, path, old, new
+function _M.rotated_logins(emu, server, clock, o)
+  local copts = { jwks_min_refetch = 0.001 }
+  for k, v in pairs(o.client or {}) do copts[k] = v end
+  local c = _M.client(server, copts)
+  local path = _M.tmpdir(o.tag) .. "/credentials"
+  local credentials = require "auth0.credentials"
+  local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
+  local old = _M.login(emu, c, o.old)
+  assert(c:jwks())   -- the keys held: the old kid only
+  require("socket").sleep(0.01)   -- past jwks_min_refetch: an unknown kid may fetch again
+  assert(emu.control("POST", "/keys", { rotate = true, keep_old = true }))
+  local new = _M.login(emu, c, o.new)   -- signed with a kid the client does not hold yet
+  assert(emu.control("POST", "/faults", { rules = { { kind = "delay", ms = o.delay_ms, path = "/.well-known/jwks.json" } } }))
+  return c, cm, path, old, new
+end
+
 --- Polls `c` until `pred()`; false after `secs` (20) seconds.
 function _M.poll_until(c, pred, secs)
   local deadline = os.time() + (secs or 20)
