@@ -80,56 +80,8 @@ describe("attack7: in-order saves and client:close()", function()
   end)
 end)
 
--- A raw HTTP/1.1 server on loopback (a child process, so that blocking calls can be used):
--- answers the canned bytes of `answers` in order, one per request, over keep-alive.
-local LUA = arg and arg[-1] or "lua5.4"
-for i = -1, -10, -1 do if arg[i] == nil then break end LUA = arg[i] end
-local SERVER = [=[
-local socket = require "socket"
-local answers, portfile = dofile(arg[1]), arg[2]
-local s = assert(socket.bind("127.0.0.1", 0))
-local _, port = s:getsockname()
-local f = io.open(portfile .. ".tmp", "w"); f:write(port); f:close()
-os.rename(portfile .. ".tmp", portfile)
-s:settimeout(20)
-local i = 0
-while i < #answers do
-  local c = s:accept()
-  if not c then break end
-  c:settimeout(20)
-  while i < #answers do
-    local line, len = c:receive("*l"), 0
-    if not line then break end
-    while line and line ~= "" do
-      local n = line:match("^[Cc]ontent%-[Ll]ength:%s*(%d+)")
-      if n then len = tonumber(n) end
-      line = c:receive("*l")
-    end
-    if len > 0 then c:receive(len) end
-    i = i + 1
-    c:send(answers[i])
-  end
-  c:close()
-end
-]=]
-
-local function serve(answers)
-  local dir = util.tmpdir("a7")
-  local parts = {}
-  for i, a in ipairs(answers) do parts[i] = string.format("%q", a) end
-  util.write(dir .. "/answers.lua", "return {" .. table.concat(parts, ",") .. "}")
-  util.write(dir .. "/server.lua", SERVER)
-  os.execute("env -u LD_PRELOAD " .. LUA .. " " .. dir .. "/server.lua " .. dir .. "/answers.lua " .. dir ..
-    "/port >/dev/null 2>&1 &")
-  local port
-  for _ = 1, 200 do
-    port = util.read(dir .. "/port")
-    if port then break end
-    os.execute("sleep 0.05")
-  end
-  assert(port, "the raw server did not start")
-  return "http://127.0.0.1:" .. port
-end
+-- The raw loopback server (spec/support/rawserver.lua): canned answers in order.
+local function serve(answers) return (require("spec.support.rawserver").serve(answers, "a7")) end
 
 describe("attack7: in-order saves across a failed JWKS refetch", function()
   setup(function() server = emu.start() end)
