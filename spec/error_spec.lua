@@ -274,4 +274,16 @@ describe("error text from outside is one line", function()
       c:close()
     end)
   end
+
+  -- fuzz_lua found a code of invisible characters only (a BOM) ending as an empty err.code
+  for _, code in ipairs { "\239\187\191", "\226\128\139\226\128\141", "\226\129\160" } do
+    it("a code with nothing visible is the status's code, never empty (" .. #code .. " bytes)", function()
+      local answer = cjson.encode { error = code, error_description = "d" }
+      assert.equal("server_error", errors.from_response(514, answer, nil, nil).code)
+      -- as if the body had no code: the status's own (403 forbidden)
+      local none = errors.from_response(403, cjson.encode { error_description = "d" }, nil, nil).code
+      assert.equal("forbidden", none)
+      assert.equal(none, errors.from_response(403, answer, nil, nil).code)
+    end)
+  end
 end)

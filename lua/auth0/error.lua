@@ -349,7 +349,8 @@ function _M.from_response(status, body, hdrs, context)
     code = decoded.error or decoded.code or decoded.name
     message = decoded.error_description or decoded.description or decoded.message
     -- a code is shown in tostring(err) and logs: one line, bounded, never empty
-    if type(code) ~= "string" or code == "" then code = nil else code = clean(code) end
+    if type(code) == "string" then code = clean(code) else code = nil end
+    if code == "" then code = nil end   -- empty, or nothing left once cleaned (e.g. a lone BOM)
     if type(message) ~= "string" then message = nil end
   else
     decoded = nil
