@@ -121,7 +121,8 @@ end
 -- mode` and `allowed` (kind -> {code = true}).
 -- @return stats: { flows, rounds, calls, modes = {mode = flows}, injected = {kind = n},
 --   outcomes = {code = n}, crashes = {msg}, unexpected = {msg}, hangs = {msg}, max_over = s (the
---   closest a call came to its deadline), errors_without_fault (failed flows beyond the faults) }
+--   closest a call came to its deadline), errors_without_fault (failed flows beyond the faults),
+--   unfaulted = {msg} (the rounds that had them, with their flows' codes) }
 function M.run(n, opts)
   local auth0, ctl = opts.auth0, opts.ctl
   local now = auth0.core.now
@@ -132,7 +133,7 @@ function M.run(n, opts)
   local retries, max_wait = 2, 1
   local slack = 0.25 * slow
   local st = { flows = 0, rounds = 0, injected = {}, outcomes = {}, crashes = {}, unexpected = {}, hangs = {},
-    max_over = -math.huge, calls = 0, errors_without_fault = 0, modes = {} }
+    max_over = -math.huge, calls = 0, errors_without_fault = 0, modes = {}, unfaulted = {} }
   assert(ctl:post("rate_limits", { enabled = false }))
   local fi = 0
   while st.flows < n do
@@ -287,7 +288,13 @@ function M.run(n, opts)
       end
     end
     -- every failed flow needs a fault of its own
-    if failed > injected then st.errors_without_fault = st.errors_without_fault + failed - injected end
+    if failed > injected then
+      st.errors_without_fault = st.errors_without_fault + failed - injected
+      local codes = {}
+      for _, f in ipairs(flows) do if f.code ~= "ok" then codes[#codes + 1] = tostring(f.code) end end
+      st.unfaulted[#st.unfaulted + 1] = ("round %d: %d failed, %d faults injected under %s %s (%s): %s"):format(
+        st.rounds, failed, injected, rule.kind, tostring(rule.path or "*"), mode, table.concat(codes, " "))
+    end
     st.flows = st.flows + k
     st.modes[mode] = (st.modes[mode] or 0) + k
     assert(ctl:delete("faults"))
