@@ -1,5 +1,6 @@
 /* Workers and detached threads (a0_worker.h). Pure C. */
 #include "a0_worker.h"
+#include "a0_sig.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -46,14 +47,19 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-/* A detached thread: releasing must never wait for a join. */
+/* A detached thread: releasing must never wait for a join. It starts with every signal
+ * blocked: a process-directed SIGTERM held by the caller (a0_sig_hold_stop) must not end the
+ * process through it. */
 static int start_detached(void *(*fn)(void *), void *arg) {
   pthread_attr_t attr;
   pthread_t th;
-  int rc;
+  sigset_t old;
+  int rc, masked;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  masked = a0_sig_block_all(&old) == 0;
   rc = pthread_create(&th, &attr, fn, arg);
+  if (masked) pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
   return rc;
 }

@@ -8,11 +8,13 @@
 
 #include "a0_lua.h"
 #include "a0_seal.h"
+#include "a0_sig.h"
 #include "a0_store.h"
 
 #define LOCK_MT "auth0.StoreLock"
 #define JOB_MT "auth0.StoreJob"
 #define WORKER_MT "auth0.StoreWorker"
+#define HOLD_MT "auth0.SignalHold"
 
 typedef struct {
   int fd;      /* -1 once unlocked */
@@ -318,6 +320,25 @@ static int l_seal_key_id(lua_State *L) {
   return 1;
 }
 
+/* hold_signals(): SIGTERM, SIGINT and SIGHUP held (pending) until :release() (or collection):
+ * a command line refresh writes its rotated token first. nil, "io", message on failure. */
+static int l_hold_signals(lua_State *L) {
+  a0_sig_hold *h = (a0_sig_hold *)lua_newuserdata(L, sizeof *h);
+  h->held = 0;
+  luaL_setmetatable(L, HOLD_MT);
+  if (a0_sig_hold_stop(h) != 0) { lua_pushnil(L); lua_pushliteral(L, "io"); lua_pushliteral(L, "cannot block signals"); return 3; }
+  return 1;
+}
+
+static int l_hold_release(lua_State *L) {
+  lua_pushboolean(L, a0_sig_release((a0_sig_hold *)luaL_checkudata(L, 1, HOLD_MT)));
+  return 1;
+}
+
+static const luaL_Reg hold_meta[] = {
+  { "release", l_hold_release }, { "__gc", l_hold_release }, { "__close", l_hold_release }, { NULL, NULL },
+};
+
 static const luaL_Reg lock_meta[] = {
   { "unlock", l_lock_unlock }, { "__gc", l_lock_unlock }, { "__close", l_lock_unlock },
   { "__tostring", l_lock_tostring }, { NULL, NULL },
@@ -339,7 +360,7 @@ static const luaL_Reg store_funcs[] = {
   { "store_lock", l_store_lock }, { "seal", l_seal }, { "open", l_open }, { "seal_key_id", l_seal_key_id },
   { "store_write_async", l_store_write_async }, { "store_remove_async", l_store_remove_async },
   { "store_read_async", l_store_read_async }, { "store_lock_async", l_store_lock_async },
-  { "store_worker", l_store_worker }, { NULL, NULL },
+  { "store_worker", l_store_worker }, { "hold_signals", l_hold_signals }, { NULL, NULL },
 };
 
 /* A metatable named `name` with `methods`, that is its own __index. */
@@ -357,5 +378,6 @@ void a0l_open_store(lua_State *L) {
   new_class(L, LOCK_MT, lock_meta);
   new_class(L, WORKER_MT, worker_meta);
   new_class(L, JOB_MT, job_meta);
+  new_class(L, HOLD_MT, hold_meta);
   a0c_setfuncs(L, store_funcs);
 }
