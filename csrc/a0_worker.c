@@ -11,6 +11,7 @@ struct a0_worker {
   pthread_cond_t cv;
   int refs;                 /* the owner's and the thread's; the last one out frees */
   int closing;
+  int queued;               /* items in the queue (A0_WORKER_QUEUE_MAX at most) */
   a0_work *head, *tail;
 };
 
@@ -38,6 +39,7 @@ static void *worker_main(void *arg) {
     if (it != NULL) {
       w->head = it->next;
       if (w->head == NULL) w->tail = NULL;
+      w->queued--;
     }
     pthread_mutex_unlock(&w->mu);
     if (it == NULL) break;
@@ -79,13 +81,16 @@ a0_worker *a0_worker_new(int *rc) {
   return w;
 }
 
-void a0_worker_push(a0_worker *w, a0_work *item) {
+int a0_worker_push(a0_worker *w, a0_work *item) {
   item->next = NULL;
   pthread_mutex_lock(&w->mu);
+  if (w->queued >= A0_WORKER_QUEUE_MAX) { pthread_mutex_unlock(&w->mu); return EAGAIN; }
   if (w->tail != NULL) w->tail->next = item; else w->head = item;
   w->tail = item;
+  w->queued++;
   pthread_cond_signal(&w->cv);
   pthread_mutex_unlock(&w->mu);
+  return 0;
 }
 
 void a0_worker_release(a0_worker *w) {

@@ -120,8 +120,7 @@ static int start_job(lua_State *L, a0_store_worker *w, a0_store_req *r) {
   r->fault = env_fault();
   if (w == NULL) pin_module();
   u->job = a0_store_job_start(w, r, &e);
-  if (u->job == NULL)   /* the code store_write gives for the same data */
-    return push_fail(L, r->op == A0_JOB_WRITE && r->len > A0_STORE_MAX ? A0_STORE_TOO_BIG : A0_STORE_IO, &e);
+  if (u->job == NULL) return push_fail(L, e.status, &e);   /* busy: the worker's queue is full */
   return 1;
 }
 
