@@ -28,12 +28,20 @@ static int push_fail(lua_State *L, a0_store_status s, const a0_store_err *e) {
   return 3;
 }
 
-/* The test-only fault point, from the environment so a spec can arm it in a child process. */
+/* The test-only fault point, from the environment so a spec can arm it in a child process;
+ * compiled into the test builds only (-DA0_STORE_FAULTS): a library built for use never lets
+ * the environment stall or slow its writes. */
+#ifdef A0_STORE_FAULTS
+#define FAULTS_ON 1
 static a0_store_fault env_fault(void) {
   const char *f = getenv("A0_STORE_FAULT");
   if (f != NULL && strcmp(f, "slow_job") == 0) return A0_FAULT_SLOW_JOB;
   return f != NULL && strcmp(f, "stall_before_rename") == 0 ? A0_FAULT_STALL_BEFORE_RENAME : A0_FAULT_NONE;
 }
+#else
+#define FAULTS_ON 0
+static a0_store_fault env_fault(void) { return A0_FAULT_NONE; }
+#endif
 
 /* store_read(path[, "config"]): "config" reads a settings file (a0_store_read_config). */
 static int l_store_read(lua_State *L) {
@@ -379,4 +387,6 @@ void a0l_open_store(lua_State *L) {
   new_class(L, JOB_MT, job_meta);
   new_class(L, HOLD_MT, hold_meta);
   a0c_setfuncs(L, store_funcs);
+  lua_pushboolean(L, FAULTS_ON);   /* core.store_faults: true in a test build only */
+  lua_setfield(L, -2, "store_faults");
 }

@@ -107,4 +107,15 @@ function _M.poll_until(c, pred, secs)
   return true
 end
 
+--- package.cpath for a child process that arms A0_STORE_FAULT: this pass's build swapped for
+-- its twin compiled with the fault points (make test-build; the ASan build has them itself).
+function _M.fault_cpath()
+  local cp = package.cpath:gsub("build/lua5%.4/", "build/test/lua5.4/"):gsub("build/luajit/", "build/test/luajit/")
+  local dir = cp:match("(build/test/[%w.]+)/")
+  local f = dir and io.open(dir .. "/auth0/core.so", "rb")
+  assert(not dir or f, dir and (dir .. " is missing: run make test-build"))
+  if f then f:close() end
+  return cp
+end
+
 return _M
