@@ -1,7 +1,7 @@
 -- The job queues of a store worker (core.store_worker) and of an RS256 verification worker
 -- (core.rs256_worker) are capped (1024 jobs waiting, A0_WORKER_QUEUE_MAX in csrc/a0_worker.h):
 -- past it a new job answers nil, err (load, not misuse: never a raise), and the jobs already
--- queued still run.
+-- queued still run; the file store's async saves answer store_busy then.
 local core = require("auth0").core
 local util = require "spec.support.util"
 
@@ -37,6 +37,32 @@ describe("worker queues", function()
       assert.equal("not_found", c)
     end
     assert.is_userdata(w:read(dir .. "/none"))   -- room again
+  end)
+
+  it("a file store's async save past the cap answers store_busy (a child with every job slowed)", function()
+    local dir = util.tmpdir("queue-store")
+    util.write(dir .. "/child.lua", [[
+      local credentials = require "auth0.credentials"
+      local s = credentials.file_store { path = arg[1] }
+      for i = 1, 1100 do
+        local poll = s.save_async({ v = 1, access_token = "x" .. i })
+        local done, res, err = poll()
+        if done and not res then
+          io.write(i, " ", tostring(err.code), "\n")
+          os.exit(0)   -- the slowed jobs still queued are not waited for
+        end
+      end
+      io.write("never refused\n")
+      os.exit(0)
+    ]])
+    local out = util.sh(("A0_STORE_FAULT=slow_job LUA_PATH=%s LUA_CPATH=%s timeout 60 %s %s %s"):format(
+      util.q(package.path), util.q(util.fault_cpath()), rawget(_G, "jit") and "luajit" or "lua5.4",
+      util.q(dir .. "/child.lua"), util.q(dir .. "/creds")))
+    local n, code = out:match("^(%d+) (%S+)\n$")
+    assert.equal("store_busy", code, out)
+    -- one running (300 ms) and 1024 waiting; the next one is refused (the 1025th when the
+    -- thread had not taken the first one yet)
+    assert.is_true(tonumber(n) == CAP + 1 or tonumber(n) == CAP + 2, out)
   end)
 
   it("an RS256 worker refuses verifications past its cap with nil, err; the queued ones end valid", function()
