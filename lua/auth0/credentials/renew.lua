@@ -105,6 +105,15 @@ return function(Manager, h)
     return true, v, e or (not v and new_error("store_busy", "another worker renewed the session during this refresh")) or nil
   end
 
+  -- Before presenting the refresh token: false when the store's lock `l` was lost (another holder
+  -- may be presenting the same token: with rotation a second use revokes the family); a lock
+  -- still held is extended to the refresh's longest.
+  local function lost_lock(self, l)
+    local s = self._store
+    if type(s.holds) ~= "function" or l == nil or l == true or s.holds(l, stores.lock_hold(self._client)) then return nil end
+    return new_error("store_busy", "the store's lock was lost before the refresh")
+  end
+
   -- Applies a refresh answer to `d` (the store content the refresh started from) under lock `l`.
   -- Rotation: the new refresh token is saved before anyone sees the new access token.
   local function settle(self, d, key, res, err, claims, l)
@@ -163,6 +172,8 @@ return function(Manager, h)
     local ok, res, err = pcall(function()
       local d, done, rerr = reread(self, key, min_ttl, force)
       if not d or done then return done, rerr end
+      local lerr2 = lost_lock(self, l)
+      if lerr2 then return nil, lerr2 end
       local client = self._client
       local t, terr = client:refresh(refresh_fields(d, req))
       local claims
@@ -237,6 +248,8 @@ return function(Manager, h)
       if self._flight == f then land(self, f, nil, err) end
     end)
     local function refresh(d)
+      local lerr = lost_lock(self, f.lock)
+      if lerr then return land(self, f, nil, lerr) end
       client:refresh(refresh_fields(d, req), guard(function(t, terr)
         if t and t.refresh_token then   -- rotated: until its write is queued, close() writes it
           self._unsaved = function() store_new(self, (merged(self, d, key, t, nil)), "renewed") end
