@@ -35,6 +35,7 @@ describe("A0_STORE_FAULT in a production build", function()
   end
   it("is honoured by the test build (make test-build): the write stalls until killed", function()
     local path = util.tmpdir("a0-faultgate-out") .. "/creds"
+    util.fault_cpath()   -- makes the test build when older than the sources
     local f = io.open("build/test/lua5.4/auth0/core.so", "rb")
     assert.is_truthy(f, "build/test/lua5.4 is missing: run make test-build")
     f:close()
