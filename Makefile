@@ -59,7 +59,7 @@ luajit:
 # ASan+UBSan build of the Lua 5.4 module, loaded by the stock lua5.4 with the runtime preloaded.
 asan-build:
 	$(MAKE) BUILD=build/asan CC=gcc \
-	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -DA0_STORE_FAULTS"
 	@mkdir -p build/asan
 	@printf 'int dlclose(void *h){(void)h;return 0;}\n' > build/asan/nodlclose.c
 	$(CC) -shared -fPIC -o build/asan/nodlclose.so build/asan/nodlclose.c
@@ -80,6 +80,7 @@ test: deps
 	$(MAKE) all
 	$(MAKE) luajit
 	$(MAKE) asan-build
+	$(MAKE) test-build
 	bash spec/run.sh
 
 lint: deps
@@ -153,3 +154,11 @@ rock:
 rock-install:
 	$(MAKE) install BUILD=$(ROCK_BUILD) \
 	  INSTALL_CLI=$(if $(shell grep -qs 'define LUA_VERSION_NUM.*504' $(LUA_INCDIR)/lua.h && echo y),yes,no)
+
+# The Lua 5.4 and LuaJIT modules again with the store's test-only fault points (A0_STORE_FAULT,
+# csrc/l_store.c), for the specs' child processes (spec/support/util.lua fault_cpath); `all`
+# and `luajit` never have them.
+.PHONY: test-build
+test-build:
+	$(MAKE) BUILD=build/test/lua5.4 CFLAGS="-O2 -g -DA0_STORE_FAULTS"
+	$(MAKE) LUA=luajit BUILD=build/test/luajit CFLAGS="-O2 -g -DA0_STORE_FAULTS"

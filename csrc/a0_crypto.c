@@ -1,6 +1,7 @@
 /* Crypto engine over OpenSSL 3 EVP: see a0_crypto.h. No Lua, no globals. */
 #include "a0_crypto.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -550,8 +551,11 @@ a0_verify_job *a0_verify_job_start(a0_verify_worker *w, const unsigned char *n, 
   j->work.run = verify_job_run;
   pthread_mutex_init(&j->mu, NULL);
   if (w != NULL) {
-    a0_worker_push(w, &j->work);
-    return j;
+    if (a0_worker_push(w, &j->work) == 0) return j;
+    j->refs = 1;
+    verify_job_unref(j);
+    errno = EAGAIN;   /* the worker's queue is full */
+    return NULL;
   }
   if (a0_work_detached(&j->work) != 0) {
     j->refs = 1;

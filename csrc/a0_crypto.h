@@ -101,6 +101,7 @@ void a0_crypto_no_atexit(void);
 a0_verify_worker *a0_verify_worker_new(void);
 /* Drops the owner's reference without waiting: the thread runs the jobs queued, then ends. */
 void a0_verify_worker_release(a0_verify_worker *w);
+/* NULL without memory or a thread, or with errno EAGAIN when w's queue is full (a0_worker.h). */
 a0_verify_job *a0_verify_job_start(a0_verify_worker *w, const unsigned char *n, size_t nlen, const unsigned char *e,
                                    size_t elen, const void *data, size_t dlen, const unsigned char *sig,
                                    size_t siglen);

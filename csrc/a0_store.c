@@ -318,7 +318,7 @@ static void job_unref(a0_store_job *j) {
 /* Does the job's work (on its thread), publishes the result, drops the thread's reference. */
 static void job_run(a0_work *item) {
   a0_store_job *j = (a0_store_job *)item;
-  a0_store_err e = { { 0 } };
+  a0_store_err e = { { 0 }, A0_STORE_OK };
   a0_buf got = { 0 };
   a0_store_status s;
   int fd = -1;
@@ -356,7 +356,11 @@ void a0_store_worker_release(a0_store_worker *w) { a0_worker_release(w); }
 a0_store_job *a0_store_job_start(a0_store_worker *w, const a0_store_req *r, a0_store_err *e) {
   a0_store_job *j;
   int rc;
-  if (r->op == A0_JOB_WRITE && r->len > A0_STORE_MAX) { fail(e, A0_STORE_TOO_BIG, "data is over 1 MiB"); return NULL; }
+  e->status = A0_STORE_IO;
+  if (r->op == A0_JOB_WRITE && r->len > A0_STORE_MAX) {
+    e->status = fail(e, A0_STORE_TOO_BIG, "data is over 1 MiB");
+    return NULL;
+  }
   j = (a0_store_job *)calloc(1, sizeof *j);
   if (j == NULL || (j->path = strdup(r->path)) == NULL ||
       (r->op == A0_JOB_WRITE && a0_buf_add(&j->data, r->data, r->len) != 0)) {
@@ -373,8 +377,10 @@ a0_store_job *a0_store_job_start(a0_store_worker *w, const a0_store_req *r, a0_s
   j->refs = 2;
   j->work.run = job_run;
   if (w != NULL) {
-    a0_worker_push(w, &j->work);
-    return j;
+    if (a0_worker_push(w, &j->work) == 0) return j;
+    job_free(j);
+    e->status = fail(e, A0_STORE_BUSY, "the store's queue is full (%d jobs waiting)", A0_WORKER_QUEUE_MAX);
+    return NULL;
   }
   if ((rc = a0_work_detached(&j->work)) != 0) {
     job_free(j);

@@ -28,6 +28,7 @@ typedef enum {
 
 typedef struct {
   char msg[256];
+  a0_store_status status;   /* set by a0_store_job_start when it fails */
 } a0_store_err;
 
 /* The status as a lowercase code: "ok", "not_found", "insecure_store", "too_big", "busy", "io". */
@@ -84,7 +85,8 @@ a0_store_worker *a0_store_worker_new(a0_store_err *e);
 void a0_store_worker_release(a0_store_worker *w);
 
 /* Starts `r` on worker `w` (NULL: a thread of its own). NULL when it could not start (out of
- * memory, no thread), with the reason in `e`. */
+ * memory, no thread: A0_STORE_IO; too much data: A0_STORE_TOO_BIG; the worker's queue holds
+ * A0_WORKER_QUEUE_MAX jobs already: A0_STORE_BUSY), with the reason and status in `e`. */
 a0_store_job *a0_store_job_start(a0_store_worker *w, const a0_store_req *r, a0_store_err *e);
 
 /* Never blocks: 0 while the thread works; then 1, with the status, `e` filled on failure, for

@@ -1,5 +1,6 @@
 /* Workers and detached threads (a0_worker.h). Pure C. */
 #include "a0_worker.h"
+#include "a0_sig.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -10,6 +11,7 @@ struct a0_worker {
   pthread_cond_t cv;
   int refs;                 /* the owner's and the thread's; the last one out frees */
   int closing;
+  int queued;               /* items in the queue (A0_WORKER_QUEUE_MAX at most) */
   a0_work *head, *tail;
 };
 
@@ -37,6 +39,7 @@ static void *worker_main(void *arg) {
     if (it != NULL) {
       w->head = it->next;
       if (w->head == NULL) w->tail = NULL;
+      w->queued--;
     }
     pthread_mutex_unlock(&w->mu);
     if (it == NULL) break;
@@ -46,14 +49,19 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-/* A detached thread: releasing must never wait for a join. */
+/* A detached thread: releasing must never wait for a join. It starts with every signal
+ * blocked: a process-directed SIGTERM held by the caller (a0_sig_hold_stop) must not end the
+ * process through it. */
 static int start_detached(void *(*fn)(void *), void *arg) {
   pthread_attr_t attr;
   pthread_t th;
-  int rc;
+  sigset_t old;
+  int rc, masked;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  masked = a0_sig_block_all(&old) == 0;
   rc = pthread_create(&th, &attr, fn, arg);
+  if (masked) pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
   return rc;
 }
@@ -73,13 +81,16 @@ a0_worker *a0_worker_new(int *rc) {
   return w;
 }
 
-void a0_worker_push(a0_worker *w, a0_work *item) {
+int a0_worker_push(a0_worker *w, a0_work *item) {
   item->next = NULL;
   pthread_mutex_lock(&w->mu);
+  if (w->queued >= A0_WORKER_QUEUE_MAX) { pthread_mutex_unlock(&w->mu); return EAGAIN; }
   if (w->tail != NULL) w->tail->next = item; else w->head = item;
   w->tail = item;
+  w->queued++;
   pthread_cond_signal(&w->cv);
   pthread_mutex_unlock(&w->mu);
+  return 0;
 }
 
 void a0_worker_release(a0_worker *w) {

@@ -15,10 +15,14 @@ struct a0_work {
 };
 
 typedef struct a0_worker a0_worker;
+/* The most items one worker's queue holds (the one running not counted): more is load the
+ * thread cannot keep up with, refused rather than queued without end. */
+#define A0_WORKER_QUEUE_MAX 1024
 /* NULL with *rc = ENOMEM without memory, or pthread_create's error without a thread. */
 a0_worker *a0_worker_new(int *rc);
-/* Queues item (its run set) behind the worker's others. */
-void a0_worker_push(a0_worker *w, a0_work *item);
+/* Queues item (its run set) behind the worker's others: 0, or EAGAIN (not queued) when
+ * A0_WORKER_QUEUE_MAX items wait already. */
+int a0_worker_push(a0_worker *w, a0_work *item);
 /* Drops the owner's reference without waiting. */
 void a0_worker_release(a0_worker *w);
 /* item->run(item) on a detached thread of its own: 0, or pthread_create's error. */

@@ -1,6 +1,7 @@
 /* Binding for the crypto engine (a0_crypto.c): encoders, digests, OTP and auth0.Key. */
 #define _GNU_SOURCE   /* dladdr, RTLD_NODELETE */
 #include <dlfcn.h>
+#include <errno.h>
 #include <unistd.h>
 
 #include "a0_crypto.h"
@@ -224,10 +225,12 @@ static int start_vjob(lua_State *L, a0_verify_worker *w, int i) {
   luaL_getmetatable(L, VJOB_MT);
   lua_setmetatable(L, -2);
   if (w == NULL) pin_module();
+  errno = 0;
   u->job = a0_verify_job_start(w, n, nlen, e, elen, data, dl, sig, sl);
   if (u->job == NULL) {
     lua_pushnil(L);
-    lua_pushliteral(L, "could not start a verification");
+    if (w != NULL && errno == EAGAIN) lua_pushliteral(L, "the verification queue is full");   /* load, not misuse */
+    else lua_pushliteral(L, "could not start a verification");
     return 2;
   }
   return 1;

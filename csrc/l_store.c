@@ -8,11 +8,13 @@
 
 #include "a0_lua.h"
 #include "a0_seal.h"
+#include "a0_sig.h"
 #include "a0_store.h"
 
 #define LOCK_MT "auth0.StoreLock"
 #define JOB_MT "auth0.StoreJob"
 #define WORKER_MT "auth0.StoreWorker"
+#define HOLD_MT "auth0.SignalHold"
 
 typedef struct {
   int fd;      /* -1 once unlocked */
@@ -26,12 +28,20 @@ static int push_fail(lua_State *L, a0_store_status s, const a0_store_err *e) {
   return 3;
 }
 
-/* The test-only fault point, from the environment so a spec can arm it in a child process. */
+/* The test-only fault point, from the environment so a spec can arm it in a child process;
+ * compiled into the test builds only (-DA0_STORE_FAULTS): a library built for use never lets
+ * the environment stall or slow its writes. */
+#ifdef A0_STORE_FAULTS
+#define FAULTS_ON 1
 static a0_store_fault env_fault(void) {
   const char *f = getenv("A0_STORE_FAULT");
   if (f != NULL && strcmp(f, "slow_job") == 0) return A0_FAULT_SLOW_JOB;
   return f != NULL && strcmp(f, "stall_before_rename") == 0 ? A0_FAULT_STALL_BEFORE_RENAME : A0_FAULT_NONE;
 }
+#else
+#define FAULTS_ON 0
+static a0_store_fault env_fault(void) { return A0_FAULT_NONE; }
+#endif
 
 /* store_read(path[, "config"]): "config" reads a settings file (a0_store_read_config). */
 static int l_store_read(lua_State *L) {
@@ -118,8 +128,7 @@ static int start_job(lua_State *L, a0_store_worker *w, a0_store_req *r) {
   r->fault = env_fault();
   if (w == NULL) pin_module();
   u->job = a0_store_job_start(w, r, &e);
-  if (u->job == NULL)   /* the code store_write gives for the same data */
-    return push_fail(L, r->op == A0_JOB_WRITE && r->len > A0_STORE_MAX ? A0_STORE_TOO_BIG : A0_STORE_IO, &e);
+  if (u->job == NULL) return push_fail(L, e.status, &e);   /* busy: the worker's queue is full */
   return 1;
 }
 
@@ -318,6 +327,25 @@ static int l_seal_key_id(lua_State *L) {
   return 1;
 }
 
+/* hold_signals(): SIGTERM, SIGINT and SIGHUP held (pending) until :release() (or collection):
+ * a command line refresh writes its rotated token first. nil, "io", message on failure. */
+static int l_hold_signals(lua_State *L) {
+  a0_sig_hold *h = (a0_sig_hold *)lua_newuserdata(L, sizeof *h);
+  h->held = 0;
+  luaL_setmetatable(L, HOLD_MT);
+  if (a0_sig_hold_stop(h) != 0) { lua_pushnil(L); lua_pushliteral(L, "io"); lua_pushliteral(L, "cannot block signals"); return 3; }
+  return 1;
+}
+
+static int l_hold_release(lua_State *L) {
+  lua_pushboolean(L, a0_sig_release((a0_sig_hold *)luaL_checkudata(L, 1, HOLD_MT)));
+  return 1;
+}
+
+static const luaL_Reg hold_meta[] = {
+  { "release", l_hold_release }, { "__gc", l_hold_release }, { "__close", l_hold_release }, { NULL, NULL },
+};
+
 static const luaL_Reg lock_meta[] = {
   { "unlock", l_lock_unlock }, { "__gc", l_lock_unlock }, { "__close", l_lock_unlock },
   { "__tostring", l_lock_tostring }, { NULL, NULL },
@@ -339,7 +367,7 @@ static const luaL_Reg store_funcs[] = {
   { "store_lock", l_store_lock }, { "seal", l_seal }, { "open", l_open }, { "seal_key_id", l_seal_key_id },
   { "store_write_async", l_store_write_async }, { "store_remove_async", l_store_remove_async },
   { "store_read_async", l_store_read_async }, { "store_lock_async", l_store_lock_async },
-  { "store_worker", l_store_worker }, { NULL, NULL },
+  { "store_worker", l_store_worker }, { "hold_signals", l_hold_signals }, { NULL, NULL },
 };
 
 /* A metatable named `name` with `methods`, that is its own __index. */
@@ -357,5 +385,8 @@ void a0l_open_store(lua_State *L) {
   new_class(L, LOCK_MT, lock_meta);
   new_class(L, WORKER_MT, worker_meta);
   new_class(L, JOB_MT, job_meta);
+  new_class(L, HOLD_MT, hold_meta);
   a0c_setfuncs(L, store_funcs);
+  lua_pushboolean(L, FAULTS_ON);   /* core.store_faults: true in a test build only */
+  lua_setfield(L, -2, "store_faults");
 }

@@ -12,6 +12,7 @@ CTEST_SRCS   := $(wildcard csrc/test/test_*.c)
 CTESTS       ?= $(basename $(notdir $(CTEST_SRCS))) tsan_test_http
 CTESTS       += tsan_test_store
 CTESTS       += tsan_test_crypto
+CTESTS       += tsan_test_worker
 CTEST_CFLAGS := -std=c99 -Wall -Wextra -g -O1 -fsanitize=address,undefined \
                 -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
                 -D_POSIX_C_SOURCE=200809L -DA0_TEST_HOOKS -Icsrc $(shell pkg-config --cflags libcurl 2>/dev/null)

@@ -23,7 +23,7 @@ local function child(dir, src, ...)
   local args = {}
   for i, a in ipairs({ ... }) do args[i] = util.q(a) end
   return util.sh(("A0_STORE_FAULT=slow_job LUA_PATH=%s LUA_CPATH=%s timeout 30 %s %s %s"):format(
-    util.q(package.path), util.q(package.cpath), lua, script, table.concat(args, " ")))
+    util.q(package.path), util.q(util.fault_cpath()), lua, script, table.concat(args, " ")))
 end
 
 describe("auth0.credentials store jobs under attack", function()

@@ -61,7 +61,7 @@ describe("auth0.credentials callback forms (store work off the caller's thread)"
     ]])
     local lua = rawget(_G, "jit") and "luajit" or "lua5.4"
     local out = util.sh(("A0_STORE_FAULT=slow_job LUA_PATH=%s LUA_CPATH=%s %s %s %s %s %s"):format(
-      util.q(package.path), util.q(package.cpath), lua, script, dir .. "/creds", server.base_url, server.ca_file))
+      util.q(package.path), util.q(util.fault_cpath()), lua, script, dir .. "/creds", server.base_url, server.ca_file))
     local ms = tonumber(out:match("returned true (%S+)"))
     assert.is_number(ms, out)
     assert.is_true(ms < 100, out)   -- the 300 ms job was not waited for

@@ -471,7 +471,7 @@ describe("auth0.credentials file store", function()
       io.write(t and ("token " .. t.access_token:sub(-16)) or ("error " .. tostring(err)), "\n")
     ]])
     return string.format("A0_OFFSET=%d A0_BASE='%s' A0_CA='%s' A0_PATH='%s' LUA_PATH='%s' LUA_CPATH='%s' %s %s",
-      clock.offset(), server.base_url, server.ca_file, dir .. "/credentials", package.path, package.cpath, interp(), script)
+      clock.offset(), server.base_url, server.ca_file, dir .. "/credentials", package.path, util.fault_cpath(), interp(), script)
   end
 
   it("makes one refresh for two processes sharing the file", function()

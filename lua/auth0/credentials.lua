@@ -25,9 +25,8 @@ local keyset = require "auth0.keyset"
 
 local type, pairs, ipairs, tostring, setmetatable, error, xpcall, pcall = type, pairs, ipairs, tostring, setmetatable,
   error, xpcall, pcall
-local traceback = debug.traceback
+local traceback, mono = debug.traceback, require("auth0.core").now
 local new_error, copy = errors.new, stores.copy
-local mono = require("auth0.core").now
 
 local _M = {
   memory_store = stores.memory_store,
@@ -379,7 +378,8 @@ end
 local function lock_cb(self, fn, guard, st)
   local s = self._store
   if not s.lock then return fn(true) end
-  if type(s.lock_wait) ~= "number" or type(self._client._after) ~= "function" then return fn(s.lock()) end
+  local life = stores.lock_hold(self._client)   -- an ngx_store lock outlives the refresh holding it
+  if type(s.lock_wait) ~= "number" or type(self._client._after) ~= "function" then return fn(s.lock(nil, life)) end
   local deadline, delay = mono() + s.lock_wait, STORE_STEP
   local try
   local function tried(l, err)
@@ -396,7 +396,7 @@ local function lock_cb(self, fn, guard, st)
         tried(l, err)
       end, guard)
     end
-    tried(s.lock(0))
+    tried(s.lock(0, life))
   end
   try = (guard or no_guard)(attempt)
   attempt()

@@ -107,4 +107,21 @@ function _M.poll_until(c, pred, secs)
   return true
 end
 
+--- package.cpath for a child process that arms A0_STORE_FAULT: this pass's build swapped for
+-- its twin compiled with the fault points (`make test-build`, run here once per process so it
+-- is never older than the sources; the ASan build has them itself).
+local test_build_made
+function _M.fault_cpath()
+  local cp = package.cpath:gsub("build/lua5%.4/", "build/test/lua5.4/"):gsub("build/luajit/", "build/test/luajit/")
+  local dir = cp:match("(build/test/[%w.]+)/")
+  if dir and not test_build_made then
+    test_build_made = true
+    _M.tool("make -s test-build >/dev/null")
+  end
+  local f = dir and io.open(dir .. "/auth0/core.so", "rb")
+  assert(not dir or f, dir and (dir .. " is missing: run make test-build"))
+  if f then f:close() end
+  return cp
+end
+
 return _M

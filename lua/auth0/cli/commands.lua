@@ -24,11 +24,26 @@ local function check(v, err)
   return v
 end
 
+-- fn(...) with SIGTERM, SIGINT and SIGHUP held: a refresh may rotate the refresh token (the
+-- server retires the old one), and a cron job's timeout wrapper stopping the command before
+-- the new one is written would log the user out; a signal sent meanwhile stops it after.
+local function unstoppable(fn, ...)
+  local h = require("auth0.core").hold_signals()
+  local ok, v, err = pcall(fn, ...)   -- (the manager's methods return value, err)
+  if h then h:release() end
+  if not ok then error(v, 0) end
+  return v, err
+end
+
+-- The manager of the profile's store; its refreshing methods run unstoppable.
 local function stored(s, c)
   local cm = cli.credentials(s, c)
   if not cm:has_valid(0) then
     error(fail(EXIT.login_required, "not logged in for profile " .. s.profile .. " (run: auth0 login)"), 0)
   end
+  local get, get_api = cm.credentials, cm.api_credentials
+  function cm.credentials(self, ...) return unstoppable(get, self, ...) end
+  function cm.api_credentials(self, ...) return unstoppable(get_api, self, ...) end
   return cm
 end
 

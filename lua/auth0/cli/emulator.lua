@@ -32,8 +32,9 @@ function _M.run(s, args)
   local control = require("auth0.emulator.client").new { base_url = srv.base_url, ca_file = srv.ca_file }
   control:post("callbacks", { client_id = "emu-native", callbacks = { "http://127.0.0.1/callback" } })
   control:close()
-  local path = settings.write_profile(os.getenv, "emulator",
+  local path, perr = settings.write_profile(os.getenv, "emulator",
     { base_url = srv.base_url, ca_file = srv.ca_file, client_id = "emu-native" })
+  if not path then term.say("auth0: no profile written (", perr, ")\n") end
   local info = { base_url = srv.base_url, ca_file = srv.ca_file, control_url = srv.control_url,
     client_id = "emu-native", profile = "emulator", profile_file = path, pid = srv.pid }
   if args.json then cli.print_json(info) else

@@ -56,6 +56,8 @@ local function common(p)
   p:option("--client-id", "The application's client id.")
   p:option("--client-secret-file", "A file holding the client secret (confidential clients).")
   p:option("--ca-file", "A CA bundle to trust instead of the system store.")
+  p:option("--store-path", "The credentials file (default $XDG_STATE_HOME/lua-auth0/<profile>/credentials;"
+    .. " also AUTH0_STORE_PATH).")
   p:flag("--json", "One JSON document on stdout.")
 end
 
@@ -104,7 +106,7 @@ end
 local function flags_of(args)
   local t = {}
   for _, k in ipairs(settings.KEYS) do t[k] = args[k] end
-  t.profile = args.profile
+  t.profile, t.store_path = args.profile, args.store_path
   return t
 end
 

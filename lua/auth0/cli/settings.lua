@@ -4,31 +4,41 @@
 -- `$XDG_CONFIG_HOME/lua-auth0/<profile>.conf` (`key = value` lines, `#` comments; the keys
 -- are the flag names: domain, base_url, client_id, client_secret_file, ca_file, audience,
 -- scope, connection). A client secret is read from a file or the environment only: on the
--- command line it would show in `ps`.
+-- command line it would show in `ps`. The credentials file is `--store-path`, else
+-- `AUTH0_STORE_PATH`, else `$XDG_STATE_HOME/lua-auth0/<profile>/credentials` (HOME's
+-- `.local/state` without it; without either the command refuses rather than guess a folder).
 local _M = {}
 
 local KEYS = { "domain", "base_url", "client_id", "client_secret_file", "ca_file", "audience", "scope", "connection" }
 _M.KEYS = KEYS
 
-local function home(env) return env("HOME") or "/root" end
-
--- An XDG variable's folder: relative ones are invalid per the XDG spec, so ignored (else the
--- tokens land wherever the command runs).
-local function xdg(env, name)
+-- An absolute folder from the variable `name`: relative ones are invalid per the XDG spec, so
+-- ignored (else the tokens land wherever the command runs).
+local function absolute(env, name)
   local base = env(name)
   if base and base:sub(1, 1) == "/" then return base end
 end
 
---- `$XDG_CONFIG_HOME/lua-auth0` (default ~/.config/lua-auth0).
-function _M.config_dir(env)
-  local base = xdg(env, "XDG_CONFIG_HOME") or home(env) .. "/.config"
-  return base .. "/lua-auth0"
+-- $name, else $HOME/<rel>; nil without either (never another user's home such as /root).
+local function base_dir(env, name, rel)
+  local base = absolute(env, name)
+  if base then return base end
+  local home = absolute(env, "HOME")
+  return home and home .. rel
 end
 
---- `$XDG_STATE_HOME/lua-auth0/<profile>` (default ~/.local/state/lua-auth0/<profile>).
+--- `$XDG_CONFIG_HOME/lua-auth0` (default ~/.config/lua-auth0); nil when HOME and
+-- XDG_CONFIG_HOME are both unset (or relative).
+function _M.config_dir(env)
+  local base = base_dir(env, "XDG_CONFIG_HOME", "/.config")
+  return base and base .. "/lua-auth0"
+end
+
+--- `$XDG_STATE_HOME/lua-auth0/<profile>` (default ~/.local/state/lua-auth0/<profile>); nil
+-- when HOME and XDG_STATE_HOME are both unset (or relative).
 function _M.state_dir(env, profile)
-  local base = xdg(env, "XDG_STATE_HOME") or home(env) .. "/.local/state"
-  return base .. "/lua-auth0/" .. profile
+  local base = base_dir(env, "XDG_STATE_HOME", "/.local/state")
+  return base and base .. "/lua-auth0/" .. profile
 end
 
 local function read_file(path)
@@ -81,9 +91,14 @@ function _M.resolve(args, env)
   if not profile:match("^[%w_.-]+$") or profile:match("^%.") then
     return nil, "profile names are letters, digits, '.', '_' and '-'"
   end
-  local path = _M.config_dir(env) .. "/" .. profile .. ".conf"
+  local dir = _M.config_dir(env)
+  if not dir and args.profile then
+    return nil, "no profile " .. profile .. ": HOME and XDG_CONFIG_HOME are unset (set one of them)"
+  end
+  local path = dir and dir .. "/" .. profile .. ".conf"
   local file = {}
-  local text, ferr = read_setting_file(path)
+  local text, ferr
+  if path then text, ferr = read_setting_file(path) end
   if ferr then return nil, "refusing the profile: " .. ferr end
   if text then
     local t, err = _M.parse_profile(text, path)
@@ -115,13 +130,22 @@ function _M.resolve(args, env)
     if not ca then return nil, "cannot read the CA file " .. s.ca_file end
   end
   s.state_dir = _M.state_dir(env, profile)
-  s.store_path = s.state_dir .. "/credentials"
+  s.store_path = args.store_path or env("AUTH0_STORE_PATH")
+  if s.store_path == "" then s.store_path = nil end
+  if not s.store_path then
+    if not s.state_dir then
+      return nil, "no folder for the credentials: HOME and XDG_STATE_HOME are unset "
+        .. "(set one of them, or give the file with --store-path or AUTH0_STORE_PATH)"
+    end
+    s.store_path = s.state_dir .. "/credentials"
+  end
   return s
 end
 
 --- Writes a profile file (0600) with the given settings; used by `auth0 emulator`.
 function _M.write_profile(env, profile, t)
   local dir = _M.config_dir(env)
+  if not dir then return nil, "HOME and XDG_CONFIG_HOME are unset" end
   os.execute("mkdir -p '" .. dir .. "' && chmod 0700 '" .. dir .. "'")
   local lines = { "# written by `auth0 emulator`; removed when it stops" }
   for _, k in ipairs(KEYS) do

@@ -2,10 +2,9 @@
 -- and clearing. Installed into the manager's class by lua/auth0/credentials.lua.
 -- @submodule auth0.credentials
 if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
-local keyset = require "auth0.keyset"
+local keyset, stores = require "auth0.keyset", require "auth0.credentials.stores"
 local check = require "auth0.check"
-local type, pairs, ipairs, tostring, error, select = type, pairs, ipairs, tostring, error, select
-local unpack = table.unpack or unpack -- luacheck: ignore 113 143
+local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
 
 return function(Manager, h)
   local raise, check_ttl, api_key, entry_of, fresh, view = h.raise, h.check_ttl, h.api_key, h.entry_of, h.fresh, h.view
@@ -59,7 +58,7 @@ return function(Manager, h)
   -- The store's lock, when it has one (file: flock; ngx.shared: add with a TTL).
   local function lock(self)
     if not self._store.lock then return true end
-    return self._store.lock()
+    return self._store.lock(nil, stores.lock_hold(self._client))   -- an ngx_store lock outlives the refresh
   end
   local function unlock(self, l)
     if l ~= nil and l ~= true then self._store.unlock(l) end
@@ -86,9 +85,40 @@ return function(Manager, h)
     changed(self, "cleared", { reason = "invalid_grant" })
   end
 
-  -- Applies a refresh answer to `d` (the store content the refresh started from).
+  -- What the store held when reread under the lock (another process may have renewed
+  -- already): d to refresh from, or nil, tokens (still fresh), or nil, nil, err.
+  local function judge(self, key, min_ttl, force, d, err)
+    if err then return nil, nil, err end
+    local now = self._now()
+    local e = entry_of(d, key)
+    if not force and fresh(e, now, min_ttl) then return d, view(e, d, now, key) end
+    if not d or not d.refresh_token then return nil, nil, login_required() end
+    return d
+  end
+
+  -- After a refresh from `d` under lock `l`: when the lock was lost and another holder stored a newer
+  -- session, true and that session's tokens (this refresh's answer never written nor cleared over it).
+  local function superseded(self, key, l, d)
+    if not stores.superseded(self._store, l, d, stores.lock_hold(self._client)) then return false end
+    self._data = nil
+    local _, v, e = judge(self, key, 0, false, self:_current())
+    return true, v, e or (not v and new_error("store_busy", "another worker renewed the session during this refresh")) or nil
+  end
+
+  -- Before presenting the refresh token: false when the store's lock `l` was lost (another holder
+  -- may be presenting the same token: with rotation a second use revokes the family); a lock
+  -- still held is extended to the refresh's longest.
+  local function lost_lock(self, l)
+    local s = self._store
+    if type(s.holds) ~= "function" or l == nil or l == true or s.holds(l, stores.lock_hold(self._client)) then return nil end
+    return new_error("store_busy", "the store's lock was lost before the refresh")
+  end
+
+  -- Applies a refresh answer to `d` (the store content the refresh started from) under lock `l`.
   -- Rotation: the new refresh token is saved before anyone sees the new access token.
-  local function settle(self, d, key, res, err, claims)
+  local function settle(self, d, key, res, err, claims, l)
+    local lost, v, e0 = superseded(self, key, l, d)
+    if lost then return v, e0 end
     if err then
       if err.code == "invalid_grant" then
         self._store.clear()
@@ -104,7 +134,9 @@ return function(Manager, h)
   end
 
   -- settle for the callback forms: done(tokens | nil, err) once the store has the new tokens.
-  local function settle_cb(self, d, key, res, err, claims, done, guard)
+  local function settle_cb(self, d, key, res, err, claims, done, guard, l)
+    local lost, v, e0 = superseded(self, key, l, d)
+    if lost then return done(v, e0) end
     if err then
       if err.code ~= "invalid_grant" then return done(nil, err) end
       return store_clear_cb(self, function()
@@ -126,20 +158,7 @@ return function(Manager, h)
     end, guard)
   end
 
-  local function refresh_fields(d, req)
-    return { refresh_token = d.refresh_token, audience = req.audience, scope = req.scope }
-  end
-
-  -- What the store held when reread under the lock (another process may have renewed
-  -- already): d to refresh from, or nil, tokens (still fresh), or nil, nil, err.
-  local function judge(self, key, min_ttl, force, d, err)
-    if err then return nil, nil, err end
-    local now = self._now()
-    local e = entry_of(d, key)
-    if not force and fresh(e, now, min_ttl) then return d, view(e, d, now, key) end
-    if not d or not d.refresh_token then return nil, nil, login_required() end
-    return d
-  end
+  local function refresh_fields(d, req) return { refresh_token = d.refresh_token, audience = req.audience, scope = req.scope } end
 
   local function reread(self, key, min_ttl, force)
     self._data = nil
@@ -153,13 +172,15 @@ return function(Manager, h)
     local ok, res, err = pcall(function()
       local d, done, rerr = reread(self, key, min_ttl, force)
       if not d or done then return done, rerr end
+      local lerr2 = lost_lock(self, l)
+      if lerr2 then return nil, lerr2 end
       local client = self._client
       local t, terr = client:refresh(refresh_fields(d, req))
       local claims
       if t and not key and type(t.id_token) == "string" then
         claims = verify_sync(self, t.id_token)
       end
-      return settle(self, d, key, t, terr, claims)
+      return settle(self, d, key, t, terr, claims, l)
     end)
     unlock(self, l)
     if not ok then error(res, 0) end
@@ -227,15 +248,17 @@ return function(Manager, h)
       if self._flight == f then land(self, f, nil, err) end
     end)
     local function refresh(d)
+      local lerr = lost_lock(self, f.lock)
+      if lerr then return land(self, f, nil, lerr) end
       client:refresh(refresh_fields(d, req), guard(function(t, terr)
         if t and t.refresh_token then   -- rotated: until its write is queued, close() writes it
           self._unsaved = function() store_new(self, (merged(self, d, key, t, nil)), "renewed") end
         end
-        if not t or key or type(t.id_token) ~= "string" then return settle_cb(self, d, key, t, terr, nil, landed, guard) end
+        if not t or key or type(t.id_token) ~= "string" then return settle_cb(self, d, key, t, terr, nil, landed, guard, f.lock) end
         client:jwks(guard(function(jwks)   -- a JWKS failure only means the old claims stay
-          if not jwks then return settle_cb(self, d, key, t, nil, nil, landed, guard) end
+          if not jwks then return settle_cb(self, d, key, t, nil, nil, landed, guard, f.lock) end
           verify_cb(self, t.id_token, function(claims)
-            settle_cb(self, d, key, t, nil, claims, landed, guard)
+            settle_cb(self, d, key, t, nil, claims, landed, guard, f.lock)
           end, guard)
         end))
       end))
@@ -447,40 +470,7 @@ return function(Manager, h)
     return a, b
   end
 
-  -- The callback-form saves land in the order they were asked (a later one must never be
-  -- overwritten by an earlier one whose check took longer, e.g. a JWKS fetch for a new kid).
-  -- in_order(self, fn, guard) takes a save's turn now: fn(...) through the wrapper it returns
-  -- runs once every earlier save has had its own; turn() gives up one not had (a raise ended
-  -- it). A later save's fn run on this one's turn raises through its own guard (which ends
-  -- that save), then to on_callback_error: never into this save's context, which it would end.
-  local function in_order(self, fn, guard)
-    local q = self._turns or { h = 1, t = 0 }
-    self._turns = q
-    q.t = q.t + 1
-    local me, taken = q.t, false
-    local client = self._client
-    local function turn(run)
-      if taken then return end
-      taken, q[me] = true, run or false
-      local ok, err = true, nil
-      while q[q.h] ~= nil do
-        local k, f = q.h, q[q.h]
-        q[k], q.h = nil, k + 1
-        if f then
-          local fok, ferr = pcall(f)
-          if not fok then
-            if k ~= me and type(client._deliver) == "function" then client:_deliver(error, ferr, 0)
-            elseif ok then ok, err = false, ferr end
-          end
-        end
-      end
-      if not ok then error(err, 0) end
-    end
-    return function(...)
-      local n, a = select("#", ...), { ... }
-      turn(guard(function() fn(unpack(a, 1, n)) end))
-    end, turn
-  end
+  local in_order = require "auth0.credentials.order"
 
   -- One call queued behind the manager's work (run_queued), run as a callback is: a raise goes
   -- to on_callback_error, never into the context that ended that work (a save's or clear's

@@ -261,7 +261,8 @@ local NGX_OPTS = { dict = true, key = true, seal_key = true, key_id = true, lock
 -- an `add` of `<key>:lock` with a TTL, polled with `ngx.sleep`.
 -- @tparam table opts `dict` (name of a `lua_shared_dict`), `key` (e.g. "user:" .. id),
 --   `seal_key`/`key_id` (optional 32-byte key: values sealed with AES-256-GCM),
---   `lock_ttl` (seconds a crashed worker's lock lasts, default 30)
+--   `lock_ttl` (seconds a crashed worker's lock lasts, default 30; a refresh holds it as long
+--   as its client's calls can last when that is longer: `lock(wait, hold)`)
 -- @return store
 function _M.ngx_store(opts)
   local ngx = rawget(_G, "ngx")
@@ -298,15 +299,28 @@ function _M.ngx_store(opts)
   end
   function store.clear() dict:delete(k); return true end
   local lk = k .. ":lock"
-  function store.lock(wait)
+  -- The lock's life: lock_ttl, or the holder's longest refresh when longer (the manager says
+  -- how long: a lock expiring mid-refresh lets another worker present the same refresh token,
+  -- and rotation's reuse detection then revokes the session).
+  local function life(hold, n)
+    if hold ~= nil and (type(hold) ~= "number" or not (hold > 0 and hold <= 3600)) then
+      error("bad argument #" .. n .. " (hold must be seconds in (0, 3600])", 3)
+    end
+    return (hold and hold > ttl) and hold or ttl
+  end
+  --- Takes the refresh lock, waiting up to `wait` seconds (default: the lock's life) for
+  -- another worker's; it lasts `hold` seconds (default and minimum lock_ttl).
+  -- @return the owner mark, or nil, err (`store_busy` when still held after the wait)
+  function store.lock(wait, hold)
     if wait ~= nil and (type(wait) ~= "number" or not (wait >= 0 and wait <= 3600)) then
       error("bad argument #1 to 'lock' (wait must be seconds in 0..3600)", 2)   -- NaN: never a deadline
     end
-    local deadline = ngx.now() + (wait or ttl)
+    local span = life(hold, 2)
+    local deadline = ngx.now() + (wait or span)
     -- an owner mark: a worker whose lock expired must not release the one taken since
     local mark = core.b64url_encode(core.random_bytes(12))
     while true do
-      local ok, err = dict:add(lk, mark, ttl)
+      local ok, err = dict:add(lk, mark, span)
       if ok then return mark end
       if err ~= "exists" then return nil, new_error("store_error", "ngx.shared lock failed: " .. tostring(err)) end
       if ngx.now() >= deadline then return nil, new_error("store_busy", "another worker holds the refresh lock") end
@@ -316,7 +330,36 @@ function _M.ngx_store(opts)
   function store.unlock(mark)
     if dict:get(lk) == mark then dict:delete(lk) end   -- (not atomic: a lock expiring in between is missed)
   end
+  --- True while `mark` still holds the lock, which then lasts `hold` seconds more (at least
+  -- lock_ttl); false once it expired or was taken (the holder must not write then unchecked).
+  function store.holds(mark, hold)
+    local span = life(hold, 2)
+    if dict:get(lk) ~= mark then return false end
+    dict:set(lk, mark, span)   -- (not atomic: a lock expiring between get and set is missed)
+    return true
+  end
   return store
+end
+
+--- Seconds a refresh by `client` can hold the store's lock: the refresh call and a JWKS fetch,
+-- each at most the client's timeout (retries included), and the store's work.
+-- @tparam table client an auth0.Client
+-- @treturn number
+function _M.lock_hold(client)
+  local cfg = type(client) == "table" and rawget(client, "_cfg")
+  local timeout = type(cfg) == "table" and type(cfg.timeout) == "number" and cfg.timeout or 10
+  return math.min(2 * timeout + 5, 3600)
+end
+
+--- After a refresh that started from `d` under the lock `l`: nil while `l` still holds the
+-- lock (extended by `hold`), or when the store still holds `d`'s refresh token; else the newer
+-- session another holder stored since, which the refresh's answer must not overwrite.
+-- @return table|nil
+function _M.superseded(store, l, d, hold)
+  if type(store.holds) ~= "function" or l == nil or l == true or store.holds(l, hold) then return nil end
+  local cur = store.load()
+  if type(cur) == "table" and type(d) == "table" and cur.refresh_token ~= d.refresh_token then return cur end
+  return nil
 end
 
 _M.copy = copy
