@@ -59,14 +59,41 @@ function M.rng(seed)
   end
 end
 
+-- The "some" line of Linux's CPU pressure (nil when the kernel does not say).
+local function psi_some()
+  local f = io.open("/proc/pressure/cpu")
+  if not f then return nil end
+  local line = f:read("*l")
+  f:close()
+  return line
+end
+
 -- Linux's CPU pressure: the share of the last 10 s in which some runnable task waited for a
 -- CPU (0 when the kernel does not say).
 function M.cpu_pressure()
-  local f = io.open("/proc/pressure/cpu")
-  if not f then return 0 end
-  local line = f:read("*l")
-  f:close()
+  local line = psi_some()
   return tonumber(line and line:match("avg10=([%d.]+)")) or 0
+end
+
+--- A meter of CPU pressure since its last reading: each call returns the share (%) of the
+-- time since the previous reading (or since the meter was made) in which some runnable task
+-- waited for a CPU, from the kernel's stall counter; nil when the kernel does not say or less
+-- than 0.1 s has passed (too short to mean anything). Unlike avg10, a 10 s average, it sees
+-- load that started a moment ago.
+function M.pressure_meter(now)
+  local function total()
+    local line = psi_some()
+    return tonumber(line and line:match("total=(%d+)"))
+  end
+  local t0, w0 = now(), total()
+  return function()
+    local t1 = now()
+    if not w0 or t1 - t0 < 0.1 then return nil end
+    local w1 = total()
+    local p = math.min(100, (w1 - w0) / 1e4 / (t1 - t0))   -- the counter is in microseconds
+    t0, w0 = t1, w1
+    return p
+  end
 end
 
 --- The factor for the calls' timeouts: slower under valgrind (8) or ASan (2), and on a machine
@@ -122,7 +149,8 @@ end
 -- @return stats: { flows, rounds, calls, modes = {mode = flows}, injected = {kind = n},
 --   outcomes = {code = n}, crashes = {msg}, unexpected = {msg}, hangs = {msg}, max_over = s (the
 --   closest a call came to its deadline), errors_without_fault (failed flows beyond the faults),
---   unfaulted = {msg} (the rounds that had them, with their flows' codes) }
+--   unfaulted = {msg} (the rounds that had them: each failed flow's code, the call that ended
+--   it and how long that call took, and the CPU pressure measured over the round) }
 function M.run(n, opts)
   local auth0, ctl = opts.auth0, opts.ctl
   local now = auth0.core.now
@@ -138,6 +166,7 @@ function M.run(n, opts)
   local fi = 0
   while st.flows < n do
     st.rounds = st.rounds + 1
+    local pressure = M.pressure_meter(now)
     local rule, mode = (opts.draw or draw_round)(rand, timeout)
     local k = math.min(per_round, n - st.flows)
     assert(ctl:post("faults", { rules = { rule }, seed = rand(2147483646) }))
@@ -175,7 +204,7 @@ function M.run(n, opts)
           f.mfa_token = err.mfa_token
           return "mfa"
         else
-          f.done, f.code = true, err.code
+          f.done, f.code, f.failed_at = true, err.code, ("%s %.2f s"):format(what, dt)
         end
         return
       end
@@ -291,9 +320,13 @@ function M.run(n, opts)
     if failed > injected then
       st.errors_without_fault = st.errors_without_fault + failed - injected
       local codes = {}
-      for _, f in ipairs(flows) do if f.code ~= "ok" then codes[#codes + 1] = tostring(f.code) end end
-      st.unfaulted[#st.unfaulted + 1] = ("round %d: %d failed, %d faults injected under %s %s (%s): %s"):format(
-        st.rounds, failed, injected, rule.kind, tostring(rule.path or "*"), mode, table.concat(codes, " "))
+      for _, f in ipairs(flows) do
+        if f.code ~= "ok" then codes[#codes + 1] = tostring(f.code) .. (f.failed_at and " (" .. f.failed_at .. ")" or "") end
+      end
+      local p = pressure()
+      st.unfaulted[#st.unfaulted + 1] = ("round %d: %d failed, %d faults injected under %s %s (%s, timeout %.2f s, "
+        .. "CPU pressure %s over the round): %s"):format(st.rounds, failed, injected, rule.kind,
+        tostring(rule.path or "*"), mode, timeout, p and ("%.0f %%"):format(p) or "unknown", table.concat(codes, ", "))
     end
     st.flows = st.flows + k
     st.modes[mode] = (st.modes[mode] or 0) + k

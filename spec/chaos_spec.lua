@@ -2,7 +2,9 @@
 -- through the emulator under nginx with faults drawn from a seed, blocking and with callbacks.
 -- Every flow must end in tokens or an error object whose code the round's fault explains, no
 -- call may run past its deadline, no callback may run twice or never. The seed is printed;
--- A0_CHAOS_SEED=<n> replays a run. The long version is bench/chaos.lua (same engine).
+-- A0_CHAOS_SEED=<n> replays a run, with A0_CHAOS_SLOWDOWN=<factor> the timeouts' factor it
+-- printed (the drawn delays are relative to the timeout; by default the factor follows the
+-- CPU pressure at the start). The long version is bench/chaos.lua (same engine).
 local auth0 = require "auth0"
 local emu = require "spec.support.emulator"
 local control = require "auth0.emulator.client"
@@ -11,6 +13,8 @@ local chaos = assert(loadfile("bench/chaos.lua"))("--lib")
 
 local FLOWS = 240
 local SEED = tonumber(os.getenv("A0_CHAOS_SEED") or "") or os.time()
+local FORCED = tonumber(os.getenv("A0_CHAOS_SLOWDOWN") or "")
+local SLOWDOWN = FORCED and FORCED > 0 and FORCED or chaos.slowdown()
 
 local function lines(list)
   local out = {}
@@ -29,14 +33,14 @@ describe("chaos", function()
 
   local function run(n, extra)
     local opts = { auth0 = auth0, server = server, ctl = ctl, seed = SEED, mfa = ctl:get("mfa") ~= nil,
-      slowdown = chaos.slowdown() }
+      slowdown = SLOWDOWN }
     for k, v in pairs(extra or {}) do opts[k] = v end
     return chaos.run(n, opts)
   end
 
   it(FLOWS .. " flows end in tokens or an expected error, none past its deadline", function()
-    print(("\nchaos seed %d (A0_CHAOS_SEED=%d replays it), timeouts x%d (CPU pressure %.0f %%)"):format(SEED, SEED,
-      chaos.slowdown(), chaos.cpu_pressure()))
+    print(("\nchaos seed %d (A0_CHAOS_SEED=%d A0_CHAOS_SLOWDOWN=%g replays it), timeouts x%g (CPU pressure %.0f %%)")
+      :format(SEED, SEED, SLOWDOWN, SLOWDOWN, chaos.cpu_pressure()))
     local t0 = auth0.core.now()
     local st = run(FLOWS)
     local dt = auth0.core.now() - t0
@@ -50,8 +54,8 @@ describe("chaos", function()
     assert(#st.crashes == 0, #st.crashes .. " crashes (seed " .. SEED .. "):\n" .. lines(st.crashes))
     assert(#st.unexpected == 0, #st.unexpected .. " unexpected codes (seed " .. SEED .. "):\n" .. lines(st.unexpected))
     assert(#st.hangs == 0, #st.hangs .. " calls past their deadline (seed " .. SEED .. "):\n" .. lines(st.hangs))
-    assert(st.errors_without_fault == 0, st.errors_without_fault .. " failed flows without a fault (seed " .. SEED
-      .. "):\n" .. lines(st.unfaulted))
+    assert(st.errors_without_fault == 0, ("%d failed flows without a fault (A0_CHAOS_SEED=%d A0_CHAOS_SLOWDOWN=%g):\n")
+      :format(st.errors_without_fault, SEED, SLOWDOWN) .. lines(st.unfaulted))
     assert.is_nil(st.outcomes.unfinished)
     -- the run did exercise both APIs, faults, successes and failures
     assert.is_true((st.modes.blocking or 0) > 0 and (st.modes.callback or 0) > 0)
