@@ -62,6 +62,8 @@
 #endif
 
 #define A0_IO_NICE 10
+/* the I/O thread's longest wait while more than one transfer runs (see io_main) */
+#define A0_MUX_POLL_MS 10
 #define BIT(s) (1u << (s))
 #define OWNERS (BIT(X_IDLE) | BIT(X_DONE))
 
@@ -389,8 +391,12 @@ static void *io_main(void *arg) {
     rc = perform(e, &still);
     if (rc != CURLM_OK) io_failed(e, "curl_multi_perform", rc);
     collect(e);
-    /* libcurl's own timers shorten the wait; a0_xfer_start, cancel and free wake it */
-    if (rc == CURLM_OK && (rc = curl_multi_poll(e->multi, NULL, 0, 1000, NULL)) != CURLM_OK)
+    /* libcurl's own timers shorten the wait; a0_xfer_start, cancel and free wake it. With
+     * several transfers on one HTTP/2 connection, libcurl (7.88) may read an answer while it
+     * serves another stream and arm no timer for it, so the answer would sit unread until the
+     * next socket event or timer, often the transfers' own timeouts: the wait stays short. */
+    if (rc == CURLM_OK
+        && (rc = curl_multi_poll(e->multi, NULL, 0, still > 1 ? A0_MUX_POLL_MS : 1000, NULL)) != CURLM_OK)
       io_failed(e, "curl_multi_poll", rc);
     pthread_mutex_lock(&e->mu);
   }
@@ -478,9 +484,11 @@ void a0_engine_wait(a0_engine *e, a0_xfer *px) {
     return;
   }
   while (x->st == X_RUNNING) {
-    if (a0_engine_run(e, 0) < 0) break;
+    int n = a0_engine_run(e, 0);
+    if (n < 0) break;
     if (x->st != X_RUNNING) break;
-    if (curl_multi_poll(e->multi, NULL, 0, 1000, NULL) != CURLM_OK) {
+    /* other transfers beside x may share its HTTP/2 connection: see io_main's short wait */
+    if (curl_multi_poll(e->multi, NULL, 0, n > 1 ? A0_MUX_POLL_MS : 1000, NULL) != CURLM_OK) {
       run_failed(e, "curl_multi_poll", CURLM_INTERNAL_ERROR);
       break;
     }
