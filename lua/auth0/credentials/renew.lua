@@ -117,7 +117,11 @@ return function(Manager, h)
   -- Applies a refresh answer to `d` (the store content the refresh started from) under lock `l`.
   -- Rotation: the new refresh token is saved before anyone sees the new access token.
   local function settle(self, d, key, res, err, claims, l)
-    local lost, v, e0 = superseded(self, key, l, d)
+    local sok, lost, v, e0 = pcall(superseded, self, key, l, d)
+    if not sok then   -- a custom store's holds or load raised: a rotated token is written first, as abort does
+      if res and res.refresh_token then pcall(store_new, self, (merged(self, d, key, res, claims)), "renewed") end
+      error(lost, 0)
+    end
     if lost then return v, e0 end
     if err then
       if err.code == "invalid_grant" then

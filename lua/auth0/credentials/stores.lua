@@ -353,12 +353,15 @@ end
 
 --- After a refresh that started from `d` under the lock `l`: nil while `l` still holds the
 -- lock (extended by `hold`), or when the store still holds `d`'s refresh token; else the newer
--- session another holder stored since, which the refresh's answer must not overwrite.
--- @return table|nil
+-- session another holder stored since, or true when another holder emptied the store (a
+-- logout, a refused token), which the refresh's answer must not overwrite.
+-- @return table|true|nil
 function _M.superseded(store, l, d, hold)
   if type(store.holds) ~= "function" or l == nil or l == true or store.holds(l, hold) then return nil end
-  local cur = store.load()
-  if type(cur) == "table" and type(d) == "table" and cur.refresh_token ~= d.refresh_token then return cur end
+  if type(d) ~= "table" then return nil end
+  local cur, err = store.load()
+  if cur == nil and err == nil then return true end   -- emptied: writing would undo a logout
+  if type(cur) == "table" and cur.refresh_token ~= d.refresh_token then return cur end
   return nil
 end
 
