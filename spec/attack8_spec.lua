@@ -1,0 +1,158 @@
+-- Hostile review of the lock-outlives-the-refresh change (store.holds, stores.superseded) and
+-- of core.hold_signals. Each case failed on the merge it attacks (681b5aa):
+-- * a refresh whose lock was lost while another holder logged out (the store emptied) wrote
+--   its session back: a logout undone;
+-- * a custom store's holds (or load) raising after the server had rotated the refresh token
+--   lost the rotated token in the blocking form (the callback form writes it first);
+-- * hold_signals released out of order (or a forgotten hold collected late) left SIGTERM,
+--   SIGINT and SIGHUP blocked for the rest of the process.
+local emu = require "spec.support.emulator"
+local util = require "spec.support.util"
+local auth0 = require "auth0"
+local credentials = require "auth0.credentials"
+
+-- A memory store with a lock whose `holds` runs `plan[i]` on its i-th call (a function
+-- returning the answer, or the answer itself; true once the plan is done).
+local function planned_store(plan)
+  local inner = credentials.memory_store()
+  local st = { calls = 0 }
+  local s = { kind = "planned", inner = inner }
+  s.load, s.save, s.clear = inner.load, inner.save, inner.clear
+  function s.lock() return "mark" end
+  function s.unlock(m) st.unlocked = m end
+  function s.holds(m)
+    st.calls = st.calls + 1
+    local v = plan[st.calls]
+    if type(v) == "function" then v = v() end
+    if v == nil then v = true end
+    return m == "mark" and v
+  end
+  return s, st
+end
+
+describe("attack8: a refresh whose lock was lost", function()
+  local srv
+  setup(function() srv = emu.start() end)
+
+  local function seeded(store, email)
+    emu.reset()
+    local c = util.client(srv, { timeout = 7 })
+    local tokens = util.login(emu, c, email)
+    tokens.expires_in = 0
+    local cm = credentials.new(c, { store = store })
+    assert(cm:save(tokens))
+    return c, cm, tokens
+  end
+
+  for _, form in ipairs { "blocking", "callback" } do
+    local function get(c, cm)
+      if form == "blocking" then return cm:credentials() end
+      local res, err, done
+      cm:credentials(function(r, e) res, err, done = r, e, true end)
+      assert.is_true(util.poll_until(c, function() return done end, 20))
+      return res, err
+    end
+
+    it(form .. ": another holder's logout meanwhile stays a logout (nothing written back)", function()
+      local s
+      s = planned_store({ true, function() s.inner.clear(); return false end })
+      local c, cm = seeded(s, "a8-logout-" .. form .. "@example.com")
+      local t, err = get(c, cm)
+      assert.is_nil(s.load(), "the session came back after the logout")
+      assert.is_nil(t, "tokens answered after the logout")
+      assert.equal("login_required", err.code)
+    end)
+
+    it(form .. ": a lock that merely expired (the store unchanged) still gets the rotated token", function()
+      local s = planned_store({ true, false })
+      local c, cm, tokens = seeded(s, "a8-expired-" .. form .. "@example.com")
+      local t, err = get(c, cm)
+      assert.is_table(t, err and tostring(err))
+      local d = s.load()
+      assert.is_true(d.refresh_token ~= tokens.refresh_token, "the rotated token is not stored")
+      assert.truthy(util.client(srv):refresh { refresh_token = d.refresh_token })
+    end)
+  end
+
+  for _, what in ipairs { "holds", "load" } do
+    it("blocking: a store whose " .. what .. " raises after the rotation still stores the rotated token", function()
+      local s, st = planned_store({ true, false })
+      local c, cm, tokens = seeded(s, "a8-raise-" .. what .. "@example.com")
+      if what == "holds" then
+        s.holds = function() st.calls = st.calls + 1; if st.calls == 2 then error("holds exploded", 0) end; return true end
+      else
+        local load = s.load
+        s.load = function() if st.calls >= 2 then error("load exploded", 0) end; return load() end
+      end
+      local ok, msg = pcall(cm.credentials, cm)
+      assert.is_false(ok)
+      assert.equal(what .. " exploded", msg)   -- the raise goes on unchanged
+      assert.equal("mark", st.unlocked)
+      local d = s.inner.load()
+      assert.is_true(d.refresh_token ~= tokens.refresh_token, "the rotated refresh token was lost")
+      assert.truthy(util.client(srv):refresh { refresh_token = d.refresh_token }, "the stored token does not work")
+    end)
+  end
+end)
+
+-- The calling thread's blocked signals, from /proc (SigBlk of the main thread).
+local function blocked()
+  local f = assert(io.open("/proc/thread-self/status"))
+  local text = f:read("a")
+  f:close()
+  local hex = assert(text:match("SigBlk:%s*(%x+)"))
+  local set = {}
+  for _, n in ipairs { 1, 2, 15 } do   -- SIGHUP, SIGINT, SIGTERM
+    local at = #hex - math.floor((n - 1) / 4)
+    local digit = tonumber(hex:sub(at, at), 16)
+    set[n] = math.floor(digit / 2 ^ ((n - 1) % 4)) % 2 == 1
+  end
+  return set
+end
+local function none_blocked()
+  local b = blocked()
+  return not (b[1] or b[2] or b[15])
+end
+local function all_blocked()
+  local b = blocked()
+  return b[1] and b[2] and b[15]
+end
+
+describe("attack8: core.hold_signals", function()
+  local core = auth0.core
+
+  it("holds, then releases", function()
+    assert.is_true(none_blocked())
+    local h = assert(core.hold_signals())
+    assert.is_true(all_blocked())
+    assert.is_true(h:release())
+    assert.is_true(none_blocked())
+    assert.is_false(h:release())
+  end)
+
+  it("two holds released out of order leave nothing blocked", function()
+    local h1 = assert(core.hold_signals())
+    local h2 = assert(core.hold_signals())
+    h1:release()
+    h2:release()
+    assert.is_true(none_blocked(), "SIGTERM, SIGINT, SIGHUP blocked for good")
+  end)
+
+  it("a forgotten hold collected during another one does not block them for good", function()
+    core.hold_signals()   -- dropped: released when collected
+    local h2 = assert(core.hold_signals())
+    collectgarbage()
+    collectgarbage()
+    h2:release()
+    assert.is_true(none_blocked(), "SIGTERM, SIGINT, SIGHUP blocked for good")
+  end)
+
+  it("nested in order: the inner release keeps the outer hold", function()
+    local h1 = assert(core.hold_signals())
+    local h2 = assert(core.hold_signals())
+    h2:release()
+    assert.is_true(all_blocked(), "the outer hold was undone")
+    h1:release()
+    assert.is_true(none_blocked())
+  end)
+end)
