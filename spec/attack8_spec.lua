@@ -77,7 +77,7 @@ describe("attack8: a refresh whose lock was lost", function()
   for _, what in ipairs { "holds", "load" } do
     it("blocking: a store whose " .. what .. " raises after the rotation still stores the rotated token", function()
       local s, st = planned_store({ true, false })
-      local c, cm, tokens = seeded(s, "a8-raise-" .. what .. "@example.com")
+      local _, cm, tokens = seeded(s, "a8-raise-" .. what .. "@example.com")
       if what == "holds" then
         s.holds = function() st.calls = st.calls + 1; if st.calls == 2 then error("holds exploded", 0) end; return true end
       else

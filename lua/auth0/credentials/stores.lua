@@ -327,15 +327,22 @@ function _M.ngx_store(opts)
       ngx.sleep(0.005)
     end
   end
+  -- ngx.shared has no compare-and-set: the TTL is read first, and a lock with at least a
+  -- second left cannot expire (nor be taken by another worker) before the next call, as none
+  -- of these yields; one about to expire counts as lost.
+  local function mine(mark)
+    local left = dict:ttl(lk)
+    return left ~= nil and (left == 0 or left >= 1) and dict:get(lk) == mark
+  end
   function store.unlock(mark)
-    if dict:get(lk) == mark then dict:delete(lk) end   -- (not atomic: a lock expiring in between is missed)
+    if mine(mark) then dict:delete(lk) end   -- else it expires on its own (or is another's)
   end
   --- True while `mark` still holds the lock, which then lasts `hold` seconds more (at least
-  -- lock_ttl); false once it expired or was taken (the holder must not write then unchecked).
+  -- lock_ttl); false once it expired, is about to, or was taken (the holder must not write then unchecked).
   function store.holds(mark, hold)
     local span = life(hold, 2)
-    if dict:get(lk) ~= mark then return false end
-    dict:set(lk, mark, span)   -- (not atomic: a lock expiring between get and set is missed)
+    if not mine(mark) then return false end
+    dict:set(lk, mark, span)
     return true
   end
   return store
