@@ -5,7 +5,9 @@
 -- * a custom store's holds (or load) raising after the server had rotated the refresh token
 --   lost the rotated token in the blocking form (the callback form writes it first);
 -- * hold_signals released out of order (or a forgotten hold collected late) left SIGTERM,
---   SIGINT and SIGHUP blocked for the rest of the process.
+--   SIGINT and SIGHUP blocked for the rest of the process;
+-- * a custom store's lock answering false (or nothing) alone made credentials and clear answer
+--   nil, nil (no error).
 local emu = require "spec.support.emulator"
 local util = require "spec.support.util"
 local auth0 = require "auth0"
@@ -92,6 +94,40 @@ describe("attack8: a refresh whose lock was lost", function()
       assert.is_true(d.refresh_token ~= tokens.refresh_token, "the rotated refresh token was lost")
       assert.truthy(util.client(srv):refresh { refresh_token = d.refresh_token }, "the stored token does not work")
     end)
+  end
+end)
+
+describe("attack8: a custom store's lock answering nothing", function()
+  local srv
+  setup(function() srv = emu.start() end)
+
+  for _, answer in ipairs { "false", "nil" } do
+    for _, form in ipairs { "blocking", "callback" } do
+      for _, call in ipairs { "credentials", "clear" } do
+        it(form .. " " .. call .. ": a lock answering " .. answer .. " alone is a store_error, never nil, nil", function()
+          emu.reset()
+          local c = util.client(srv)
+          local tokens = util.login(emu, c, ("a8-nolock-%s-%s-%s@example.com"):format(answer, form, call))
+          tokens.expires_in = 0
+          local s = credentials.memory_store()
+          local cm = credentials.new(c, { store = s })
+          assert(cm:save(tokens))
+          function s.lock() if answer == "false" then return false end end
+          function s.unlock() end
+          local r, err
+          if form == "blocking" then r, err = cm[call](cm)
+          else
+            local done
+            cm[call](cm, function(a, b) r, err, done = a, b, true end)
+            assert.is_true(util.poll_until(c, function() return done end, 10))
+          end
+          assert.is_nil(r)
+          assert.is_table(err, "nil, nil answered")
+          assert.equal("store_error", err.code)
+          assert.equal(tokens.refresh_token, s.load().refresh_token)   -- nothing refreshed nor cleared
+        end)
+      end
+    end
   end
 end)
 

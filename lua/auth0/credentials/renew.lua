@@ -58,7 +58,7 @@ return function(Manager, h)
   -- The store's lock, when it has one (file: flock; ngx.shared: add with a TTL).
   local function lock(self)
     if not self._store.lock then return true end
-    return self._store.lock(nil, stores.lock_hold(self._client))   -- an ngx_store lock outlives the refresh
+    return stores.locked(self._store.lock(nil, stores.lock_hold(self._client)))   -- an ngx_store lock outlives the refresh
   end
   local function unlock(self, l)
     if l ~= nil and l ~= true then self._store.unlock(l) end

@@ -358,6 +358,14 @@ function _M.lock_hold(client)
   return math.min(2 * timeout + 5, 3600)
 end
 
+--- A custom store's lock(...) answer as the manager takes it: the lock, or nil and an error
+-- (one answering neither, e.g. `false` alone, is a `store_error`: never nil, nil to the caller).
+-- @return the lock, or nil, err
+function _M.locked(l, err, ...)
+  if l or err ~= nil then return l, err, ... end
+  return nil, new_error("store_error", "the store's lock answered neither a lock nor an error")
+end
+
 --- After a refresh that started from `d` under the lock `l`: nil while `l` still holds the
 -- lock (extended by `hold`), or when the store still holds `d`'s refresh token; else the newer
 -- session another holder stored since, or true when another holder emptied the store (a
