@@ -7,7 +7,9 @@
 -- * hold_signals released out of order (or a forgotten hold collected late) left SIGTERM,
 --   SIGINT and SIGHUP blocked for the rest of the process;
 -- * a custom store's lock answering false (or nothing) alone made credentials and clear answer
---   nil, nil (no error).
+--   nil, nil (no error);
+-- * a rotated session the store refused to write (store_busy: a full queue) was dropped at the
+--   next refresh, which presented the retired token again: reuse detection, a logout.
 local emu = require "spec.support.emulator"
 local util = require "spec.support.util"
 local auth0 = require "auth0"
@@ -92,6 +94,58 @@ describe("attack8: a refresh whose lock was lost", function()
       assert.equal("mark", st.unlocked)
       local d = s.inner.load()
       assert.is_true(d.refresh_token ~= tokens.refresh_token, "the rotated refresh token was lost")
+      assert.truthy(util.client(srv):refresh { refresh_token = d.refresh_token }, "the stored token does not work")
+    end)
+  end
+end)
+
+describe("attack8: a rotated refresh token the store refused to write", function()
+  local srv
+  setup(function() srv = emu.start() end)
+
+  -- a memory store whose save answers store_busy (a full queue) on the calls listed
+  local function refusing_store(fails)
+    local inner = credentials.memory_store()
+    local n = 0
+    local s = { kind = "refusing", load = inner.load, clear = inner.clear }
+    function s.save(d)
+      n = n + 1
+      if fails[n] then return nil, require("auth0.error").new("store_busy", "full") end
+      return inner.save(d)
+    end
+    return s
+  end
+
+  for _, form in ipairs { "blocking", "callback" } do
+    local function call(c, cm, method)
+      if form == "blocking" then return cm[method](cm) end
+      local res, err, done
+      cm[method](cm, function(r, e) res, err, done = r, e, true end)
+      assert.is_true(util.poll_until(c, function() return done end, 20))
+      return res, err
+    end
+
+    it(form .. ": the next refresh starts from the rotated token kept in memory, not the retired one", function()
+      emu.reset()
+      local c = util.client(srv)
+      local tokens = util.login(emu, c, "a8-refused-" .. form .. "@example.com")
+      tokens.expires_in = 0
+      local s = refusing_store({ [2] = true, [3] = true })   -- the seed saves; two renewals refused
+      local cm = credentials.new(c, { store = s })
+      assert(cm:save(tokens))
+      local before = emu.control("GET", "/refresh_tokens")
+      local t, err = call(c, cm, "renew")
+      assert.is_nil(t)
+      assert.equal("store_busy", err.code)   -- said so
+      t, err = call(c, cm, "renew")   -- refused again: a chain of unsaved rotations
+      assert.is_nil(t)
+      assert.equal("store_busy", err and err.code)
+      t, err = call(c, cm, "renew")
+      assert.is_table(t, err and tostring(err))
+      local after = emu.control("GET", "/refresh_tokens")
+      assert.equal(before.reuse_detected, after.reuse_detected, "the retired refresh token was presented")
+      local d = s.load()
+      assert.is_true(d.refresh_token ~= tokens.refresh_token)
       assert.truthy(util.client(srv):refresh { refresh_token = d.refresh_token }, "the stored token does not work")
     end)
   end

@@ -3,6 +3,7 @@
 -- @submodule auth0.credentials
 if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local keyset, stores = require "auth0.keyset", require "auth0.credentials.stores"
+local unsaved_or, refused_write = require("auth0.credentials.rotated")()
 local check = require "auth0.check"
 local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
 
@@ -133,6 +134,7 @@ return function(Manager, h)
     end
     local nd, e, now = merged(self, d, key, res, claims)
     local ok, serr = store_new(self, nd, "renewed")
+    refused_write(self, d, nd, ok)
     if not ok then return nil, serr end
     return view(e, nd, now, key)
   end
@@ -157,6 +159,7 @@ return function(Manager, h)
       end
     end
     store_new_cb(self, nd, "renewed", function(ok, serr)
+      refused_write(self, d, nd, ok)
       if not ok then return done(nil, serr) end
       done(view(e, nd, now, key))
     end, guard)
@@ -166,7 +169,8 @@ return function(Manager, h)
 
   local function reread(self, key, min_ttl, force)
     self._data = nil
-    return judge(self, key, min_ttl, force, self:_current())
+    local d, err = self:_current()
+    return judge(self, key, min_ttl, force, unsaved_or(self, d), err)
   end
 
   local function blocking_refresh(self, key, req, min_ttl, force)
@@ -272,7 +276,7 @@ return function(Manager, h)
       f.lock = l
       later(self, function()
         load_cb(self, function(data, lerr2)   -- after the store's own writes in flight
-          local d, done, rerr = judge(self, key, min_ttl, force, data, lerr2)
+          local d, done, rerr = judge(self, key, min_ttl, force, unsaved_or(self, data), lerr2)
           if not d or done then return land(self, f, done, rerr) end
           later(self, function() refresh(d) end, guard)
         end, guard)
