@@ -85,6 +85,15 @@ describe("attack8: ngx_store's lock against another worker", function()
     assert.equal("other-worker", dict.raw("u:lock"), "the other worker's lock was deleted")
   end)
 
+  it("a lock_ttl under a second: holds and unlock still work on a lock with time left", function()
+    store = credentials.ngx_store { dict = "creds", key = "s", lock_ttl = 0.5 }
+    local mark = assert(store.lock(0))
+    clock.t = clock.t + 0.1
+    assert.is_true(store.holds(mark))
+    store.unlock(mark)
+    assert.is_nil(dict.raw("s:lock"))
+  end)
+
   it("unlock: releases a lock with time left, and only its own", function()
     local mark = assert(store.lock(0, 5))
     store.unlock("not-mine")

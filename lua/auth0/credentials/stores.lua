@@ -327,12 +327,13 @@ function _M.ngx_store(opts)
       ngx.sleep(0.005)
     end
   end
-  -- ngx.shared has no compare-and-set: the TTL is read first, and a lock with at least a
-  -- second left cannot expire (nor be taken by another worker) before the next call, as none
-  -- of these yields; one about to expire counts as lost.
+  -- ngx.shared has no compare-and-set: the TTL is read first, and a lock with a second left
+  -- (half a shorter lock_ttl) cannot expire (nor be taken by another worker) before the next
+  -- call, as none of these yields; one about to expire counts as lost.
+  local margin = math.min(1, ttl / 2)
   local function mine(mark)
     local left = dict:ttl(lk)
-    return left ~= nil and (left == 0 or left >= 1) and dict:get(lk) == mark
+    return left ~= nil and (left == 0 or left >= margin) and dict:get(lk) == mark
   end
   function store.unlock(mark)
     if mine(mark) then dict:delete(lk) end   -- else it expires on its own (or is another's)
