@@ -332,8 +332,11 @@ function _M.ngx_store(opts)
   -- call, as none of these yields; one about to expire counts as lost.
   local margin = math.min(1, ttl / 2)
   local function mine(mark)
-    local left = dict:ttl(lk)
-    return left ~= nil and (left == 0 or left >= margin) and dict:get(lk) == mark
+    if dict.ttl then   -- (lua-resty-core's; a dict without it: the read alone, as before)
+      local left = dict:ttl(lk)
+      if left == nil or (left ~= 0 and left < margin) then return false end
+    end
+    return dict:get(lk) == mark
   end
   function store.unlock(mark)
     if mine(mark) then dict:delete(lk) end   -- else it expires on its own (or is another's)
