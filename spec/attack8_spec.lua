@@ -9,7 +9,8 @@
 -- * a custom store's lock answering false (or nothing) alone made credentials and clear answer
 --   nil, nil (no error);
 -- * a rotated session the store refused to write (store_busy: a full queue) was dropped at the
---   next refresh, which presented the retired token again: reuse detection, a logout.
+--   next refresh, which presented the retired token again: reuse detection, a logout; and a
+--   logout then revoked the retired token, leaving the rotated one live at the server.
 local emu = require "spec.support.emulator"
 local util = require "spec.support.util"
 local auth0 = require "auth0"
@@ -107,10 +108,10 @@ describe("attack8: a rotated refresh token the store refused to write", function
   local function refusing_store(fails)
     local inner = credentials.memory_store()
     local n = 0
-    local s = { kind = "refusing", load = inner.load, clear = inner.clear }
+    local s = { kind = "refusing", load = inner.load, clear = inner.clear, refused = {} }
     function s.save(d)
       n = n + 1
-      if fails[n] then return nil, require("auth0.error").new("store_busy", "full") end
+      if fails[n] then s.refused[#s.refused + 1] = d; return nil, require("auth0.error").new("store_busy", "full") end
       return inner.save(d)
     end
     return s
@@ -147,6 +148,25 @@ describe("attack8: a rotated refresh token the store refused to write", function
       local d = s.load()
       assert.is_true(d.refresh_token ~= tokens.refresh_token)
       assert.truthy(util.client(srv):refresh { refresh_token = d.refresh_token }, "the stored token does not work")
+    end)
+
+    it(form .. ": a logout after a refused write revokes the live rotated token, not the retired one", function()
+      emu.reset()
+      local c = util.client(srv)
+      local tokens = util.login(emu, c, "a8-refused-logout-" .. form .. "@example.com")
+      tokens.expires_in = 0
+      local s = refusing_store({ [2] = true })
+      local cm = credentials.new(c, { store = s })
+      assert(cm:save(tokens))
+      local _, err = call(c, cm, "renew")
+      assert.equal("store_busy", err and err.code)
+      local live = s.refused[1].refresh_token
+      assert.is_true(live ~= tokens.refresh_token)
+      assert.is_true(call(c, cm, "clear"))
+      assert.is_nil(s.load())
+      local t2, err2 = util.client(srv):refresh { refresh_token = live }
+      assert.is_nil(t2, "the session is still live at the server after the logout")
+      assert.equal("invalid_grant", err2.code)
     end)
   end
 end)

@@ -418,7 +418,7 @@ return function(Manager, h)
       l, held = lk, true
       later(self, function() load_cb(self, function(d, rerr)   -- reread: another process may have rotated the token
         if rerr and opts.revoke ~= false then return finish(nil, rerr) end
-        local token = opts.revoke ~= false and not rerr and d and d.refresh_token
+        local token = opts.revoke ~= false and not rerr and d and unsaved_or(self, d).refresh_token   -- the live one
         if not token then return empty() end
         later(self, function()
           self._client:revoke(token, guard(function(rok, rerr2)
@@ -462,7 +462,7 @@ return function(Manager, h)
       self._data = nil   -- reread: another process may have rotated the token
       local d, rerr = self:_current()
       if rerr and opts.revoke ~= false then return nil, rerr end
-      local token = opts.revoke ~= false and not rerr and d and d.refresh_token
+      local token = opts.revoke ~= false and not rerr and d and unsaved_or(self, d).refresh_token   -- the live one
       if token then
         local rok, rerr2 = self._client:revoke(token)
         if not rok then return nil, rerr2 end
