@@ -94,6 +94,31 @@ describe("attack8: ngx_store's lock against another worker", function()
     assert.is_nil(dict.raw("s:lock"))
   end)
 
+  it("NaN, infinite, negative, zero or huge wait and hold are misuse (never a lock for ever)", function()
+    for _, bad in ipairs { 0 / 0, math.huge, -math.huge, -1, 3601, "5" } do
+      assert.has_error(function() store.lock(bad) end)
+      assert.has_error(function() store.lock(0, bad) end)
+      assert.has_error(function() store.holds("m", bad) end)
+    end
+    assert.has_error(function() store.lock(0, 0) end)   -- a hold is over (0, 3600]
+    assert.is_nil(dict.raw("u:lock"))                  -- none of them took it
+    local mark = assert(store.lock(0, 3600))
+    assert.is_true(store.holds(mark, 3600))
+    clock.t = clock.t + 3599
+    assert.equal(mark, dict.raw("u:lock"))
+  end)
+
+  it("owner marks are distinct random strings of 16 characters (96 bits)", function()
+    local seen = {}
+    for _ = 1, 200 do
+      local mark = assert(store.lock(0))
+      assert.equal(16, #mark)
+      assert.is_nil(seen[mark])
+      seen[mark] = true
+      store.unlock(mark)
+    end
+  end)
+
   it("unlock: releases a lock with time left, and only its own", function()
     local mark = assert(store.lock(0, 5))
     store.unlock("not-mine")
