@@ -150,6 +150,27 @@ describe("attack8: a rotated refresh token the store refused to write", function
       assert.truthy(util.client(srv):refresh { refresh_token = d.refresh_token }, "the stored token does not work")
     end)
 
+    it(form .. ": a refresh from the kept session whose lock merely expired still writes its answer", function()
+      emu.reset()
+      local c = util.client(srv)
+      local tokens = util.login(emu, c, "a8-refused-expired-" .. form .. "@example.com")
+      tokens.expires_in = 0
+      local s = refusing_store({ [2] = true })
+      local n = 0
+      function s.lock() return "mark" end
+      function s.unlock() end
+      function s.holds() n = n + 1; return n ~= 4 end   -- the second renewal's lock expires during its request
+      local cm = credentials.new(c, { store = s })
+      assert(cm:save(tokens))
+      local _, err = call(c, cm, "renew")
+      assert.equal("store_busy", err and err.code)
+      local t, err2 = call(c, cm, "renew")
+      assert.is_table(t, err2 and tostring(err2))
+      local d = s.load()
+      assert.is_true(d.refresh_token ~= tokens.refresh_token, "the retired token is still the stored one")
+      assert.truthy(util.client(srv):refresh { refresh_token = d.refresh_token }, "the stored token does not work")
+    end)
+
     it(form .. ": a logout after a refused write revokes the live rotated token, not the retired one", function()
       emu.reset()
       local c = util.client(srv)

@@ -100,6 +100,8 @@ return function(Manager, h)
   -- After a refresh from `d` under lock `l`: when the lock was lost and another holder stored a newer
   -- session, true and that session's tokens (this refresh's answer never written nor cleared over it).
   local function superseded(self, key, l, d)
+    local r = self._rotated   -- a refresh from the kept session: the store holds the token it came from
+    if r and d == r.data then d = { refresh_token = r.from } end
     if not stores.superseded(self._store, l, d, stores.lock_hold(self._client)) then return false end
     self._data = nil
     local _, v, e = judge(self, key, 0, false, self:_current())
