@@ -68,6 +68,21 @@ describe("attack8: a refresh whose lock was lost", function()
       assert.equal("login_required", err.code)
     end)
 
+    it(form .. ": the newer session answered instead is held to min_ttl: an expired one is no answer", function()
+      local s
+      s = planned_store({ true, function()
+        local newer = s.inner.load()
+        newer.refresh_token, newer.access_token, newer.expires_at = "newer-rt", "newer-at", os.time() + 5
+        s.inner.save(newer)
+        return false
+      end })
+      local c, cm = seeded(s, "a8-newer-stale-" .. form .. "@example.com")   -- min_ttl: the default 60 s
+      local t, err = get(c, cm)
+      assert.is_nil(t and t.access_token == "newer-at" and t, "a token expiring in 5 s answered (min_ttl 60)")
+      assert.equal("store_busy", err and err.code)
+      assert.equal("newer-rt", s.load().refresh_token)   -- kept, not overwritten
+    end)
+
     it(form .. ": a lock that merely expired (the store unchanged) still gets the rotated token", function()
       local s = planned_store({ true, false })
       local c, cm, tokens = seeded(s, "a8-expired-" .. form .. "@example.com")

@@ -104,7 +104,7 @@ return function(Manager, h)
     if r and d == r.data then d = { refresh_token = r.from } end
     if not stores.superseded(self._store, l, d, stores.lock_hold(self._client)) then return false end
     self._data = nil
-    local _, v, e = judge(self, key, 0, false, self:_current())
+    local _, v, e = judge(self, key, self._min_ttl, false, self:_current())   -- as a load is judged
     return true, v, e or (not v and new_error("store_busy", "another worker renewed the session during this refresh")) or nil
   end
 
