@@ -99,10 +99,32 @@ static void test_hold(tally *t) {
   sigaction(SIGTERM, &old, NULL);
 }
 
+/* A release unblocks only what its hold blocked: the host's SIGINT stays blocked, and two holds
+ * released out of order leave none of the stop signals blocked. */
+static void test_hold_mask(tally *t) {
+  a0_sig_hold h1, h2;
+  sigset_t host, now;
+  sigemptyset(&host);
+  sigaddset(&host, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &host, NULL);
+  CHECK(t, a0_sig_hold_stop(&h1) == 0);
+  CHECK(t, a0_sig_release(&h1) == 1);
+  pthread_sigmask(SIG_SETMASK, NULL, &now);
+  CHECK(t, sigismember(&now, SIGINT) && !sigismember(&now, SIGTERM) && !sigismember(&now, SIGHUP));
+  pthread_sigmask(SIG_UNBLOCK, &host, NULL);
+  CHECK(t, a0_sig_hold_stop(&h1) == 0);
+  CHECK(t, a0_sig_hold_stop(&h2) == 0);
+  a0_sig_release(&h1);
+  a0_sig_release(&h2);
+  pthread_sigmask(SIG_SETMASK, NULL, &now);
+  CHECK(t, !sigismember(&now, SIGINT) && !sigismember(&now, SIGTERM) && !sigismember(&now, SIGHUP));
+}
+
 int main(void) {
   tally t = { 0, 0 };
   test_queue_cap(&t);
   test_hold(&t);
+  test_hold_mask(&t);
   printf("%d passed, %d failed\n", t.passed, t.failed);
   return t.failed ? 1 : 0;
 }

@@ -379,7 +379,7 @@ local function lock_cb(self, fn, guard, st)
   local s = self._store
   if not s.lock then return fn(true) end
   local life = stores.lock_hold(self._client)   -- an ngx_store lock outlives the refresh holding it
-  if type(s.lock_wait) ~= "number" or type(self._client._after) ~= "function" then return fn(s.lock(nil, life)) end
+  if type(s.lock_wait) ~= "number" or type(self._client._after) ~= "function" then return fn(stores.locked(s.lock(nil, life))) end
   local deadline, delay = mono() + s.lock_wait, STORE_STEP
   local try
   local function tried(l, err)
@@ -396,7 +396,7 @@ local function lock_cb(self, fn, guard, st)
         tried(l, err)
       end, guard)
     end
-    tried(s.lock(0, life))
+    tried(stores.locked(s.lock(0, life)))
   end
   try = (guard or no_guard)(attempt)
   attempt()

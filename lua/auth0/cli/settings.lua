@@ -142,11 +142,14 @@ function _M.resolve(args, env)
   return s
 end
 
+-- `s` quoted for the shell: a HOME (or XDG_CONFIG_HOME) may hold a quote.
+local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
 --- Writes a profile file (0600) with the given settings; used by `auth0 emulator`.
 function _M.write_profile(env, profile, t)
   local dir = _M.config_dir(env)
   if not dir then return nil, "HOME and XDG_CONFIG_HOME are unset" end
-  os.execute("mkdir -p '" .. dir .. "' && chmod 0700 '" .. dir .. "'")
+  os.execute("mkdir -p " .. q(dir) .. " && chmod 0700 " .. q(dir))
   local lines = { "# written by `auth0 emulator`; removed when it stops" }
   for _, k in ipairs(KEYS) do
     if t[k] then lines[#lines + 1] = k .. " = " .. t[k] end
@@ -158,7 +161,7 @@ function _M.write_profile(env, profile, t)
   if not f then return nil, "cannot write " .. path end
   f:write(table.concat(lines, "\n"), "\n")
   f:close()
-  os.execute("chmod 0600 '" .. path .. "'")
+  os.execute("chmod 0600 " .. q(path))
   return path
 end
 

@@ -3,6 +3,7 @@
 -- @submodule auth0.credentials
 if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
 local keyset, stores = require "auth0.keyset", require "auth0.credentials.stores"
+local unsaved_or, refused_write = require("auth0.credentials.rotated")()
 local check = require "auth0.check"
 local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
 
@@ -58,7 +59,7 @@ return function(Manager, h)
   -- The store's lock, when it has one (file: flock; ngx.shared: add with a TTL).
   local function lock(self)
     if not self._store.lock then return true end
-    return self._store.lock(nil, stores.lock_hold(self._client))   -- an ngx_store lock outlives the refresh
+    return stores.locked(self._store.lock(nil, stores.lock_hold(self._client)))   -- an ngx_store lock outlives the refresh
   end
   local function unlock(self, l)
     if l ~= nil and l ~= true then self._store.unlock(l) end
@@ -99,9 +100,11 @@ return function(Manager, h)
   -- After a refresh from `d` under lock `l`: when the lock was lost and another holder stored a newer
   -- session, true and that session's tokens (this refresh's answer never written nor cleared over it).
   local function superseded(self, key, l, d)
+    local r = self._rotated   -- a refresh from the kept session: the store holds the token it came from
+    if r and d == r.data then d = { refresh_token = r.from } end
     if not stores.superseded(self._store, l, d, stores.lock_hold(self._client)) then return false end
     self._data = nil
-    local _, v, e = judge(self, key, 0, false, self:_current())
+    local _, v, e = judge(self, key, self._min_ttl, false, self:_current())   -- as a load is judged
     return true, v, e or (not v and new_error("store_busy", "another worker renewed the session during this refresh")) or nil
   end
 
@@ -117,7 +120,11 @@ return function(Manager, h)
   -- Applies a refresh answer to `d` (the store content the refresh started from) under lock `l`.
   -- Rotation: the new refresh token is saved before anyone sees the new access token.
   local function settle(self, d, key, res, err, claims, l)
-    local lost, v, e0 = superseded(self, key, l, d)
+    local sok, lost, v, e0 = pcall(superseded, self, key, l, d)
+    if not sok then   -- a custom store's holds or load raised: a rotated token is written first, as abort does
+      if res and res.refresh_token then pcall(store_new, self, (merged(self, d, key, res, claims)), "renewed") end
+      error(lost, 0)
+    end
     if lost then return v, e0 end
     if err then
       if err.code == "invalid_grant" then
@@ -129,6 +136,7 @@ return function(Manager, h)
     end
     local nd, e, now = merged(self, d, key, res, claims)
     local ok, serr = store_new(self, nd, "renewed")
+    refused_write(self, d, nd, ok)
     if not ok then return nil, serr end
     return view(e, nd, now, key)
   end
@@ -153,6 +161,7 @@ return function(Manager, h)
       end
     end
     store_new_cb(self, nd, "renewed", function(ok, serr)
+      refused_write(self, d, nd, ok)
       if not ok then return done(nil, serr) end
       done(view(e, nd, now, key))
     end, guard)
@@ -162,7 +171,8 @@ return function(Manager, h)
 
   local function reread(self, key, min_ttl, force)
     self._data = nil
-    return judge(self, key, min_ttl, force, self:_current())
+    local d, err = self:_current()
+    return judge(self, key, min_ttl, force, unsaved_or(self, d), err)
   end
 
   local function blocking_refresh(self, key, req, min_ttl, force)
@@ -268,7 +278,7 @@ return function(Manager, h)
       f.lock = l
       later(self, function()
         load_cb(self, function(data, lerr2)   -- after the store's own writes in flight
-          local d, done, rerr = judge(self, key, min_ttl, force, data, lerr2)
+          local d, done, rerr = judge(self, key, min_ttl, force, unsaved_or(self, data), lerr2)
           if not d or done then return land(self, f, done, rerr) end
           later(self, function() refresh(d) end, guard)
         end, guard)
@@ -410,7 +420,7 @@ return function(Manager, h)
       l, held = lk, true
       later(self, function() load_cb(self, function(d, rerr)   -- reread: another process may have rotated the token
         if rerr and opts.revoke ~= false then return finish(nil, rerr) end
-        local token = opts.revoke ~= false and not rerr and d and d.refresh_token
+        local token = opts.revoke ~= false and not rerr and d and unsaved_or(self, d).refresh_token   -- the live one
         if not token then return empty() end
         later(self, function()
           self._client:revoke(token, guard(function(rok, rerr2)
@@ -454,7 +464,7 @@ return function(Manager, h)
       self._data = nil   -- reread: another process may have rotated the token
       local d, rerr = self:_current()
       if rerr and opts.revoke ~= false then return nil, rerr end
-      local token = opts.revoke ~= false and not rerr and d and d.refresh_token
+      local token = opts.revoke ~= false and not rerr and d and unsaved_or(self, d).refresh_token   -- the live one
       if token then
         local rok, rerr2 = self._client:revoke(token)
         if not rok then return nil, rerr2 end

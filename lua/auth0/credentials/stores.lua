@@ -327,15 +327,26 @@ function _M.ngx_store(opts)
       ngx.sleep(0.005)
     end
   end
+  -- ngx.shared has no compare-and-set: the TTL is read first, and a lock with a second left
+  -- (half a shorter lock_ttl) cannot expire (nor be taken by another worker) before the next
+  -- call, as none of these yields; one about to expire counts as lost.
+  local margin = math.min(1, ttl / 2)
+  local function mine(mark)
+    if dict.ttl then   -- (lua-resty-core's; a dict without it: the read alone, as before)
+      local left = dict:ttl(lk)
+      if left == nil or (left ~= 0 and left < margin) then return false end
+    end
+    return dict:get(lk) == mark
+  end
   function store.unlock(mark)
-    if dict:get(lk) == mark then dict:delete(lk) end   -- (not atomic: a lock expiring in between is missed)
+    if mine(mark) then dict:delete(lk) end   -- else it expires on its own (or is another's)
   end
   --- True while `mark` still holds the lock, which then lasts `hold` seconds more (at least
-  -- lock_ttl); false once it expired or was taken (the holder must not write then unchecked).
+  -- lock_ttl); false once it expired, is about to, or was taken (the holder must not write then unchecked).
   function store.holds(mark, hold)
     local span = life(hold, 2)
-    if dict:get(lk) ~= mark then return false end
-    dict:set(lk, mark, span)   -- (not atomic: a lock expiring between get and set is missed)
+    if not mine(mark) then return false end
+    dict:set(lk, mark, span)
     return true
   end
   return store
@@ -351,14 +362,25 @@ function _M.lock_hold(client)
   return math.min(2 * timeout + 5, 3600)
 end
 
+--- A custom store's lock(...) answer as the manager takes it: the lock, or nil and an error
+-- (one answering neither, e.g. `false` alone, is a `store_error`: never nil, nil to the caller).
+-- @return the lock, or nil, err
+function _M.locked(l, err, ...)
+  if l or err ~= nil then return l, err, ... end
+  return nil, new_error("store_error", "the store's lock answered neither a lock nor an error")
+end
+
 --- After a refresh that started from `d` under the lock `l`: nil while `l` still holds the
 -- lock (extended by `hold`), or when the store still holds `d`'s refresh token; else the newer
--- session another holder stored since, which the refresh's answer must not overwrite.
--- @return table|nil
+-- session another holder stored since, or true when another holder emptied the store (a
+-- logout, a refused token), which the refresh's answer must not overwrite.
+-- @return table|true|nil
 function _M.superseded(store, l, d, hold)
   if type(store.holds) ~= "function" or l == nil or l == true or store.holds(l, hold) then return nil end
-  local cur = store.load()
-  if type(cur) == "table" and type(d) == "table" and cur.refresh_token ~= d.refresh_token then return cur end
+  if type(d) ~= "table" then return nil end
+  local cur, err = store.load()
+  if cur == nil and err == nil then return true end   -- emptied: writing would undo a logout
+  if type(cur) == "table" and cur.refresh_token ~= d.refresh_token then return cur end
   return nil
 end
 
