@@ -107,8 +107,9 @@ static int push_result(lua_State *L, a0_xfer *x) {
 }
 
 /* client:fetch's result: a 2xx answer without its header table (the call path needs the
- * headers only for an error, from client:last_headers); anything else as push_result. */
-static int push_lazy(lua_State *L, l_client *c, a0_xfer *x) {
+ * headers only for an error, from client:last_headers), and with a checker of core.kinds at
+ * spec, decoded when a0l_flat_fit takes it (status, false, table); anything else as push_result. */
+static int push_lazy(lua_State *L, l_client *c, a0_xfer *x, int spec) {
   if (x->err != A0_OK || x->status < 200 || x->status > 299) return push_result(L, x);
   for (int h = 0; h < A0_NHDR; h++) {
     const char *v = a0_xfer_header(x, h);
@@ -117,6 +118,11 @@ static int push_lazy(lua_State *L, l_client *c, a0_xfer *x) {
   }
   c->has_last = 1;
   lua_pushinteger(L, x->status);
+  if (spec != 0 && x->resp.len > 0 && a0l_flat_fit(L, spec, x->resp.data, x->resp.len)) {
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 3;
+  }
   lua_pushlstring(L, x->resp.data ? x->resp.data : "", x->resp.len);
   return 2;
 }
@@ -249,9 +255,13 @@ static int request(lua_State *L, int lazy) {
   l_client *c = check_client(L, 1);
   call_args a;
   a0_xfer *x;
-  int n;
+  int n, spec = 0;
   c->has_last = 0;
-  lua_settop(L, 4);
+  lua_settop(L, lazy ? 5 : 4);
+  if (lazy && !lua_isnil(L, 5)) {
+    luaL_argcheck(L, a0l_is_kinds(L, 5), 5, "a checker of core.kinds expected");
+    spec = 5;
+  }
   check_call(L, &a, 2, 3, 4);
   x = take_xfer(c);
   if (x == NULL) return luaL_error(L, "out of memory");
@@ -268,14 +278,15 @@ static int request(lua_State *L, int lazy) {
     return 3;
   }
   a0_engine_wait(c->eng, x);
-  n = lazy ? push_lazy(L, c, x) : push_result(L, x);
+  n = lazy ? push_lazy(L, c, x, spec) : push_result(L, x);
   give_xfer(c, x);
   return n;
 }
 
 static int l_client_request(lua_State *L) { return request(L, 0); }
 
-/* client:fetch(endpoint, fields, opts) -> status, body (2xx) | as client:request */
+/* client:fetch(endpoint, fields, opts[, checker]) -> status, body (2xx) | status, false, table
+ * (2xx decoded: a0l_flat_fit) | as client:request */
 static int l_client_fetch(lua_State *L) { return request(L, 1); }
 
 /* client:last_headers() -> the headers of the last 2xx answer of client:fetch | nil (another

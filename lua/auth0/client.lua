@@ -16,6 +16,7 @@ local type, pairs, tostring, tonumber, setmetatable, pcall, max =
 local now, sleep, json_flat = core.now, core.sleep, core.json_flat
 local new_error, from_response = errors.new, errors.from_response
 local at = check.at
+local FLAT = require("auth0.shape").flat
 
 local M = {}
 
@@ -209,6 +210,12 @@ end
 -- -------------------------------------------------------------------------------------
 -- The call path
 
+-- The error of a 2xx answer that its shape refused (`msg` says why).
+local function refused(self, ep, status, msg, hdrs)
+  return nil, errors.add_headers(new_error("bad_response", msg, { status = status, context = ep }),
+    hdrs or self._core:last_headers())
+end
+
 -- Turns the core's answer into (value) or (nil, err); `fit` (a shape) checks a 2xx body.
 -- A 2xx answer of core:fetch comes without hdrs: core:last_headers() has them, for the
 -- rare path that needs them (a log line, an error), until this client's next call.
@@ -246,10 +253,7 @@ local function finish(self, ep, fit, status, body, hdrs)
     end
     if not fit then return decoded end
     local v, msg = fit(decoded, self, nulls == false)
-    if v == nil then
-      return nil, errors.add_headers(new_error("bad_response", msg, { status = status, context = ep }),
-        hdrs or self._core:last_headers())
-    end
+    if v == nil then return refused(self, ep, status, msg, hdrs) end
     return v
   end
   local e = from_response(status, body, hdrs, ep)
@@ -300,8 +304,16 @@ end
 local function _call_blocking(self, ep, fields, opts, fit)
   local start = now()
   if self._transport then return call_rest(self, ep, fields, opts, fit, start) end
-  local status, body, hdrs = self._core:fetch(ep, fields, opts)   -- 2xx: headers on demand (finish)
-  if hdrs == nil and status ~= nil and not self._on_log then   -- 2xx, nobody logging
+  local on_log = self._on_log
+  -- 2xx: headers on demand (finish); with a shape's checker and nobody logging, a flat
+  -- answer without error member or null whose listed fields fit is decoded in C (body false)
+  local status, body, hdrs = self._core:fetch(ep, fields, opts, not on_log and fit and FLAT[fit] or nil)
+  if body == false then
+    local v, msg = fit(hdrs, self, true, true)
+    if v ~= nil then return v end
+    return refused(self, ep, status, msg, nil)   -- as finish() would, on the same table
+  end
+  if hdrs == nil and status ~= nil and not on_log then   -- 2xx, nobody logging
     local decoded, nulls = json_flat(body)
     if decoded ~= nil and decoded.error == nil then
       if not fit then return decoded end
