@@ -297,35 +297,6 @@ local function call_rest(self, ep, fields, opts, fit, start, status, body, hdrs)
   end
 end
 
--- One blocking call, retries included. A 2xx answer that json_flat decodes, without an
--- error member, that `fit` takes, is returned at once; call_rest and finish() handle
--- everything else in full (finish decodes the body again: the fast path decides nothing
--- finish would not).
-local function _call_blocking(self, ep, fields, opts, fit)
-  local start = now()
-  if self._transport then return call_rest(self, ep, fields, opts, fit, start) end
-  local on_log = self._on_log
-  -- 2xx: headers on demand (finish); with a shape's checker and nobody logging, a flat
-  -- answer without error member or null whose listed fields fit is decoded in C (body false)
-  local status, body, hdrs = self._core:fetch(ep, fields, opts, not on_log and fit and FLAT[fit] or nil)
-  if body == false then
-    local v, msg = fit(hdrs, self, true, true)
-    if v ~= nil then return v end
-    return refused(self, ep, status, msg, nil)   -- as finish() would, on the same table
-  end
-  if hdrs == nil and status ~= nil and not on_log then   -- 2xx, nobody logging
-    local decoded, nulls = json_flat(body)
-    if decoded ~= nil and decoded.error == nil then
-      if not fit then return decoded end
-      local v = fit(decoded, self, nulls == false)
-      if v ~= nil then return v end
-    end
-  end
-  return call_rest(self, ep, fields, opts, fit, start, status, body, hdrs)
-end
-
-Client._call_blocking = _call_blocking
-
 --- The one task helper of requests: sends `ep` for `req`, retries by the policy (each retry
 -- a timer task, then a transfer), and hands the outcome to `on_result(value, err)`.
 -- @return true, or nil, err when the first transfer could not be started
@@ -356,19 +327,50 @@ function Client:_attempts(req, ep, fields, opts, fit, on_result)
 end
 
 -- Performs one endpoint call, blocking (cb == nil) or not; `where` names the public function.
+-- Blocking, retries included: a 2xx answer the C core decoded against the shape's checker
+-- (body false), or that json_flat decodes, without an error member, that `fit` takes, is
+-- returned at once; call_rest and finish() handle everything else in full (finish decodes
+-- the body again: the fast paths decide nothing finish would not). Inline here, not a
+-- function of its own: a Lua call is a visible part of a login's CPU.
 function Client:_call(where, ep, fields, opts, cb, fit)
   if self._sched.closed then where:fail("attempt to use a closed auth0.Client") end
   if self._insecure then
     self:_log("warn", "TLS certificate verification is OFF (insecure_skip_verify)", { endpoint = ep })
   end
-  if self._on_log then self:_log("debug", "request", { endpoint = ep }) end
-  if cb == nil then return _call_blocking(self, ep, fields, opts, fit) end
+  local on_log = self._on_log
+  if on_log then self:_log("debug", "request", { endpoint = ep }) end
+  if cb == nil then
+    local start = now()
+    if self._transport then return call_rest(self, ep, fields, opts, fit, start) end
+    -- 2xx: headers on demand (finish); with a shape's checker and nobody logging, a flat
+    -- answer without error member or null whose listed fields fit is decoded in C
+    local status, body, hdrs = self._core:fetch(ep, fields, opts, not on_log and fit and FLAT[fit] or nil)
+    if body == false then
+      local v, msg = fit(hdrs, self, true, true)
+      if v ~= nil then return v end
+      return refused(self, ep, status, msg, nil)   -- as finish() would, on the same table
+    end
+    if hdrs == nil and status ~= nil and not on_log then   -- 2xx, nobody logging
+      local decoded, nulls = json_flat(body)
+      if decoded ~= nil and decoded.error == nil then
+        if not fit then return decoded end
+        local v = fit(decoded, self, nulls == false)
+        if v ~= nil then return v end
+      end
+    end
+    return call_rest(self, ep, fields, opts, fit, start, status, body, hdrs)
+  end
   if type(cb) ~= "function" then where:fail("callback must be a function") end
   local req = self._sched:request(ep, cb)
   local ok, err = self:_attempts(req, ep, fields, opts, fit, function(...) req:finish(...) end)
   if not ok then return nil, err end
   return req
 end
+
+local BLOCKING = at("_call_blocking")
+
+-- One blocking call (kept for callers of the old name: Client:_call without a callback).
+function Client._call_blocking(self, ep, fields, opts, fit) return self:_call(BLOCKING, ep, fields, opts, nil, fit) end
 
 --- The call options `o` with `p.forwarded_for` (the end user's IP address, sent as the
 -- auth0-forwarded-for header) when given; Auth0 honours it from confidential clients only,

@@ -92,6 +92,16 @@ local TOKENS = spec { access_token = "string", id_token = "string", refresh_toke
 -- C core decoded it with M.flat's checker, which found every listed field of its kind)
 -- skips that check.
 function M.tokens(t, _, clean, checked)
+  if checked then   -- a table whose access_token and expires_in are absent or of their kind
+    local exp = t.expires_in
+    if t.access_token == nil then return nil, "token response without an access_token" end
+    if exp ~= nil then
+      exp = floor(exp)   -- as below
+      t.expires_in = exp
+      t.expires_at = time() + exp
+    end
+    return t
+  end
   if type(t) ~= "table" or type(t.access_token) ~= "string" then
     return nil, "token response without an access_token"
   end
@@ -103,7 +113,6 @@ function M.tokens(t, _, clean, checked)
     t.expires_in = exp
     t.expires_at = time() + exp
   end
-  if checked then return t end   -- floor keeps a finite number finite
   return fields(t, "token response", TOKENS)
 end
 
