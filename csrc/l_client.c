@@ -34,6 +34,7 @@ typedef struct {
   /* the captured headers of the last 2xx answer of client:fetch, for client:last_headers */
   char last_hdr[A0_NHDR][A0_HDR_MAX];
   int has_last;
+  struct timespec t0;       /* when the last client:fetch began (client:started) */
 } l_client;
 
 struct l_req {
@@ -257,6 +258,7 @@ static int request(lua_State *L, int lazy) {
   a0_xfer *x;
   int n, spec = 0;
   c->has_last = 0;
+  if (lazy) clock_gettime(CLOCK_MONOTONIC, &c->t0);
   lua_settop(L, lazy ? 5 : 4);
   if (lazy && !lua_isnil(L, 5)) {
     luaL_argcheck(L, a0l_is_kinds(L, 5), 5, "a checker of core.kinds expected");
@@ -288,6 +290,15 @@ static int l_client_request(lua_State *L) { return request(L, 0); }
 /* client:fetch(endpoint, fields, opts[, checker]) -> status, body (2xx) | status, false, table
  * (2xx decoded: a0l_flat_fit) | as client:request */
 static int l_client_fetch(lua_State *L) { return request(L, 1); }
+
+/* client:started() -> when the last client:fetch began, on core.now's clock: the call path
+ * needs it only when an answer does not end the call (a retry's deadline), so it does not
+ * read the clock itself before each request. */
+static int l_client_started(lua_State *L) {
+  l_client *c = check_client(L, 1);
+  lua_pushnumber(L, (lua_Number)c->t0.tv_sec + c->t0.tv_nsec / 1e9);
+  return 1;
+}
 
 /* client:last_headers() -> the headers of the last 2xx answer of client:fetch | nil (another
  * call of this client began since) */
@@ -492,6 +503,7 @@ static int l_client_gc(lua_State *L) {
 
 static const luaL_Reg client_methods[] = {
   {"request", l_client_request}, {"fetch", l_client_fetch}, {"last_headers", l_client_last_headers},
+  {"started", l_client_started},
   {"start", l_client_start}, {"build", l_client_build},
   {"poll", l_client_poll}, {"take", l_client_take}, {"launch", l_client_launch}, {"idle", l_client_idle},
   {"wakeup", l_client_wakeup}, {"stats", l_client_stats}, {"close", l_client_close},

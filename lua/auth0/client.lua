@@ -154,7 +154,8 @@ end
 -- @return the client
 function M.new(opts)
   local cfg = check_options(opts)
-  local self = setmetatable({ _cfg = cfg, _on_log = opts.on_log, _sleep = opts.sleep or sleep }, Client)
+  -- false, not nil, for what is absent: a miss would go on to Client through __index at each call
+  local self = setmetatable({ _cfg = cfg, _on_log = opts.on_log or false, _sleep = opts.sleep or sleep }, Client)
   local headers = { "Accept: application/json", "Expect:", "User-Agent: lua-auth0/" .. core.version }
   if opts.telemetry ~= false then
     local info = cjson.encode({ name = "lua-auth0", version = core.version, env = lua_env() })
@@ -171,7 +172,7 @@ function M.new(opts)
       self:_log("warn", "ca_file is ignored by the ngx transport: nginx's lua_ssl_trusted_certificate is the trust store")
     end
   end
-  self._transport = transport
+  self._transport = transport or false
   self._on_cb_error = opts.on_callback_error or function(msg)
     self:_log("warn", "error in a callback", { error = msg })
   end
@@ -187,7 +188,8 @@ function M.new(opts)
     -- a transport's or the caller's sleep waits for timers; otherwise the engine, which wakeup() ends
     sleep = (transport or opts.sleep) and function(s) self._sleep(s) end or nil,
   })
-  self._insecure = opts.insecure_skip_verify == true or nil
+  self._insecure = opts.insecure_skip_verify == true
+  self._fetch = self._core.fetch   -- a userdata's method is found through two metatables at each call
   return self
 end
 
@@ -340,11 +342,10 @@ function Client:_call(where, ep, fields, opts, cb, fit)
   local on_log = self._on_log
   if on_log then self:_log("debug", "request", { endpoint = ep }) end
   if cb == nil then
-    local start = now()
-    if self._transport then return call_rest(self, ep, fields, opts, fit, start) end
+    if self._transport then return call_rest(self, ep, fields, opts, fit, now()) end
     -- 2xx: headers on demand (finish); with a shape's checker and nobody logging, a flat
     -- answer without error member or null whose listed fields fit is decoded in C
-    local status, body, hdrs = self._core:fetch(ep, fields, opts, not on_log and fit and FLAT[fit] or nil)
+    local status, body, hdrs = self._fetch(self._core, ep, fields, opts, not on_log and fit and FLAT[fit] or nil)
     if body == false then
       local v, msg = fit(hdrs, self, true, true)
       if v ~= nil then return v end
@@ -358,7 +359,8 @@ function Client:_call(where, ep, fields, opts, cb, fit)
         if v ~= nil then return v end
       end
     end
-    return call_rest(self, ep, fields, opts, fit, start, status, body, hdrs)
+    -- the retries' deadline counts from when the fetch began
+    return call_rest(self, ep, fields, opts, fit, self._core:started(), status, body, hdrs)
   end
   if type(cb) ~= "function" then where:fail("callback must be a function") end
   local req = self._sched:request(ep, cb)
