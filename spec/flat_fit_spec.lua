@@ -45,7 +45,8 @@ local LOGIN = {
   "{" .. TOK .. ',"name":"caf\195\169"}', "{" .. TOK .. ',"bad":"\255\254"}',
   '{"access_token":"' .. ("x"):rep(70000) .. '"}', '{"expires_in":5}', "{}",
   -- not taken: the general path decides
-  '{"access_token":1,' .. TOK .. "}", "{" .. TOK .. ',"access_token":1}', "", "   ", "null", "[1]", '"s"', "{" .. TOK .. ',"expires_in":"3600"}', "{" .. TOK .. ',"expires_in":1e400}',
+  '{"access_token":1,' .. TOK .. "}", "{" .. TOK .. ',"access_token":1}', "", "   ", "null", "[1]", '"s"',
+  "{" .. TOK .. ',"expires_in":"3600"}', "{" .. TOK .. ',"expires_in":1e400}',
   "{" .. TOK .. ',"expires_in":-1e400}', "{" .. TOK .. ',"expires_in":null}', "{" .. TOK .. ',"x":null}',
   "{" .. TOK .. ',"token_type":5}', "{" .. TOK .. ',"token_type":true}', '{"access_token":null}',
   "{" .. TOK .. ',"expires_in":3600,"expires_in":"x"}', "{" .. TOK .. ',"expires_in":"x","expires_in":3600}',
