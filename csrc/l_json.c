@@ -217,6 +217,16 @@ fail:
   return 0;
 }
 
+/* core.flat_fit(s, checker) -> table | nothing: a0l_flat_fit on a string, for the specs that
+ * compare it with json_flat and the checker on any text (the call path decodes from the
+ * transfer's buffer instead). */
+static int l_flat_fit(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  luaL_argcheck(L, a0l_is_kinds(L, 2), 2, "a checker of core.kinds expected");
+  return a0l_flat_fit(L, 2, s, n);
+}
+
 /* checker(t) -> name, kind | nothing: the first field, in the order of the names given to
  * core.kinds, whose value is present and not of its kind. The kinds are JSON scalars:
  * "string", "boolean", "number" (finite: NaN and +-inf are not JSON numbers). */
@@ -290,4 +300,6 @@ void a0l_open_json(lua_State *L) {
   lua_setfield(L, -2, "json_flat");
   lua_pushcfunction(L, l_kinds);
   lua_setfield(L, -2, "kinds");
+  lua_pushcfunction(L, l_flat_fit);
+  lua_setfield(L, -2, "flat_fit");
 }

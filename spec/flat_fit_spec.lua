@@ -133,6 +133,36 @@ describe("the fused decode of the call path", function()
       assert(shape.flat[shape.start]), START, START_TAKEN)
   end)
 
+  -- Random texts near the answers (fragments spliced, bytes flipped): whatever the fused
+  -- decode takes, json_flat takes too, without a null or an error member, the checker finds
+  -- every field of its kind, and the tables are equal.
+  it("takes only what json_flat and the checker take, on 20,000 mutated answers", function()
+    local checker = shape.flat[shape.tokens]
+    local seeds = {}
+    for _, b in ipairs(LOGIN) do if #b < 2000 then seeds[#seeds + 1] = b end end
+    local bits = { '"', "\\", "\0", ":", ",", "{", "}", " ", "null", "true", "1e400", "-0", "\255",
+      '"error":', '"expires_in":', '"access_token":', '"x"', "5", "" }
+    math.randomseed(10)
+    local taken = 0
+    for _ = 1, 20000 do
+      local s = seeds[math.random(#seeds)]
+      for _ = 1, math.random(0, 3) do
+        local i = math.random(0, #s)
+        local j = math.random(i, math.min(#s, i + math.random(0, 4)))
+        s = s:sub(1, i) .. bits[math.random(#bits)] .. s:sub(j + 1)
+      end
+      local fast = core.flat_fit(s, checker)
+      if fast ~= nil then
+        taken = taken + 1
+        local slow, had_null = core.json_flat(s)
+        assert(slow ~= nil and had_null == false and slow.error == nil, ("taken, not by json_flat: %q"):format(s))
+        assert(checker(slow) == nil, ("taken, not by the checker: %q"):format(s))
+        assert(same(fast, slow), ("decoded otherwise: %q"):format(s))
+      end
+    end
+    assert(taken > 1000, "too few mutations decoded: " .. taken)
+  end)
+
   it("refuses a checker that is not one of core.kinds", function()
     local cc = core.client { base_url = "http://127.0.0.1:9" }
     local ok, err = pcall(cc.fetch, cc, "passwordless_start", {}, nil, print)
