@@ -54,6 +54,25 @@ int a0_body_json(a0_buf *b, const a0_kv *kv, size_t n, size_t *bad) {
   return p != A0_V_OK ? p : a0_body_json_checked(b, kv, n);
 }
 
+/* Writes ,"key":"value" (no comma first) at once when neither needs an escape and the room
+ * reserved holds it: 1; else 0, with b unchanged. */
+static int plain_pair(a0_buf *b, int first, const char *k, size_t kn, const char *s, size_t n) {
+  char *o;
+  if (b->len + kn + n + 7 > b->cap || a0_json_plain(k, kn) != kn || a0_json_plain(s, n) != n) return 0;
+  o = b->data + b->len;
+  if (!first) *o++ = ',';
+  *o++ = '"';
+  memcpy(o, k, kn);
+  o += kn;
+  memcpy(o, "\":\"", 3);
+  o += 3;
+  if (n > 0) memcpy(o, s, n);   /* s may be NULL when n == 0 */
+  o += n;
+  *o++ = '"';
+  b->len = (size_t)(o - b->data);
+  return 1;
+}
+
 int a0_body_json_checked(a0_buf *b, const a0_kv *kv, size_t n) {
   size_t need = 2;
   for (size_t i = 0; i < n; i++) need += strlen(kv[i].key) + kv[i].n + 6;
@@ -61,7 +80,9 @@ int a0_body_json_checked(a0_buf *b, const a0_kv *kv, size_t n) {
   if (a0_buf_reserve(b, need) != 0 || a0_buf_addc(b, '{')) return -1;
   for (size_t i = 0; i < n; i++) {
     const a0_kv *v = &kv[i];
-    if ((i > 0 && a0_buf_addc(b, ',')) || jstr(b, v->key, strlen(v->key)) || a0_buf_addc(b, ':'))
+    size_t kn = strlen(v->key);
+    if (v->kind == A0_KV_STRING && plain_pair(b, i == 0, v->key, kn, v->s, v->n)) continue;
+    if ((i > 0 && a0_buf_addc(b, ',')) || jstr(b, v->key, kn) || a0_buf_addc(b, ':'))
       return -1;
     if (v->kind == A0_KV_STRING) {
       if (jstr(b, v->s, v->n)) return -1;

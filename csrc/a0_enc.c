@@ -62,6 +62,8 @@ static size_t plain_run(const char *s, size_t n) {
   return i;
 }
 
+size_t a0_json_plain(const char *s, size_t n) { return plain_run(s, n); }
+
 int a0_json_string_valid(a0_buf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   size_t i, run = 0;

@@ -11,6 +11,9 @@ size_t a0_utf8_invalid_at(const char *s, size_t n);
 int a0_json_string(a0_buf *b, const char *s, size_t n);
 /* The same for an s already known to be valid UTF-8 (checked by a0_value_problem). */
 int a0_json_string_valid(a0_buf *b, const char *s, size_t n);
+/* The length of the leading part of s that a JSON string takes as it is (no control
+ * character, quote or backslash): n when s needs no escape. */
+size_t a0_json_plain(const char *s, size_t n);
 /* application/x-www-form-urlencoded value (space as '+'). */
 int a0_form_escape(a0_buf *b, const char *s, size_t n);
 /* RFC 3986 percent-encoding of everything but unreserved characters. */

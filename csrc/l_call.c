@@ -88,13 +88,16 @@ static void bad_type(lua_State *L, const a0l_call *a, const char *name, const ch
   bad_value(L, a, name, lua_pushfstring(L, "%s expected, got %s", want, luaL_typename(L, i)));
 }
 
-static void check_string(lua_State *L, const a0l_call *a, const char *name, int i, int header) {
+/* The string at i, checked; its length in *len when len is not NULL. */
+static const char *check_string(lua_State *L, const a0l_call *a, const char *name, int i, int header, size_t *len) {
   size_t n;
   const char *s;
   int p;
   if (lua_type(L, i) != LUA_TSTRING) bad_type(L, a, name, "string", i);
   s = lua_tolstring(L, i, &n);
   if ((p = a0_value_problem(s, n, header)) != A0_V_OK) bad_value(L, a, name, a0_value_problem_text(p));
+  if (len != NULL) *len = n;
+  return s;
 }
 
 static const a0_field *find_field(const a0_endpoint *ep, const char *k) {
@@ -115,13 +118,13 @@ static void check_items(lua_State *L, const a0l_call *a, const a0_field *f) {
     int bad = lua_type(L, -1) != LUA_TSTRING;
     if (obj) {
       bad = bad || lua_type(L, -2) != LUA_TSTRING;
-      if (!bad) check_string(L, a, pub_name(f), -2, 0);
+      if (!bad) check_string(L, a, pub_name(f), -2, 0, NULL);
     } else {
       lua_Number k = lua_type(L, -2) == LUA_TNUMBER ? lua_tonumber(L, -2) : 0;
       bad = bad || k < 1 || k > (lua_Number)len || k != (lua_Number)(size_t)k;
     }
     if (bad) bad_value(L, a, pub_name(f), lua_pushfstring(L, "%s expected", want));
-    check_string(L, a, pub_name(f), -1, 0);
+    check_string(L, a, pub_name(f), -1, 0, NULL);
     n++;
     lua_pop(L, 1);
   }
@@ -150,10 +153,7 @@ static void check_fields(lua_State *L, a0l_call *a) {
       if (i >= A0L_MAX_FIELDS) luaL_error(L, "endpoint '%s' has too many fields", a->ep->name);
       a->present |= 1u << i;
       if (f->flags & (A0_F_OBJ | A0_F_ARR)) check_items(L, a, f);
-      else {
-        check_string(L, a, pub_name(f), -1, 0);
-        a->val[i] = lua_tolstring(L, -1, &a->vlen[i]);   /* checked once, encoded from here */
-      }
+      else a->val[i] = check_string(L, a, pub_name(f), -1, 0, &a->vlen[i]);   /* checked once, encoded from here */
       lua_pop(L, 1);
     }
   }
@@ -177,7 +177,12 @@ static void scan_options(lua_State *L, a0l_call *a) {
   if (lua_isnoneornil(L, a->o)) return;
   lua_pushnil(L);
   while (lua_next(L, a->o) != 0) {
-    if (lua_type(L, -2) == LUA_TSTRING) a->opts_has |= opt_bit(lua_tostring(L, -2));
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      unsigned bit = opt_bit(lua_tostring(L, -2));
+      a->opts_has |= bit;
+      /* fn, read here: a string stays anchored by the options table */
+      if (bit == 1u << O_FN && lua_type(L, -1) == LUA_TSTRING) a->fn = lua_tostring(L, -1);
+    }
     lua_pop(L, 1);
   }
 }
@@ -190,7 +195,7 @@ static const char *opt_string(lua_State *L, const a0l_call *a, int o, size_t *le
   if (!has_opt(a, o)) return NULL;   /* also when there is no options table */
   a0c_rawgetfield(L, a->o, k);
   if (!lua_isnil(L, -1)) {
-    if (header >= 0) check_string(L, a, k, -1, header);
+    if (header >= 0) check_string(L, a, k, -1, header, NULL);
     else if (lua_type(L, -1) != LUA_TSTRING) bad_type(L, a, k, "string", -1);
     s = lua_tolstring(L, -1, len);
   }
@@ -198,22 +203,20 @@ static const char *opt_string(lua_State *L, const a0l_call *a, int o, size_t *le
   return s;
 }
 
+/* After scan_options, which read a string fn. */
 static void check_naming(lua_State *L, a0l_call *a) {
-  a->fn = a->ep->name;
+  if (a->fn == NULL && has_opt(a, O_FN)) luaL_error(L, "option 'fn' must be a string");
+  if (a->fn == NULL) a->fn = a->ep->name;
   a->arg = 1;
-  if (lua_isnoneornil(L, a->o)) return;
-  a0c_rawgetfield(L, a->o, "fn");
-  if (lua_type(L, -1) == LUA_TSTRING) a->fn = lua_tostring(L, -1);
-  else if (!lua_isnil(L, -1)) luaL_error(L, "option 'fn' must be a string");
-  if (has_opt(a, O_ARG)) a0c_rawgetfield(L, a->o, "arg");
-  else lua_pushnil(L);
+  if (!has_opt(a, O_ARG)) return;
+  a0c_rawgetfield(L, a->o, "arg");
   if (!lua_isnil(L, -1)) {
     lua_Number v = lua_tonumber(L, -1);
     if (lua_type(L, -1) != LUA_TNUMBER || !(v >= 1 && v <= 255) || v != (int)v)
       luaL_error(L, "option 'arg' must be an integer in 1..255");
     a->arg = (int)v;
   }
-  lua_pop(L, 2);
+  lua_pop(L, 1);
 }
 
 /* 1 when seg is "." or ".." (in a verbatim sub-path also spelt %2e, which is sent as it
@@ -487,8 +490,28 @@ int a0l_client_register(lua_State *L) {
   return 1;
 }
 
+/* core.graphic(s, byte) -> false (s holds a control character, a space or DEL) | true, first,
+ * last: where the byte (a number) occurs in s, nil when it does not. A byte scan for the Lua
+ * side's shape checks (check.email), which a pattern's character class makes ten times dearer. */
+static int l_graphic(lua_State *L) {
+  size_t n, first = 0, last = 0;
+  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
+  int c = (int)luaL_checkinteger(L, 2);
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] <= ' ' || s[i] == 0x7f) { lua_pushboolean(L, 0); return 1; }
+    if (s[i] == c) { if (first == 0) first = i + 1; last = i + 1; }
+  }
+  lua_pushboolean(L, 1);
+  if (first == 0) return 1;
+  lua_pushinteger(L, (lua_Integer)first);
+  lua_pushinteger(L, (lua_Integer)last);
+  return 3;
+}
+
 /* core.limits and core.header_fields: the caps and names the Lua side must not restate. */
 void a0l_open_call(lua_State *L) {
+  lua_pushcfunction(L, l_graphic);
+  lua_setfield(L, -2, "graphic");
   lua_createtable(L, 0, 6);
   lua_pushinteger(L, A0_MAX_VALUE);
   lua_setfield(L, -2, "max_value");

@@ -34,6 +34,10 @@ int a0l_fill(lua_State *L, a0_xfer *x, const a0l_call *a, const a0_buf *base,
              const struct curl_slist *fixed_headers);
 /* Pushes { method, url, headers = {lowercase}, body, timeout } of a filled x. */
 void a0l_push_built(lua_State *L, a0_xfer *x, const a0l_call *a);
+/* l_json.c: whether the value at i is a checker of core.kinds; the fused decode of a flat
+ * JSON object that fits such a checker (at spec): 1 and the table pushed, or 0. */
+int a0l_is_kinds(lua_State *L, int i);
+int a0l_flat_fit(lua_State *L, int spec, const char *s, size_t n);
 /* client:register_endpoint(name, { method=, path=, body=, verbatim= }) */
 int a0l_client_register(lua_State *L);
 

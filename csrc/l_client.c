@@ -34,6 +34,7 @@ typedef struct {
   /* the captured headers of the last 2xx answer of client:fetch, for client:last_headers */
   char last_hdr[A0_NHDR][A0_HDR_MAX];
   int has_last;
+  struct timespec t0;       /* when the last client:fetch began (client:started) */
 } l_client;
 
 struct l_req {
@@ -107,8 +108,9 @@ static int push_result(lua_State *L, a0_xfer *x) {
 }
 
 /* client:fetch's result: a 2xx answer without its header table (the call path needs the
- * headers only for an error, from client:last_headers); anything else as push_result. */
-static int push_lazy(lua_State *L, l_client *c, a0_xfer *x) {
+ * headers only for an error, from client:last_headers), and with a checker of core.kinds at
+ * spec, decoded when a0l_flat_fit takes it (status, false, table); anything else as push_result. */
+static int push_lazy(lua_State *L, l_client *c, a0_xfer *x, int spec) {
   if (x->err != A0_OK || x->status < 200 || x->status > 299) return push_result(L, x);
   for (int h = 0; h < A0_NHDR; h++) {
     const char *v = a0_xfer_header(x, h);
@@ -117,6 +119,11 @@ static int push_lazy(lua_State *L, l_client *c, a0_xfer *x) {
   }
   c->has_last = 1;
   lua_pushinteger(L, x->status);
+  if (spec != 0 && x->resp.len > 0 && a0l_flat_fit(L, spec, x->resp.data, x->resp.len)) {
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 3;
+  }
   lua_pushlstring(L, x->resp.data ? x->resp.data : "", x->resp.len);
   return 2;
 }
@@ -249,9 +256,14 @@ static int request(lua_State *L, int lazy) {
   l_client *c = check_client(L, 1);
   call_args a;
   a0_xfer *x;
-  int n;
+  int n, spec = 0;
   c->has_last = 0;
-  lua_settop(L, 4);
+  if (lazy) clock_gettime(CLOCK_MONOTONIC, &c->t0);
+  lua_settop(L, lazy ? 5 : 4);
+  if (lazy && !lua_isnil(L, 5)) {
+    luaL_argcheck(L, a0l_is_kinds(L, 5), 5, "a checker of core.kinds expected");
+    spec = 5;
+  }
   check_call(L, &a, 2, 3, 4);
   x = take_xfer(c);
   if (x == NULL) return luaL_error(L, "out of memory");
@@ -268,15 +280,25 @@ static int request(lua_State *L, int lazy) {
     return 3;
   }
   a0_engine_wait(c->eng, x);
-  n = lazy ? push_lazy(L, c, x) : push_result(L, x);
+  n = lazy ? push_lazy(L, c, x, spec) : push_result(L, x);
   give_xfer(c, x);
   return n;
 }
 
 static int l_client_request(lua_State *L) { return request(L, 0); }
 
-/* client:fetch(endpoint, fields, opts) -> status, body (2xx) | as client:request */
+/* client:fetch(endpoint, fields, opts[, checker]) -> status, body (2xx) | status, false, table
+ * (2xx decoded: a0l_flat_fit) | as client:request */
 static int l_client_fetch(lua_State *L) { return request(L, 1); }
+
+/* client:started() -> when the last client:fetch began, on core.now's clock: the call path
+ * needs it only when an answer does not end the call (a retry's deadline), so it does not
+ * read the clock itself before each request. */
+static int l_client_started(lua_State *L) {
+  l_client *c = check_client(L, 1);
+  lua_pushnumber(L, (lua_Number)c->t0.tv_sec + c->t0.tv_nsec / 1e9);
+  return 1;
+}
 
 /* client:last_headers() -> the headers of the last 2xx answer of client:fetch | nil (another
  * call of this client began since) */
@@ -481,6 +503,7 @@ static int l_client_gc(lua_State *L) {
 
 static const luaL_Reg client_methods[] = {
   {"request", l_client_request}, {"fetch", l_client_fetch}, {"last_headers", l_client_last_headers},
+  {"started", l_client_started},
   {"start", l_client_start}, {"build", l_client_build},
   {"poll", l_client_poll}, {"take", l_client_take}, {"launch", l_client_launch}, {"idle", l_client_idle},
   {"wakeup", l_client_wakeup}, {"stats", l_client_stats}, {"close", l_client_close},

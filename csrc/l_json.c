@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "a0_lua.h"
+#include "l_call.h"
 
 static const char *ws(const char *p, const char *end) {
   while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
@@ -112,6 +113,120 @@ static int l_json_flat(lua_State *L) {
   }
 }
 
+/* ---- the call path's fused decode (client:fetch's 4th argument) -------------------- */
+
+/* What core.kinds compiled, for the fused decode: each name's bytes (the names table of the
+ * checker anchors them) and kind. */
+typedef struct {
+  int n;
+  struct { const char *s; size_t len; char kind; } f[64];
+} kinds_index;
+
+static int l_kinds_check(lua_State *L);
+
+int a0l_is_kinds(lua_State *L, int i) { return lua_tocfunction(L, i) == l_kinds_check; }
+
+/* Whether the scalar at p (a token's first byte) fits kind k; a number is decoded into *num. */
+static int fits(char k, const char *p, const char *q, double *num) {
+  char buf[64];
+  switch (k) {
+    case 's': return *p == '"';
+    case 'b': return *p == 't' || *p == 'f';
+    default:
+      if (*p == '"' || *p == 't' || *p == 'f' || *p == 'n') return 0;
+      memcpy(buf, p, (size_t)(q - p));
+      buf[q - p] = '\0';
+      *num = strtod(buf, NULL);
+      return *num == *num && *num - *num == 0;   /* inf - inf is NaN */
+  }
+}
+
+/* The end of the scalar at p (no push), or NULL: json_flat's grammar. */
+static const char *scalar_end(const char *p, const char *end, int clean) {
+  const char *q;
+  if (p >= end) return NULL;
+  switch (*p) {
+    case '"': return (q = plain_string(p + 1, end, clean)) == NULL ? NULL : q + 1;
+    case 't': return word(p, end, "true", 4) ? p + 4 : NULL;
+    case 'f': return word(p, end, "false", 5) ? p + 5 : NULL;
+    case 'n': return NULL;   /* a null: the caller's path strips it */
+    default: return (q = number_end(p, end)) == NULL || q - p > 63 ? NULL : q;
+  }
+}
+
+/* Pushes the scalar [p, q) (a number already decoded into num when kind is 'n'). */
+static void push_scalar(lua_State *L, const char *p, const char *q, char kind, double num) {
+  if (*p == '"') lua_pushlstring(L, p + 1, (size_t)(q - p - 2));
+  else if (*p == 't' || *p == 'f') lua_pushboolean(L, *p == 't');
+  else if (kind == 'n') lua_pushnumber(L, (lua_Number)num);
+  else {
+    char buf[64];
+    memcpy(buf, p, (size_t)(q - p));
+    buf[q - p] = '\0';
+    lua_pushnumber(L, (lua_Number)strtod(buf, NULL));
+  }
+}
+
+/* Pushes the object json_flat would decode from s when it holds no null, no member named
+ * "error", and each field core.kinds' checker at spec lists is of its kind; returns 1.
+ * Otherwise returns 0 with the stack as it was: the caller takes the general path, which
+ * decides everything (this only spares the work when it would agree). Listed keys are
+ * pushed from the checker's names table, without hashing them again. */
+int a0l_flat_fit(lua_State *L, int spec, const char *s, size_t n) {
+  const char *end = s + n, *p = ws(s, end), *q, *v;
+  const kinds_index *ki;
+  int top = lua_gettop(L), clean;
+  if (p >= end || *p != '{') return 0;
+  lua_getupvalue(L, spec, 3);
+  ki = lua_touserdata(L, -1);
+  lua_getupvalue(L, spec, 1);   /* the names, at top + 2 */
+  clean = memchr(s, '\\', n) == NULL && memchr(s, '\0', n) == NULL;
+  lua_createtable(L, 0, 8);
+  p = ws(p + 1, end);
+  if (p < end && *p == '}') goto close;
+  for (;;) {
+    int i;
+    size_t kl;
+    double num = 0;
+    char kind = 0;
+    if (p >= end || *p != '"' || (q = plain_string(p + 1, end, clean)) == NULL) goto fail;
+    kl = (size_t)(q - p - 1);
+    if (kl == 5 && memcmp(p + 1, "error", 5) == 0) goto fail;
+    for (i = 0; i < ki->n; i++)
+      if (ki->f[i].len == kl && memcmp(ki->f[i].s, p + 1, kl) == 0) break;
+    if (i < ki->n) { lua_rawgeti(L, top + 2, i + 1); kind = ki->f[i].kind; }
+    else lua_pushlstring(L, p + 1, kl);
+    p = ws(q + 1, end);
+    if (p >= end || *p != ':') goto fail;
+    p = ws(p + 1, end);
+    if ((v = scalar_end(p, end, clean)) == NULL || (kind != 0 && !fits(kind, p, v, &num))) goto fail;
+    push_scalar(L, p, v, kind, num);
+    lua_rawset(L, -3);
+    p = ws(v, end);
+    if (p < end && *p == ',') { p = ws(p + 1, end); continue; }
+    if (p < end && *p == '}') goto close;
+    goto fail;
+  }
+close:
+  if (ws(p + 1, end) != end) goto fail;
+  lua_replace(L, top + 1);
+  lua_settop(L, top + 1);
+  return 1;
+fail:
+  lua_settop(L, top);
+  return 0;
+}
+
+/* core.flat_fit(s, checker) -> table | nothing: a0l_flat_fit on a string, for the specs that
+ * compare it with json_flat and the checker on any text (the call path decodes from the
+ * transfer's buffer instead). */
+static int l_flat_fit(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  luaL_argcheck(L, a0l_is_kinds(L, 2), 2, "a checker of core.kinds expected");
+  return a0l_flat_fit(L, 2, s, n);
+}
+
 /* checker(t) -> name, kind | nothing: the first field, in the order of the names given to
  * core.kinds, whose value is present and not of its kind. The kinds are JSON scalars:
  * "string", "boolean", "number" (finite: NaN and +-inf are not JSON numbers). */
@@ -150,6 +265,7 @@ static int l_kinds(lua_State *L) {
   static const char *const names[] = { "string", "boolean", "number", NULL };
   char codes[64];
   int n;
+  kinds_index *ki;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
   n = (int)a0c_rawlen(L, 1);
@@ -167,7 +283,15 @@ static int l_kinds(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_pushlstring(L, codes, (size_t)n);
-  lua_pushcclosure(L, l_kinds_check, 2);
+  ki = a0c_newuserdata(L, sizeof *ki);
+  ki->n = n;
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, -3, i);   /* anchored by the copied names table, upvalue 1 */
+    ki->f[i - 1].s = lua_tolstring(L, -1, &ki->f[i - 1].len);
+    ki->f[i - 1].kind = codes[i - 1];
+    lua_pop(L, 1);
+  }
+  lua_pushcclosure(L, l_kinds_check, 3);
   return 1;
 }
 
@@ -176,4 +300,6 @@ void a0l_open_json(lua_State *L) {
   lua_setfield(L, -2, "json_flat");
   lua_pushcfunction(L, l_kinds);
   lua_setfield(L, -2, "kinds");
+  lua_pushcfunction(L, l_flat_fit);
+  lua_setfield(L, -2, "flat_fit");
 }

@@ -8,6 +8,7 @@ local core = require "auth0.core"
 
 local type, error, tostring, tonumber, ipairs, getinfo = type, error, tostring, tonumber, ipairs, debug.getinfo
 local find, byte = string.find, string.byte
+local graphic = core.graphic
 
 local M = {}
 
@@ -80,14 +81,15 @@ end
 --- An email address's shape (one @, a dot in the domain, no space or control character).
 -- The rule is `^L@D$` where L and D are runs of `[!-?A-~\128-\255]` (any byte but @, a
 -- control character or a space), D has a dot that is neither its first nor its last
--- byte, at most 254 bytes; written as one byte-class scan and plain searches, which never
--- backtrack and cost a third of the two patterns they replace (every start checks one).
+-- byte, at most 254 bytes; written as one byte scan (core.graphic: the byte class, and
+-- where the @ are) and a plain search, which cost a fifth of the pattern's class scan and
+-- plain searches they replace (every start checks one).
 function M.email(at, v, name)
   name = name or "email"
   M.string(at, v, name)
   local n = #v
-  local a = n <= 254 and find(v, "^[!-~\128-\255]+$") and find(v, "@", 1, true)   -- the byte class plus @
-  if not a or a == 1 or a == n or find(v, "@", a + 1, true)   -- exactly one @, with text either side
+  local ok, a, z = graphic(v, 64)   -- `[!-~\128-\255]*`, the first and last @
+  if n > 254 or not ok or not a or a ~= z or a == 1 or a == n   -- exactly one @, with text either side
     or byte(v, n) == 46 or not find(v, ".", a + 2, true) then   -- D: a dot past its first byte, not last
     at:fail(name .. " is malformed")
   end

@@ -16,6 +16,7 @@ local type, pairs, tostring, tonumber, setmetatable, pcall, max =
 local now, sleep, json_flat = core.now, core.sleep, core.json_flat
 local new_error, from_response = errors.new, errors.from_response
 local at = check.at
+local FLAT = require("auth0.shape").flat
 
 local M = {}
 
@@ -153,7 +154,8 @@ end
 -- @return the client
 function M.new(opts)
   local cfg = check_options(opts)
-  local self = setmetatable({ _cfg = cfg, _on_log = opts.on_log, _sleep = opts.sleep or sleep }, Client)
+  -- false, not nil, for what is absent: a miss would go on to Client through __index at each call
+  local self = setmetatable({ _cfg = cfg, _on_log = opts.on_log or false, _sleep = opts.sleep or sleep }, Client)
   local headers = { "Accept: application/json", "Expect:", "User-Agent: lua-auth0/" .. core.version }
   if opts.telemetry ~= false then
     local info = cjson.encode({ name = "lua-auth0", version = core.version, env = lua_env() })
@@ -170,7 +172,7 @@ function M.new(opts)
       self:_log("warn", "ca_file is ignored by the ngx transport: nginx's lua_ssl_trusted_certificate is the trust store")
     end
   end
-  self._transport = transport
+  self._transport = transport or false
   self._on_cb_error = opts.on_callback_error or function(msg)
     self:_log("warn", "error in a callback", { error = msg })
   end
@@ -186,7 +188,8 @@ function M.new(opts)
     -- a transport's or the caller's sleep waits for timers; otherwise the engine, which wakeup() ends
     sleep = (transport or opts.sleep) and function(s) self._sleep(s) end or nil,
   })
-  self._insecure = opts.insecure_skip_verify == true or nil
+  self._insecure = opts.insecure_skip_verify == true
+  self._fetch = self._core.fetch   -- a userdata's method is found through two metatables at each call
   return self
 end
 
@@ -208,6 +211,12 @@ end
 
 -- -------------------------------------------------------------------------------------
 -- The call path
+
+-- The error of a 2xx answer that its shape refused (`msg` says why).
+local function refused(self, ep, status, msg, hdrs)
+  return nil, errors.add_headers(new_error("bad_response", msg, { status = status, context = ep }),
+    hdrs or self._core:last_headers())
+end
 
 -- Turns the core's answer into (value) or (nil, err); `fit` (a shape) checks a 2xx body.
 -- A 2xx answer of core:fetch comes without hdrs: core:last_headers() has them, for the
@@ -246,10 +255,7 @@ local function finish(self, ep, fit, status, body, hdrs)
     end
     if not fit then return decoded end
     local v, msg = fit(decoded, self, nulls == false)
-    if v == nil then
-      return nil, errors.add_headers(new_error("bad_response", msg, { status = status, context = ep }),
-        hdrs or self._core:last_headers())
-    end
+    if v == nil then return refused(self, ep, status, msg, hdrs) end
     return v
   end
   local e = from_response(status, body, hdrs, ep)
@@ -293,27 +299,6 @@ local function call_rest(self, ep, fields, opts, fit, start, status, body, hdrs)
   end
 end
 
--- One blocking call, retries included. A 2xx answer that json_flat decodes, without an
--- error member, that `fit` takes, is returned at once; call_rest and finish() handle
--- everything else in full (finish decodes the body again: the fast path decides nothing
--- finish would not).
-local function _call_blocking(self, ep, fields, opts, fit)
-  local start = now()
-  if self._transport then return call_rest(self, ep, fields, opts, fit, start) end
-  local status, body, hdrs = self._core:fetch(ep, fields, opts)   -- 2xx: headers on demand (finish)
-  if hdrs == nil and status ~= nil and not self._on_log then   -- 2xx, nobody logging
-    local decoded, nulls = json_flat(body)
-    if decoded ~= nil and decoded.error == nil then
-      if not fit then return decoded end
-      local v = fit(decoded, self, nulls == false)
-      if v ~= nil then return v end
-    end
-  end
-  return call_rest(self, ep, fields, opts, fit, start, status, body, hdrs)
-end
-
-Client._call_blocking = _call_blocking
-
 --- The one task helper of requests: sends `ep` for `req`, retries by the policy (each retry
 -- a timer task, then a transfer), and hands the outcome to `on_result(value, err)`.
 -- @return true, or nil, err when the first transfer could not be started
@@ -344,19 +329,50 @@ function Client:_attempts(req, ep, fields, opts, fit, on_result)
 end
 
 -- Performs one endpoint call, blocking (cb == nil) or not; `where` names the public function.
+-- Blocking, retries included: a 2xx answer the C core decoded against the shape's checker
+-- (body false), or that json_flat decodes, without an error member, that `fit` takes, is
+-- returned at once; call_rest and finish() handle everything else in full (finish decodes
+-- the body again: the fast paths decide nothing finish would not). Inline here, not a
+-- function of its own: a Lua call is a visible part of a login's CPU.
 function Client:_call(where, ep, fields, opts, cb, fit)
   if self._sched.closed then where:fail("attempt to use a closed auth0.Client") end
   if self._insecure then
     self:_log("warn", "TLS certificate verification is OFF (insecure_skip_verify)", { endpoint = ep })
   end
-  if self._on_log then self:_log("debug", "request", { endpoint = ep }) end
-  if cb == nil then return _call_blocking(self, ep, fields, opts, fit) end
+  local on_log = self._on_log
+  if on_log then self:_log("debug", "request", { endpoint = ep }) end
+  if cb == nil then
+    if self._transport then return call_rest(self, ep, fields, opts, fit, now()) end
+    -- 2xx: headers on demand (finish); with a shape's checker and nobody logging, a flat
+    -- answer without error member or null whose listed fields fit is decoded in C
+    local status, body, hdrs = self._fetch(self._core, ep, fields, opts, not on_log and fit and FLAT[fit] or nil)
+    if body == false then
+      local v, msg = fit(hdrs, self, true, true)
+      if v ~= nil then return v end
+      return refused(self, ep, status, msg, nil)   -- as finish() would, on the same table
+    end
+    if hdrs == nil and status ~= nil and not on_log then   -- 2xx, nobody logging
+      local decoded, nulls = json_flat(body)
+      if decoded ~= nil and decoded.error == nil then
+        if not fit then return decoded end
+        local v = fit(decoded, self, nulls == false)
+        if v ~= nil then return v end
+      end
+    end
+    -- the retries' deadline counts from when the fetch began
+    return call_rest(self, ep, fields, opts, fit, self._core:started(), status, body, hdrs)
+  end
   if type(cb) ~= "function" then where:fail("callback must be a function") end
   local req = self._sched:request(ep, cb)
   local ok, err = self:_attempts(req, ep, fields, opts, fit, function(...) req:finish(...) end)
   if not ok then return nil, err end
   return req
 end
+
+local BLOCKING = at("_call_blocking")
+
+-- One blocking call (kept for callers of the old name: Client:_call without a callback).
+function Client._call_blocking(self, ep, fields, opts, fit) return self:_call(BLOCKING, ep, fields, opts, nil, fit) end
 
 --- The call options `o` with `p.forwarded_for` (the end user's IP address, sent as the
 -- auth0-forwarded-for header) when given; Auth0 honours it from confidential clients only,

@@ -88,8 +88,20 @@ local TOKENS = spec { access_token = "string", id_token = "string", refresh_toke
   scope = "string", recovery_code = "string", expires_in = "number" }
 
 --- A token answer: needs `access_token`; adds `expires_at` (epoch seconds).
--- `clean` (the call path's json_flat saw no null) skips the walk for nulls.
-function M.tokens(t, _, clean)
+-- `clean` (the call path's json_flat saw no null) skips the walk for nulls; `checked` (the
+-- C core decoded it with M.flat's checker, which found every listed field of its kind)
+-- skips that check.
+function M.tokens(t, _, clean, checked)
+  if checked then   -- a table whose access_token and expires_in are absent or of their kind
+    local exp = t.expires_in
+    if t.access_token == nil then return nil, "token response without an access_token" end
+    if exp ~= nil then
+      exp = floor(exp)   -- as below
+      t.expires_in = exp
+      t.expires_at = time() + exp
+    end
+    return t
+  end
   if type(t) ~= "table" or type(t.access_token) ~= "string" then
     return nil, "token response without an access_token"
   end
@@ -115,8 +127,9 @@ end
 local START = spec { _id = "string", email = "string", phone_number = "string", email_verified = "boolean",
   phone_number_verified = "boolean" }
 
---- The answer of /passwordless/start.
-function M.start(t, _, clean)
+--- The answer of /passwordless/start (`clean`, `checked` as M.tokens').
+function M.start(t, _, clean, checked)
+  if checked then return t end   -- an object of string keys, no null, every field of its kind
   if type(t) == "table" and t[1] == nil and clean then   -- M.object's common case, inline
     return fields(t, "passwordless start answer", START)
   end
@@ -206,6 +219,11 @@ function M.jwks(t)
   end
   return t
 end
+
+--- The C core's checker for a shape that only checks JSON scalars (core.kinds): given to
+-- client:fetch, which then decodes a flat 2xx answer that fits it itself; the shape is
+-- still called, with `checked`.
+M.flat = { [M.tokens] = TOKENS, [M.start] = START }
 
 --- Success without a value.
 function M.ok() return true end
