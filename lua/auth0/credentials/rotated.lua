@@ -2,7 +2,7 @@
 -- full disk). The server retired the refresh token it came from, and presenting that one again
 -- is reuse, which revokes the whole family (a logout): the manager keeps the rotated session in
 -- memory and the next refresh starts from it while the store still holds the retired token.
--- @local
+-- @submodule auth0.credentials
 if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (as the manager's other parts)
 
 -- unsaved_or(self, d): what a refresh starts from, `d` being the store's content.
