@@ -106,6 +106,8 @@ local ANSWERS = {
   chunked("200 OK", { "{" .. TOK, ',"expires_in":5' }),   -- a complete chunked answer of bad JSON
   ans("200 OK", sized(16383)), ans("200 OK", sized(16384)), ans("200 OK", sized(16385)),
   ans("200 OK", sized(65536)), ans("200 OK", sized(1024 * 1024)), ans("200 OK", sized(1024 * 1024 + 1)),
+  ans("205 Reset Content", "{" .. TOK .. "}"),
+  ans("204 No Content", "{" .. TOK .. "}"),   -- last: a body libcurl may leave on the connection
 }
 
 -- The outcome of every answer of `answers` for a login by a client nobody logs for, and by
