@@ -278,3 +278,50 @@ describe("attack9: the engine's short poll", function()
     end)
   end
 end)
+
+describe("attack9: the fused decode against the general path, through the emulator's faults", function()
+  local server
+  setup(function() server = emu.start() end)
+  before_each(function()
+    emu.reset()
+    assert(emu.control("POST", "/rate_limits", { enabled = false }))
+  end)
+  after_each(function() emu.control("DELETE", "/faults") end)
+
+  -- A login's outcome with the tokens' values left out (each login mints its own).
+  local function login(c, who)
+    assert(c:passwordless_start { connection = "email", email = who })
+    local out = emu.control("GET", "/__emulator/outbox?to=" .. core.pct_escape(who))
+    local code = out.messages[#out.messages].code
+    local v, err = c:passwordless_login { realm = "email", username = who, otp = code }
+    if v then
+      local kinds = {}
+      for k, x in pairs(v) do kinds[k] = type(x) end
+      return { kinds = kinds, expires_in = v.expires_in }
+    end
+    return { code = err.code, message = err.message, status = err.status }
+  end
+
+  it("gives a login the same outcome under every fault of the token answer", function()
+    local faults = { { kind = "wrong_shape", variant = "array" }, { kind = "wrong_shape", variant = "strings" },
+      { kind = "wrong_shape", variant = "nulls" }, { kind = "invalid_json" }, { kind = "truncate" },
+      { kind = "huge_body" }, { kind = "close_after_headers" }, { kind = "http_503" }, false }
+    local base = { base_url = server.base_url, ca_file = server.ca_file, client_id = "emu-native", timeout = 5, retries = 0 }
+    local fast = auth0.new(base)
+    base.on_log = function() end
+    local slow = auth0.new(base)
+    for i, f in ipairs(faults) do
+      local rules = {}
+      if f then f.path = "/oauth/token"; rules[1] = f end
+      assert(emu.control("POST", "/faults", { rules = rules }))
+      local a = login(fast, ("f%d@example.com"):format(i))
+      local b = login(slow, ("s%d@example.com"):format(i))
+      assert(same(a, b), ("fault %s %s: %s vs %s"):format(f and f.kind, f and f.variant,
+        tostring(a.message or a.expires_in), tostring(b.message or b.expires_in)))
+      if not f then assert.equal(86400, a.expires_in) end
+      if f and f.variant == "strings" then assert.equal(86400, a.expires_in) end   -- tolerated by the general path
+    end
+    fast:close()
+    slow:close()
+  end)
+end)
