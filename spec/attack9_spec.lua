@@ -325,3 +325,23 @@ describe("attack9: the fused decode against the general path, through the emulat
     slow:close()
   end)
 end)
+
+describe("attack9: check.email at its edges", function()
+  local check = require "auth0.check"
+  local AT = setmetatable({}, { __index = { fail = function(_, msg) error(msg, 0) end } })
+  local function ok(v) return (pcall(check.email, AT, v)) end
+  it("takes 254 bytes and refuses 255, and follows the rule at every edge", function()
+    local dom = "@example.com"
+    assert.is_true(ok(("a"):rep(254 - #dom) .. dom))
+    assert.is_false(ok(("a"):rep(255 - #dom) .. dom))
+    for _, v in ipairs { "", "@", "@a.b", "a.b@", "a@b.", "a@.b", "a@@b.c", "a@b@c.d", "a\0@b.c", "a@b.c\0",
+      "a\127@b.c", "a@b.c\127", " a@b.c", "a@b.c ", "a@b", "a@b.c.", "\t@b.c" } do
+      assert(not ok(v), ("took %q"):format(v))
+    end
+    for _, v in ipairs { "a@b.c", "\128@\255.\200", "a@b..c", "a@b.c.d", ".a@b.c", "a.@b.c", "a@-.c", "~!@?.#" } do
+      assert(ok(v), ("refused %q"):format(v))
+    end
+    assert.has_error(function() check.email(AT, 5) end)
+    assert.has_error(function() check.email(AT, nil) end)
+  end)
+end)
