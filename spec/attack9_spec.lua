@@ -200,6 +200,34 @@ describe("attack9: a blocking call's retry deadline (client:started)", function(
   end)
 end)
 
+describe("attack9: a blocking call's retry deadline after a failed or raised call", function()
+  -- A refused connection is retried (0.1 s, 0.2 s, ...) until the call's timeout: with the
+  -- clock of a call made 1.5 s before (one that raised on a bad argument), none would be.
+  for _, iot in ipairs { false, true } do
+    it("counts from this call's fetch (io_thread " .. tostring(iot) .. ")", function()
+      local sock = require("socket").bind("127.0.0.1", 0)
+      local _, port = sock:getsockname()
+      sock:close()   -- a port nobody listens on: connections are refused
+      local seen = 0
+      local c = auth0.new { base_url = "http://127.0.0.1:" .. port, client_id = "x", timeout = 1.2, retries = 10,
+        max_retry_wait = 1, io_thread = iot,
+        on_log = function(_, msg) if msg == "retrying" then seen = seen + 1 end end }
+      assert.has_error(function() c:passwordless_start { connection = "email", email = "not an address" } end)
+      -- a fetch that raises in C after reading the clock (a bearer that is not a string)
+      assert.has_error(function() c._core:fetch("userinfo", nil, { fn = "userinfo", bearer = 5 }) end)
+      core.sleep(1.5)
+      local t0 = now()
+      local v, err = c:userinfo("x")
+      local took = now() - t0
+      assert.is_nil(v)
+      assert.equal("couldnt_connect", err.code)
+      assert(seen >= 2, "retries: " .. seen)
+      assert(took >= 0.25 and took <= 1.2 + 0.5, "took " .. took)
+      c:close()
+    end)
+  end
+end)
+
 describe("attack9: core.graphic's arguments", function()
   -- The byte is compared with unsigned chars: a value that is not one (2^32 + 64 was cast to
   -- int, found '@'; LuaJIT took NaN and 64.5) must raise, naming the argument.
