@@ -259,6 +259,23 @@ static int l_kinds_check(lua_State *L) {
   return 0;
 }
 
+/* Pushes a copy of the n names at 1 (the caller's list may change), each a string listed
+ * once: a name listed twice would be checked by its first kind in a0l_flat_fit, by both in
+ * the checker. */
+static void copy_names(lua_State *L, int n) {
+  lua_createtable(L, n, 0);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1, "field names must be strings");
+    for (int j = 1; j < i; j++) {
+      lua_rawgeti(L, -2, j);
+      luaL_argcheck(L, !lua_rawequal(L, -1, -2), 1, "a field name is listed twice");
+      lua_pop(L, 1);
+    }
+    lua_rawseti(L, -2, i);
+  }
+}
+
 /* core.kinds(names, kinds) -> checker: names a list of field names, kinds the list of
  * their kinds ("string", "boolean" or "number"); raises on any other kind. */
 static int l_kinds(lua_State *L) {
@@ -271,12 +288,7 @@ static int l_kinds(lua_State *L) {
   n = (int)a0c_rawlen(L, 1);
   luaL_argcheck(L, (int)a0c_rawlen(L, 2) == n, 2, "one kind per name expected");
   luaL_argcheck(L, n <= (int)sizeof codes, 1, "at most 64 fields");
-  lua_createtable(L, n, 0);   /* the names, copied: the caller's list may change */
-  for (int i = 1; i <= n; i++) {
-    lua_rawgeti(L, 1, i);
-    luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1, "field names must be strings");
-    lua_rawseti(L, -2, i);
-  }
+  copy_names(L, n);
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, 2, i);
     codes[i - 1] = "sbn"[luaL_checkoption(L, -1, NULL, names)];
