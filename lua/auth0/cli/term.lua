@@ -38,9 +38,10 @@ end
 --- Reads one line from stdin (nil at the end of input), after printing `prompt` to stderr.
 -- With `secret` on a terminal the answer is not echoed.
 function _M:ask(prompt, secret)
-  if self.interactive then _M.say(prompt) end
   local hide = secret and self.interactive
+  -- echo off before the prompt shows: what is typed as soon as it appears is never echoed
   if hide then os.execute("stty -echo 2>/dev/null") end
+  if self.interactive then _M.say(prompt) end
   local ok, line = pcall(io.read, "l")
   if hide then
     os.execute("stty echo 2>/dev/null")
