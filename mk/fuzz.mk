@@ -46,7 +46,7 @@ $(FUZZ_DIR)/fuzz_header: csrc/fuzz/fuzz_header.c csrc/a0_http.c csrc/a0_easy.c c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(FUZZ_CURL_LIB) -lcrypto
 
-$(FUZZ_DIR)/fuzz_codec: csrc/fuzz/fuzz_codec.c csrc/a0_crypto.c csrc/a0_worker.c csrc/a0_buf.c $(FUZZ_HDRS)
+$(FUZZ_DIR)/fuzz_codec: csrc/fuzz/fuzz_codec.c csrc/a0_crypto.c csrc/a0_worker.c csrc/a0_sig.c csrc/a0_buf.c $(FUZZ_HDRS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) -lcrypto
 
