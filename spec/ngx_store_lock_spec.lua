@@ -3,7 +3,8 @@
 -- nginx's 4 workers waits for the first one's refresh instead of taking the expired lock and
 -- presenting the same (by then rotated) refresh token, which Auth0's reuse detection answers by
 -- revoking the whole family: the user would be logged out. And a holder whose lock was taken
--- from it does not write its tokens over the newer session another worker stored.
+-- from it does not write its tokens over the newer session another worker stored, nor write
+-- its session back into a store another worker's logout emptied (the logout undone; attack8).
 local emu = require "spec.support.emulator"
 local util = require "spec.support.util"
 local socket = require "socket"
@@ -40,6 +41,12 @@ if ngx.var.uri == "/steal" then   -- another session stored while a refresh hold
   store.save(d)
   return ngx.print(cjson.encode { ok = true })
 end
+if ngx.var.uri == "/logout" then   -- another worker's logout while a refresh holds the lock
+  ngx.sleep(tonumber(ngx.var.arg_after))
+  ngx.shared.creds:delete("u:lock")
+  store.clear()
+  return ngx.print(cjson.encode { ok = true })
+end
 if ngx.var.uri == "/peek" then
   local d = store.load()
   return ngx.print(cjson.encode { rt = d and d.refresh_token, at = d and d.access_token })
@@ -72,7 +79,8 @@ describe("ngx_store lock across a slow refresh", function()
     local loc = "location = %s { content_by_lua_file " .. work .. "/h.lua; }\n"
     api = assert(launch.start { base_url = srv.base_url, ca_file = srv.ca_file, workers = 4,
       http = "lua_shared_dict creds 1m;\n",
-      server = loc:format("/seed") .. loc:format("/token") .. loc:format("/steal") .. loc:format("/peek") })
+      server = loc:format("/seed") .. loc:format("/token") .. loc:format("/steal") .. loc:format("/logout")
+        .. loc:format("/peek") })
   end)
   teardown(function()
     emu.control("DELETE", "/faults")
@@ -130,5 +138,20 @@ describe("ngx_store lock across a slow refresh", function()
     local p = get(api.port, "/peek")
     assert.equal("newer-session-rt", p.rt)
     assert.equal("newer-session-at", p.at)
+  end)
+
+  it("a holder whose lock was lost to a logout does not write the session back", function()
+    local tokens = seeded("a8-ngx-logout@example.com")
+    emu.control("POST", "/faults", { rules = { { kind = "delay", path = "/oauth/token", ms = 3000, times = 1 } } })
+    local first = send(api.port, "/token")
+    local logout = send(api.port, "/logout?after=1.2")
+    local a, atext = answer(first)
+    assert.is_true(answer(logout).ok)
+    assert.is_table(a, atext)
+    assert.is_nil(a.at, "tokens answered after the logout")
+    assert.truthy(a.err and a.err:find("login_required", 1, true), a.err)
+    local p = get(api.port, "/peek")
+    assert.is_nil(p.rt, "the session was written back after the logout")
+    assert.is_nil(api:log():find(tokens.refresh_token, 1, true))
   end)
 end)
