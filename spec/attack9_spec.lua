@@ -9,29 +9,9 @@ local emu = require "spec.support.emulator"
 local raw = require "spec.support.rawserver"
 
 local now = core.now
-local mtype = math.type or function() return "float" end -- luacheck: ignore 143 (LuaJIT: doubles only)
 
--- Deep equality telling 1 from 1.0; expires_at may differ by the second between two calls
--- (by its ulp when expires_in is 2^53: LuaJIT adds doubles).
-local function same(a, b, key)
-  if type(a) ~= type(b) then return false end
-  if type(a) == "number" then
-    if key == "expires_at" then return math.abs(a - b) <= 1 + math.abs(a) * 2 ^ -52 end   -- LuaJIT: a double's ulp
-    return mtype(a) == mtype(b) and (a == b or (a ~= a and b ~= b)) and 1 / a == 1 / b   -- -0 vs 0
-  end
-  if type(a) ~= "table" then return a == b end
-  for k, v in pairs(a) do if not same(v, b[k], k) then return false end end
-  for k in pairs(b) do if a[k] == nil then return false end end
-  return true
-end
-
-local function outcome(v, err)
-  if v ~= nil then return { value = v } end
-  local e = {}
-  for k, x in pairs(err) do e[k] = x end
-  e.message = tostring(err)
-  return { err = e }
-end
+local cmp = require "spec.support.outcome"
+local same, outcome = cmp.same, cmp.of
 
 local TOK = '"access_token":"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"'
 

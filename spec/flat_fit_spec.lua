@@ -9,30 +9,9 @@ local core = require "auth0.core"
 local shape = require "auth0.shape"
 local raw = require "spec.support.rawserver"
 
-local mtype = math.type or function() return "float" end -- luacheck: ignore 143 (LuaJIT: doubles only)
 
--- Deep equality that tells 1 from 1.0 and compares NaN to itself; expires_at (now + expires_in)
--- may differ by the second that passed between the two calls.
-local function same(a, b, key)
-  if type(a) ~= type(b) then return false end
-  if type(a) == "number" then
-    if key == "expires_at" then return math.abs(a - b) <= 1 end
-    return mtype(a) == mtype(b) and (a == b or (a ~= a and b ~= b))
-  end
-  if type(a) ~= "table" then return a == b end
-  for k, v in pairs(a) do if not same(v, b[k], k) then return false end end
-  for k in pairs(b) do if a[k] == nil then return false end end
-  return true
-end
-
--- An outcome as plain data: the value, or the error's fields.
-local function outcome(v, err)
-  if v ~= nil then return { value = v } end
-  local e = {}
-  for k, x in pairs(err) do e[k] = x end
-  e.message = tostring(err)
-  return { err = e }
-end
+local cmp = require "spec.support.outcome"
+local same, outcome = cmp.same, cmp.of
 
 local TOK = '"access_token":"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"'
 
