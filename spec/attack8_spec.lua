@@ -16,47 +16,17 @@ local util = require "spec.support.util"
 local auth0 = require "auth0"
 local credentials = require "auth0.credentials"
 
--- A memory store with a lock whose `holds` runs `plan[i]` on its i-th call (a function
--- returning the answer, or the answer itself; true once the plan is done).
-local function planned_store(plan)
-  local inner = credentials.memory_store()
-  local st = { calls = 0 }
-  local s = { kind = "planned", inner = inner }
-  s.load, s.save, s.clear = inner.load, inner.save, inner.clear
-  function s.lock() return "mark" end
-  function s.unlock(m) st.unlocked = m end
-  function s.holds(m)
-    st.calls = st.calls + 1
-    local v = plan[st.calls]
-    if type(v) == "function" then v = v() end
-    if v == nil then v = true end
-    return m == "mark" and v
-  end
-  return s, st
-end
+local lossy = require "spec.support.lossy"
+local planned_store = lossy.store
 
 describe("attack8: a refresh whose lock was lost", function()
   local srv
   setup(function() srv = emu.start() end)
 
-  local function seeded(store, email)
-    emu.reset()
-    local c = util.client(srv, { timeout = 7 })
-    local tokens = util.login(emu, c, email)
-    tokens.expires_in = 0
-    local cm = credentials.new(c, { store = store })
-    assert(cm:save(tokens))
-    return c, cm, tokens
-  end
+  local function seeded(store, email) return lossy.seeded(emu, srv, store, email) end
 
   for _, form in ipairs { "blocking", "callback" } do
-    local function get(c, cm)
-      if form == "blocking" then return cm:credentials() end
-      local res, err, done
-      cm:credentials(function(r, e) res, err, done = r, e, true end)
-      assert.is_true(util.poll_until(c, function() return done end, 20))
-      return res, err
-    end
+    local function get(c, cm) return lossy.get(form, c, cm) end
 
     it(form .. ": another holder's logout meanwhile stays a logout (nothing written back)", function()
       local s
