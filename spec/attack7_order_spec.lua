@@ -6,6 +6,25 @@ local util = require "spec.support.util"
 local server
 local clock = util.clock(emu)
 
+-- A client and a manager on a fresh file store holding a login of `email`, /oauth/revoke
+-- answering after `revoke_ms` (a clear then stays in progress).
+-- @return client, manager, path
+local function logged_in(email, revoke_ms, store_opts)
+  local c = util.client(server)
+  local path = util.tmpdir("a7-order") .. "/credentials"
+  local so = { path = path }
+  for k, v in pairs(store_opts or {}) do so[k] = v end
+  local cm = credentials.new(c, { store = credentials.file_store(so), now = clock.now })
+  assert(cm:save(util.login(emu, c, email)))
+  assert(emu.control("POST", "/faults", { rules = { { kind = "delay", ms = revoke_ms, path = "/oauth/revoke" } } }))
+  return c, cm, path
+end
+
+-- The email of the user whose session a new manager reads from the file at path.
+local function stored_email(c, path)
+  return credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now }):user().email
+end
+
 describe("attack7: saves and clears in the order asked", function()
   setup(function() server = emu.start() end)
   before_each(function()
@@ -24,53 +43,38 @@ describe("attack7: saves and clears in the order asked", function()
     assert(util.poll_until(c, function() return #got == 3 end, 20), "timed out")
     assert.same({ { "new", true }, { "clear", true }, { "old", true } }, got)
     assert.equal("o4@example.com", cm:user().email)
-    local again = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
-    assert.equal("o4@example.com", again:user().email)
+    assert.equal("o4@example.com", stored_email(c, path))
     c:close()
   end)
 
   it("clear (revoking), then save: the save stays stored", function()
-    local c = util.client(server)
-    local path = util.tmpdir("a7-order") .. "/credentials"
-    local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
-    assert(cm:save(util.login(emu, c, "c5@example.com")))
+    local c, cm, path = logged_in("c5@example.com", 300)
     local second = util.login(emu, c, "s5@example.com")
-    assert(emu.control("POST", "/faults", { rules = { { kind = "delay", ms = 300, path = "/oauth/revoke" } } }))
     local got = {}
     assert.is_true(cm:clear(function(ok, err) got[#got + 1] = { "clear", ok, err } end))
     assert.is_true(cm:save(second, function(ok, err) got[#got + 1] = { "save", ok, err } end))
     assert(util.poll_until(c, function() return #got == 2 end, 20), "timed out")
     assert.same({ { "clear", true }, { "save", true } }, got)
     assert.equal("s5@example.com", cm:user().email)
-    local again = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
-    assert.equal("s5@example.com", again:user().email)
+    assert.equal("s5@example.com", stored_email(c, path))
     c:close()
   end)
 
   it("clear (revoking), then a blocking save: the save waits for the clear and stays stored", function()
-    local c = util.client(server)
-    local path = util.tmpdir("a7-order") .. "/credentials"
-    local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
-    assert(cm:save(util.login(emu, c, "c6@example.com")))
+    local c, cm, path = logged_in("c6@example.com", 300)
     local second = util.login(emu, c, "s6@example.com")
-    assert(emu.control("POST", "/faults", { rules = { { kind = "delay", ms = 300, path = "/oauth/revoke" } } }))
     local cleared
     assert.is_true(cm:clear(function(ok, err) cleared = { ok, err } end))
     assert.is_true(cm:save(second))
     assert.same({ true }, cleared)
     assert.equal("s6@example.com", cm:user().email)
-    local again = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
-    assert.equal("s6@example.com", again:user().email)
+    assert.equal("s6@example.com", stored_email(c, path))
     c:close()
   end)
 
   it("client:close() during a clear with a save queued behind it: each callback once, cancelled", function()
-    local c = util.client(server)
-    local path = util.tmpdir("a7-order") .. "/credentials"
-    local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
-    assert(cm:save(util.login(emu, c, "c7@example.com")))
+    local c, cm, path = logged_in("c7@example.com", 500)
     local second = util.login(emu, c, "s7@example.com")
-    assert(emu.control("POST", "/faults", { rules = { { kind = "delay", ms = 500, path = "/oauth/revoke" } } }))
     local got = {}
     assert.is_true(cm:clear(function(ok, err) got[#got + 1] = { "clear", ok, err and err.code } end))
     assert.is_true(cm:save(second, function(ok, err) got[#got + 1] = { "save", ok, err and err.code } end))
@@ -80,17 +84,12 @@ describe("attack7: saves and clears in the order asked", function()
     table.sort(got, function(a, b) return a[1] < b[1] end)   -- the queued save hears first, as behind a save
     assert.same({ { "clear", nil, "cancelled" }, { "save", nil, "cancelled" } }, got)
     -- the clear did not get to remove: the first login is what is stored, never the second
-    local again = credentials.new(util.client(server), { store = credentials.file_store { path = path }, now = clock.now })
-    assert.equal("c7@example.com", again:user().email)
+    assert.equal("c7@example.com", stored_email(util.client(server), path))
   end)
 
   it("clear (revoking), then a blocking renew or clear: they wait for it, not for its lock", function()
     for _, second in ipairs { "renew", "clear" } do
-      local c = util.client(server)
-      local path = util.tmpdir("a7-order") .. "/credentials"
-      local cm = credentials.new(c, { store = credentials.file_store { path = path, lock_wait = 2 }, now = clock.now })
-      assert(cm:save(util.login(emu, c, "c8" .. second .. "@example.com")))
-      assert(emu.control("POST", "/faults", { rules = { { kind = "delay", ms = 300, path = "/oauth/revoke" } } }))
+      local c, cm = logged_in("c8" .. second .. "@example.com", 300, { lock_wait = 2 })
       local cleared
       assert.is_true(cm:clear(function(ok, err) cleared = { ok, err } end))
       local t0 = require("auth0.core").now()
@@ -109,11 +108,7 @@ describe("attack7: saves and clears in the order asked", function()
   end)
 
   it("clear (revoking), then renew(cb): the renewal starts from the cleared store (held by the lock before; now queued)", function()
-    local c = util.client(server)
-    local path = util.tmpdir("a7-order") .. "/credentials"
-    local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
-    assert(cm:save(util.login(emu, c, "c9@example.com")))
-    assert(emu.control("POST", "/faults", { rules = { { kind = "delay", ms = 300, path = "/oauth/revoke" } } }))
+    local c, cm, path = logged_in("c9@example.com", 300)
     local got = {}
     assert.is_true(cm:clear(function(ok, err) got[#got + 1] = { "clear", ok, err and err.code } end))
     assert.is_true(cm:renew(function(r, err) got[#got + 1] = { "renew", r ~= nil, err and err.code } end))
