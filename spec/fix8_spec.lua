@@ -72,6 +72,25 @@ describe("fix8: a raise in a renewal's ID token check keeps the rotated refresh 
   end)
 end)
 
+-- A manager on a file store holding a login of `email`, `slow_path` answering after 2 s, its
+-- client's callback errors in `errs`; note(name, raises) makes a callback that records
+-- { name, err.code } in `got` (and raises after, when asked).
+local function queued_setup(email, slow_path)
+  local errs, got = {}, {}
+  local c = util.client(server, { on_callback_error = function(m) errs[#errs + 1] = m end })
+  local path = util.tmpdir("fix8") .. "/credentials"
+  local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
+  assert.is_true(cm:save(util.login(emu, c, email)))
+  assert(emu.control("POST", "/faults", { rules = { { kind = "delay", ms = 2000, path = slow_path } } }))
+  local function note(name, raises)
+    return function(_, err)
+      got[#got + 1] = { name, err and err.code }
+      if raises then error(name .. " raised") end
+    end
+  end
+  return c, cm, errs, got, note
+end
+
 describe("fix8: queued callbacks each heard once when one raises", function()
   setup(function() server = emu.start() end)
   before_each(function()
@@ -81,19 +100,7 @@ describe("fix8: queued callbacks each heard once when one raises", function()
   after_each(util.rm_tmp)
 
   it("calls queued behind a refresh cancelled by close(): the one that raises does not stop the others", function()
-    local errs = {}
-    local c = util.client(server, { on_callback_error = function(m) errs[#errs + 1] = m end })
-    local path = util.tmpdir("fix8") .. "/credentials"
-    local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
-    assert.is_true(cm:save(util.login(emu, c, "queue@example.com")))
-    assert(emu.control("POST", "/faults", { rules = { { kind = "delay", ms = 2000, path = "/oauth/token" } } }))
-    local got = {}
-    local function note(name, raises)
-      return function(_, err)
-        got[#got + 1] = { name, err and err.code }
-        if raises then error(name .. " raised") end
-      end
-    end
+    local c, cm, errs, got, note = queued_setup("queue@example.com", "/oauth/token")
     assert.is_true(cm:renew(note("renew")))
     assert.is_true(cm:api_credentials("https://api-one.example.com", note("api1", true)))   -- queued: another key
     assert.is_true(cm:api_credentials("https://api-two.example.com", note("api2")))
@@ -110,19 +117,7 @@ describe("fix8: queued callbacks each heard once when one raises", function()
   end)
 
   it("calls queued behind a clear cancelled by close(): the clear's own callback and each queued one once", function()
-    local errs = {}
-    local c = util.client(server, { on_callback_error = function(m) errs[#errs + 1] = m end })
-    local path = util.tmpdir("fix8") .. "/credentials"
-    local cm = credentials.new(c, { store = credentials.file_store { path = path }, now = clock.now })
-    assert.is_true(cm:save(util.login(emu, c, "queue2@example.com")))
-    assert(emu.control("POST", "/faults", { rules = { { kind = "delay", ms = 2000, path = "/oauth/revoke" } } }))
-    local got = {}
-    local function note(name, raises)
-      return function(_, err)
-        got[#got + 1] = { name, err and err.code }
-        if raises then error(name .. " raised") end
-      end
-    end
+    local c, cm, errs, got, note = queued_setup("queue2@example.com", "/oauth/revoke")
     assert.is_true(cm:clear(note("clear")))
     assert.is_true(cm:renew(note("renew", true)))   -- queued behind the clear
     assert.is_true(cm:clear(note("clear2")))
