@@ -55,4 +55,15 @@ describe("attack10: a store's lock_wait changed to NaN after new()", function()
       assert.equal("store_busy", got[2].code)
     end)
   end
+  it("clear(cb) with lock_wait = NaN is misuse too, and leaves no clear pending", function()
+    local cm, timers = setup(0 / 0)
+    assert.has_error(function() cm:clear({ revoke = false }, function() end) end,
+      "auth0.credentials: store.lock_wait must be seconds >= 0")
+    assert.is_nil(cm._clearing)   -- else every blocking call after it would wait for it for ever
+    cm._store.lock_wait = 0
+    local got
+    cm:clear({ revoke = false }, function(ok, e) got = { ok, e } end)
+    for _ = 1, 100 do if got or not timers[1] then break end; table.remove(timers, 1)() end
+    assert.equal("store_busy", got[2].code)
+  end)
 end)
