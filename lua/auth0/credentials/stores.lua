@@ -358,7 +358,9 @@ end
 -- @treturn number
 function _M.lock_hold(client)
   local cfg = type(client) == "table" and rawget(client, "_cfg")
-  local timeout = type(cfg) == "table" and type(cfg.timeout) == "number" and cfg.timeout or 10
+  local timeout = type(cfg) == "table" and cfg.timeout
+  -- a duck-typed client's NaN, negative or infinite timeout: the default (never a NaN hold)
+  if type(timeout) ~= "number" or not (timeout > 0 and timeout < math.huge) then timeout = 10 end
   return math.min(2 * timeout + 5, 3600)
 end
 
