@@ -380,8 +380,7 @@ local function lock_cb(self, fn, guard, st)
   if not s.lock then return fn(true) end
   local life = stores.lock_hold(self._client)   -- an ngx_store lock outlives the refresh holding it
   if type(s.lock_wait) ~= "number" or type(self._client._after) ~= "function" then return fn(stores.locked(s.lock(nil, life))) end
-  -- checked again: a store's lock_wait changed to NaN or inf since new() would retry for ever
-  local deadline, delay = mono() + check_ttl(s.lock_wait, "store.lock_wait", 2), STORE_STEP
+  local deadline, delay = mono() + check_ttl(s.lock_wait, "store.lock_wait", 2), STORE_STEP   -- (NaN since new(): no end)
   local try
   local function tried(l, err)
     if l or not err or err.code ~= "store_busy" or mono() >= deadline then return fn(l, err) end
