@@ -37,6 +37,10 @@
 -- one CPU gave 1.45-1.48x). Pinned, both sides pay the same scheduling; what is measured is
 -- unchanged. The run prints which pinning it used.
 --
+-- A0_BENCH_SERVE=<file> (canned modes; used by bench/instructions.sh): start the canned nginx,
+-- write its address, CA and the floor's arguments to <file> as shell assignments, and serve
+-- until standard input closes; nothing is measured.
+--
 -- A diagnostic row follows the three ways: the same traffic straight through auth0.core (no
 -- Lua front, no cjson), to tell the C core's overhead from the Lua side's.
 local root = (arg and arg[0] or ""):match("^(.*)/bench/[^/]*$") or "."
@@ -527,6 +531,20 @@ local function main()
     canned_srv = start_canned(capture_answers())
     target = canned_srv
     srv:stop()   -- from here on nothing talks to the emulator
+    local serve = os.getenv("A0_BENCH_SERVE")
+    if serve then   -- bench/instructions.sh: describe the server and the floor, serve until stdin closes
+      local s, t, headers = floor_requests()
+      local f = assert(io.open(serve .. ".tmp", "w"))
+      f:write("BASE=", sh_quote(target.base_url), "\nCA=", sh_quote(target.ca_file), "\nFLOOR_ARGS=(",
+        sh_quote(s.url), " ", sh_quote(t.url), " ", sh_quote(target.ca_file), " \"$CMD\" \"$REPLY\" ",
+        sh_quote(s.body), " ", sh_quote(t.body))
+      for _, h in ipairs(headers) do f:write(" ", sh_quote(h)) end
+      f:write(")\n")
+      f:close()
+      assert(os.rename(serve .. ".tmp", serve))
+      io.read("a")
+      return true
+    end
   end
   -- Warm the emulator (LuaJIT traces, JWT signing) so the first way measured is not penalized.
   prepare()
