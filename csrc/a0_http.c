@@ -423,6 +423,37 @@ static void take_over(a0_engine *e) {
   while (e->released != NULL) move(e, e->released, X_REAPED);
 }
 
+static long ms_since(const struct timespec *t0) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long)(t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* Caller-driven poll(ms): waits until a socket event, a libcurl timer, a wakeup (also one
+ * that came before this wait, e.g. while a blocking call ran) or timeout_ms. While several
+ * transfers run, it waits in slices of A0_MUX_POLL_MS and drives libcurl after each quiet
+ * slice: libcurl may hold an answer it read for another stream without arming a timer
+ * (see io_main), and poll(1000) would otherwise sit on it for the whole second. */
+static CURLMcode run_wait(a0_engine *e, int timeout_ms) {
+  long left = timeout_ms;
+  while (left > 0 && !__atomic_exchange_n(&e->woken, 0, __ATOMIC_ACQ_REL)) {
+    struct timespec t0;
+    long slice = counted(&e->running) > 1 && left > A0_MUX_POLL_MS ? A0_MUX_POLL_MS : left, took;
+    int still = 0;
+    CURLMcode rc;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if ((rc = curl_multi_poll(e->multi, NULL, 0, (int)slice, NULL)) != CURLM_OK) return rc;
+    took = ms_since(&t0);
+    if (slice == left || took < slice) break;   /* the whole wait, or something happened */
+    left -= took;
+    if ((rc = perform(e, &still)) != CURLM_OK) return rc;
+    collect(e);
+    if (e->done_head != NULL) break;
+  }
+  __atomic_store_n(&e->woken, 0, __ATOMIC_RELEASE);   /* this wait answered it */
+  return CURLM_OK;
+}
+
 int a0_engine_run(a0_engine *e, int timeout_ms) {
   int still = 0, rc;
   if (e->threaded) {
@@ -441,8 +472,7 @@ int a0_engine_run(a0_engine *e, int timeout_ms) {
     pthread_mutex_unlock(&e->mu);
     return rc != 0 ? run_failed(e, fn, rc) : counted(&e->running);
   }
-  if (timeout_ms > 0 && (rc = curl_multi_poll(e->multi, NULL, 0, timeout_ms, NULL)) != CURLM_OK)
-    return run_failed(e, "curl_multi_poll", rc);
+  if (timeout_ms > 0 && (rc = run_wait(e, timeout_ms)) != CURLM_OK) return run_failed(e, "curl_multi_poll", rc);
   if ((rc = perform(e, &still)) != CURLM_OK) return run_failed(e, "curl_multi_perform", rc);
   collect(e);
   return counted(&e->running);
@@ -538,7 +568,9 @@ void a0_engine_idle(a0_engine *e, int timeout_ms) {
     pthread_mutex_unlock(&e->mu);
     return;
   }
-  (void)curl_multi_poll(e->multi, NULL, 0, timeout_ms, NULL);   /* waits even with no transfer */
+  /* waits even with no transfer; a wakeup that came before the wait ends it at once */
+  if (!__atomic_exchange_n(&e->woken, 0, __ATOMIC_ACQ_REL)) (void)curl_multi_poll(e->multi, NULL, 0, timeout_ms, NULL);
+  __atomic_store_n(&e->woken, 0, __ATOMIC_RELEASE);
 }
 
 void a0_engine_wakeup(a0_engine *e) {
@@ -549,6 +581,9 @@ void a0_engine_wakeup(a0_engine *e) {
     unlock(e);
     return;
   }
+  /* remembered until a poll(ms) or idle wait answers it: a blocking call's wait in between
+   * drains libcurl's wakeup but not this */
+  __atomic_store_n(&e->woken, 1, __ATOMIC_RELEASE);
   curl_multi_wakeup(e->multi);
 }
 

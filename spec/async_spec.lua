@@ -611,6 +611,41 @@ describe("async requests", function()
       release_held(c, log, 2)
     end)
 
+    it("a wakeup() made before a blocking call still ends the next poll(ms)", function()
+      -- the blocking call's own wait drained libcurl's wakeup; the engine remembers it
+      local c = held_client()
+      local log = {}
+      start_email(c, "slow@example.com", recorder(log, "slow"))
+      c:wakeup()
+      assert(c:passwordless_start { connection = "email", email = "between@example.com" })
+      local t0 = now()
+      assert.equal(1, c:poll(3000))
+      assert.is_true(now() - t0 < 0.5, "poll after wakeup took " .. (now() - t0) .. " s")
+      -- answered once: the next poll(ms) waits again
+      t0 = now()
+      assert.equal(1, c:poll(200))
+      assert.is_true(now() - t0 >= 0.18, "the second poll(200) took " .. (now() - t0) .. " s")
+      assert.equal(0, #log)
+      release_held(c, log, 2)
+    end)
+
+    it("poll(ms) with several transfers in flight waits the whole ms (in slices) and no longer", function()
+      local c = held_client()
+      local log = {}
+      start_email(c, "slow@example.com", recorder(log, "slow"))
+      start_email(c, "slow@example.com", recorder(log, "slow"))
+      -- until both are sent and the wire is quiet (a second connection's set-up is activity)
+      for _ = 1, 10 do assert.equal(2, c:poll(50)) end
+      local t0 = now()
+      assert.equal(2, c:poll(300))
+      local waited = now() - t0
+      assert.is_true(waited >= 0.28 and waited < 1.5, "poll(300) took " .. waited .. " s")
+      start_email(c, "release@example.com", recorder(log, "release"))
+      drain(c)
+      assert.equal(2, count(log, "slow"))
+      assert.equal(1, count(log, "release"))
+    end)
+
     it("returns nil, err (network) when the engine fails, and goes on", function()
       local c = client()
       local log = {}
