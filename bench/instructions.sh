@@ -24,7 +24,7 @@ CMD="$dir/cmd"; REPLY="$dir/reply"
 . "$dir/env"
 
 # Instructions of one run (callgrind's "Collected" total).
-collected() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null | awk '/Collected/ { print $NF }'; }
+collected() { USERS=$N2 valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null | awk '/Collected/ { print $NF }'; }
 
 # The floor: its commands through FIFOs, users numbered from 50000000 like in the bench.
 floor_run() {
