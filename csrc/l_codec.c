@@ -38,6 +38,36 @@ static int l_utf8_valid(lua_State *L) {
   return 2;
 }
 
+/* core.email_shape(v) -> boolean: v is a string of the shape check.email accepts, `^L@D$`
+ * where L and D are runs of bytes other than @, a control character, a space or DEL, D has a
+ * dot that is neither its first nor its last byte, at most 254 bytes in all. One byte scan:
+ * every passwordless start checks an address, and a pattern costs ten times more. */
+static int l_email_shape(lua_State *L) {
+  size_t n, at = 0, dot = 0;   /* 1-based: the @, the last dot after it */
+  const unsigned char *s;
+  int ok;
+  if (lua_type(L, 1) != LUA_TSTRING) { lua_pushboolean(L, 0); return 1; }
+  s = (const unsigned char *)lua_tolstring(L, 1, &n);
+  ok = n <= 254;
+  for (size_t i = 0; ok && i < n; i++) {
+    unsigned char c = s[i];
+    if (c <= ' ' || c == 0x7f) ok = 0;
+    else if (c == '@') { if (at != 0) ok = 0; else at = i + 1; }
+    else if (c == '.' && at != 0) dot = i + 1;
+  }
+  lua_pushboolean(L, ok && at > 1 && at < n && s[n - 1] != '.' && dot >= at + 2);
+  return 1;
+}
+
+/* core.strings(...) -> boolean: every argument is a non-empty string (the common case of a
+ * call's checks in one C call; the caller finds which one failed only when one did) */
+static int l_strings(lua_State *L) {
+  int n = lua_gettop(L), ok = n > 0;
+  for (int i = 1; ok && i <= n; i++) ok = lua_type(L, i) == LUA_TSTRING && a0c_rawlen(L, i) > 0;
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
 /* core.now() -> seconds on a monotonic clock (for deadlines, not wall time) */
 static int l_now(lua_State *L) {
   struct timespec ts;
@@ -67,7 +97,7 @@ static int l_sleep(lua_State *L) {
 
 static const luaL_Reg codec_funcs[] = {
   {"json_string", l_json_string}, {"form_escape", l_form_escape}, {"pct_escape", l_pct_escape},
-  {"utf8_valid", l_utf8_valid}, {"now", l_now}, {"thread_cpu", l_thread_cpu}, {"sleep", l_sleep}, {NULL, NULL}
+  {"utf8_valid", l_utf8_valid}, {"email_shape", l_email_shape}, {"strings", l_strings}, {"now", l_now}, {"thread_cpu", l_thread_cpu}, {"sleep", l_sleep}, {NULL, NULL}
 };
 
 void a0l_open_codec(lua_State *L) { a0c_setfuncs(L, codec_funcs); }

@@ -1,6 +1,6 @@
 -- check.email's rule (`^L@D$`, L and D runs of [!-?A-~\128-\255], D with a dot neither first
--- nor last, at most 254 bytes) now runs as core.graphic's byte scan and a plain search: it must
--- give the verdict of the rule written as a pattern, on any string.
+-- nor last, at most 254 bytes) runs as core.email_shape's byte scan: it must give the verdict
+-- of the rule written as a pattern, on any string.
 local check = require "auth0.check"
 local core = require "auth0.core"
 
@@ -43,5 +43,25 @@ describe("check.email", function()
     assert.same({ true }, { core.graphic("", 64) })
     for _, v in ipairs { "a b", "a\0b", "a\127", "\31", "a\n" } do assert.same({ false }, { core.graphic(v, 64) }) end
     assert.same({ true, 1, 1 }, { core.graphic("\128\255", 128) })
+  end)
+
+  it("core.email_shape: false for anything but a string, at the 254-byte cap as the rule says", function()
+    for _, v in ipairs { 42, true, {}, print } do assert.is_false(core.email_shape(v)) end
+    assert.is_false(core.email_shape())
+    assert.is_true(core.email_shape(("a"):rep(250) .. "@b.c"))    -- 254 bytes
+    assert.is_false(core.email_shape(("a"):rep(251) .. "@b.c"))   -- 255
+    assert.is_false(core.email_shape("a@.b"))   -- the domain's only dot is its first byte
+    assert.is_true(core.email_shape("a@.b.c"))
+    assert.is_false(core.email_shape("a.b@c"))  -- a dot before the @ does not count
+  end)
+
+  it("core.strings: true when every argument is a non-empty string", function()
+    assert.is_true(core.strings("a"))
+    assert.is_true(core.strings("a", "b", "c"))
+    assert.is_false(core.strings())
+    assert.is_false(core.strings("a", ""))
+    assert.is_false(core.strings("a", nil, "c"))
+    assert.is_false(core.strings("a", 1))   -- a number is not a string here
+    assert.is_false(core.strings({}, "a"))
   end)
 end)

@@ -7,8 +7,7 @@ if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: inter
 local core = require "auth0.core"
 
 local type, error, tostring, tonumber, ipairs, getinfo = type, error, tostring, tonumber, ipairs, debug.getinfo
-local find, byte = string.find, string.byte
-local graphic = core.graphic
+local email_shape = core.email_shape
 
 local M = {}
 
@@ -81,19 +80,13 @@ end
 --- An email address's shape (one @, a dot in the domain, no space or control character).
 -- The rule is `^L@D$` where L and D are runs of `[!-?A-~\128-\255]` (any byte but @, a
 -- control character or a space), D has a dot that is neither its first nor its last
--- byte, at most 254 bytes; written as one byte scan (core.graphic: the byte class, and
--- where the @ are) and a plain search, which cost a fifth of the pattern's class scan and
--- plain searches they replace (every start checks one).
+-- byte, at most 254 bytes; judged by one C byte scan (core.email_shape), a tenth of the
+-- pattern's cost (every start checks one).
 function M.email(at, v, name)
+  if email_shape(v) then return v end
   name = name or "email"
   M.string(at, v, name)
-  local n = #v
-  local ok, a, z = graphic(v, 64)   -- `[!-~\128-\255]*`, the first and last @
-  if n > 254 or not ok or not a or a ~= z or a == 1 or a == n   -- exactly one @, with text either side
-    or byte(v, n) == 46 or not find(v, ".", a + 2, true) then   -- D: a dot past its first byte, not last
-    at:fail(name .. " is malformed")
-  end
-  return v
+  at:fail(name .. " is malformed")
 end
 
 --- An E.164 phone number: `^\+[0-9]{1,15}$`.

@@ -120,15 +120,11 @@ local function random(n) return core.b64url_encode(core.random_bytes(n)) end
 
 local start = Client.passwordless_start
 
---- Sends a code or a link (POST /passwordless/start); see auth0.login. With `redirect_uri`
--- (links only) it also sets `response_type` ("code" default, or "token id_token"), `scope`,
--- and fresh `state`, `nonce` (and a PKCE challenge for "code") in `auth_params`.
--- @tparam table p as auth0.login's, plus `redirect_uri`, `response_type`
--- @tparam[opt] function cb callback(result, err, link): `link` as the second return below
--- @return result, link: `{ state, nonce, code_verifier, redirect_uri }`, the secrets the
--- completion needs (keep them; they are never logged), or nil, err
-function Client:passwordless_start(p, cb)
-  if type(p) ~= "table" or (p.redirect_uri == nil and p.response_type == nil) then return start(self, p, cb) end
+-- passwordless_start with `redirect_uri` or `response_type` (auth0.login documents them):
+-- also sets `response_type` ("code" default, or "token id_token"), `scope`, and fresh
+-- `state`, `nonce` (and a PKCE challenge for "code") in `auth_params`; answers result, link
+-- (`{ state, nonce, code_verifier, redirect_uri }`, the secrets the completion needs).
+function Client:_start_link(p, cb)
   local redirect_uri = check.string(START, p.redirect_uri, "redirect_uri")
   if not redirect_uri:find("^%a[%w+.-]*://[^%s#]+$") then START:fail("redirect_uri must be an absolute URL") end
   local rtype = p.response_type == nil and "code" or p.response_type

@@ -1,6 +1,7 @@
 --- The passwordless, token and user methods of auth0.Client (docs/protocol.md,
 -- "Passwordless", "Tokens", "User info", "ID tokens").
 if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
+local core = require "auth0.core"
 local check = require "auth0.check"
 local shape = require "auth0.shape"
 local keyset = require "auth0.keyset"
@@ -8,6 +9,7 @@ local Client = require("auth0.client").Client
 
 local type, pairs = type, pairs
 local at = check.at
+local email_shape, strings = core.email_shape, core.strings
 
 local SEND = { code = true, link = true, link_ios = true, link_android = true }
 
@@ -23,18 +25,25 @@ local O_REVOKE, O_OIDC = { fn = "revoke" }, { fn = "openid_configuration" }
 -- @tparam table p `connection` ("email", "sms" or a custom name), `email` or
 -- `phone_number`, `send` ("code" default, "link", "link_ios", "link_android"),
 -- `auth_params` (links only), `language` (x-request-language header), `forwarded_for` (the
--- end user's IP address, confidential clients only: README "Security")
+-- end user's IP address, confidential clients only: README "Security"). For a link back to
+-- this app also `redirect_uri` (links only) and `response_type` ("code" default, or
+-- "token id_token"): then `scope` and fresh `state`, `nonce` (and a PKCE challenge for
+-- "code") are set in `auth_params`, and a second result, `link`, is returned
 -- @tparam[opt] function cb callback(result, err): the call returns a request object at once
--- @return the server's answer (e.g. `{_id=, email=, email_verified=}`) or nil, err; raises on misuse
+-- (with `redirect_uri`: callback(result, err, link))
+-- @return the server's answer (e.g. `{_id=, email=, email_verified=}`) or nil, err; raises on
+-- misuse. With `redirect_uri`: result, link, where link is `{ state, nonce, code_verifier,
+-- redirect_uri }`, the secrets `passwordless_complete_link` needs (keep them; they are never logged)
 function Client:passwordless_start(p, cb)
   if type(p) ~= "table" then check.table(START, p) end
+  if p.redirect_uri ~= nil or p.response_type ~= nil then return self:_start_link(p, cb) end
   local connection, email, phone = p.connection, p.email, p.phone_number
   if type(connection) ~= "string" or connection == "" then check.string(START, connection, "connection") end
   if email ~= nil and phone ~= nil then START:fail("give either email or phone_number, not both") end
   if email == nil and phone == nil then START:fail("email or phone_number is required") end
   if connection == "email" and email == nil then START:fail("the email connection needs email") end
   if connection == "sms" and phone == nil then START:fail("the sms connection needs phone_number") end
-  if email ~= nil then check.email(START, email) else check.phone(START, phone) end
+  if email == nil then check.phone(START, phone) elseif not email_shape(email) then check.email(START, email) end
   local send = p.send == nil and "code" or p.send
   if not SEND[send] then START:fail("send must be code, link, link_ios or link_android, got " .. check.show(send)) end
   if p.auth_params ~= nil then
@@ -65,10 +74,12 @@ function Client:passwordless_login(p, cb)
   if type(p) ~= "table" then check.table(LOGIN, p) end
   local cfg = self._cfg
   local realm, username, otp, audience, scope = p.realm, p.username, p.otp, p.audience, p.scope
-  -- the common case inline; check.string raises with the documented words otherwise
-  if type(realm) ~= "string" or realm == "" then check.string(LOGIN, realm, "realm") end
-  if type(username) ~= "string" or username == "" then check.string(LOGIN, username, "username") end
-  if type(otp) ~= "string" or otp == "" then check.string(LOGIN, otp, "otp") end
+  -- the common case in one C call; check.string raises with the documented words otherwise
+  if not strings(realm, username, otp) then
+    check.string(LOGIN, realm, "realm")
+    check.string(LOGIN, username, "username")
+    check.string(LOGIN, otp, "otp")
+  end
   if audience == nil then audience = cfg.audience else check.string(LOGIN, audience, "audience") end
   if scope == nil then scope = cfg.scope else check.string(LOGIN, scope, "scope") end
   local fields = { client_id = cfg.client_id, realm = realm, username = username, otp = otp, scope = scope }
