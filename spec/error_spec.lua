@@ -165,7 +165,7 @@ describe("err.reason from recorded and documented answers", function()
       network = "network", transport = "network", tls = "tls", bad_response = "bad_response",
       too_large = "bad_response", cancelled = "cancelled", invalid_id_token = "invalid_id_token",
       invalid_jwt = "malformed", invalid_otpauth = "malformed",
-      insecure_store = "store", store_corrupt = "store", store_busy = "store", store_error = "store",
+      insecure_store = "store", store_corrupt = "store", store_busy = "store", store_error = "store", store_mismatch = "store",
       invalid_link = "invalid_link", invalid_state = "invalid_state",
       something_else = "unknown" }
     for code, reason in pairs(cases) do

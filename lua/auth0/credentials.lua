@@ -86,7 +86,7 @@ function _M.new(client, opts)
   if store.save_async and type(client._cfg) == "table" and type(client._after) == "function" then keyset.prepare(client) end
   return setmetatable({
     _client = client, _store = store, _min_ttl = check_ttl(opts.min_ttl or 60, "min_ttl", 2),
-    _on_change = opts.on_change, _now = now,
+    _on_change = opts.on_change, _now = now, _owner = stores.owner(client),   -- recorded in what it saves
     _data = nil,          -- cached store content; false = known empty; nil = not read yet
     _flight = nil,        -- the refresh in flight: { key, waiters, lock }
     _queued = {},         -- calls for another audience, waiting for the flight to land
@@ -115,7 +115,7 @@ end
 
 local function data_ok(d)
   if not entry_ok(d) then return false end
-  for _, k in ipairs({ "refresh_token", "id_token" }) do
+  for _, k in ipairs({ "refresh_token", "id_token", "issuer", "client_id" }) do
     if d[k] ~= nil and type(d[k]) ~= "string" then return false end
   end
   if d.user ~= nil and type(d.user) ~= "table" then return false end
@@ -128,11 +128,13 @@ local function data_ok(d)
   return true
 end
 
--- What the store's load gave (data | nil), checked and cached: data | false, or nil, err.
+-- What the store's load gave (data | nil), checked and cached: data | false, or nil, err (store_mismatch: unused, untouched).
 function Manager:_accept(d)
   if d and not data_ok(d) then
     return nil, new_error("store_corrupt", "the stored credentials have fields of the wrong type")
   end
+  local foreign = stores.foreign(self._owner, d)
+  if foreign then return nil, foreign end
   self._data = d or false
   return self._data
 end
@@ -165,9 +167,7 @@ local function view(e, d, now, key)
            expires_in = e.expires_at - now, scope = e.scope, id_token = not key and d.id_token or nil }
 end
 
-local function changed(self, event, info)
-  if self._on_change then self._on_change(event, info or {}) end
-end
+local function changed(self, event, info) if self._on_change then self._on_change(event, info or {}) end end
 
 local function deliver(cb, ...)
   if cb then cb(...); return true end
@@ -197,7 +197,7 @@ local function build(self, tokens, claims)
   local now = self._now()
   local d = entry_from(tokens, now)
   d.v, d.id_token, d.refresh_token, d.user, d.apis = 1, tokens.id_token, tokens.refresh_token, claims, {}
-  return d
+  return stores.stamp(self._owner, d)
 end
 
 local function store_new(self, d, event)

@@ -41,7 +41,8 @@
 -- | invalid_link        | a magic link that is malformed or not for this tenant and client |
 -- | invalid_state       | a magic-link callback whose `state` is not the one sent          |
 -- | store               | the credentials store cannot be used: `insecure_store`,          |
--- |                     | `store_corrupt`, `store_busy`, `store_error` (auth0.credentials) |
+-- |                     | `store_corrupt`, `store_busy`, `store_error`, `store_mismatch`   |
+-- |                     | (auth0.credentials)                                              |
 -- | timeout, network, tls, bad_response, cancelled | no usable answer (ours)               |
 -- | unknown             | anything else (a code this version does not know)                |
 if rawget(_G, "jit") then rawget(_G, "jit").off(true, true) end -- LuaJIT: interpreted (tracing it in a frame costs more than it saves)
@@ -75,7 +76,7 @@ local BY_CODE = {
   transport = "network", tls = "tls", bad_response = "bad_response", too_large = "bad_response",
   cancelled = "cancelled", invalid_id_token = "invalid_id_token", unknown_kid = "unknown_kid",
   invalid_jwt = "malformed", invalid_otpauth = "malformed",
-  insecure_store = "store", store_corrupt = "store", store_busy = "store", store_error = "store",
+  insecure_store = "store", store_corrupt = "store", store_busy = "store", store_error = "store", store_mismatch = "store",
   invalid_link = "invalid_link", invalid_state = "invalid_state",
   login_required = "login_required",
   -- docs/protocol.md "4.1 Shape": match on `error` only, the text varies

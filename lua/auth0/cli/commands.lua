@@ -35,10 +35,19 @@ local function unstoppable(fn, ...)
   return v, err
 end
 
+-- Why nothing usable is stored, when the store says (another tenant's or client's session, a
+-- corrupt or insecure file): that error; nil when there is just nothing. No request is sent then.
+local function store_problem(cm)
+  local _, err = cm:credentials()
+  if type(err) == "table" and err.reason == "store" then return err end
+end
+
 -- The manager of the profile's store; its refreshing methods run unstoppable.
 local function stored(s, c)
   local cm = cli.credentials(s, c)
   if not cm:has_valid(0) then
+    local err = store_problem(cm)
+    if err then check(nil, err) end
     error(fail(EXIT.login_required, "not logged in for profile " .. s.profile .. " (run: auth0 login)"), 0)
   end
   local get, get_api = cm.credentials, cm.api_credentials
@@ -116,6 +125,8 @@ function _M.logout(s, args)
   local c = client(s)
   local cm = cli.credentials(s, c)
   if not cm:has_valid(0) then
+    local err = store_problem(cm)   -- another profile's session: left as it is, and said
+    if err then check(nil, err) end
     if not args.json then term.say("not logged in\n") end
   else
     check(cm:clear({ revoke = true }))

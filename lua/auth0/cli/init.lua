@@ -42,6 +42,7 @@ function _M.classify(err)
     return EXIT.login_required, line .. " (run: auth0 login)"
   end
   if code == "mfa_required" then return EXIT.mfa_required, line .. " (run: auth0 login)" end
+  if code == "store_mismatch" then return EXIT.failure, line .. " (give each profile its own --store-path)" end
   if reason == "rate_limited" or err and err.status == 429 or code == "too_many_requests" then
     local wait = type(err) == "table" and tonumber(err.retry_after)
     return EXIT.rate_limited, line .. (wait and (" (retry in " .. math.ceil(wait) .. " s)") or "")

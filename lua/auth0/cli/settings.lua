@@ -5,8 +5,9 @@
 -- are the flag names: domain, base_url, client_id, client_secret_file, ca_file, audience,
 -- scope, connection). A client secret is read from a file or the environment only: on the
 -- command line it would show in `ps`. The credentials file is `--store-path`, else
--- `AUTH0_STORE_PATH`, else `$XDG_STATE_HOME/lua-auth0/<profile>/credentials` (HOME's
--- `.local/state` without it; without either the command refuses rather than guess a folder).
+-- `AUTH0_STORE_PATH` (absolute: a relative one is a usage error), else
+-- `$XDG_STATE_HOME/lua-auth0/<profile>/credentials` (HOME's `.local/state` without it;
+-- without either the command refuses rather than guess a folder).
 local _M = {}
 
 local KEYS = { "domain", "base_url", "client_id", "client_secret_file", "ca_file", "audience", "scope", "connection" }
@@ -132,6 +133,10 @@ function _M.resolve(args, env)
   s.state_dir = _M.state_dir(env, profile)
   s.store_path = args.store_path or env("AUTH0_STORE_PATH")
   if s.store_path == "" then s.store_path = nil end
+  if s.store_path and s.store_path:sub(1, 1) ~= "/" then   -- cron's working directory is not the user's
+    return nil, (args.store_path and "--store-path" or "AUTH0_STORE_PATH") .. " must be an absolute path (got "
+      .. s.store_path .. "): a relative one depends on the folder the command runs in"
+  end
   if not s.store_path then
     if not s.state_dir then
       return nil, "no folder for the credentials: HOME and XDG_STATE_HOME are unset "

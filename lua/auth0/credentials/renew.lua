@@ -68,7 +68,7 @@ return function(Manager, h)
   -- The store content after a refresh answer `res` to `d` (what the refresh started from).
   local function merged(self, d, key, res, claims)
     local now = self._now()
-    local nd = copy(d)
+    local nd = stores.stamp(self._owner, copy(d))   -- a session saved before owners were recorded: recorded now
     local e = entry_from(res, now)
     if key then
       nd.apis = nd.apis or {}
@@ -340,7 +340,9 @@ return function(Manager, h)
   --   `login_required` (nothing stored, or the refresh token was refused: the store is now
   --   empty), `mfa_required` (with `mfa_token`, `mfa_requirements`; complete it with
   --   `flow.mfa` and `save` the result), network and server errors (the store is kept),
-  --   `insecure_store`, `store_corrupt`, `store_busy`, `store_error`
+  --   `insecure_store`, `store_corrupt`, `store_busy`, `store_error`, `store_mismatch` (the
+  --   store holds a session saved for another tenant or client id: nothing is sent, the store
+  --   is left as it is)
   function Manager:credentials(opts, cb)
     local d = self._data
     if opts == nil and cb == nil and d then   -- the hot path: a cached token still valid
@@ -419,7 +421,7 @@ return function(Manager, h)
       if not lk then return finish(nil, lerr) end
       l, held = lk, true
       later(self, function() load_cb(self, function(d, rerr)   -- reread: another process may have rotated the token
-        if rerr and opts.revoke ~= false then return finish(nil, rerr) end
+        if rerr and (opts.revoke ~= false or rerr.code == "store_mismatch") then return finish(nil, rerr) end
         local token = opts.revoke ~= false and not rerr and d and unsaved_or(self, d).refresh_token   -- the live one
         if not token then return empty() end
         later(self, function()
@@ -439,7 +441,8 @@ return function(Manager, h)
   -- the store. A failed revocation keeps the store (so that it can be retried) and returns
   -- the error. It holds the store's lock throughout and revokes the token the store holds
   -- then (another process may have rotated it), so a concurrent refresh cannot bring the
-  -- session back. @tparam[opt] table opts `revoke` @param[opt] cb callback(true | nil, err)
+  -- session back. A store holding another tenant's or client's session is left as it is, even
+  -- with `revoke = false` (`store_mismatch`). @tparam[opt] table opts `revoke` @param[opt] cb callback(true | nil, err)
   -- @return true or nil, err
   function Manager:clear(opts, cb)
     opts, cb = args(opts, cb, 2)
@@ -463,7 +466,7 @@ return function(Manager, h)
     local ok, a, b = pcall(function()
       self._data = nil   -- reread: another process may have rotated the token
       local d, rerr = self:_current()
-      if rerr and opts.revoke ~= false then return nil, rerr end
+      if rerr and (opts.revoke ~= false or rerr.code == "store_mismatch") then return nil, rerr end   -- never another's
       local token = opts.revoke ~= false and not rerr and d and unsaved_or(self, d).refresh_token   -- the live one
       if token then
         local rok, rerr2 = self._client:revoke(token)

@@ -386,5 +386,36 @@ function _M.superseded(store, l, d, hold)
   return nil
 end
 
+--- Whose sessions a manager of `client` keeps: the tenant's issuer and the application's client
+-- id (never a secret), recorded in every session it saves; nil for a client without them (a
+-- duck-typed one), whose manager records and checks nothing.
+-- @tparam table client an auth0.Client
+-- @treturn table|nil `{issuer, client_id}`
+function _M.owner(client)
+  local cfg = type(client) == "table" and rawget(client, "_cfg")
+  if type(cfg) ~= "table" or type(cfg.issuer) ~= "string" or type(cfg.client_id) ~= "string" then return nil end
+  return { issuer = cfg.issuer, client_id = cfg.client_id }
+end
+
+--- `d` (a session about to be saved) marked as `owner`'s. @return d
+function _M.stamp(owner, d)
+  if owner then d.issuer, d.client_id = owner.issuer, owner.client_id end
+  return d
+end
+
+--- nil when `owner`'s manager may use the stored session `d`, else the `store_mismatch` error:
+-- a session recorded for another tenant (issuer, host compared without case) or another client
+-- id. One saved before sessions were recorded (neither field) is accepted; its next save (a
+-- renewal) records it. Nothing from the store goes into the error's text.
+-- @return nil | err
+function _M.foreign(owner, d)
+  if not owner or type(d) ~= "table" or (d.issuer == nil and d.client_id == nil) then return nil end
+  if type(d.issuer) == "string" and d.issuer:lower() == owner.issuer:lower() and d.client_id == owner.client_id then
+    return nil
+  end
+  return new_error("store_mismatch", "the store holds another tenant's or application's session, not one of "
+    .. owner.issuer .. " with client " .. owner.client_id .. " (left as it is: use one store per tenant and client)")
+end
+
 _M.copy = copy
 return setmetatable(_M, { __name = "auth0.credentials.stores" })
