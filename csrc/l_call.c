@@ -157,6 +157,19 @@ static void check_fields(lua_State *L, a0l_call *a) {
       lua_pop(L, 1);
     }
   }
+  for (int k = a->kv; k < a->kv + a->kvn; k += 2) {   /* key, value pairs: strings only */
+    const a0_field *f;
+    size_t i;
+    if (lua_type(L, k) != LUA_TSTRING) bad_call(L, a, "field names must be strings");
+    if (lua_isnil(L, k + 1)) continue;
+    f = find_field(a->ep, lua_tostring(L, k));
+    if (f == NULL) bad_call(L, a, lua_pushfstring(L, "unknown field '%s'", lua_tostring(L, k)));
+    i = (size_t)(f - a->ep->fields);
+    if (i >= A0L_MAX_FIELDS) luaL_error(L, "endpoint '%s' has too many fields", a->ep->name);
+    if (a->present & (1u << i)) bad_call(L, a, lua_pushfstring(L, "field '%s' given twice", f->name));
+    a->present |= 1u << i;
+    a->val[i] = check_string(L, a, pub_name(f), k + 1, 0, &a->vlen[i]);   /* anchored by the stack */
+  }
   for (const a0_field *f = a->ep->fields; f->name != NULL; f++)
     if ((f->flags & A0_F_REQ) && !(a->present & (1u << (f - a->ep->fields)))) missing(L, a, f);
 }
@@ -281,8 +294,15 @@ static void check_options(lua_State *L, a0l_call *a) {
 }
 
 void a0l_check_call(lua_State *L, a0l_call *a, int ci, int e, int t, int o) {
+  a0l_check_call_kv(L, a, ci, e, t, o, 0, 0);
+}
+
+void a0l_check_call_kv(lua_State *L, a0l_call *a, int ci, int e, int t, int o, int kv, int kvn) {
   const char *name = luaL_checkstring(L, e);
   memset(a, 0, sizeof *a);
+  if (kvn % 2 != 0) luaL_error(L, "fields as key, value pairs: a key without its value");
+  a->kv = kvn > 0 ? kv : 0;
+  a->kvn = kvn > 0 ? kvn : 0;
   a->ep = find_endpoint(L, ci, name);
   if (a->ep == NULL) luaL_argerror(L, e, lua_pushfstring(L, "unknown endpoint '%s'", name));
   a->t = t;
@@ -323,7 +343,7 @@ static int encode_fields(lua_State *L, const a0l_call *a, a0_buf *b) {
     kv[nkv].s = ep->grant_type;
     kv[nkv++].n = strlen(ep->grant_type);
   }
-  for (const a0_field *f = ep->fields; f->name != NULL && !lua_isnoneornil(L, a->t); f++) {
+  for (const a0_field *f = ep->fields; f->name != NULL && a->present != 0; f++) {   /* table or pairs */
     a0_kv *v = &kv[nkv];
     size_t i = (size_t)(f - ep->fields);
     if (!(a->present & (1u << i))) continue;

@@ -15,6 +15,8 @@ typedef struct {
   const a0_endpoint *ep;
   int t;                    /* stack index of the fields table (may be nil) */
   int o;                    /* stack index of the options table (may be nil) */
+  int kv, kvn;              /* fields also given as kvn stack slots of key, value pairs from kv
+                               (client:fetch's hot calls: no table to make); 0, 0: none */
   const char *fn;           /* public function name for errors (opts.fn, else the endpoint's) */
   int arg;                  /* its argument holding the fields (opts.arg, else 1) */
   const char *bearer, *lang, *seg, *query, *raw, *fwd;
@@ -29,6 +31,9 @@ typedef struct {
 /* Checks (endpoint at e, fields at t, opts at o) of the client at ci; raises on misuse and
  * allocates nothing that a raise could leak. */
 void a0l_check_call(lua_State *L, a0l_call *a, int ci, int e, int t, int o);
+/* The same with fields also as key, value pairs in the kvn stack slots from kv: string keys,
+ * string values (nil: absent); a field given twice is misuse. */
+void a0l_check_call_kv(lua_State *L, a0l_call *a, int ci, int e, int t, int o, int kv, int kvn);
 /* Fills x (idle) from checked arguments. Returns 0, or -1 with a message on the stack. */
 int a0l_fill(lua_State *L, a0_xfer *x, const a0l_call *a, const a0_buf *base,
              const struct curl_slist *fixed_headers);

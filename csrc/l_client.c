@@ -61,6 +61,10 @@ static void check_call(lua_State *L, call_args *a, int e, int t, int o) {
   a0l_check_call(L, a, 1, e, t, o);
 }
 
+static void check_call_kv(lua_State *L, call_args *a, int e, int t, int o, int kv, int kvn) {
+  a0l_check_call_kv(L, a, 1, e, t, o, kv, kvn);
+}
+
 static int fill(lua_State *L, l_client *c, a0_xfer *x, const call_args *a) {
   return a0l_fill(L, x, a, &c->base, c->static_headers);
 }
@@ -256,15 +260,15 @@ static int request(lua_State *L, int lazy) {
   l_client *c = check_client(L, 1);
   call_args a;
   a0_xfer *x;
-  int n, spec = 0;
+  int n, spec = 0, kvn = lazy && lua_gettop(L) > 5 ? lua_gettop(L) - 5 : 0;
   c->has_last = 0;
   if (lazy) clock_gettime(CLOCK_MONOTONIC, &c->t0);
-  lua_settop(L, lazy ? 5 : 4);
+  if (kvn == 0) lua_settop(L, lazy ? 5 : 4);
   if (lazy && !lua_isnil(L, 5)) {
     luaL_argcheck(L, a0l_is_kinds(L, 5), 5, "a checker of core.kinds expected");
     spec = 5;
   }
-  check_call(L, &a, 2, 3, 4);
+  check_call_kv(L, &a, 2, 3, 4, 6, kvn);
   x = take_xfer(c);
   if (x == NULL) return luaL_error(L, "out of memory");
   if (fill(L, c, x, &a) != 0) {
@@ -287,8 +291,10 @@ static int request(lua_State *L, int lazy) {
 
 static int l_client_request(lua_State *L) { return request(L, 0); }
 
-/* client:fetch(endpoint, fields, opts[, checker]) -> status, body (2xx) | status, false, table
- * (2xx decoded: a0l_flat_fit) | as client:request */
+/* client:fetch(endpoint, fields, opts[, checker[, key, value, ...]]) -> status, body (2xx) |
+ * status, false, table (2xx decoded: a0l_flat_fit) | as client:request. Fields are the table's
+ * (nil: none) and the string pairs after the checker (a nil value: absent), so that a hot
+ * call makes no table. */
 static int l_client_fetch(lua_State *L) { return request(L, 1); }
 
 /* client:started() -> when the last client:fetch began, on core.now's clock: the call path

@@ -280,6 +280,20 @@ function Client:_timeout(opts) return (opts and opts.timeout) or self._cfg.timeo
 
 -- The rest of a blocking call after an attempt that did not end it at once (or before
 -- the first with a transport): retries, and finish() for the answer.
+-- The fields given to _call, a table and key, value pairs (a nil value: absent), as one
+-- table: for the paths that keep or resend them (retries, callbacks, transports).
+local function all_fields(fields, ...)
+  local n = select("#", ...)
+  if n == 0 then return fields end
+  local t = {}
+  for k, v in pairs(fields or t) do t[k] = v end
+  for i = 1, n, 2 do
+    local k, v = select(i, ...)
+    if v ~= nil then t[k] = v end
+  end
+  return t
+end
+
 local function call_rest(self, ep, fields, opts, fit, start, status, body, hdrs)
   local cfg = self._cfg
   local timeout = (opts and opts.timeout) or cfg.timeout   -- self:_timeout(opts), inlined
@@ -333,8 +347,10 @@ end
 -- (body false), or that json_flat decodes, without an error member, that `fit` takes, is
 -- returned at once; call_rest and finish() handle everything else in full (finish decodes
 -- the body again: the fast paths decide nothing finish would not). Inline here, not a
--- function of its own: a Lua call is a visible part of a login's CPU.
-function Client:_call(where, ep, fields, opts, cb, fit)
+-- function of its own: a Lua call is a visible part of a login's CPU. The fields are the table
+-- `fields` (or nil) and the key, value pairs after `fit` (a nil value: absent): the hot
+-- methods pass pairs, which cost no table (a table of five fields is ~2k instructions).
+function Client:_call(where, ep, fields, opts, cb, fit, ...)
   if self._sched.closed then where:fail("attempt to use a closed auth0.Client") end
   if self._insecure then
     self:_log("warn", "TLS certificate verification is OFF (insecure_skip_verify)", { endpoint = ep })
@@ -342,10 +358,10 @@ function Client:_call(where, ep, fields, opts, cb, fit)
   local on_log = self._on_log
   if on_log then self:_log("debug", "request", { endpoint = ep }) end
   if cb == nil then
-    if self._transport then return call_rest(self, ep, fields, opts, fit, now()) end
+    if self._transport then return call_rest(self, ep, all_fields(fields, ...), opts, fit, now()) end
     -- 2xx: headers on demand (finish); with a shape's checker and nobody logging, a flat
     -- answer without error member or null whose listed fields fit is decoded in C
-    local status, body, hdrs = self._fetch(self._core, ep, fields, opts, not on_log and fit and FLAT[fit] or nil)
+    local status, body, hdrs = self._fetch(self._core, ep, fields, opts, not on_log and fit and FLAT[fit] or nil, ...)
     if body == false then
       local v, msg = fit(hdrs, self, true, true)
       if v ~= nil then return v end
@@ -360,11 +376,11 @@ function Client:_call(where, ep, fields, opts, cb, fit)
       end
     end
     -- the retries' deadline counts from when the fetch began
-    return call_rest(self, ep, fields, opts, fit, self._core:started(), status, body, hdrs)
+    return call_rest(self, ep, all_fields(fields, ...), opts, fit, self._core:started(), status, body, hdrs)
   end
   if type(cb) ~= "function" then where:fail("callback must be a function") end
   local req = self._sched:request(ep, cb)
-  local ok, err = self:_attempts(req, ep, fields, opts, fit, function(...) req:finish(...) end)
+  local ok, err = self:_attempts(req, ep, all_fields(fields, ...), opts, fit, function(...) req:finish(...) end)
   if not ok then return nil, err end
   return req
 end

@@ -54,14 +54,12 @@ function Client:passwordless_start(p, cb)
   local language = p.language   -- CR/LF: the C core
   if language ~= nil then language = check.string(START, language, "language") end
   language = language or cfg.language
-  -- set fields only: a nil in a table constructor costs a slow store per call
-  local fields = { client_id = cfg.client_id, connection = connection, send = send }
-  if email ~= nil then fields.email = email else fields.phone_number = phone end
-  if cfg.client_secret ~= nil then fields.client_secret = cfg.client_secret end
-  if p.auth_params ~= nil then fields.authParams = p.auth_params end
   local o = language and { fn = "passwordless_start", language = language } or O_START
   if p.forwarded_for ~= nil then o = self:_forwarded(START, p, o) end
-  return self:_call(START, "passwordless_start", fields, o, cb, shape.start)
+  local fields = p.auth_params ~= nil and { authParams = p.auth_params } or nil   -- a table: not a pair
+  -- the string fields as key, value pairs (nil: absent): no table to make
+  return self:_call(START, "passwordless_start", fields, o, cb, shape.start, "client_id", cfg.client_id,
+    "connection", connection, "send", send, "email", email, "phone_number", phone, "client_secret", cfg.client_secret)
 end
 
 --- Exchanges the one-time code for tokens (passwordless OTP grant).
@@ -82,12 +80,11 @@ function Client:passwordless_login(p, cb)
   end
   if audience == nil then audience = cfg.audience else check.string(LOGIN, audience, "audience") end
   if scope == nil then scope = cfg.scope else check.string(LOGIN, scope, "scope") end
-  local fields = { client_id = cfg.client_id, realm = realm, username = username, otp = otp, scope = scope }
-  if audience ~= nil then fields.audience = audience end
-  if cfg.client_secret ~= nil then fields.client_secret = cfg.client_secret end
   local o = O_LOGIN
   if p.forwarded_for ~= nil then o = self:_forwarded(LOGIN, p, o) end
-  return self:_call(LOGIN, "passwordless_login", fields, o, cb, shape.tokens)
+  return self:_call(LOGIN, "passwordless_login", nil, o, cb, shape.tokens, "client_id", cfg.client_id,
+    "realm", realm, "username", username, "otp", otp, "scope", scope, "audience", audience,
+    "client_secret", cfg.client_secret)
 end
 
 --- Uses a refresh token (refresh_token grant). May answer `mfa_required`.
