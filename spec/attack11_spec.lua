@@ -58,6 +58,12 @@ describe("attack11: a store of another tenant or client", function()
       clock.advance(86400)
       mismatch(cm:credentials())   -- expired: no refresh sent to the other tenant or client
       mismatch(cm:api_credentials("https://api.example.com"))
+      local got
+      assert.is_true(cm:renew(function(...) got = { ... } end))
+      assert.is_true(util.poll_until(o, function() return got ~= nil end))
+      mismatch(got[1], got[2])
+      mismatch(cm:clear({ revoke = false }))   -- another's logout neither revokes nor deletes it
+      mismatch(cm:clear())
       assert.equal(0, refreshes())
       assert.equal(bytes, assert(util.read(path)))   -- not claimed, not cleared
       o:close()
