@@ -88,6 +88,33 @@ describe("attack11: a store of another tenant or client", function()
   end)
 end)
 
+describe("attack11: stores.foreign on an unrecorded session", function()
+  local stores = require "auth0.credentials.stores"
+  local owner = { issuer = "https://t.example.com/", client_id = "abc" }
+  local function judge(user) return stores.foreign(owner, { v = 1, access_token = "x", expires_at = 0, user = user }) end
+
+  it("goes by the claims as verify_id_token checked them: iss, aud, azp with several audiences", function()
+    assert.is_nil(judge(nil))   -- no claims: accepted (claimed on its next save)
+    assert.is_nil(judge({ sub = "u" }))
+    assert.is_nil(judge({ iss = "https://T.example.com/", aud = "abc" }))
+    assert.is_nil(judge({ iss = "https://t.example.com/", aud = { "abc" } }))
+    assert.is_nil(judge({ iss = "https://t.example.com/", aud = { "abc", "api" }, azp = "abc" }))
+    for _, u in ipairs {
+      { iss = "https://other.example.com/", aud = "abc" },
+      { iss = "https://t.example.com/", aud = "xyz" },
+      { iss = "https://t.example.com/", aud = { "abc", "xyz" }, azp = "xyz" },   -- xyz's token
+      { iss = "https://t.example.com/", aud = { "abc", "xyz" } },
+      { iss = "https://t.example.com/" }, { aud = "abc" },
+      { iss = 5, aud = "abc" }, { iss = "https://t.example.com/", aud = { { "abc" } } },
+      { iss = "https://t.example.com/\0", aud = "abc" },
+    } do
+      local err = judge(u)
+      assert.equal("store_mismatch", err and err.code)
+      assert.is_nil(err.message:find("other.example", 1, true))   -- nothing of the store's in the text
+    end
+  end)
+end)
+
 describe("attack11: wakeup()", function()
   it("is answered by one poll(ms): the next one waits", function()
     local srv = assert(socket.bind("127.0.0.1", 0))   -- listens, never accepts nor answers

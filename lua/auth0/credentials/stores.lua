@@ -404,10 +404,12 @@ function _M.stamp(owner, d)
   return d
 end
 
--- The ID token's audience (a string or a list) names client_id.
-local function names(aud, client_id)
+-- The ID token's claims name client_id as verify_id_token requires: the audience (a string or a
+-- list), and the authorized party when the list has several.
+local function names(u, client_id)
+  local aud = u.aud
   if type(aud) == "string" then return aud == client_id end
-  if type(aud) ~= "table" then return false end
+  if type(aud) ~= "table" or (#aud > 1 and u.azp ~= client_id) then return false end
   for _, a in ipairs(aud) do if a == client_id then return true end end
   return false
 end
@@ -423,7 +425,7 @@ function _M.foreign(owner, d)
   local iss, id, u = d.issuer, d.client_id, d.user
   if iss == nil and id == nil then   -- unrecorded: the claims say whose it was, if anything does
     if type(u) ~= "table" or (u.iss == nil and u.aud == nil) then return nil end
-    iss, id = u.iss, names(u.aud, owner.client_id) and owner.client_id or nil
+    iss, id = u.iss, names(u, owner.client_id) and owner.client_id or nil
   end
   if type(iss) == "string" and iss:lower() == owner.issuer:lower() and id == owner.client_id then return nil end
   return new_error("store_mismatch", "the store holds another tenant's or application's session, not one of "
