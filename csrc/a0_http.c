@@ -429,26 +429,36 @@ static long ms_since(const struct timespec *t0) {
   return (long)(t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
+/* A wakeup that came before this wait (e.g. while a blocking call ran): true, and answered
+ * now, libcurl's own record of it drained too (else it would end the next wait as well). */
+static int woken_before(a0_engine *e) {
+  if (!__atomic_exchange_n(&e->woken, 0, __ATOMIC_ACQ_REL)) return 0;
+  (void)curl_multi_poll(e->multi, NULL, 0, 0, NULL);
+  return 1;
+}
+
 /* Caller-driven poll(ms): waits until a socket event, a libcurl timer, a wakeup (also one
  * that came before this wait, e.g. while a blocking call ran) or timeout_ms. While several
  * transfers run, it waits in slices of A0_MUX_POLL_MS and drives libcurl after each quiet
  * slice: libcurl may hold an answer it read for another stream without arming a timer
- * (see io_main), and poll(1000) would otherwise sit on it for the whole second. */
+ * (see io_main), and poll(1000) would otherwise sit on it for the whole second. The time
+ * left is counted from the start (whole slices and libcurl's work in between included). */
 static CURLMcode run_wait(a0_engine *e, int timeout_ms) {
+  struct timespec start;
   long left = timeout_ms;
-  while (left > 0 && !__atomic_exchange_n(&e->woken, 0, __ATOMIC_ACQ_REL)) {
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  while (left > 0 && !woken_before(e)) {
     struct timespec t0;
-    long slice = counted(&e->running) > 1 && left > A0_MUX_POLL_MS ? A0_MUX_POLL_MS : left, took;
+    long slice = counted(&e->running) > 1 && left > A0_MUX_POLL_MS ? A0_MUX_POLL_MS : left;
     int still = 0;
     CURLMcode rc;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if ((rc = curl_multi_poll(e->multi, NULL, 0, (int)slice, NULL)) != CURLM_OK) return rc;
-    took = ms_since(&t0);
-    if (slice == left || took < slice) break;   /* the whole wait, or something happened */
-    left -= took;
+    if (slice == left || ms_since(&t0) < slice) break;   /* the whole wait, or something happened */
     if ((rc = perform(e, &still)) != CURLM_OK) return rc;
     collect(e);
     if (e->done_head != NULL) break;
+    left = timeout_ms - ms_since(&start);
   }
   __atomic_store_n(&e->woken, 0, __ATOMIC_RELEASE);   /* this wait answered it */
   return CURLM_OK;
@@ -569,7 +579,7 @@ void a0_engine_idle(a0_engine *e, int timeout_ms) {
     return;
   }
   /* waits even with no transfer; a wakeup that came before the wait ends it at once */
-  if (!__atomic_exchange_n(&e->woken, 0, __ATOMIC_ACQ_REL)) (void)curl_multi_poll(e->multi, NULL, 0, timeout_ms, NULL);
+  if (!woken_before(e)) (void)curl_multi_poll(e->multi, NULL, 0, timeout_ms, NULL);
   __atomic_store_n(&e->woken, 0, __ATOMIC_RELEASE);
 }
 

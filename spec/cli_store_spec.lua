@@ -1,7 +1,8 @@
 -- The auth0 command with one credentials file for two profiles (AUTH0_STORE_PATH or
 -- --store-path shared by prod and staging): the profile whose session it is not exits 1 with
 -- store_mismatch, prints no token, sends no refresh (the emulator's count) nor revocation, and
--- leaves the file as it is; the owner's `token` still renews from it. A relative store path is
+-- leaves the file as it is; the owner's `token` still renews from it (also a session an older
+-- version saved, judged by its ID token's claims: attack11). A relative store path is
 -- refused (exit 2): cron runs the command from another folder. Real processes, real HTTPS.
 local emu = require "spec.support.emulator"
 local auth0 = require "auth0"
@@ -80,6 +81,23 @@ describe("the auth0 command sharing a store", function()
     assert.equal(1, refreshes())
     local saved = cjson.decode(bytes())
     assert.same({ srv.base_url .. "/", "emu-native" }, { saved.issuer, saved.client_id })
+  end)
+
+  it("a session saved before owners were recorded: staging's logout neither revokes nor deletes prod's", function()
+    local d = cjson.decode(bytes())   -- as an older version wrote it: prod's ID token claims only
+    d.issuer, d.client_id = nil, nil
+    write(store, cjson.encode(d))
+    local before, live = bytes(), active()
+    for _, p in ipairs { "staging", "other-app" } do
+      local rc, out, err = run("logout --profile " .. p)
+      assert.same({ 1, "" }, { rc, out }, err)
+      assert.matches("store_mismatch", err, 1, true)
+      rc, out, err = run("token --min-ttl 86400 --profile " .. p)
+      assert.same({ 1, "" }, { rc, out }, err)
+    end
+    assert.same({ 0, live, before }, { refreshes(), active(), bytes() })
+    local rc, _, err = run("token --profile prod")
+    assert.equal(0, rc, err)
   end)
 
   it("refuses a relative --store-path or AUTH0_STORE_PATH with status 2", function()

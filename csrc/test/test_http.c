@@ -456,7 +456,44 @@ static void test_transfers(tally *t, a0_engine *e, server *s, int threaded) {
   a0_xfer_free(x);
 }
 
-/* Only the threaded engine: waits that end early, wakeups, a burst with random cancels
+static void *wake_later(void *e) {
+  struct timespec nap = { 0, 50000000L };
+  nanosleep(&nap, NULL);
+  a0_engine_wakeup(e);
+  return NULL;
+}
+
+/* Both engines: a wakeup is sticky (the next wait, run or idle, returns at once) and answered
+ * once (the wait after it waits), also one from another thread during a wait. */
+static void test_wake(tally *t, a0_engine *e, server *s) {
+  a0_xfer *x = a0_xfer_new();
+  pthread_t th;
+  double t0;
+  set_url(x, s->port, "/hang");
+  x->timeout_ms = 5000;
+  CHECK(t, a0_xfer_start(e, x) == 0);
+  for (int i = 0; i < 25; i++) a0_engine_run(e, 20);   /* sent, and libcurl's early timers past */
+  for (int idle = 0; idle <= 1; idle++) {
+    a0_engine_wakeup(e);
+    t0 = now_ms();
+    if (idle) a0_engine_idle(e, 3000); else CHECK(t, a0_engine_run(e, 3000) == 1);
+    CHECK(t, now_ms() - t0 < 1000);
+    t0 = now_ms();
+    if (idle) a0_engine_idle(e, 100); else a0_engine_run(e, 100);   /* consumed: this one waits */
+    CHECK(t, now_ms() - t0 >= 80);
+  }
+  CHECK(t, pthread_create(&th, NULL, wake_later, e) == 0);
+  t0 = now_ms();
+  CHECK(t, a0_engine_run(e, 3000) == 1);
+  CHECK(t, now_ms() - t0 < 1000);
+  pthread_join(th, NULL);
+  if (a0_engine_cancel(e, x) == 1) {
+    while (a0_engine_pop_released(e) == NULL) a0_engine_run(e, 10);
+  }
+  a0_xfer_free(x);
+}
+
+/* Only the threaded engine: waits that end early, a burst with random cancels
  * where every transfer comes back exactly once, and freeing with transfers held. */
 static void test_threaded(tally *t, a0_engine *e, server *s) {
   enum { N = 120 };
@@ -470,21 +507,6 @@ static void test_threaded(tally *t, a0_engine *e, server *s) {
   a0_engine_run(e, 3000);                        /* returns as soon as it is done */
   CHECK(t, now_ms() - t0 < 1500);
   CHECK(t, a0_engine_pop_done(e) == x && x->err == A0_OK && resp_is(x, "hello"));
-  a0_xfer_reset(x);
-
-  set_url(x, s->port, "/hang");
-  x->timeout_ms = 5000;
-  CHECK(t, a0_xfer_start(e, x) == 0);
-  a0_engine_wakeup(e);                           /* sticky: the next wait returns at once */
-  t0 = now_ms();
-  CHECK(t, a0_engine_run(e, 3000) == 1);
-  CHECK(t, now_ms() - t0 < 1000);
-  t0 = now_ms();
-  a0_engine_run(e, 100);                         /* consumed: this one waits */
-  CHECK(t, now_ms() - t0 >= 80);
-  if (a0_engine_cancel(e, x) == 1) {
-    while (a0_engine_pop_released(e) == NULL) a0_engine_run(e, 10);
-  }
   a0_xfer_reset(x);
 
   /* started while the I/O thread "has the lock": the start does not wait for it, and the
@@ -662,6 +684,7 @@ int main(void) {
     CHECK(&t, e != NULL);
     if (e != NULL && server_start(&s) == 0) {
       test_transfers(&t, e, &s, threaded);
+      test_wake(&t, e, &s);
       if (threaded) test_threaded(&t, e, &s);
       if (threaded) test_races(&t, &s);
       a0_engine_free(e);

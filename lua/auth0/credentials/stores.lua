@@ -388,11 +388,12 @@ end
 
 --- Whose sessions a manager of `client` keeps: the tenant's issuer and the application's client
 -- id (never a secret), recorded in every session it saves; nil for a client without them (a
--- duck-typed one), whose manager records and checks nothing.
+-- duck-typed one), whose manager records and checks nothing. A table standing in for a client
+-- (a proxy whose __index is one) is read as that client.
 -- @tparam table client an auth0.Client
 -- @treturn table|nil `{issuer, client_id}`
 function _M.owner(client)
-  local cfg = type(client) == "table" and rawget(client, "_cfg")
+  local cfg = type(client) == "table" and client._cfg
   if type(cfg) ~= "table" or type(cfg.issuer) ~= "string" or type(cfg.client_id) ~= "string" then return nil end
   return { issuer = cfg.issuer, client_id = cfg.client_id }
 end
@@ -403,16 +404,30 @@ function _M.stamp(owner, d)
   return d
 end
 
+-- The ID token's claims name client_id as verify_id_token requires: the audience (a string or a
+-- list), and the authorized party when the list has several.
+local function names(u, client_id)
+  local aud = u.aud
+  if type(aud) == "string" then return aud == client_id end
+  if type(aud) ~= "table" or (#aud > 1 and u.azp ~= client_id) then return false end
+  for _, a in ipairs(aud) do if a == client_id then return true end end
+  return false
+end
+
 --- nil when `owner`'s manager may use the stored session `d`, else the `store_mismatch` error:
 -- a session recorded for another tenant (issuer, host compared without case) or another client
--- id. One saved before sessions were recorded (neither field) is accepted; its next save (a
--- renewal) records it. Nothing from the store goes into the error's text.
+-- id. One saved before sessions were recorded (neither field) is judged by the verified ID
+-- token claims it keeps (`user`: `iss`, `aud`) when it has them, else accepted; its next save
+-- (a renewal) records it. Nothing from the store goes into the error's text.
 -- @return nil | err
 function _M.foreign(owner, d)
-  if not owner or type(d) ~= "table" or (d.issuer == nil and d.client_id == nil) then return nil end
-  if type(d.issuer) == "string" and d.issuer:lower() == owner.issuer:lower() and d.client_id == owner.client_id then
-    return nil
+  if not owner or type(d) ~= "table" then return nil end
+  local iss, id, u = d.issuer, d.client_id, d.user
+  if iss == nil and id == nil then   -- unrecorded: the claims say whose it was, if anything does
+    if type(u) ~= "table" or (u.iss == nil and u.aud == nil) then return nil end
+    iss, id = u.iss, names(u, owner.client_id) and owner.client_id or nil
   end
+  if type(iss) == "string" and iss:lower() == owner.issuer:lower() and id == owner.client_id then return nil end
   return new_error("store_mismatch", "the store holds another tenant's or application's session, not one of "
     .. owner.issuer .. " with client " .. owner.client_id .. " (left as it is: use one store per tenant and client)")
 end
