@@ -88,15 +88,18 @@ static void bad_type(lua_State *L, const a0l_call *a, const char *name, const ch
   bad_value(L, a, name, lua_pushfstring(L, "%s expected, got %s", want, luaL_typename(L, i)));
 }
 
-/* The string at i, checked; its length in *len when len is not NULL. */
-static const char *check_string(lua_State *L, const a0l_call *a, const char *name, int i, int header, size_t *len) {
+/* The string at i, checked; its length in *len when len is not NULL; whether it needs no
+ * JSON escape in *plain when plain is not NULL. */
+static const char *check_string(lua_State *L, const a0l_call *a, const char *name, int i, int header, size_t *len,
+                                int *plain) {
   size_t n;
   const char *s;
-  int p;
+  int p, pl;
   if (lua_type(L, i) != LUA_TSTRING) bad_type(L, a, name, "string", i);
   s = lua_tolstring(L, i, &n);
-  if ((p = a0_value_problem(s, n, header)) != A0_V_OK) bad_value(L, a, name, a0_value_problem_text(p));
+  if ((p = a0_value_check(s, n, header, &pl)) != A0_V_OK) bad_value(L, a, name, a0_value_problem_text(p));
   if (len != NULL) *len = n;
+  if (plain != NULL) *plain = pl;
   return s;
 }
 
@@ -118,13 +121,13 @@ static void check_items(lua_State *L, const a0l_call *a, const a0_field *f) {
     int bad = lua_type(L, -1) != LUA_TSTRING;
     if (obj) {
       bad = bad || lua_type(L, -2) != LUA_TSTRING;
-      if (!bad) check_string(L, a, pub_name(f), -2, 0, NULL);
+      if (!bad) check_string(L, a, pub_name(f), -2, 0, NULL, NULL);
     } else {
       lua_Number k = lua_type(L, -2) == LUA_TNUMBER ? lua_tonumber(L, -2) : 0;
       bad = bad || k < 1 || k > (lua_Number)len || k != (lua_Number)(size_t)k;
     }
     if (bad) bad_value(L, a, pub_name(f), lua_pushfstring(L, "%s expected", want));
-    check_string(L, a, pub_name(f), -1, 0, NULL);
+    check_string(L, a, pub_name(f), -1, 0, NULL, NULL);
     n++;
     lua_pop(L, 1);
   }
@@ -153,7 +156,11 @@ static void check_fields(lua_State *L, a0l_call *a) {
       if (i >= A0L_MAX_FIELDS) luaL_error(L, "endpoint '%s' has too many fields", a->ep->name);
       a->present |= 1u << i;
       if (f->flags & (A0_F_OBJ | A0_F_ARR)) check_items(L, a, f);
-      else a->val[i] = check_string(L, a, pub_name(f), -1, 0, &a->vlen[i]);   /* checked once, encoded from here */
+      else {   /* checked once, encoded from here */
+        int plain;
+        a->val[i] = check_string(L, a, pub_name(f), -1, 0, &a->vlen[i], &plain);
+        if (plain) a->plain |= 1u << i;
+      }
       lua_pop(L, 1);
     }
   }
@@ -195,7 +202,7 @@ static const char *opt_string(lua_State *L, const a0l_call *a, int o, size_t *le
   if (!has_opt(a, o)) return NULL;   /* also when there is no options table */
   a0c_rawgetfield(L, a->o, k);
   if (!lua_isnil(L, -1)) {
-    if (header >= 0) check_string(L, a, k, -1, header, NULL);
+    if (header >= 0) check_string(L, a, k, -1, header, NULL, NULL);
     else if (lua_type(L, -1) != LUA_TSTRING) bad_type(L, a, k, "string", -1);
     s = lua_tolstring(L, -1, len);
   }
@@ -332,6 +339,7 @@ static int encode_fields(lua_State *L, const a0l_call *a, a0_buf *b) {
     if (!(f->flags & (A0_F_OBJ | A0_F_ARR))) {   /* the string check_fields checked */
       v->s = a->val[i];
       v->n = a->vlen[i];
+      v->plain = (a->plain >> i) & 1;   /* and the key, a name of the endpoint table */
       continue;
     }
     a0c_rawgetfield(L, a->t, f->name);

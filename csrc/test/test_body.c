@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "a0_body.h"
+#include "a0_enc.h"
+#include "a0_endpoints.h"
 
 #include "check.h"
 
@@ -95,10 +97,28 @@ static void test_form(tally *t) {
   CHECK(t, form_is(kv, 0, ""));
 }
 
+/* a0_value_check: the same problems in one pass, and whether JSON takes the value as it is;
+ * the request builder relies on every field name of the endpoint table needing no escape. */
+static void test_check(tally *t) {
+  static const char *const vals[] = { "", "abc", "bench-00000001@example.com", "a\"b", "a\\b", "caf\xc3\xa9",
+    "tab\there", "\x7f", "a\0b", "\xff", "\xed\xa0\x80", "a\r\nX: y", "12345678\n", "1234567\"9", NULL };
+  for (int i = 0; vals[i] != NULL; i++) {
+    size_t n = i == 8 ? 3 : strlen(vals[i]);
+    for (int h = 0; h <= 1; h++) {
+      int plain = -1, p = a0_value_check(vals[i], n, h, &plain);
+      CHECK(t, p == a0_value_problem(vals[i], n, h));
+      CHECK(t, plain == (p == A0_V_OK && a0_json_plain(vals[i], n) == n));
+    }
+  }
+  for (const a0_endpoint *ep = a0_endpoints; ep->name != NULL; ep++)
+    for (const a0_field *f = ep->fields; f->name != NULL; f++) CHECK(t, a0_plain_ascii(f->name, strlen(f->name)));
+}
+
 int main(void) {
   tally t = { 0, 0 };
   test_json(&t);
   test_problems(&t);
+  test_check(&t);
   test_form(&t);
   printf("%d passed, %d failed\n", t.passed, t.failed);
   return t.failed ? 1 : 0;
