@@ -309,9 +309,9 @@ static int encode_fields(lua_State *L, const a0l_call *a, a0_buf *b) {
   const a0_endpoint *ep = a->ep;
   size_t nkv = 0, nitems = 0, used = 0;
   a0_kv *kv, *items, local[24];   /* the usual call needs no allocation */
-  int rc;
+  int rc, has_t = !lua_isnoneornil(L, a->t);
   for (const a0_field *f = ep->fields; f->name != NULL; f++) nkv++;
-  if (!lua_isnoneornil(L, a->t))
+  if (has_t)
     for (const a0_field *f = ep->fields; f->name != NULL; f++) {
       if (!(f->flags & (A0_F_OBJ | A0_F_ARR)) || !(a->present & (1u << (f - ep->fields)))) continue;
       a0c_rawgetfield(L, a->t, f->name);
@@ -321,16 +321,17 @@ static int encode_fields(lua_State *L, const a0l_call *a, a0_buf *b) {
       }
       lua_pop(L, 1);
     }
-  if (nkv + 1 + nitems <= sizeof local / sizeof local[0]) kv = memset(local, 0, sizeof local);
+  if (nkv + 1 + nitems <= sizeof local / sizeof local[0]) kv = memset(local, 0, (nkv + 1 + nitems) * sizeof *kv);
   else if ((kv = calloc(nkv + 1 + nitems, sizeof *kv)) == NULL) return -1;
   items = kv + nkv + 1;
   nkv = 0;
   if (ep->grant_type != NULL) {
     kv[nkv].key = "grant_type";
     kv[nkv].s = ep->grant_type;
+    kv[nkv].plain = 1;   /* the endpoint table's grant types are plain ASCII (make ctest) */
     kv[nkv++].n = strlen(ep->grant_type);
   }
-  for (const a0_field *f = ep->fields; f->name != NULL && !lua_isnoneornil(L, a->t); f++) {
+  for (const a0_field *f = ep->fields; f->name != NULL && has_t; f++) {
     a0_kv *v = &kv[nkv];
     size_t i = (size_t)(f - ep->fields);
     if (!(a->present & (1u << i))) continue;

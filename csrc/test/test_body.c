@@ -98,7 +98,8 @@ static void test_form(tally *t) {
 }
 
 /* a0_value_check: the same problems in one pass, and whether JSON takes the value as it is;
- * the request builder relies on every field name of the endpoint table needing no escape. */
+ * the request builder relies on every field name and grant type of the endpoint table
+ * needing no escape. */
 static void test_check(tally *t) {
   static const char *const vals[] = { "", "abc", "bench-00000001@example.com", "a\"b", "a\\b", "caf\xc3\xa9",
     "tab\there", "\x7f", "a\0b", "\xff", "\xed\xa0\x80", "a\r\nX: y", "12345678\n", "1234567\"9", NULL };
@@ -110,8 +111,10 @@ static void test_check(tally *t) {
       CHECK(t, plain == (p == A0_V_OK && a0_json_plain(vals[i], n) == n));
     }
   }
-  for (const a0_endpoint *ep = a0_endpoints; ep->name != NULL; ep++)
+  for (const a0_endpoint *ep = a0_endpoints; ep->name != NULL; ep++) {
     for (const a0_field *f = ep->fields; f->name != NULL; f++) CHECK(t, a0_plain_ascii(f->name, strlen(f->name)));
+    if (ep->grant_type != NULL) CHECK(t, a0_plain_ascii(ep->grant_type, strlen(ep->grant_type)));
+  }
 }
 
 int main(void) {
