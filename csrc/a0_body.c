@@ -7,12 +7,20 @@
 static const char *const problems[] = { "ok", "longer than 65536 bytes", "contains a NUL byte",
   "not valid UTF-8", "contains CR or LF", "not allowed here" };
 
-int a0_value_problem(const char *s, size_t n, int header) {
+int a0_value_check(const char *s, size_t n, int header, int *plain) {
+  *plain = 0;
   if (n > A0_MAX_VALUE) return A0_V_TOO_LONG;
+  if (a0_plain_ascii(s, n)) { *plain = 1; return A0_V_OK; }   /* none of the problems below */
   if (n > 0 && memchr(s, '\0', n) != NULL) return A0_V_NUL;
   if (a0_utf8_invalid_at(s, n) != 0) return A0_V_UTF8;
   if (header && a0_has_ctl(s, n)) return A0_V_CTL;
+  *plain = a0_json_plain(s, n) == n;
   return A0_V_OK;
+}
+
+int a0_value_problem(const char *s, size_t n, int header) {
+  int plain;
+  return a0_value_check(s, n, header, &plain);
 }
 
 const char *a0_value_problem_text(int problem) {
@@ -54,11 +62,12 @@ int a0_body_json(a0_buf *b, const a0_kv *kv, size_t n, size_t *bad) {
   return p != A0_V_OK ? p : a0_body_json_checked(b, kv, n);
 }
 
-/* Writes ,"key":"value" (no comma first) at once when neither needs an escape and the room
- * reserved holds it: 1; else 0, with b unchanged. */
-static int plain_pair(a0_buf *b, int first, const char *k, size_t kn, const char *s, size_t n) {
+/* Writes ,"key":"value" (no comma first) at once when neither needs an escape (known: the
+ * caller said so) and the room reserved holds it: 1; else 0, with b unchanged. */
+static int plain_pair(a0_buf *b, int first, const char *k, size_t kn, const char *s, size_t n, int known) {
   char *o;
-  if (b->len + kn + n + 7 > b->cap || a0_json_plain(k, kn) != kn || a0_json_plain(s, n) != n) return 0;
+  if (b->len + kn + n + 7 > b->cap || (!known && (a0_json_plain(k, kn) != kn || a0_json_plain(s, n) != n)))
+    return 0;
   o = b->data + b->len;
   if (!first) *o++ = ',';
   *o++ = '"';
@@ -81,7 +90,7 @@ int a0_body_json_checked(a0_buf *b, const a0_kv *kv, size_t n) {
   for (size_t i = 0; i < n; i++) {
     const a0_kv *v = &kv[i];
     size_t kn = strlen(v->key);
-    if (v->kind == A0_KV_STRING && plain_pair(b, i == 0, v->key, kn, v->s, v->n)) continue;
+    if (v->kind == A0_KV_STRING && plain_pair(b, i == 0, v->key, kn, v->s, v->n, v->plain)) continue;
     if ((i > 0 && a0_buf_addc(b, ',')) || jstr(b, v->key, kn) || a0_buf_addc(b, ':'))
       return -1;
     if (v->kind == A0_KV_STRING) {

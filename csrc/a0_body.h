@@ -18,6 +18,8 @@ typedef struct a0_kv {
   const char *s;               /* A0_KV_STRING, A0_KV_RAW: the value */
   size_t n;                    /*   its length in bytes */
   const struct a0_kv *items;   /* A0_KV_ARRAY, A0_KV_OBJECT: n items (kind STRING) */
+  int plain;                   /* A0_KV_STRING in a0_body_json_checked: 1 when neither key
+                                * nor value needs a JSON escape (the caller checked) */
 } a0_kv;
 
 /* Problems a value can have, in the order a0_value_problem checks them. */
@@ -25,6 +27,9 @@ enum { A0_V_OK, A0_V_TOO_LONG, A0_V_NUL, A0_V_UTF8, A0_V_CTL, A0_V_KIND };
 /* Checks a string value: at most A0_MAX_VALUE bytes, no NUL, valid UTF-8 and, when
  * header is set, no CR or LF. Returns A0_V_OK or the first problem. */
 int a0_value_problem(const char *s, size_t n, int header);
+/* a0_value_problem in the same pass as a JSON check: *plain is 1 when the value is fine and
+ * needs no JSON escape, else 0. */
+int a0_value_check(const char *s, size_t n, int header, int *plain);
 /* The problem in words, as a message ends: "contains a NUL byte". */
 const char *a0_value_problem_text(int problem);
 

@@ -14,6 +14,9 @@ int a0_json_string_valid(a0_buf *b, const char *s, size_t n);
 /* The length of the leading part of s that a JSON string takes as it is (no control
  * character, quote or backslash): n when s needs no escape. */
 size_t a0_json_plain(const char *s, size_t n);
+/* 1 when s is printable ASCII without a quote or backslash (so valid UTF-8, without NUL,
+ * CR or LF, and a JSON string as it is), else 0. */
+int a0_plain_ascii(const char *s, size_t n);
 /* application/x-www-form-urlencoded value (space as '+'). */
 int a0_form_escape(a0_buf *b, const char *s, size_t n);
 /* RFC 3986 percent-encoding of everything but unreserved characters. */

@@ -88,15 +88,18 @@ static void bad_type(lua_State *L, const a0l_call *a, const char *name, const ch
   bad_value(L, a, name, lua_pushfstring(L, "%s expected, got %s", want, luaL_typename(L, i)));
 }
 
-/* The string at i, checked; its length in *len when len is not NULL. */
-static const char *check_string(lua_State *L, const a0l_call *a, const char *name, int i, int header, size_t *len) {
+/* The string at i, checked; its length in *len when len is not NULL; whether it needs no
+ * JSON escape in *plain when plain is not NULL. */
+static const char *check_string(lua_State *L, const a0l_call *a, const char *name, int i, int header, size_t *len,
+                                int *plain) {
   size_t n;
   const char *s;
-  int p;
+  int p, pl;
   if (lua_type(L, i) != LUA_TSTRING) bad_type(L, a, name, "string", i);
   s = lua_tolstring(L, i, &n);
-  if ((p = a0_value_problem(s, n, header)) != A0_V_OK) bad_value(L, a, name, a0_value_problem_text(p));
+  if ((p = a0_value_check(s, n, header, &pl)) != A0_V_OK) bad_value(L, a, name, a0_value_problem_text(p));
   if (len != NULL) *len = n;
+  if (plain != NULL) *plain = pl;
   return s;
 }
 
@@ -118,13 +121,13 @@ static void check_items(lua_State *L, const a0l_call *a, const a0_field *f) {
     int bad = lua_type(L, -1) != LUA_TSTRING;
     if (obj) {
       bad = bad || lua_type(L, -2) != LUA_TSTRING;
-      if (!bad) check_string(L, a, pub_name(f), -2, 0, NULL);
+      if (!bad) check_string(L, a, pub_name(f), -2, 0, NULL, NULL);
     } else {
       lua_Number k = lua_type(L, -2) == LUA_TNUMBER ? lua_tonumber(L, -2) : 0;
       bad = bad || k < 1 || k > (lua_Number)len || k != (lua_Number)(size_t)k;
     }
     if (bad) bad_value(L, a, pub_name(f), lua_pushfstring(L, "%s expected", want));
-    check_string(L, a, pub_name(f), -1, 0, NULL);
+    check_string(L, a, pub_name(f), -1, 0, NULL, NULL);
     n++;
     lua_pop(L, 1);
   }
@@ -139,36 +142,49 @@ static void missing(lua_State *L, const a0l_call *a, const a0_field *f) {
   bad_call(L, a, lua_pushfstring(L, "missing required field '%s'", as));
 }
 
+/* The index in a->ep->fields of the field named by the string key at k; raises on an unknown one. */
+static size_t field_at(lua_State *L, a0l_call *a, int k) {
+  const a0_field *f;
+  size_t i;
+  if (lua_type(L, k) != LUA_TSTRING) bad_call(L, a, "field names must be strings");
+  f = find_field(a->ep, lua_tostring(L, k));
+  if (f == NULL) bad_call(L, a, lua_pushfstring(L, "unknown field '%s'", lua_tostring(L, k)));
+  i = (size_t)(f - a->ep->fields);
+  if (i >= A0L_MAX_FIELDS) luaL_error(L, "endpoint '%s' has too many fields", a->ep->name);
+  return i;
+}
+
+/* Field i's string value at v: checked once, encoded from here (the fields table or the
+ * stack anchors it). */
+static void take_string(lua_State *L, a0l_call *a, size_t i, int v) {
+  int plain;
+  a->val[i] = check_string(L, a, pub_name(&a->ep->fields[i]), v, 0, &a->vlen[i], &plain);
+  if (plain) a->plain |= 1u << i;
+}
+
 static void check_fields(lua_State *L, a0l_call *a) {
   int t = a->t;
   if (!lua_isnoneornil(L, t)) {
     if (!lua_istable(L, t)) bad_call(L, a, lua_pushfstring(L, "table expected, got %s", luaL_typename(L, t)));
     lua_pushnil(L);
     while (lua_next(L, t) != 0) {
-      const a0_field *f;
-      if (lua_type(L, -2) != LUA_TSTRING) bad_call(L, a, "field names must be strings");
-      f = find_field(a->ep, lua_tostring(L, -2));
-      if (f == NULL) bad_call(L, a, lua_pushfstring(L, "unknown field '%s'", lua_tostring(L, -2)));
-      size_t i = (size_t)(f - a->ep->fields);
-      if (i >= A0L_MAX_FIELDS) luaL_error(L, "endpoint '%s' has too many fields", a->ep->name);
+      size_t i = field_at(L, a, -2);
       a->present |= 1u << i;
-      if (f->flags & (A0_F_OBJ | A0_F_ARR)) check_items(L, a, f);
-      else a->val[i] = check_string(L, a, pub_name(f), -1, 0, &a->vlen[i]);   /* checked once, encoded from here */
+      if (a->ep->fields[i].flags & (A0_F_OBJ | A0_F_ARR)) check_items(L, a, &a->ep->fields[i]);
+      else take_string(L, a, i, -1);
       lua_pop(L, 1);
     }
   }
   for (int k = a->kv; k < a->kv + a->kvn; k += 2) {   /* key, value pairs: strings only */
-    const a0_field *f;
     size_t i;
-    if (lua_type(L, k) != LUA_TSTRING) bad_call(L, a, "field names must be strings");
-    if (lua_isnil(L, k + 1)) continue;
-    f = find_field(a->ep, lua_tostring(L, k));
-    if (f == NULL) bad_call(L, a, lua_pushfstring(L, "unknown field '%s'", lua_tostring(L, k)));
-    i = (size_t)(f - a->ep->fields);
-    if (i >= A0L_MAX_FIELDS) luaL_error(L, "endpoint '%s' has too many fields", a->ep->name);
-    if (a->present & (1u << i)) bad_call(L, a, lua_pushfstring(L, "field '%s' given twice", f->name));
+    if (lua_isnil(L, k + 1)) {
+      if (lua_type(L, k) != LUA_TSTRING) bad_call(L, a, "field names must be strings");
+      continue;
+    }
+    i = field_at(L, a, k);
+    if (a->present & (1u << i)) bad_call(L, a, lua_pushfstring(L, "field '%s' given twice", a->ep->fields[i].name));
     a->present |= 1u << i;
-    a->val[i] = check_string(L, a, pub_name(f), k + 1, 0, &a->vlen[i]);   /* anchored by the stack */
+    take_string(L, a, i, k + 1);
   }
   for (const a0_field *f = a->ep->fields; f->name != NULL; f++)
     if ((f->flags & A0_F_REQ) && !(a->present & (1u << (f - a->ep->fields)))) missing(L, a, f);
@@ -208,7 +224,7 @@ static const char *opt_string(lua_State *L, const a0l_call *a, int o, size_t *le
   if (!has_opt(a, o)) return NULL;   /* also when there is no options table */
   a0c_rawgetfield(L, a->o, k);
   if (!lua_isnil(L, -1)) {
-    if (header >= 0) check_string(L, a, k, -1, header, NULL);
+    if (header >= 0) check_string(L, a, k, -1, header, NULL, NULL);
     else if (lua_type(L, -1) != LUA_TSTRING) bad_type(L, a, k, "string", -1);
     s = lua_tolstring(L, -1, len);
   }
@@ -322,9 +338,9 @@ static int encode_fields(lua_State *L, const a0l_call *a, a0_buf *b) {
   const a0_endpoint *ep = a->ep;
   size_t nkv = 0, nitems = 0, used = 0;
   a0_kv *kv, *items, local[24];   /* the usual call needs no allocation */
-  int rc;
+  int rc, has_t = !lua_isnoneornil(L, a->t);
   for (const a0_field *f = ep->fields; f->name != NULL; f++) nkv++;
-  if (!lua_isnoneornil(L, a->t))
+  if (has_t)
     for (const a0_field *f = ep->fields; f->name != NULL; f++) {
       if (!(f->flags & (A0_F_OBJ | A0_F_ARR)) || !(a->present & (1u << (f - ep->fields)))) continue;
       a0c_rawgetfield(L, a->t, f->name);
@@ -334,13 +350,14 @@ static int encode_fields(lua_State *L, const a0l_call *a, a0_buf *b) {
       }
       lua_pop(L, 1);
     }
-  if (nkv + 1 + nitems <= sizeof local / sizeof local[0]) kv = memset(local, 0, sizeof local);
+  if (nkv + 1 + nitems <= sizeof local / sizeof local[0]) kv = memset(local, 0, (nkv + 1 + nitems) * sizeof *kv);
   else if ((kv = calloc(nkv + 1 + nitems, sizeof *kv)) == NULL) return -1;
   items = kv + nkv + 1;
   nkv = 0;
   if (ep->grant_type != NULL) {
     kv[nkv].key = "grant_type";
     kv[nkv].s = ep->grant_type;
+    kv[nkv].plain = 1;   /* the endpoint table's grant types are plain ASCII (make ctest) */
     kv[nkv++].n = strlen(ep->grant_type);
   }
   for (const a0_field *f = ep->fields; f->name != NULL && a->present != 0; f++) {   /* table or pairs */
@@ -352,6 +369,7 @@ static int encode_fields(lua_State *L, const a0l_call *a, a0_buf *b) {
     if (!(f->flags & (A0_F_OBJ | A0_F_ARR))) {   /* the string check_fields checked */
       v->s = a->val[i];
       v->n = a->vlen[i];
+      v->plain = (a->plain >> i) & 1;   /* and the key, a name of the endpoint table */
       continue;
     }
     a0c_rawgetfield(L, a->t, f->name);

@@ -24,6 +24,7 @@ typedef struct {
   long timeout_ms;
   unsigned opts_has;        /* which known options opts holds (checks read only those) */
   unsigned present;         /* bit i: the fields table holds ep->fields[i] */
+  unsigned plain;           /* bit i: its string value needs no JSON escape */
   const char *val[A0L_MAX_FIELDS];   /* string fields as checked, anchored by the table */
   size_t vlen[A0L_MAX_FIELDS];
 } a0l_call;

@@ -47,8 +47,17 @@ struct l_req {
   int held;                 /* filled, not started yet: client:launch starts it */
 };
 
+/* The methods have the client metatable as upvalue 1 (createmeta): comparing with it spares
+ * luaL_checkudata's registry lookup by name on each call; anything else takes that path,
+ * which also raises the usual error. */
 static l_client *check_client(lua_State *L, int i) {
-  l_client *c = luaL_checkudata(L, i, CLIENT_MT);
+  l_client *c = lua_touserdata(L, i);
+  int same = c != NULL && lua_getmetatable(L, i);
+  if (same) {
+    same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+  }
+  if (!same) c = luaL_checkudata(L, i, CLIENT_MT);
   if (c->closed) luaL_error(L, "attempt to use a closed auth0.Client");
   return c;
 }
@@ -524,11 +533,16 @@ static const luaL_Reg handle_meta[] = {
 };
 static const luaL_Reg core_funcs[] = { {"client", l_client_new}, {NULL, NULL} };
 
+/* A metatable name with its metamethods, and methods that hold it as upvalue 1. */
 static void createmeta(lua_State *L, const char *name, const luaL_Reg *meta, const luaL_Reg *methods) {
   luaL_newmetatable(L, name);
   a0c_setfuncs(L, meta);
   lua_newtable(L);
-  a0c_setfuncs(L, methods);
+  for (; methods->name != NULL; methods++) {
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, methods->func, 1);
+    lua_setfield(L, -2, methods->name);
+  }
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }

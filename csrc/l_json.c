@@ -50,6 +50,22 @@ static const char *number_end(const char *p, const char *end) {
   return p;
 }
 
+/* The value of the number [p, q) that number_end delimited (at most 63 bytes): strtod's;
+ * an integer of at most 15 digits (the usual expires_in) is summed at once, exactly as strtod
+ * rounds it (every partial sum is an integer below 2^53). */
+static double number(const char *p, const char *q) {
+  char buf[64];   /* strtod needs a terminator that the text may not have */
+  const char *d = p + (*p == '-'), *r = d;
+  if (q - d <= 15) {
+    double v = 0;
+    while (r < q && *r >= '0' && *r <= '9') v = v * 10 + (*r++ - '0');
+    if (r == q) return *p == '-' ? -v : v;
+  }
+  memcpy(buf, p, (size_t)(q - p));
+  buf[q - p] = '\0';
+  return strtod(buf, NULL);
+}
+
 static int word(const char *p, const char *end, const char *w, size_t n) {
   return (size_t)(end - p) >= n && memcmp(p, w, n) == 0;
 }
@@ -72,12 +88,7 @@ static const char *value(lua_State *L, const char *p, const char *end, int *nul,
       return p + 4;
     default:
       if ((q = number_end(p, end)) == NULL || q - p > 63) return NULL;
-      {
-        char num[64];   /* strtod needs a terminator that end may not have */
-        memcpy(num, p, (size_t)(q - p));
-        num[q - p] = '\0';
-        lua_pushnumber(L, (lua_Number)strtod(num, NULL));
-      }
+      lua_pushnumber(L, (lua_Number)number(p, q));
       return q;
   }
 }
@@ -128,15 +139,12 @@ int a0l_is_kinds(lua_State *L, int i) { return lua_tocfunction(L, i) == l_kinds_
 
 /* Whether the scalar at p (a token's first byte) fits kind k; a number is decoded into *num. */
 static int fits(char k, const char *p, const char *q, double *num) {
-  char buf[64];
   switch (k) {
     case 's': return *p == '"';
     case 'b': return *p == 't' || *p == 'f';
     default:
       if (*p == '"' || *p == 't' || *p == 'f' || *p == 'n') return 0;
-      memcpy(buf, p, (size_t)(q - p));
-      buf[q - p] = '\0';
-      *num = strtod(buf, NULL);
+      *num = number(p, q);
       return *num == *num && *num - *num == 0;   /* inf - inf is NaN */
   }
 }
@@ -159,12 +167,7 @@ static void push_scalar(lua_State *L, const char *p, const char *q, char kind, d
   if (*p == '"') lua_pushlstring(L, p + 1, (size_t)(q - p - 2));
   else if (*p == 't' || *p == 'f') lua_pushboolean(L, *p == 't');
   else if (kind == 'n') lua_pushnumber(L, (lua_Number)num);
-  else {
-    char buf[64];
-    memcpy(buf, p, (size_t)(q - p));
-    buf[q - p] = '\0';
-    lua_pushnumber(L, (lua_Number)strtod(buf, NULL));
-  }
+  else lua_pushnumber(L, (lua_Number)number(p, q));
 }
 
 /* Pushes the object json_flat would decode from s when it holds no null, no member named

@@ -109,4 +109,17 @@ describe("core:fetch and core:last_headers", function()
     assert.equal(2, ids)
     c2:close()
   end)
+
+  it("a method refuses any self but a client: a request handle, another client's metatable in a table", function()
+    local core = c._core
+    local methods = getmetatable(core).__index
+    local req = core:start("passwordless_start", START)
+    for _, bad in ipairs { req, setmetatable({}, getmetatable(core)), io.stdout, "x" } do
+      local ok, err = pcall(methods.fetch, bad, "passwordless_start", START)
+      assert.is_false(ok)
+      assert.matches("auth0.Client expected", err, 1, true)
+      assert.is_false((pcall(methods.stats, bad)))
+    end
+    req:cancel()
+  end)
 end)

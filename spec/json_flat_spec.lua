@@ -24,6 +24,8 @@ local FAST = {
   '{"a":true,"b":false,"c":null}', '{"a":"x","a":"y"}', '{"a":"caf\195\169 \1 ok"}', '{"":""}',
   '{"n":-0.5e3,"m":1E+2,"z":-0,"big":1e400,"i":123456789012345678901234567890}',
   '{"s":"' .. ("x"):rep(5000) .. '"}', '\t{ "k" : "v" , "j" :1 }\n',
+  -- integers of up to 15 digits are summed in C, longer ones go to strtod
+  '{"a":999999999999999,"b":-999999999999999,"c":9007199254740993,"d":0,"e":1234567890123456,"f":-7}',
 }
 
 local FALLBACK = {
@@ -43,6 +45,9 @@ describe("core.json_flat", function()
     local t = core.json_flat('{"n":86400,"x":null}')
     assert.equal(cjson.null, t.x)
     assert.equal(mtype(cjson.decode("[86400]")[1]), mtype(t.n))
+    -- -0 keeps its sign, as cjson's does
+    assert.equal(1 / cjson.decode("[-0]")[1], 1 / core.json_flat('{"z":-0}').z)
+    assert.equal(-math.huge, 1 / core.json_flat('{"z":-0}').z)
   end)
 
   it("returns nothing for every other text, valid or not", function()

@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "a0_body.h"
+#include "a0_enc.h"
+#include "a0_endpoints.h"
 
 #include "check.h"
 
@@ -27,25 +29,25 @@ static int form_is(const a0_kv *kv, size_t n, const char *want) {
   return ok;
 }
 
-#define STR(k, v) { k, A0_KV_STRING, v, sizeof(v) - 1, NULL }
+#define STR(k, v) { k, A0_KV_STRING, v, sizeof(v) - 1, NULL, 0 }
 
 static void test_json(tally *t) {
-  a0_kv scopes[] = { { "scope", A0_KV_STRING, "openid email", 12, NULL }, { "state", A0_KV_STRING, "a\"b", 3, NULL } };
-  a0_kv types[] = { { NULL, A0_KV_STRING, "otp", 3, NULL }, { NULL, A0_KV_STRING, "oob", 3, NULL } };
+  a0_kv scopes[] = { { "scope", A0_KV_STRING, "openid email", 12, NULL, 0 }, { "state", A0_KV_STRING, "a\"b", 3, NULL, 0 } };
+  a0_kv types[] = { { NULL, A0_KV_STRING, "otp", 3, NULL, 0 }, { NULL, A0_KV_STRING, "oob", 3, NULL, 0 } };
   a0_kv kv[] = {
     STR("grant_type", "http://auth0.com/oauth/grant-type/passwordless/otp"),
     STR("email", "\xc3\xa9@b.co\n\t\\"),
-    { "authParams", A0_KV_OBJECT, NULL, 2, scopes },
-    { "authenticator_types", A0_KV_ARRAY, NULL, 2, types },
-    { "raw", A0_KV_RAW, "{\"x\":[1]}", 9, NULL },
-    { "empty", A0_KV_ARRAY, NULL, 0, NULL },
+    { "authParams", A0_KV_OBJECT, NULL, 2, scopes, 0 },
+    { "authenticator_types", A0_KV_ARRAY, NULL, 2, types, 0 },
+    { "raw", A0_KV_RAW, "{\"x\":[1]}", 9, NULL, 0 },
+    { "empty", A0_KV_ARRAY, NULL, 0, NULL, 0 },
   };
   CHECK(t, json_is(t, kv, 6, "{\"grant_type\":\"http://auth0.com/oauth/grant-type/passwordless/otp\","
                              "\"email\":\"\xc3\xa9@b.co\\n\\t\\\\\","
                              "\"authParams\":{\"scope\":\"openid email\",\"state\":\"a\\\"b\"},"
                              "\"authenticator_types\":[\"otp\",\"oob\"],\"raw\":{\"x\":[1]},\"empty\":[]}"));
   CHECK(t, json_is(t, kv, 0, "{}"));
-  a0_kv ctl[] = { { "c", A0_KV_STRING, "\x01\x1f", 2, NULL } };
+  a0_kv ctl[] = { { "c", A0_KV_STRING, "\x01\x1f", 2, NULL, 0 } };
   CHECK(t, json_is(t, ctl, 1, "{\"c\":\"\\u0001\\u001f\"}"));
 }
 
@@ -70,35 +72,56 @@ static void test_problems(tally *t) {
   CHECK(t, strcmp(a0_value_problem_text(A0_V_CTL), "contains CR or LF") == 0);
   CHECK(t, strcmp(a0_value_problem_text(-1), "invalid") == 0);
   /* the first bad pair is named and nothing is written */
-  a0_kv items[] = { { NULL, A0_KV_STRING, "ok", 2, NULL }, { NULL, A0_KV_STRING, "\xc0\xaf", 2, NULL } };
-  a0_kv kv[] = { STR("a", "fine"), { "list", A0_KV_ARRAY, NULL, 2, items }, STR("z", "x\0y") };
+  a0_kv items[] = { { NULL, A0_KV_STRING, "ok", 2, NULL, 0 }, { NULL, A0_KV_STRING, "\xc0\xaf", 2, NULL, 0 } };
+  a0_kv kv[] = { STR("a", "fine"), { "list", A0_KV_ARRAY, NULL, 2, items, 0 }, STR("z", "x\0y") };
   CHECK(t, a0_body_json(&b, kv, 3, &bad) == A0_V_UTF8 && bad == 1 && b.len == 0);
   CHECK(t, a0_body_json(&b, kv + 2, 1, &bad) == A0_V_NUL && bad == 0 && b.len == 0);
-  a0_kv badkey[] = { STR("a", "1"), { "k\xff", A0_KV_STRING, "v", 1, NULL } };
+  a0_kv badkey[] = { STR("a", "1"), { "k\xff", A0_KV_STRING, "v", 1, NULL, 0 } };
   CHECK(t, a0_body_json(&b, badkey, 2, &bad) == A0_V_UTF8 && bad == 1 && b.len == 0);
-  a0_kv objkey[] = { { "\xff", A0_KV_STRING, "v", 1, NULL } };
-  a0_kv obj[] = { { "o", A0_KV_OBJECT, NULL, 1, objkey } };
+  a0_kv objkey[] = { { "\xff", A0_KV_STRING, "v", 1, NULL, 0 } };
+  a0_kv obj[] = { { "o", A0_KV_OBJECT, NULL, 1, objkey, 0 } };
   CHECK(t, a0_body_json(&b, obj, 1, &bad) == A0_V_UTF8 && bad == 0 && b.len == 0);
-  a0_kv nested[] = { { "o", A0_KV_ARRAY, NULL, 1, obj } };       /* only strings inside */
+  a0_kv nested[] = { { "o", A0_KV_ARRAY, NULL, 1, obj, 0 } };       /* only strings inside */
   CHECK(t, a0_body_json(&b, nested, 1, &bad) == A0_V_KIND && bad == 0 && b.len == 0);
-  a0_kv raw[] = { { "r", A0_KV_RAW, "1", 1, NULL } };
+  a0_kv raw[] = { { "r", A0_KV_RAW, "1", 1, NULL, 0 } };
   CHECK(t, a0_body_form(&b, raw, 1, &bad) == A0_V_KIND && bad == 0 && b.len == 0);
   a0_buf_free(&b);
 }
 
 static void test_form(tally *t) {
-  a0_kv items[] = { { NULL, A0_KV_STRING, "a b", 3, NULL }, { NULL, A0_KV_STRING, "c&d", 3, NULL } };
-  a0_kv sub[] = { { "scope", A0_KV_STRING, "openid", 6, NULL } };
-  a0_kv kv[] = { STR("otp", "123 456"), STR("e-mail", "\xc3\xa9=~"), { "t", A0_KV_ARRAY, NULL, 2, items },
-                 { "p", A0_KV_OBJECT, NULL, 1, sub } };
+  a0_kv items[] = { { NULL, A0_KV_STRING, "a b", 3, NULL, 0 }, { NULL, A0_KV_STRING, "c&d", 3, NULL, 0 } };
+  a0_kv sub[] = { { "scope", A0_KV_STRING, "openid", 6, NULL, 0 } };
+  a0_kv kv[] = { STR("otp", "123 456"), STR("e-mail", "\xc3\xa9=~"), { "t", A0_KV_ARRAY, NULL, 2, items, 0 },
+                 { "p", A0_KV_OBJECT, NULL, 1, sub, 0 } };
   CHECK(t, form_is(kv, 4, "otp=123+456&e-mail=%C3%A9%3D~&t=a+b&t=c%26d&p%5Bscope%5D=openid"));
   CHECK(t, form_is(kv, 0, ""));
+}
+
+/* a0_value_check: the same problems in one pass, and whether JSON takes the value as it is;
+ * the request builder relies on every field name and grant type of the endpoint table
+ * needing no escape. */
+static void test_check(tally *t) {
+  static const char *const vals[] = { "", "abc", "bench-00000001@example.com", "a\"b", "a\\b", "caf\xc3\xa9",
+    "tab\there", "\x7f", "a\0b", "\xff", "\xed\xa0\x80", "a\r\nX: y", "12345678\n", "1234567\"9", NULL };
+  for (int i = 0; vals[i] != NULL; i++) {
+    size_t n = i == 8 ? 3 : strlen(vals[i]);
+    for (int h = 0; h <= 1; h++) {
+      int plain = -1, p = a0_value_check(vals[i], n, h, &plain);
+      CHECK(t, p == a0_value_problem(vals[i], n, h));
+      CHECK(t, plain == (p == A0_V_OK && a0_json_plain(vals[i], n) == n));
+    }
+  }
+  for (const a0_endpoint *ep = a0_endpoints; ep->name != NULL; ep++) {
+    for (const a0_field *f = ep->fields; f->name != NULL; f++) CHECK(t, a0_plain_ascii(f->name, strlen(f->name)));
+    if (ep->grant_type != NULL) CHECK(t, a0_plain_ascii(ep->grant_type, strlen(ep->grant_type)));
+  }
 }
 
 int main(void) {
   tally t = { 0, 0 };
   test_json(&t);
   test_problems(&t);
+  test_check(&t);
   test_form(&t);
   printf("%d passed, %d failed\n", t.passed, t.failed);
   return t.failed ? 1 : 0;

@@ -166,8 +166,32 @@ static void test_has_ctl(tally *t) {
   CHECK(t, a0_has_ctl("a\tb\x7f\x01", 5) == 0); /* other controls are allowed in headers */
 }
 
+/* a0_plain_ascii at every length up to 24 (byte loop, two half words, overlapping words),
+ * with a byte it refuses at each position; bytes are read only within n. */
+static void test_plain_ascii(tally *t) {
+  static const char bad[] = { '"', '\\', 0x1f, '\0', '\n', '\r', (char)0x80, (char)0xc3, (char)0xff };
+  char s[32];
+  int ok = 1;
+  for (size_t n = 0; n <= 24; n++) {
+    memset(s, 'a', sizeof s);
+    s[n] = '"';   /* just past the end: never looked at */
+    if (n > 0) { s[0] = ' '; s[n - 1] = 0x7f; }
+    ok = ok && a0_plain_ascii(s, n) == 1;
+    for (size_t i = 0; i < n; i++)
+      for (size_t b = 0; b < sizeof bad; b++) {
+        char keep = s[i];
+        s[i] = bad[b];
+        if (a0_plain_ascii(s, n) != 0) { printf("  n=%zu i=%zu b=%zu\n", n, i, b); ok = 0; }
+        s[i] = keep;
+      }
+  }
+  CHECK(t, ok);
+  CHECK(t, a0_plain_ascii(NULL, 0) == 1);
+}
+
 int main(void) {
   tally t = { 0, 0 };
+  test_plain_ascii(&t);
   test_json_basic(&t);
   test_json_controls(&t);
   test_json_utf8(&t);
