@@ -19,6 +19,7 @@
  *                  a string s: the value was field s of argument opts.arg:
  *                    bad argument #1 to 'fn' (field 's': contains a NUL byte)
  *                unmapped names are fields of argument opts.arg under their public name. */
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <curl/curl.h>
@@ -70,18 +71,51 @@ static void mapping(lua_State *L, const a0l_call *a, const char *name, int *n, c
   lua_pop(L, 1);
 }
 
+/* 1 when a chunk's source is one of the library's own Lua files (check.lua's user_level
+ * rule: a path with an `auth0` folder followed by [A-Za-z0-9_/\\]* and ".lua" at its end). */
+static int library_source(const char *src) {
+  size_t n = strlen(src);
+  if (src[0] != '@' || n < 4 || strcmp(src + n - 4, ".lua") != 0) return 0;
+  for (const char *p = src; (p = strstr(p, "auth0")) != NULL; p++) {
+    const char *q = p + 5;
+    if (p == src || (p[-1] != '/' && p[-1] != '\\') || (*q != '/' && *q != '\\')) continue;
+    while (*q == '_' || *q == '/' || *q == '\\' || (*q >= '0' && *q <= '9') || ((*q | 32) >= 'a' && (*q | 32) <= 'z')) q++;
+    if (q == src + n - 4) return 1;
+  }
+  return 0;
+}
+
+/* Raises "where: bad argument ...", where being the first Lua caller outside the library
+ * (as check.argerror does): misuse names the user's line, not the library's call of the core. */
+static void argerr(lua_State *L, const char *fmt, ...) {
+  lua_Debug ar;
+  va_list ap;
+  int level = 1, found = 0;
+  while (!found && lua_getstack(L, level++, &ar)) {
+    if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0 || library_source(ar.source)) continue;
+    lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+    found = 1;
+  }
+  if (!found) lua_pushliteral(L, "");
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_concat(L, 2);
+  lua_error(L);
+}
+
 /* Raises about the value whose public name is name. */
 static void bad_value(lua_State *L, const a0l_call *a, const char *name, const char *problem) {
   int n;
   const char *as;
   mapping(L, a, name, &n, &as);
-  if (as != NULL) luaL_error(L, "bad argument #%d to '%s' (field '%s': %s)", n, a->fn, as, problem);
-  luaL_error(L, "bad argument #%d to '%s' (%s)", n, a->fn, problem);
+  if (as != NULL) argerr(L, "bad argument #%d to '%s' (field '%s': %s)", n, a->fn, as, problem);
+  argerr(L, "bad argument #%d to '%s' (%s)", n, a->fn, problem);
 }
 
 /* Raises about the fields argument as a whole. */
 static void bad_call(lua_State *L, const a0l_call *a, const char *problem) {
-  luaL_error(L, "bad argument #%d to '%s' (%s)", a->arg, a->fn, problem);
+  argerr(L, "bad argument #%d to '%s' (%s)", a->arg, a->fn, problem);
 }
 
 static void bad_type(lua_State *L, const a0l_call *a, const char *name, const char *want, int i) {
@@ -138,7 +172,7 @@ static void missing(lua_State *L, const a0l_call *a, const a0_field *f) {
   int n;
   const char *as;
   mapping(L, a, pub_name(f), &n, &as);
-  if (as == NULL) luaL_error(L, "bad argument #%d to '%s' (string expected, got no value)", n, a->fn);
+  if (as == NULL) argerr(L, "bad argument #%d to '%s' (string expected, got no value)", n, a->fn);
   bad_call(L, a, lua_pushfstring(L, "missing required field '%s'", as));
 }
 

@@ -63,6 +63,13 @@ local CASES = {
     function() local r = c:passwordless_complete_link("https://x/cb", { state = "s", nonce = "n" }, 1); return r end },
   { "#3 to 'passwordless_login_link' (callback must be a function)",
     function() local r = c:passwordless_login_link("https://x/", {}, 1); return r end },
+  -- the wire checks are the C core's (NUL, UTF-8, CR/LF, caps): its raise names this line too
+  { "#1 to 'passwordless_login' (field 'username': contains a NUL byte)",
+    function() local r = c:passwordless_login { realm = "email", username = "a\0b@x.io", otp = "1" }; return r end },
+  { "#1 to 'passwordless_login' (field 'otp': not valid UTF-8)",
+    function() local r = c:passwordless_login({ realm = "email", username = "a@x.io", otp = "\255" }, function() end); return r end },
+  { "#1 to 'passwordless_start' (field 'language': contains CR or LF)",
+    function() local r = c:passwordless_start { connection = "email", email = "a@x.io", language = "en\r\nX: 1" }; return r end },
   { "#2 to 'resume' (attempts_left must be a finite number >= 0)",
     function() local r = flow.resume(c, { version = 1, state = "awaiting_code", attempts_left = 0 / 0 }); return r end },
 }
