@@ -131,6 +131,9 @@ function _M.resolve(args, env)
     if not ca then return nil, "cannot read the CA file " .. s.ca_file end
   end
   s.state_dir = _M.state_dir(env, profile)
+  if args.store_path == "" then   -- an empty flag is a mistake, not "the default" (an empty variable is unset)
+    return nil, "--store-path must not be empty"
+  end
   s.store_path = args.store_path or env("AUTH0_STORE_PATH")
   if s.store_path == "" then s.store_path = nil end
   if s.store_path and s.store_path:sub(1, 1) ~= "/" then   -- cron's working directory is not the user's
