@@ -216,6 +216,8 @@ static void check_fields(lua_State *L, a0l_call *a) {
       continue;
     }
     i = field_at(L, a, k);
+    if (a->ep->fields[i].flags & (A0_F_OBJ | A0_F_ARR))   /* encode_fields reads those from the table */
+      bad_call(L, a, lua_pushfstring(L, "field '%s' must be in the fields table", a->ep->fields[i].name));
     if (a->present & (1u << i)) bad_call(L, a, lua_pushfstring(L, "field '%s' given twice", a->ep->fields[i].name));
     a->present |= 1u << i;
     take_string(L, a, i, k + 1);
