@@ -25,3 +25,42 @@ describe("attack12: fields as key, value pairs", function()
     assert.matches("field 'authParams' must be in the fields table", err, 1, true)
   end)
 end)
+
+-- The bodies the pairs path sends (the blocking first attempt) and the table path sends
+-- (client.lua's all_fields: a callback; a resend after a failed connection too) are the same
+-- bytes, for a link start with auth_params (a table field and pairs at once) and values at
+-- a0_plain_ascii's word edges or needing a JSON escape.
+describe("attack12: pairs and table bodies", function()
+  local raw = require "spec.support.rawserver"
+  local ok200 = raw.http("200 OK", { "Content-Type: application/json" }, '{"_id":"x","email":"a@b.co"}')
+
+  it("sends identical bodies blocking (pairs) and with a callback (a table)", function()
+    local conns = { "abc", "abcd", "abcdefgh", "abcdefghi", "h\195\169llo", "del\127", "q\"uote", "back\\slash7",
+      "tab\tconn" }
+    local answers = {}
+    for _ = 1, #conns do
+      for _, a in ipairs({ ok200, ok200 }) do answers[#answers + 1] = a end
+    end
+    local base, seen = raw.serve(answers, "attack12")
+    local c = auth0.new { base_url = base, client_id = "emu-native", retries = 2, timeout = 10 }
+    for _, conn in ipairs(conns) do
+      local p = { connection = conn, email = "a@b.co", send = "link", auth_params = { scope = "openid", state = "s\"1" } }
+      assert(c:passwordless_start(p))   -- pairs
+      local got
+      assert(c:passwordless_start(p, function(v, err) got = v or err end))
+      while got == nil do assert(c:poll(20)) end
+      assert.equal("x", got._id)
+    end
+    c:close()
+    local s = seen()
+    assert.equal(2 * #conns, #s)
+    for i = 1, #conns do
+      local bodies = {}
+      for j = 1, 2 do bodies[j] = s[2 * (i - 1) + j]:match("\n\n(.*)$") end
+      assert.equal(bodies[1], bodies[2])
+      local d = require("cjson").decode(bodies[1])
+      assert.equal(conns[i], d.connection)
+      assert.same({ scope = "openid", state = "s\"1" }, d.authParams)
+    end
+  end)
+end)
