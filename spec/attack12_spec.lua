@@ -24,6 +24,17 @@ describe("attack12: fields as key, value pairs", function()
     assert.is_false(ok)
     assert.matches("field 'authParams' must be in the fields table", err, 1, true)
   end)
+
+  it("refuses an unknown key whose value is nil (absent, but still a misspelt name)", function()
+    local core = c._core
+    local ok, err = pcall(core.fetch, core, "passwordless_start", nil, nil, nil, "client_id", "x",
+      "connection", "email", "send", "code", "email", "a@b.co", "phone_numbr", nil)
+    assert.is_false(ok)
+    assert.matches("attack12_spec.lua:%d+: bad argument #1 to 'passwordless_start' %(unknown field 'phone_numbr'%)", err)
+    ok, err = pcall(core.fetch, core, "passwordless_start", nil, nil, nil, 1, nil)
+    assert.is_false(ok)
+    assert.matches("field names must be strings", err, 1, true)
+  end)
 end)
 
 -- The bodies the pairs path sends (the blocking first attempt) and the table path sends
