@@ -349,7 +349,7 @@ void a0l_check_call(lua_State *L, a0l_call *a, int ci, int e, int t, int o) {
 void a0l_check_call_kv(lua_State *L, a0l_call *a, int ci, int e, int t, int o, int kv, int kvn) {
   const char *name = luaL_checkstring(L, e);
   memset(a, 0, sizeof *a);
-  if (kvn % 2 != 0) luaL_error(L, "fields as key, value pairs: a key without its value");
+  if (kvn % 2 != 0) argerr(L, "fields as key, value pairs: a key without its value");
   a->kv = kvn > 0 ? kv : 0;
   a->kvn = kvn > 0 ? kvn : 0;
   a->ep = find_endpoint(L, ci, name);
