@@ -211,11 +211,10 @@ static void check_fields(lua_State *L, a0l_call *a) {
   }
   for (int k = a->kv; k < a->kv + a->kvn; k += 2) {   /* key, value pairs: strings only */
     size_t i;
-    if (lua_isnil(L, k + 1)) {
-      if (lua_type(L, k) != LUA_TSTRING) bad_call(L, a, "field names must be strings");
-      continue;
-    }
-    i = field_at(L, a, k);
+    i = field_at(L, a, k);   /* a nil value too: a misspelt key is misuse, absent or not */
+    if (lua_isnil(L, k + 1)) continue;
+    if (a->ep->fields[i].flags & (A0_F_OBJ | A0_F_ARR))   /* encode_fields reads those from the table */
+      bad_call(L, a, lua_pushfstring(L, "field '%s' must be in the fields table", a->ep->fields[i].name));
     if (a->present & (1u << i)) bad_call(L, a, lua_pushfstring(L, "field '%s' given twice", a->ep->fields[i].name));
     a->present |= 1u << i;
     take_string(L, a, i, k + 1);
@@ -350,7 +349,7 @@ void a0l_check_call(lua_State *L, a0l_call *a, int ci, int e, int t, int o) {
 void a0l_check_call_kv(lua_State *L, a0l_call *a, int ci, int e, int t, int o, int kv, int kvn) {
   const char *name = luaL_checkstring(L, e);
   memset(a, 0, sizeof *a);
-  if (kvn % 2 != 0) luaL_error(L, "fields as key, value pairs: a key without its value");
+  if (kvn % 2 != 0) argerr(L, "fields as key, value pairs: a key without its value");
   a->kv = kvn > 0 ? kv : 0;
   a->kvn = kvn > 0 ? kvn : 0;
   a->ep = find_endpoint(L, ci, name);
