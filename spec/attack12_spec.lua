@@ -39,6 +39,17 @@ describe("attack12: fields as key, value pairs", function()
     assert.is_false(ok)
     assert.matches("attack12_spec.lua:%d+: fields as key, value pairs: a key without its value", err)
   end)
+
+  it("a field given both in the table and as a pair raises on the callback path too", function()
+    -- the blocking path's C check says "given twice"; the callback path merges in Lua first
+    local at = require("auth0.check").at("passwordless_start")
+    local shape = require "auth0.shape"
+    local ok, err = pcall(c._call, c, at, "passwordless_start", { email = "a@b.co" }, { fn = "passwordless_start" },
+      function() end, shape.start, "client_id", "x", "connection", "email", "email", "b@c.co")
+    assert.is_false(ok)
+    assert.matches("field 'email' given twice", err, 1, true)
+    assert.equal(0, c:pending())
+  end)
 end)
 
 -- The bodies the pairs path sends (the blocking first attempt) and the table path sends

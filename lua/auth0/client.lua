@@ -289,6 +289,8 @@ local function all_fields(fields, ...)
   for k, v in pairs(fields or t) do t[k] = v end
   for i = 1, n, 2 do
     local k, v = select(i, ...)
+    -- as the C core's check of the blocking path: a field given both ways is a library bug
+    if v ~= nil and t[k] ~= nil then error("field '" .. tostring(k) .. "' given twice", 2) end
     if v ~= nil then t[k] = v end
   end
   return t
