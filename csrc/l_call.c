@@ -561,33 +561,8 @@ int a0l_client_register(lua_State *L) {
   return 1;
 }
 
-/* core.graphic(s, byte) -> false (s holds a control character, a space or DEL) | true, first,
- * last: where the byte (an integer in 0..255) occurs in s, nil when it does not. A byte scan for the Lua
- * side's shape checks (check.email), which a pattern's character class makes ten times dearer. */
-static int l_graphic(lua_State *L) {
-  size_t n, first = 0, last = 0;
-  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
-  lua_Number b = lua_tonumber(L, 2);
-  int c;
-  /* a cast of 2^32 + 64 or (LuaJIT) of NaN or 64.5 would look for some other byte */
-  luaL_argcheck(L, lua_type(L, 2) == LUA_TNUMBER && b >= 0 && b <= 255 && b == (int)b, 2,
-                "a byte (an integer in 0..255) expected");
-  c = (int)b;
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] <= ' ' || s[i] == 0x7f) { lua_pushboolean(L, 0); return 1; }
-    if (s[i] == c) { if (first == 0) first = i + 1; last = i + 1; }
-  }
-  lua_pushboolean(L, 1);
-  if (first == 0) return 1;
-  lua_pushinteger(L, (lua_Integer)first);
-  lua_pushinteger(L, (lua_Integer)last);
-  return 3;
-}
-
 /* core.limits and core.header_fields: the caps and names the Lua side must not restate. */
 void a0l_open_call(lua_State *L) {
-  lua_pushcfunction(L, l_graphic);
-  lua_setfield(L, -2, "graphic");
   lua_createtable(L, 0, 6);
   lua_pushinteger(L, A0_MAX_VALUE);
   lua_setfield(L, -2, "max_value");

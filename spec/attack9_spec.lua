@@ -1,4 +1,4 @@
--- Hostile review of perf4's merge (the fused decode of client:fetch, core.graphic,
+-- Hostile review of perf4's merge (the fused decode of client:fetch, core.graphic (since replaced by core.email_shape),
 -- client:started) and of the engine's short poll while several transfers run. Each answer a
 -- hostile server can give is served through libcurl on loopback to a client nobody logs for
 -- (the fused path) and to one with on_log (always the general path: finish, cjson, shapes),
@@ -206,27 +206,6 @@ describe("attack9: a blocking call's retry deadline after a failed or raised cal
       c:close()
     end)
   end
-end)
-
-describe("attack9: core.graphic's arguments", function()
-  -- The byte is compared with unsigned chars: a value that is not one (2^32 + 64 was cast to
-  -- int, found '@'; LuaJIT took NaN and 64.5) must raise, naming the argument.
-  it("raises on a byte that is not an integer in 0..255", function()
-    for _, b in ipairs { -1, 256, 2 ^ 32 + 64, 64 - 2 ^ 32, 64.5, 0 / 0, math.huge, -math.huge, 1e300, "64", true } do
-      local ok, err = pcall(core.graphic, "a@b", b)
-      assert(not ok, "accepted " .. tostring(b))
-      assert.matches("bad argument #2", err, 1, true)
-    end
-    for _, s in ipairs { {}, true, print } do
-      local ok, err = pcall(core.graphic, s, 64)
-      assert(not ok, "accepted a " .. type(s))
-      assert.matches("bad argument #1", err, 1, true)
-    end
-    assert.same({ false }, { core.graphic("a\0", 0) })
-    assert.same({ true, 2, 2 }, { core.graphic("a\255b", 255) })
-    assert.same({ true, 1, 254 }, { core.graphic(("@"):rep(254), 64) })
-    assert.same({ true }, { core.graphic(("x"):rep(255), 0) })
-  end)
 end)
 
 describe("attack9: the engine's short poll", function()

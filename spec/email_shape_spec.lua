@@ -37,14 +37,6 @@ describe("check.email", function()
     assert.equal("email is malformed", err)
   end)
 
-  it("core.graphic: false on a control byte, a space or DEL; else where the byte occurs", function()
-    assert.same({ true, 2, 4 }, { core.graphic("a@b@c", 64) })
-    assert.same({ true }, { core.graphic("abc", 64) })
-    assert.same({ true }, { core.graphic("", 64) })
-    for _, v in ipairs { "a b", "a\0b", "a\127", "\31", "a\n" } do assert.same({ false }, { core.graphic(v, 64) }) end
-    assert.same({ true, 1, 1 }, { core.graphic("\128\255", 128) })
-  end)
-
   it("core.email_shape: false for anything but a string, at the 254-byte cap as the rule says", function()
     for _, v in ipairs { 42, true, {}, print } do assert.is_false(core.email_shape(v)) end
     assert.is_false(core.email_shape())
